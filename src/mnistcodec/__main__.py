@@ -1,0 +1,3 @@
+from mnistcodec.cli import main
+
+raise SystemExit(main())
