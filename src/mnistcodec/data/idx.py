@@ -1,0 +1,184 @@
+"""Reading and writing IDX files (the MNIST file format), raw or gzipped.
+
+Only the two layouts MNIST uses are accepted: unsigned-byte data (type code
+0x08) with 1 dimension (labels, magic 0x00000801) or 3 dimensions (images,
+magic 0x00000803). Headers are checked strictly against the real data length,
+and no buffer larger than the data actually present is ever allocated.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mnistcodec.errors import DataError, InputError
+from mnistcodec.fileio import atomic_write
+
+GZIP_MAGIC = b"\x1f\x8b"
+IDX_UBYTE = 0x08
+SUPPORTED_NDIMS = (1, 3)
+#: Largest payload accepted (MNIST training images are 47 MB).
+MAX_IDX_BYTES = 1 << 30
+
+
+def is_gzip(data: bytes) -> bool:
+    """Whether ``data`` starts with the gzip magic bytes."""
+    return data[:2] == GZIP_MAGIC
+
+
+def gunzip(data: bytes, name: str, limit: int = MAX_IDX_BYTES) -> bytes:
+    """Decompress a (possibly multi-member) gzip stream of at most ``limit`` bytes.
+
+    Raises :class:`DataError` for corrupt or truncated data, trailing garbage
+    and output longer than ``limit`` (checked while decompressing).
+    """
+    out, overflow = _gunzip(data, name, limit)
+    if overflow:
+        raise DataError(f"{name}: decompresses to more than the expected {limit} bytes")
+    return out
+
+
+def _gunzip(data: bytes, name: str, limit: int) -> tuple[bytes, bool]:
+    """Decompress at most ``limit + 1`` bytes; return (data, whether it overflowed)."""
+    out = bytearray()
+    rest = data
+    while rest:
+        if not is_gzip(rest):
+            raise DataError(f"{name}: trailing garbage after the gzip data")
+        decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        buf = rest
+        while True:
+            try:
+                chunk = decomp.decompress(buf, limit + 1 - len(out))
+            except zlib.error as exc:
+                raise DataError(f"{name}: corrupt gzip data ({exc})") from None
+            out += chunk
+            if len(out) > limit:
+                return bytes(out[:limit]), True
+            if decomp.eof:
+                break
+            buf = decomp.unconsumed_tail
+            if not buf and not chunk:
+                raise DataError(f"{name}: gzip data is truncated")
+        rest = decomp.unused_data
+    return bytes(out), False
+
+
+def _gunzip_prefix(data: bytes, name: str, size: int) -> bytes:
+    """The first ``size`` decompressed bytes of a gzip stream (fewer if shorter)."""
+    decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        return decomp.decompress(data, size)
+    except zlib.error as exc:
+        raise DataError(f"{name}: corrupt gzip data ({exc})") from None
+
+
+def parse_header(data: bytes, name: str) -> tuple[tuple[int, ...], int]:
+    """Validate an IDX header; return (dimensions, header length in bytes)."""
+    if len(data) < 4:
+        raise DataError(f"{name}: truncated IDX header ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if data[0] != 0 or data[1] != 0:
+        raise DataError(f"{name}: bad magic number 0x{magic:08X}; not an IDX file")
+    if data[2] != IDX_UBYTE:
+        raise DataError(
+            f"{name}: unsupported IDX data type 0x{data[2]:02X} "
+            f"(only unsigned byte, 0x08, is supported)"
+        )
+    ndim = data[3]
+    if ndim not in SUPPORTED_NDIMS:
+        raise DataError(
+            f"{name}: unsupported number of dimensions {ndim} (magic 0x{magic:08X}); "
+            f"expected 1 (labels, 0x00000801) or 3 (images, 0x00000803)"
+        )
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise DataError(f"{name}: truncated IDX header ({len(data)} of {header_len} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:header_len])
+    return dims, header_len
+
+
+def _payload_size(dims: tuple[int, ...], name: str) -> int:
+    size = math.prod(dims)
+    if size > MAX_IDX_BYTES:
+        raise DataError(
+            f"{name}: header claims shape {dims} ({size} bytes of data), "
+            f"more than the {MAX_IDX_BYTES}-byte limit"
+        )
+    return size
+
+
+def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode an IDX file held in memory (gzip detected by its magic bytes).
+
+    Returns a fresh writable uint8 array: (N,) for labels, (N, rows, cols) for
+    images. ``name`` is used in error messages.
+    """
+    data = bytes(data)
+    if is_gzip(data):
+        dims, header_len = parse_header(_gunzip_prefix(data, name, 16), name)
+        data, overflow = _gunzip(data, name, header_len + _payload_size(dims, name))
+    else:
+        overflow = False
+    dims, header_len = parse_header(data, name)
+    size = _payload_size(dims, name)
+    actual = len(data) - header_len
+    if overflow:
+        raise DataError(
+            f"{name}: trailing data after the {size} bytes the header (shape {dims}) describes"
+        )
+    if actual < size:
+        raise DataError(
+            f"{name}: truncated: header claims shape {dims} ({size} bytes of data) "
+            f"but only {actual} bytes follow"
+        )
+    if actual > size:
+        raise DataError(
+            f"{name}: {actual - size} bytes of trailing data after the {size} bytes "
+            f"the header (shape {dims}) describes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, count=size, offset=header_len).reshape(dims).copy()
+
+
+def read_file_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES + 16) -> bytes:
+    """Read a whole file, refusing files over ``limit`` bytes before reading."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(f"{path}: file is {size} bytes, more than the {limit}-byte limit")
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file, raw or gzipped (detected by content, not by name)."""
+    return read_idx_bytes(read_file_bytes(path), name=str(path))
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode a uint8 array of 1 or 3 dimensions as raw IDX bytes."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise InputError(f"IDX files hold uint8 data; got an array of dtype {array.dtype}")
+    if array.ndim not in SUPPORTED_NDIMS:
+        raise InputError(f"IDX arrays must have 1 or 3 dimensions; got shape {array.shape}")
+    if any(d >= 1 << 32 for d in array.shape):
+        raise InputError(f"array shape {array.shape} does not fit an IDX header")
+    header = bytes([0, 0, IDX_UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array).tobytes()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, force: bool = False) -> Path:
+    """Write ``array`` as an IDX file atomically; gzip it if the name ends in ``.gz``."""
+    data = encode_idx(array)
+    if str(path).endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    return atomic_write(path, data, force=force)
