@@ -44,7 +44,10 @@ def atomic_open(path: str | os.PathLike, force: bool = True) -> Iterator[BinaryI
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
         raise InputError(f"cannot write to {parent}: {exc.strerror}") from exc
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

@@ -1,0 +1,335 @@
+"""Training with the rate-distortion Lagrangian ``L = R + lambda * D``.
+
+The loop reads top to bottom: shuffle the training digits with a per-epoch
+seeded generator, take Adam steps on ``L`` with uniform noise in the
+bottleneck, then validate on the test split in evaluation mode (rounded
+latents, information content, as the seed does), log, checkpoint.
+
+Keras defaults the seed inherits are kept: Glorot-uniform initialisation (see
+:mod:`mnistcodec.transforms`) and Adam with ``eps = 1e-7``.
+
+Checkpoints (``<out>.ckpt``, safetensors: weights, Adam state, history) are
+written atomically after every epoch; ``resume=True`` continues from the last
+complete one and reproduces the uninterrupted run exactly on the same machine
+and thread count, because every epoch's shuffling and noise come from a
+generator seeded by ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from tqdm.auto import tqdm
+
+from mnistcodec.data import load_split
+from mnistcodec.errors import InputError, TrainingError
+from mnistcodec.fileio import atomic_write, atomic_write_text, check_writable
+from mnistcodec.model import CompressionModel, ModelConfig
+from mnistcodec.modelfile import LoadedModel, save_model
+from mnistcodec.transforms import images_to_unit
+
+ADAM_EPS = 1e-7  # Keras' default; PyTorch's is 1e-8
+CHECKPOINT_FORMAT = "mnistcodec-checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: the seed's protocol by default."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    limit: int | None = None
+    val_limit: int | None = None
+    dataset: str = "mnist"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise InputError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise InputError(f"learning rate must be positive, got {self.lr}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"--limit must be at least 1, got {self.limit}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    seconds: float
+    loss: float
+    rate: float
+    distortion: float
+    val_loss: float
+    val_rate: float
+    val_distortion: float
+
+
+@dataclass
+class TrainResult:
+    model: LoadedModel
+    history: list[EpochRecord] = field(default_factory=list)
+    path: Path | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was requested but no CUDA device is available")
+    return device
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """The generator for one epoch's shuffling and noise, seeded by (seed, epoch)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def make_optimizer(model: CompressionModel, lr: float) -> torch.optim.Adam:
+    return torch.optim.Adam(model.parameters(), lr=lr, eps=ADAM_EPS)
+
+
+@torch.no_grad()
+def validate(
+    model: CompressionModel, images: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float, float]:
+    """Mean information content, mean distortion and Lagrangian in evaluation mode."""
+    model.eval()
+    rate_sum = dist_sum = 0.0
+    n = images.shape[0]
+    for start in range(0, n, batch_size):
+        x = images_to_unit(images[start : start + batch_size])
+        out = model(x, training=False)
+        rate_sum += float(out.rate_bits.sum())
+        dist_sum += float(out.distortion) * x.shape[0]
+    rate, dist = rate_sum / n, dist_sum / n
+    return rate, dist, rate + model.config.lmbda * dist
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def save_checkpoint(
+    path: Path,
+    model: CompressionModel,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    history: list[EpochRecord],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+) -> None:
+    """Weights and Adam state as tensors, everything else as JSON metadata."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for index, state in opt_state["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "history": [asdict(r) for r in history],
+        "model_config": model_config.to_dict(),
+        "train_config": asdict(train_config),
+        "param_groups": opt_state["param_groups"],
+    }
+    atomic_write(path, st_save(tensors, metadata={"checkpoint": json.dumps(meta)}))
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Return ``(metadata, tensors)`` of a checkpoint, with clear errors."""
+    try:
+        data = path.read_bytes()
+        tensors = st_load(data)
+        from mnistcodec.modelfile import MAX_HEADER_BYTES
+
+        header_len = int.from_bytes(data[:8], "little")
+        if header_len > min(MAX_HEADER_BYTES, len(data)):
+            raise ValueError("bad header")
+        meta = json.loads(json.loads(data[8 : 8 + header_len])["__metadata__"]["checkpoint"])
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a checkpoint")
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint {path} to resume from") from None
+    except Exception as exc:
+        raise TrainingError(f"checkpoint {path} is unreadable or corrupt ({exc})") from None
+    return meta, tensors
+
+
+def write_history(out: Path, history: list[EpochRecord]) -> None:
+    """``<out>.history.json`` and ``<out>.history.csv`` beside the model."""
+    rows = [asdict(r) for r in history]
+    atomic_write_text(out.with_name(out.name + ".history.json"), json.dumps(rows, indent=2))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(EpochRecord.__dataclass_fields__))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out.with_name(out.name + ".history.csv"), buffer.getvalue())
+
+
+def format_epoch(record: EpochRecord, epochs: int) -> str:
+    return (
+        f"epoch {record.epoch}/{epochs} - {record.seconds:.1f}s - loss {record.loss:.4f}"
+        f" - rate {record.rate:.4f} - distortion {record.distortion:.4f}"
+        f" - val_loss {record.val_loss:.4f} - val_rate {record.val_rate:.4f}"
+        f" - val_distortion {record.val_distortion:.4f}"
+    )
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: str | os.PathLike,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a model and write it (with history and checkpoint) to ``out``."""
+    out = Path(out)
+    ckpt = checkpoint_path(out)
+    if not resume:
+        check_writable(out, force=force)
+    elif not ckpt.exists():
+        raise TrainingError(f"--resume given but no checkpoint {ckpt} exists")
+    device = resolve_device(train_config.device)
+
+    train_split = load_split("train", train_config.dataset, train_config.data_dir)
+    test_split = load_split("test", train_config.dataset, train_config.data_dir)
+    train_images = torch.from_numpy(train_split.images[: train_config.limit]).to(device)
+    val_images = torch.from_numpy(test_split.images[: train_config.val_limit]).to(device)
+
+    torch.manual_seed(train_config.seed)
+    model = CompressionModel(model_config).to(device)
+    optimizer = make_optimizer(model, train_config.lr)
+    history: list[EpochRecord] = []
+    start_epoch = 1
+    if resume:
+        start_epoch, history = _restore(ckpt, model, optimizer, model_config, train_config)
+        log(f"resuming from {ckpt} after epoch {start_epoch - 1}")
+
+    n = train_images.shape[0]
+    steps = math.ceil(n / train_config.batch_size)
+    for epoch in range(start_epoch, train_config.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        g = epoch_generator(train_config.seed, epoch, device)
+        order = torch.randperm(n, generator=g, device=device)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch}/{train_config.epochs}",
+            disable=not progress,
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step in bar:
+            idx = order[step * train_config.batch_size : (step + 1) * train_config.batch_size]
+            x = images_to_unit(train_images[idx])
+            out_rd = model(x, training=True, generator=g)
+            loss = model.loss(out_rd)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            batch_terms = torch.stack([loss.detach(), out_rd.rate.detach(), out_rd.distortion.detach()])
+            sums += batch_terms.double() * idx.shape[0]
+            if progress and (step % 20 == 0 or step == steps - 1):
+                loss_v, rate_v, dist_v = (sums / min(n, (step + 1) * train_config.batch_size)).tolist()
+                if not math.isfinite(loss_v):
+                    raise TrainingError(
+                        f"non-finite loss at epoch {epoch}, step {step + 1}; "
+                        f"the last good checkpoint is {ckpt}"
+                    )
+                bar.set_postfix(loss=f"{loss_v:.2f}", rate=f"{rate_v:.2f}", dist=f"{dist_v:.4f}")
+        bar.close()
+        loss_v, rate_v, dist_v = (sums / n).tolist()
+        if not all(math.isfinite(v) for v in (loss_v, rate_v, dist_v)) or not all(
+            torch.isfinite(p).all() for p in model.parameters()
+        ):
+            raise TrainingError(
+                f"non-finite loss or parameters in epoch {epoch}; "
+                f"the last good checkpoint is {ckpt}"
+            )
+        val_rate, val_dist, val_loss = validate(model, val_images)
+        record = EpochRecord(
+            epoch, time.perf_counter() - t0, loss_v, rate_v, dist_v, val_loss, val_rate, val_dist
+        )
+        history.append(record)
+        log(format_epoch(record, train_config.epochs))
+        save_checkpoint(ckpt, model, optimizer, epoch, history, model_config, train_config)
+
+    frozen = save_model(
+        model,
+        out,
+        metadata=_training_record(train_config, history, train_split.source),
+        force=True,
+    )
+    model.to(device)
+    write_history(out, history)
+    return TrainResult(frozen, history, out)
+
+
+def _training_record(train_config: TrainConfig, history: list[EpochRecord], source: str) -> dict:
+    from mnistcodec.data import DATASETS
+
+    spec = DATASETS[train_config.dataset]
+    return {
+        "training": {**asdict(train_config), "source": source},
+        "dataset_sha256": {name: f.sha256 for name, f in spec.files.items()},
+        "history": [asdict(r) for r in history],
+    }
+
+
+def _restore(
+    ckpt: Path,
+    model: CompressionModel,
+    optimizer: torch.optim.Optimizer,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+) -> tuple[int, list[EpochRecord]]:
+    meta, tensors = load_checkpoint(ckpt)
+    if meta["model_config"] != model_config.to_dict():
+        raise TrainingError(
+            f"checkpoint {ckpt} was made for a different model ({meta['model_config']}); "
+            "use the same options to resume"
+        )
+    try:
+        model.load_state_dict(
+            {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise TrainingError(f"checkpoint {ckpt} does not match this model: {exc}") from None
+    device = next(model.parameters()).device
+    for st in optimizer.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step":
+                st[k] = v.to(device)
+    history = [EpochRecord(**r) for r in meta["history"]]
+    return int(meta["epoch"]) + 1, history

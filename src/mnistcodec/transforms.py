@@ -1,0 +1,103 @@
+"""Analysis and synthesis transforms.
+
+The ``seed`` architecture reproduces the TensorFlow Compression MNIST tutorial
+exactly (layer sizes, 5x5 kernels, stride 2 "same" padding, leaky ReLU with
+Keras' slope 0.2, a linear last analysis layer and a leaky ReLU on the last
+synthesis layer), including Keras' initialisation: Glorot-uniform kernels and
+zero biases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from mnistcodec.errors import InputError
+
+LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
+IMAGE_SHAPE = (28, 28)
+
+
+def keras_init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases for every conv and dense layer."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+class SeedAnalysisTransform(nn.Module):
+    """x (B,1,28,28) -> y (B, latent_dims).
+
+    conv 1->20 5x5/2 + leaky; conv 20->50 5x5/2 + leaky; flatten (7*7*50);
+    dense 500 + leaky; dense latent_dims (linear).
+    """
+
+    def __init__(self, latent_dims: int) -> None:
+        super().__init__()
+        self.conv_1 = nn.Conv2d(1, 20, 5, stride=2, padding=2)
+        self.conv_2 = nn.Conv2d(20, 50, 5, stride=2, padding=2)
+        self.fc_1 = nn.Linear(7 * 7 * 50, 500)
+        self.fc_2 = nn.Linear(500, latent_dims)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        keras_init_(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act(self.conv_1(x))
+        h = self.act(self.conv_2(h))
+        # Keras flattens NHWC; the order is a fixed permutation absorbed by fc_1.
+        h = self.act(self.fc_1(h.flatten(1)))
+        return self.fc_2(h)
+
+
+class SeedSynthesisTransform(nn.Module):
+    """y (B, latent_dims) -> x^ (B,1,28,28).
+
+    dense 500 + leaky; dense 2450 + leaky; reshape 50x7x7; transposed conv
+    50->20 5x5/2 + leaky; transposed conv 20->1 5x5/2 + leaky.
+    """
+
+    def __init__(self, latent_dims: int) -> None:
+        super().__init__()
+        self.fc_1 = nn.Linear(latent_dims, 500)
+        self.fc_2 = nn.Linear(500, 7 * 7 * 50)
+        self.conv_1 = nn.ConvTranspose2d(50, 20, 5, stride=2, padding=2, output_padding=1)
+        self.conv_2 = nn.ConvTranspose2d(20, 1, 5, stride=2, padding=2, output_padding=1)
+        self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        keras_init_(self)
+
+    def forward(self, y: Tensor) -> Tensor:
+        h = self.act(self.fc_1(y))
+        h = self.act(self.fc_2(h)).view(-1, 50, 7, 7)
+        h = self.act(self.conv_1(h))
+        return self.act(self.conv_2(h))
+
+
+TransformFactory = Callable[[int], tuple[nn.Module, nn.Module]]
+
+ARCHITECTURES: dict[str, TransformFactory] = {
+    "seed": lambda latent_dims: (
+        SeedAnalysisTransform(latent_dims),
+        SeedSynthesisTransform(latent_dims),
+    ),
+}
+
+
+def make_transforms(arch: str, latent_dims: int) -> tuple[nn.Module, nn.Module]:
+    """Return ``(analysis_transform, synthesis_transform)`` for a named architecture."""
+    if arch not in ARCHITECTURES:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise InputError(f"unknown architecture {arch!r}; choose one of: {known}")
+    if latent_dims < 1:
+        raise InputError(f"latent_dims must be positive, got {latent_dims}")
+    return ARCHITECTURES[arch](latent_dims)
+
+
+def images_to_unit(images: Tensor) -> Tensor:
+    """uint8 (B,28,28) or (B,1,28,28) -> float32 (B,1,28,28) in [0, 1]."""
+    x = images.to(torch.float32) / 255.0
+    return x.view(-1, 1, *IMAGE_SHAPE)
