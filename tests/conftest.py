@@ -24,3 +24,43 @@ def _data_environment(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+TINY_TRAIN_DIGITS = 512
+TINY_VAL_DIGITS = 256
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, _data_environment):
+    """A seed model trained for one epoch on 512 digits (a few seconds on 2 cores).
+
+    Session-scoped: tests must not modify the file (copy it first).
+    """
+    from mnistcodec.model import ModelConfig
+    from mnistcodec.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny-model") / "tiny.safetensors"
+    train(
+        ModelConfig(latent_dims=16),
+        TrainConfig(epochs=1, limit=TINY_TRAIN_DIGITS, val_limit=TINY_VAL_DIGITS, seed=0),
+        out,
+        progress=False,
+        log=lambda _line: None,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    """The loaded tiny model (shared; do not mutate)."""
+    from mnistcodec.modelfile import load_model
+
+    return load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def test_digits(_data_environment):
+    """The first 300 MNIST test digits, uint8 (300, 28, 28)."""
+    from mnistcodec.data import load_split
+
+    return load_split("test").images[:300].copy()

@@ -1,0 +1,119 @@
+"""``train``, ``evaluate`` and ``summary`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mnistcodec.cli.common import add_data_args, positive_float, positive_int
+from mnistcodec.data import load_split
+from mnistcodec.model import DISTORTIONS, CompressionModel, ModelConfig
+from mnistcodec.priors import PRIORS
+from mnistcodec.transforms import ARCHITECTURES
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)")
+    parser.add_argument("--latent-dims", type=positive_int, default=50, help="latent size (default 50)")
+    parser.add_argument("--prior", default="logistic", choices=sorted(PRIORS), help="prior family (default logistic)")
+    parser.add_argument("--lmbda", type=positive_float, default=2000.0, help="Lagrange multiplier lambda (default 2000)")
+    parser.add_argument("--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)")
+
+
+def model_config_from(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(
+        arch=args.arch,
+        latent_dims=args.latent_dims,
+        prior=args.prior,
+        lmbda=args.lmbda,
+        distortion=args.distortion,
+    )
+
+
+def default_model_path(config: ModelConfig) -> Path:
+    lmbda = f"{config.lmbda:g}"
+    return Path("runs") / f"{config.arch}-lmbda{lmbda}-d{config.latent_dims}-{config.prior}.safetensors"
+
+
+def train_handler(args: argparse.Namespace) -> int:
+    from mnistcodec.train import TrainConfig, train
+
+    config = model_config_from(args)
+    out = Path(args.out) if args.out else default_model_path(config)
+    if not args.out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    train_config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        limit=args.limit,
+        val_limit=args.val_limit,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+    )
+    result = train(config, train_config, out, resume=args.resume, force=args.force, progress=not args.quiet)
+    print(f"model written to {out} (fingerprint {result.model.fingerprint[:16]})")
+    return 0
+
+
+def evaluate_handler(args: argparse.Namespace) -> int:
+    from mnistcodec.evaluate import evaluate, format_evaluation
+    from mnistcodec.zoo import resolve_model
+
+    loaded = resolve_model(args.model)
+    images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
+    result = evaluate(loaded, images, coding=not args.no_coding)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"model {args.model} on {args.dataset} {args.split}")
+        print(format_evaluation(result))
+    return 0
+
+
+def summary_handler(args: argparse.Namespace) -> int:
+    from mnistcodec.summary import model_summary
+
+    if args.model:
+        from mnistcodec.zoo import resolve_model
+
+        model = resolve_model(args.model).model
+    else:
+        model = CompressionModel(model_config_from(args))
+    print(model_summary(model))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model with the rate-distortion Lagrangian")
+    add_model_args(p)
+    p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
+    p.add_argument("--val-limit", type=positive_int, default=None, metavar="N", help="validate on the first N test digits only")
+    p.add_argument("--out", "-o", default=None, metavar="PATH", help="model file (default runs/<config>.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_data_args(p)
+    p.set_defaults(handler=train_handler)
+
+    p = subparsers.add_parser("evaluate", help="rate, PSNR and distortion of a model on a split")
+    p.add_argument("model", help="model file or shipped model name")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="split (default test)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="first N digits only")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--no-coding", action="store_true", help="skip the entropy coder (no string_bits)")
+    add_data_args(p)
+    p.set_defaults(handler=evaluate_handler)
+
+    p = subparsers.add_parser("summary", help="layers, output shapes and parameter counts")
+    p.add_argument("model", nargs="?", default=None, help="model file or shipped name (default: a new model)")
+    add_model_args(p)
+    p.set_defaults(handler=summary_handler)

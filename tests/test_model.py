@@ -1,0 +1,203 @@
+"""Priors, bottleneck, model, model files, training and evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mnistcodec.entropy_bottleneck import EntropyBottleneck
+from mnistcodec.errors import ModelFileError, TrainingError
+from mnistcodec.model import CompressionModel, ModelConfig
+from mnistcodec.modelfile import load_model, save_model
+from mnistcodec.priors import PRIORS, NoisyLogistic, make_prior
+from mnistcodec.train import TrainConfig, train
+
+
+@pytest.mark.parametrize("family", sorted(PRIORS))
+def test_noisy_density_integrates_to_one(family):
+    prior = make_prior(family, 4).double()
+    with torch.no_grad():
+        prior.log_scale.copy_(torch.tensor([-3.0, -0.5, 0.0, 1.5]))
+    t = torch.linspace(-60, 60, 240001, dtype=torch.float64)[:, None].expand(-1, 4)
+    p = prior.prob(t)
+    integral = torch.trapezoid(p, t[:, 0], dim=0)
+    assert torch.allclose(integral, torch.ones(4, dtype=torch.float64), atol=1e-6)
+
+
+def test_noisy_logistic_tends_to_uniform_as_scale_shrinks():
+    prior = NoisyLogistic(1).double()
+    with torch.no_grad():
+        prior.log_scale.fill_(math.log(1e-4))
+    inside = torch.tensor([[-0.45], [-0.2], [0.0], [0.3], [0.45]], dtype=torch.float64)
+    outside = torch.tensor([[-0.55], [0.6], [2.0]], dtype=torch.float64)
+    assert torch.allclose(prior.prob(inside), torch.ones_like(inside), atol=1e-6)
+    assert prior.prob(outside).max() < 1e-6
+
+
+def test_log_prob_is_stable_in_the_tails():
+    prior = NoisyLogistic(1)
+    lp = prior.log_prob(torch.tensor([[-80.0], [80.0]]))
+    assert torch.isfinite(lp).all()
+    assert torch.allclose(lp[0], lp[1])
+
+
+def test_rate_bound_and_information_agree_in_expectation():
+    torch.manual_seed(0)
+    bottleneck = EntropyBottleneck(make_prior("logistic", 8))
+    with torch.no_grad():
+        bottleneck.prior.log_scale.copy_(torch.linspace(-1, 2, 8))
+    # Latents uniform over many bins: E_u[-log p~(y+u)] == E[-log P(round(y))].
+    y = (torch.rand(200000, 8) - 0.5) * 6
+    _, bound = bottleneck(y, training=True, generator=torch.Generator().manual_seed(1))
+    _, info = bottleneck(y, training=False)
+    assert abs(bound.mean().item() - info.mean().item()) < 0.05 * info.mean().item()
+
+
+def test_seed_architecture_shapes_and_parameter_count():
+    model = CompressionModel(ModelConfig())
+    out = model(torch.rand(3, 1, 28, 28), training=True)
+    assert out.y.shape == (3, 50) and out.x_hat.shape == (3, 1, 28, 28)
+    assert sum(p.numel() for p in model.analysis_transform.parameters()) == 1_276_120
+    assert sum(p.numel() for p in model.synthesis_transform.parameters()) == 1_278_471
+    assert all(float(layer.bias.abs().max()) == 0 for layer in model.analysis_transform.modules() if hasattr(layer, "bias") and layer.bias is not None)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    result = train(
+        ModelConfig(latent_dims=16),
+        TrainConfig(epochs=2, limit=512, val_limit=256),
+        tmp_path / "m.safetensors",
+        progress=False,
+        log=lambda _: None,
+    )
+    first, second = result.history
+    assert second.loss < first.loss
+    assert (tmp_path / "m.safetensors.history.json").exists()
+    assert (tmp_path / "m.safetensors.history.csv").read_text().startswith("epoch,")
+
+
+def test_save_load_reproduces_outputs(tmp_path, tiny_model, test_digits):
+    path = save_model(tiny_model.model, tmp_path / "copy.safetensors").path
+    loaded = load_model(path)
+    assert loaded.fingerprint == tiny_model.fingerprint
+    x = torch.from_numpy(test_digits[:16]).float().div(255).view(-1, 1, 28, 28)
+    with torch.no_grad():
+        a = tiny_model.model(x, training=False)
+        b = loaded.model(x, training=False)
+    assert torch.equal(a.x_hat, b.x_hat) and torch.equal(a.rate_bits, b.rate_bits)
+
+
+def test_tampered_model_file_is_refused(tmp_path, tiny_model_path):
+    path = tmp_path / "tampered.safetensors"
+    data = bytearray(tiny_model_path.read_bytes())
+    data[-10] ^= 0x01  # a synthesis/coding byte near the end of the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="integrity|corrupt|non-finite"):
+        load_model(path)
+
+
+def test_foreign_and_truncated_model_files_are_refused(tmp_path, tiny_model_path):
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(b"hello world, not a model")
+    with pytest.raises(ModelFileError):
+        load_model(foreign)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(tiny_model_path.read_bytes()[:5000])
+    with pytest.raises(ModelFileError):
+        load_model(truncated)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    runs = [
+        train(
+            ModelConfig(latent_dims=8),
+            TrainConfig(epochs=1, limit=256, val_limit=128, seed=3),
+            tmp_path / f"run{i}.safetensors",
+            progress=False,
+            log=lambda _: None,
+        )
+        for i in range(2)
+    ]
+    assert runs[0].history[0].loss == runs[1].history[0].loss
+    assert runs[0].model.fingerprint == runs[1].model.fingerprint
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
+    full = train(config, TrainConfig(epochs=2, limit=256, val_limit=128), tmp_path / "full.safetensors", progress=False, log=lambda _: None)
+    train(config, TrainConfig(epochs=1, limit=256, val_limit=128), out, progress=False, log=lambda _: None)
+    resumed = train(config, TrainConfig(epochs=2, limit=256, val_limit=128), out, resume=True, progress=False, log=lambda _: None)
+    assert [r.loss for r in resumed.history] == [r.loss for r in full.history]
+    assert resumed.model.fingerprint == full.model.fingerprint
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    out = tmp_path / "r.safetensors"
+    train(ModelConfig(latent_dims=8), TrainConfig(epochs=1, limit=128, val_limit=64), out, progress=False, log=lambda _: None)
+    with pytest.raises(TrainingError, match="different model"):
+        train(ModelConfig(latent_dims=9), TrainConfig(epochs=2, limit=128, val_limit=64), out, resume=True, progress=False, log=lambda _: None)
+
+
+def run_cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "mnistcodec", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_summary():
+    out = run_cli("summary").stdout
+    assert "analysis_transform.conv_1" in out and "Total params: 2,554,641" in out
+
+
+def test_cli_train_and_evaluate_json(tmp_path):
+    model = tmp_path / "cli.safetensors"
+    proc = run_cli("train", "--limit", "256", "--val-limit", "128", "--epochs", "1", "--latent-dims", "8", "--out", str(model), "--quiet")
+    assert "epoch 1/1" in proc.stdout and model.exists()
+    again = run_cli("train", "--limit", "256", "--epochs", "1", "--out", str(model), "--quiet", check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    result = json.loads(run_cli("evaluate", str(model), "--json", "--limit", "200").stdout)
+    for key in ("rate_bound_bits", "info_bits", "psnr_db", "psnr_of_mean_mse_db", "mad", "n", "string_bits", "stream_bits_per_digit"):
+        assert key in result
+    assert result["n"] == 200 and result["string_bits"] >= result["info_bits"] - 1
+
+
+def test_cli_bad_model_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\0" * 100)
+    proc = run_cli("evaluate", str(bad), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("mnistcodec: error:")
+
+
+def test_non_finite_training_is_stopped(tmp_path):
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(ModelConfig(latent_dims=8, lmbda=1e38), TrainConfig(epochs=1, limit=256, val_limit=64, lr=1e30), tmp_path / "nan.safetensors", progress=False, log=lambda _: None)
+    assert not (tmp_path / "nan.safetensors").exists()
+
+
+def test_model_file_shape_mismatch_is_refused(tmp_path, tiny_model_path):
+    from safetensors.torch import load, save
+
+    data = tiny_model_path.read_bytes()
+    tensors = load(data)
+    header_len = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8 : 8 + header_len])["__metadata__"]
+    tensors["model.synthesis_transform.fc_1.bias"] = torch.zeros(3)
+    bad = tmp_path / "shape.safetensors"
+    bad.write_bytes(save(tensors, metadata=meta))
+    with pytest.raises(ModelFileError):
+        load_model(bad)
+
+
+def test_copying_a_model_keeps_it_valid(tmp_path, tiny_model_path):
+    shutil.copy(tiny_model_path, tmp_path / "c.safetensors")
+    assert load_model(tmp_path / "c.safetensors").fingerprint
+    assert np.isfinite(load_model(tmp_path / "c.safetensors").tables.offsets).all()
