@@ -8,6 +8,7 @@ its :class:`~mnistcodec.coding.codec.LatentCoder`::
     images = codec.decompress(strings)                    # uint8 (N, 28, 28)
     stream, info_bits = codec.compress_stream(images_uint8)
     images = codec.decompress_stream(stream, count)
+    samples = codec.sample(16, seed=0, nbytes=8)          # generative use
 
 Encoding: ``y = analysis(x / 255)``, ``k = round(y - o)`` with the stored
 offsets ``o``; the information content reported is ``-sum log2 P(k)`` under the
@@ -15,7 +16,14 @@ discretised prior (float, as in evaluation). Decoding: ``y^ = k + o`` in float32
 ``x^ = synthesis(y^)``, pixels ``round(255 x^)`` saturated to uint8, as the seed.
 
 Work is done in chunks of ``chunk_size`` digits so memory stays flat however
-many digits are coded.
+many digits are coded. Files (``.mnc``) are written and read by
+:mod:`mnistcodec.coding.files`.
+
+Exactness. The integer latents and the bit strings depend only on the stored
+tables and are identical on every machine. Decoded pixels are float32 network
+outputs rounded to integers: identical on one machine whatever the thread
+count, but another CPU, BLAS or device may, in rare pixels, land on the other
+side of a rounding boundary (one grey level).
 """
 
 from __future__ import annotations
@@ -26,12 +34,13 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mnistcodec.coding.codec import LatentCoder, Symbols
+from mnistcodec.coding.codec import DecodeError, LatentCoder, Symbols
 from mnistcodec.errors import InputError
 from mnistcodec.modelfile import LoadedModel, load_model
 from mnistcodec.transforms import IMAGE_SHAPE, images_to_unit
 
 DEFAULT_CHUNK = 4096
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_images(images: np.ndarray) -> np.ndarray:
@@ -49,7 +58,12 @@ def check_images(images: np.ndarray) -> np.ndarray:
 class Codec:
     """Compress and decompress digits with a frozen model."""
 
-    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu", chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: str | torch.device = "cpu",
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
         self.loaded = loaded
         self.model = loaded.model.to(device).eval()
         self.device = torch.device(device)
@@ -85,8 +99,13 @@ class Codec:
 
     @torch.no_grad()
     def synthesise(self, k: np.ndarray) -> np.ndarray:
-        """Integer latents (N, D) -> uint8 digits (N, 28, 28)."""
-        k32 = torch.from_numpy(np.asarray(k, dtype=np.float32)).to(self.device)
+        """Integer latents (N, D) -> uint8 digits (N, 28, 28).
+
+        Latents from real files are float32 values; the clip only matters for
+        the huge values random bytes can decode to (generative sampling).
+        """
+        k64 = np.clip(np.asarray(k, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX)
+        k32 = torch.from_numpy(k64.astype(np.float32)).to(self.device)
         y_hat = k32 + self.offsets
         x_hat = self.model.synthesis_transform(y_hat)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
@@ -123,14 +142,65 @@ class Codec:
     # -- stream mode -------------------------------------------------------------------
 
     def compress_stream(self, images: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """All digits in one stream (use for blocks of moderate size)."""
+        """All digits in one range-coder stream, and each digit's information in bits.
+
+        The analysis runs in chunks; the integer latents of all digits are kept
+        until the stream is written (8 bytes per latent), so files code large
+        inputs as a sequence of streams (:mod:`mnistcodec.coding.files`).
+        """
         images = check_images(images)
-        k, info = self.analyse(images)
+        k = np.empty((images.shape[0], self.latent_dims))
+        info = np.empty(images.shape[0])
+        for part in self._chunks(images.shape[0]):
+            k[part], info[part] = self.analyse(images[part])
         return self.coder.encode_stream(self.coder.to_symbols(k)), info
 
-    def decompress_stream(self, stream: bytes, count: int, check: bool = True) -> np.ndarray:
+    def decode_stream_latents(self, stream: bytes, count: int, check: bool = True) -> np.ndarray:
+        """A stream of ``count`` digits -> integer latents k (count, D) (float64, exact)."""
         symbols: Symbols = self.coder.decode_stream(stream, count, check=check)
-        return self.synthesise(self.coder.from_symbols(symbols))
+        return self.coder.from_symbols(symbols)
+
+    def decompress_stream(self, stream: bytes, count: int, check: bool = True) -> np.ndarray:
+        """A stream of ``count`` digits -> uint8 digits (count, 28, 28)."""
+        k = self.decode_stream_latents(stream, count, check=check)
+        out = np.empty((count, *IMAGE_SHAPE), dtype=np.uint8)
+        for part in self._chunks(count):
+            out[part] = self.synthesise(k[part])
+        return out
+
+    # -- generative use ----------------------------------------------------------------
+
+    def sample(self, n: int = 16, seed: int = 0, nbytes: int = 8) -> np.ndarray:
+        """Decode ``n`` random ``nbytes``-byte strings with the decode check off.
+
+        The lab's generative use: random bits decoded through the prior and the
+        synthesis transform give digits drawn from (roughly) the learned
+        distribution. Strings come from ``numpy.random.default_rng(seed)``; the
+        rare string the range decoder rejects is replaced by the generator's
+        next one, so the result depends only on ``(n, seed, nbytes)`` and the model.
+        """
+        if n < 1:
+            raise InputError(f"number of samples must be at least 1, got {n}")
+        if nbytes < 0:
+            raise InputError(f"bytes per string must be non-negative, got {nbytes}")
+        if seed < 0:
+            raise InputError(f"seed must be non-negative, got {seed}")
+        rng = np.random.default_rng(seed)
+        rows: list[np.ndarray] = []
+        for _ in range(100 * n):
+            try:
+                rows.append(self.decode_latents([rng.bytes(nbytes)], check=False)[0])
+            except DecodeError:
+                continue
+            if len(rows) == n:
+                break
+        if len(rows) < n:
+            raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
+        k = np.stack(rows)
+        out = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
+        for part in self._chunks(n):
+            out[part] = self.synthesise(k[part])
+        return out
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """What decoding gives, computed without entropy coding (for tests and checks)."""

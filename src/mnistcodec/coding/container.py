@@ -1,24 +1,29 @@
-"""The compressed file format (``.mnc``), version 1. Spec: ``docs/mnc-format.md``.
+"""The compressed file format (``.mnc``), version 1. Full spec: ``docs/mnc-format.md``.
 
 ::
 
-    offset  size  field
+    offset  size  field                     (all integers unsigned, big-endian)
     0       8     magic b"\\x89MNC\\r\\n\\x1a\\n"
     8       1     format version (1)
     9       1     mode: 0 = per-digit strings, 1 = stream
-    10      2     height (u16, big-endian), 11.. all integers big-endian
-    12      2     width (u16)
-    14      4     digit count N (u32)
-    18      4     block size B (u32, >= 1): digits per block, the last may be shorter
-    22      32    model fingerprint (SHA-256)
-    54      ...   blocks, one per ceil(N / B)
-    end-4   4     CRC-32 of every byte before it
+    10      2     digit height (28)
+    12      2     digit width (28)
+    14      4     digit count N
+    18      4     block size B (1 .. 2**20): digits per block, the last may be shorter
+    22      32    model fingerprint (SHA-256 digest)
+    54      8     payload length P: bytes between the header and the final CRC
+    62      4     CRC-32 of bytes 0..61 (the header)
+    66      P     payload: ceil(N / B) blocks
+    66+P    4     CRC-32 of bytes 0..65+P (header and payload)
 
-    per-digit block:  n varint lengths (LEB128), then the n strings
-    stream block:     one varint byte length, then the stream
+    per-digit block:  n LEB128 varint lengths, then the n strings
+    stream block:     one LEB128 varint byte length, then the stream
 
-Parsing bounds every count and length by the bytes actually present before
-anything is allocated, and checks the CRC before any payload is decoded.
+Parsing checks, in this order: magic, version, header CRC, header fields, file
+length against ``P`` (truncation, trailing data), the file CRC, then walks the
+blocks, which must fill the payload exactly; a model fingerprint given by the
+caller is compared last. Nothing in the payload is read before its CRC has
+matched, and every length is bounded by the bytes present before use.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ MAGIC = b"\x89MNC\r\n\x1a\n"
 VERSION = 1
 MODES = {0: "per-digit", 1: "stream"}
 MODE_CODES = {name: code for code, name in MODES.items()}
-_HEADER = struct.Struct(">8sBBHHII32s")
-HEADER_SIZE = _HEADER.size
-CRC_SIZE = 4
+_FIELDS = struct.Struct(">8sBBHHII32sQ")
+_CRC = struct.Struct(">I")
+HEADER_SIZE = _FIELDS.size + _CRC.size
+CRC_SIZE = _CRC.size
 MAX_BLOCK = 1 << 20
+DIGIT_SHAPE = (28, 28)
 
 
 class ChecksumError(FormatError):
@@ -54,16 +61,19 @@ class TrailingDataError(FormatError):
 
 @dataclass
 class Header:
+    """Header fields of a ``.mnc`` file; ``payload_size`` is filled in by :func:`encode_file`."""
+
     mode: str
     count: int
     block_size: int
     fingerprint: bytes
-    height: int = 28
-    width: int = 28
+    height: int = DIGIT_SHAPE[0]
+    width: int = DIGIT_SHAPE[1]
     version: int = VERSION
+    payload_size: int = 0
 
     def pack(self) -> bytes:
-        return _HEADER.pack(
+        fields = _FIELDS.pack(
             MAGIC,
             self.version,
             MODE_CODES[self.mode],
@@ -72,11 +82,17 @@ class Header:
             self.count,
             self.block_size,
             self.fingerprint,
+            self.payload_size,
         )
+        return fields + _CRC.pack(zlib.crc32(fields))
 
     @property
     def fingerprint_hex(self) -> str:
         return self.fingerprint.hex()
+
+    @property
+    def block_count(self) -> int:
+        return -(-self.count // self.block_size)
 
 
 @dataclass
@@ -104,98 +120,100 @@ def _read_varint(data: memoryview, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     for _ in range(10):
         if pos >= end:
-            raise TruncatedError("file is truncated (inside a length field)")
+            raise FormatError("corrupt file: a length field runs past the end of its payload")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos
         shift += 7
-    raise FormatError("malformed length field (varint too long)")
-
-
-def encode_file(header: Header, blocks: list[Block]) -> bytes:
-    """Serialise a header and its blocks, appending the CRC-32."""
-    parts = [header.pack()]
-    for block in blocks:
-        if header.mode == "per-digit":
-            parts.extend(_varint(len(s)) for s in block.strings)
-            parts.extend(block.strings)
-        else:
-            parts.append(_varint(len(block.stream)))
-            parts.append(block.stream)
-    body = b"".join(parts)
-    return body + struct.pack(">I", zlib.crc32(body))
+    raise FormatError("corrupt file: malformed length field (varint too long)")
 
 
 def block_counts(count: int, block_size: int) -> Iterator[int]:
+    """Digits in each block: ``block_size`` each, the last one shorter."""
     for start in range(0, count, block_size):
         yield min(block_size, count - start)
 
 
+def encode_block(mode: str, block: Block) -> bytes:
+    """The payload bytes of one block."""
+    if mode == "per-digit":
+        if len(block.strings) != block.count:
+            raise ValueError("block count does not match its strings")
+        return b"".join([*(_varint(len(s)) for s in block.strings), *block.strings])
+    return _varint(len(block.stream)) + block.stream
+
+
+def encode_file(header: Header, blocks: list[Block]) -> bytes:
+    """Serialise a header and its blocks, with both CRCs (sets ``header.payload_size``)."""
+    if header.mode not in MODE_CODES:
+        raise ValueError(f"unknown mode {header.mode!r}")
+    if list(block_counts(header.count, header.block_size)) != [b.count for b in blocks]:
+        raise ValueError("blocks do not match the header's digit count and block size")
+    payload = b"".join(encode_block(header.mode, b) for b in blocks)
+    header.payload_size = len(payload)
+    body = header.pack() + payload
+    return body + _CRC.pack(zlib.crc32(body))
+
+
 def parse_header(data: bytes) -> Header:
-    """Validate magic, version and header fields (no CRC check)."""
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+    """Validate magic, version, the header CRC and the header fields.
+
+    Only the first :data:`HEADER_SIZE` bytes are read; the payload is not checked.
+    """
+    if not data:
+        raise FormatError("empty file, not an mnistcodec compressed file")
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
         raise FormatError("not an mnistcodec compressed file (bad magic)")
-    if len(data) < HEADER_SIZE + CRC_SIZE:
-        raise TruncatedError("file is truncated (incomplete header)")
-    _, version, mode, height, width, count, block_size, fingerprint = _HEADER.unpack_from(data)
+    if len(data) < len(MAGIC) + 1:
+        raise TruncatedError(f"file is truncated ({len(data)} bytes, inside the header)")
+    version = data[len(MAGIC)]
     if version != VERSION:
-        raise FormatError(f"unsupported format version {version}; this mnistcodec reads version {VERSION}")
+        raise FormatError(
+            f"unsupported .mnc format version {version}; this mnistcodec reads version {VERSION}"
+        )
+    if len(data) < HEADER_SIZE:
+        raise TruncatedError(
+            f"file is truncated ({len(data)} bytes, inside the {HEADER_SIZE}-byte header)"
+        )
+    (stored_crc,) = _CRC.unpack_from(data, _FIELDS.size)
+    if zlib.crc32(data[: _FIELDS.size]) != stored_crc:
+        raise ChecksumError("header checksum mismatch: the file is corrupt")
+    _, _, mode, height, width, count, block_size, fingerprint, payload = _FIELDS.unpack_from(data)
     if mode not in MODES:
-        raise FormatError(f"unknown coding mode {mode}")
-    if (height, width) != (28, 28):
+        raise FormatError(f"unknown coding mode {mode} (expected 0 per-digit or 1 stream)")
+    if (height, width) != DIGIT_SHAPE:
         raise FormatError(f"unsupported digit shape {height}x{width}; expected 28x28")
-    if block_size < 1 or block_size > MAX_BLOCK:
-        raise FormatError(f"invalid block size {block_size}")
-    return Header(MODES[mode], count, block_size, fingerprint, height, width, version)
+    if not 1 <= block_size <= MAX_BLOCK:
+        raise FormatError(f"invalid block size {block_size} (expected 1 to {MAX_BLOCK})")
+    return Header(MODES[mode], count, block_size, fingerprint, height, width, version, payload)
 
 
 def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[Header, list[Block]]:
-    """Parse and verify a whole file: magic, version, structure, CRC, model.
+    """Parse and verify a whole file: header, length, CRC, block structure, model.
 
-    The structure is walked first (every count and length bounded by the bytes
-    present), which tells where the CRC must be: a file that ends before it is
-    truncated, one with bytes after it has trailing data, and a CRC that does
-    not match means corruption.
+    Raises :class:`TruncatedError`, :class:`TrailingDataError`,
+    :class:`ChecksumError`, :class:`~mnistcodec.errors.WrongModelError` or
+    another :class:`~mnistcodec.errors.FormatError`, each with a specific message.
     """
     header = parse_header(data)
+    expected_size = HEADER_SIZE + header.payload_size + CRC_SIZE
+    if len(data) < expected_size:
+        raise TruncatedError(
+            f"file is truncated: {len(data)} bytes, but its header describes {expected_size}"
+        )
+    if len(data) > expected_size:
+        raise TrailingDataError(
+            f"{len(data) - expected_size} bytes of trailing data after the end of the file "
+            f"({expected_size} bytes)"
+        )
+    body_end = expected_size - CRC_SIZE
     view = memoryview(data)
-    end = len(data)
-    pos = HEADER_SIZE
-    # Every digit needs at least one byte (its length) in per-digit mode, every
-    # block at least one byte in stream mode: bound the count before looping.
-    min_bytes = header.count if header.mode == "per-digit" else -(-header.count // header.block_size)
-    if min_bytes > end - pos:
-        raise TruncatedError(f"file claims {header.count} digits but is too short to hold them")
-    blocks = []
-    for n in block_counts(header.count, header.block_size):
-        if header.mode == "per-digit":
-            lengths = []
-            for _ in range(n):
-                length, pos = _read_varint(view, pos, end)
-                lengths.append(length)
-            if pos + sum(lengths) > end:
-                raise TruncatedError("file is truncated (strings run past the end)")
-            strings = []
-            for length in lengths:
-                strings.append(bytes(view[pos : pos + length]))
-                pos += length
-            blocks.append(Block(n, strings=strings))
-        else:
-            length, pos = _read_varint(view, pos, end)
-            if pos + length > end:
-                raise TruncatedError("file is truncated (stream runs past the end)")
-            blocks.append(Block(n, stream=bytes(view[pos : pos + length])))
-            pos += length
-    if pos + CRC_SIZE > end:
-        raise TruncatedError("file is truncated (missing checksum)")
-    (stored_crc,) = struct.unpack_from(">I", data, pos)
-    crc_ok = zlib.crc32(view[:pos]) == stored_crc
-    if crc_ok and pos + CRC_SIZE < end:
-        raise TrailingDataError(f"{end - pos - CRC_SIZE} bytes of trailing data after the end of the file")
-    if not crc_ok:
+    (stored_crc,) = _CRC.unpack_from(data, body_end)
+    if zlib.crc32(view[:body_end]) != stored_crc:
         raise ChecksumError("checksum mismatch: the file is corrupt")
+    blocks = _walk_blocks(header, view, HEADER_SIZE, body_end)
     if expected_fingerprint is not None and header.fingerprint_hex != expected_fingerprint:
         raise WrongModelError(
             f"file was written by model {header.fingerprint_hex[:16]}..., "
@@ -203,3 +221,36 @@ def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[He
             "decode it with the model that wrote it"
         )
     return header, blocks
+
+
+def _walk_blocks(header: Header, view: memoryview, pos: int, end: int) -> list[Block]:
+    # Every digit needs at least its length byte in per-digit mode, every block
+    # its length byte in stream mode: bound the count before looping over it.
+    min_bytes = header.count if header.mode == "per-digit" else header.block_count
+    if min_bytes > end - pos:
+        raise FormatError(
+            f"corrupt file: it claims {header.count} digits but its payload is too short to hold them"
+        )
+    blocks = []
+    for n in block_counts(header.count, header.block_size):
+        if header.mode == "per-digit":
+            lengths = []
+            for _ in range(n):
+                length, pos = _read_varint(view, pos, end)
+                lengths.append(length)
+            if sum(lengths) > end - pos:
+                raise FormatError("corrupt file: strings run past the end of the payload")
+            strings = []
+            for length in lengths:
+                strings.append(bytes(view[pos : pos + length]))
+                pos += length
+            blocks.append(Block(n, strings=strings))
+        else:
+            length, pos = _read_varint(view, pos, end)
+            if length > end - pos:
+                raise FormatError("corrupt file: a stream runs past the end of the payload")
+            blocks.append(Block(n, stream=bytes(view[pos : pos + length])))
+            pos += length
+    if pos != end:
+        raise FormatError(f"corrupt file: {end - pos} payload bytes are not part of any block")
+    return blocks
