@@ -20,6 +20,7 @@ from mnistcodec.coding.codec import DecodeError, LatentCoder
 from mnistcodec.coding.container import (
     HEADER_SIZE,
     ChecksumError,
+    Header,
     TrailingDataError,
     TruncatedError,
     encode_file,
@@ -290,6 +291,12 @@ def test_malformed_files_are_specific_errors(codec, per_digit_bytes, case):
     tamper, error, message = MALFORMED[case]
     with pytest.raises(error, match=message):
         decompress_bytes(codec, tamper(per_digit_bytes))
+
+
+def test_a_file_of_no_digits_is_refused_by_the_decoder(codec):
+    data = encode_file(Header("per-digit", 0, 16, bytes.fromhex(codec.fingerprint)), [])
+    with pytest.raises(FormatError, match="no digits"):
+        decompress_bytes(codec, data)
 
 
 def test_non_canonical_and_garbage_strings_behind_valid_crcs(codec, per_digit_bytes):

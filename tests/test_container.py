@@ -197,3 +197,13 @@ def test_inspect_without_a_model():
     corrupt[-1] ^= 1
     with pytest.raises(ChecksumError):
         inspect_bytes(bytes(corrupt))
+
+
+def test_a_file_of_no_digits_parses_and_inspects():
+    from mnistcodec.cli.coding_cmd import format_inspection
+
+    for mode in ("per-digit", "stream"):
+        data = encode_file(Header(mode, 0, 16, FINGERPRINT), [])
+        info = inspect_bytes(data)
+        assert info["count"] == 0 and info["blocks"] == 0
+        assert "digits          0" in format_inspection(info)

@@ -187,9 +187,9 @@ def format_inspection(info: dict, show_all: bool = False) -> str:
         lines.extend(f"{i:>6}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed))
     else:
         sizes = info["stream_bytes"]
-        lines.append(
-            f"streams         {sum(sizes)} bytes = {info['stream_bits_per_digit']:.2f} bits/digit"
-        )
+        if count:
+            per_digit = info["stream_bits_per_digit"]
+            lines.append(f"streams         {sum(sizes)} bytes = {per_digit:.2f} bits/digit")
         listed = sizes if show_all else sizes[:MAX_LISTED]
         lines.append(f"{'block':>6}  {'digits':>6}  {'bytes':>7}")
         for i, size in enumerate(listed):
