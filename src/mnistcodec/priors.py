@@ -15,6 +15,15 @@ A family only has to provide :meth:`Prior.cdf_logits`, ``logit(F_i(x))``; the
 noisy log-density is computed from logits in a numerically stable way (the
 upper tail is used when the bin lies right of the median), quantiles by
 bisection, and the quantisation offset from :meth:`Prior.quantization_offset`.
+
+Families (:data:`PRIORS`, the choices of ``--prior``):
+
+* ``logistic``, ``normal``, ``laplace``: location 0, one trainable scale per
+  dimension; symmetric and unimodal, so the quantisation offset is 0;
+* ``deep-factorized``: the non-parametric density of Ballé, Minnen, Singh,
+  Hwang & Johnston, "Variational image compression with a scale hyperprior"
+  (ICLR 2018, appendix 6.1), as ``NoisyDeepFactorized`` in TensorFlow
+  Compression; its quantisation offset is its median.
 """
 
 from __future__ import annotations
@@ -171,10 +180,103 @@ class NoisyLaplace(_ScaledSymmetricPrior):
         return torch.where(z > 0, -logit_neg, logit_neg)
 
 
+class NoisyDeepFactorized(Prior):
+    """The deep factorized density (Ballé et al. 2018, appendix 6.1), convolved with U(-1/2, 1/2).
+
+    Per latent dimension ``i`` the CDF is ``F_i(x) = sigmoid(f_K(...f_1(x)))``
+    where each layer ``k`` maps ``h`` (``r_{k-1}`` values) to ``r_k`` values::
+
+        f_k(h) = g_k(softplus(H_k) h + b_k),       g_k(h) = h + tanh(a_k) * tanh(h)
+
+    with ``r = (1, *filters, 1)`` (``1 -> 3 -> 3 -> 3 -> 1`` by default) and no
+    gating on the last layer. ``softplus(H_k) > 0`` and ``tanh(a_k) > -1`` make
+    every layer increasing, so ``F_i`` is a valid CDF for any parameters; its
+    logit is the chain's output, which :meth:`cdf_logits` returns directly.
+
+    Initialisation as TensorFlow Compression and CompressAI: with
+    ``s = init_scale ** (1 / (len(filters) + 1))``, every matrix entry is
+    ``softplus^-1(1 / (s * r_k))``, biases ``U(-1/2, 1/2)``, gating factors 0,
+    which makes the initial density roughly a logistic of scale
+    ``init_scale`` (broad, so the latents can move before the prior fits).
+
+    The quantisation offset is the median of each density, found by bisection
+    in float64 (without gradients) and cached until a parameter changes, so
+    evaluation-mode forwards pay for it once per parameter update.
+    """
+
+    family = "deep-factorized"
+
+    def __init__(
+        self, latent_dims: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0
+    ) -> None:
+        super().__init__(latent_dims)
+        if not init_scale > 0 or any(int(f) < 1 for f in filters):
+            raise InputError(f"invalid deep factorized prior: filters {filters}, init_scale {init_scale}")
+        self.filters = tuple(int(f) for f in filters)
+        self.init_scale = float(init_scale)
+        widths = (1, *self.filters, 1)
+        scale = self.init_scale ** (1.0 / (len(self.filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for k in range(len(self.filters) + 1):
+            init = math.log(math.expm1(1.0 / scale / widths[k + 1]))
+            shape = (self.latent_dims, widths[k + 1], widths[k])
+            self.matrices.append(nn.Parameter(torch.full(shape, init)))
+            self.biases.append(nn.Parameter(torch.rand(self.latent_dims, widths[k + 1], 1) - 0.5))
+            if k < len(self.filters):
+                self.factors.append(nn.Parameter(torch.zeros(self.latent_dims, widths[k + 1], 1)))
+        self._median_cache: tuple[tuple, Tensor] | None = None
+
+    def cdf_logits(self, x: Tensor) -> Tensor:
+        """The chain's output; runs in ``x``'s dtype (parameters are cast to it)."""
+        shape = x.shape
+        h = x.reshape(-1, self.latent_dims).T.unsqueeze(1)  # (D, 1, N)
+        for k, matrix in enumerate(self.matrices):
+            h = torch.matmul(F.softplus(matrix.to(h.dtype)), h) + self.biases[k].to(h.dtype)
+            if k < len(self.factors):
+                h = h + torch.tanh(self.factors[k].to(h.dtype)) * torch.tanh(h)
+        return h.squeeze(1).T.reshape(shape)
+
+    def _parameters_key(self) -> tuple:
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+
+    @torch.no_grad()
+    def median(self, iterations: int = 64) -> Tensor:
+        """Median of each density by bisection in float64, shape (D,)."""
+        zero = torch.zeros((), dtype=torch.float64, device=self.matrices[0].device)
+        lo = torch.full((self.latent_dims,), -1.0, dtype=torch.float64, device=zero.device)
+        hi = -lo
+        for _ in range(128):
+            below = self.cdf_logits(lo) > zero
+            above = self.cdf_logits(hi) < zero
+            if not (below.any() or above.any()):
+                break
+            lo = torch.where(below, lo * 2, lo)
+            hi = torch.where(above, hi * 2, hi)
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            go_right = self.cdf_logits(mid) < zero
+            lo = torch.where(go_right, mid, lo)
+            hi = torch.where(go_right, hi, mid)
+        return (lo + hi) / 2
+
+    def quantization_offset(self) -> Tensor:
+        """The median (float64, shape (D,)), recomputed only when a parameter changed."""
+        key = self._parameters_key()
+        if self._median_cache is None or self._median_cache[0] != key:
+            self._median_cache = (key, self.median())
+        return self._median_cache[1].clone()
+
+    def extra_repr(self) -> str:
+        return f"latent_dims={self.latent_dims}, filters={self.filters}, init_scale={self.init_scale:g}"
+
+
 PRIORS: dict[str, type[Prior]] = {
     NoisyLogistic.family: NoisyLogistic,
     NoisyNormal.family: NoisyNormal,
     NoisyLaplace.family: NoisyLaplace,
+    NoisyDeepFactorized.family: NoisyDeepFactorized,
 }
 
 

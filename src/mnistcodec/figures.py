@@ -1,0 +1,517 @@
+"""The lab's figures as PNG files (matplotlib, Agg backend).
+
+Each function takes data (arrays, history records, result rows) or a model,
+writes one PNG atomically to ``out`` and returns what it computed, so a figure
+is one call from Python as well as a building block of the report::
+
+    from mnistcodec import figures
+    figures.plot_prior_densities("priors.png")                       # lab Fig. 2.1.2
+    numbers = figures.plot_codec_grid(loaded, test[48:64], "grid.png")  # Fig. 3.0.1
+
+Result rows (``learned``) are dicts with at least ``lmbda``, ``latent_dims``,
+``prior``, ``string_bits``, ``info_bits`` and ``psnr_db`` (the rows of
+:func:`mnistcodec.sweep.results_table`); baseline rows are those of
+:func:`mnistcodec.baselines.points_to_rows`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mnistcodec import metrics  # noqa: E402
+from mnistcodec.fileio import atomic_write  # noqa: E402
+
+DENSITY_SCALES = tuple(float(s) for s in np.linspace(0.01, 2.0, 10))
+"""The lab's prior scales, ``linspace(.01, 2, 10)`` (Figure 2.1.2)."""
+
+DPI = 110
+_COLOURS = plt.get_cmap("tab10").colors
+
+
+def save_figure(fig: plt.Figure, out: str | os.PathLike) -> Path:
+    """Render ``fig`` to PNG bytes, write them atomically and close the figure."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return atomic_write(out, buffer.getvalue())
+
+
+def _digit_axes(ax: plt.Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+# ----------------------------------------------------------------------------- lab section 2.1
+
+
+def plot_test_image(image: np.ndarray, out: str | os.PathLike, title: str = "x") -> Path:
+    """One digit with its dtype and shape in the title (lab 2.1, manipulation 3)."""
+    image = np.asarray(image)
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    shown = ax.imshow(image.reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title(f"{title}: dtype {image.dtype}, shape {tuple(image.shape)}", fontsize=9)
+    _digit_axes(ax)
+    return save_figure(fig, out)
+
+
+def prior_family_densities(
+    family: str, scales: Sequence[float] = DENSITY_SCALES, lim: float = 6.0, points: int = 501, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy densities of one family, one column per scale: ``(t (P,), p (P, S))``.
+
+    The parametric families get their scale directly; the deep factorized
+    density has no scale parameter, so each column is a freshly initialised
+    one with ``init_scale`` = the scale (biases drawn with ``seed``).
+    """
+    from mnistcodec.priors import NoisyDeepFactorized, make_prior
+
+    scales = torch.tensor(list(scales), dtype=torch.float64)
+    t = torch.linspace(-lim, lim, points, dtype=torch.float64)
+    with torch.no_grad():
+        if family == NoisyDeepFactorized.family:
+            columns = []
+            for scale in scales.tolist():
+                with torch.random.fork_rng():
+                    torch.manual_seed(seed)
+                    prior = NoisyDeepFactorized(1, init_scale=scale).double()
+                columns.append(prior.prob(t[:, None])[:, 0])
+            p = torch.stack(columns, dim=1)
+        else:
+            prior = make_prior(family, len(scales)).double()
+            prior.log_scale.copy_(torch.log(scales))
+            p = prior.prob(t[:, None].expand(-1, len(scales)))
+    return t.numpy(), p.numpy()
+
+
+def plot_prior_densities(
+    out: str | os.PathLike,
+    families: Sequence[str] | None = None,
+    scales: Sequence[float] = DENSITY_SCALES,
+    lim: float = 6.0,
+) -> Path:
+    """Noisy densities for ``scales`` on ``[-lim, lim]``, one panel per family (Fig. 2.1.2).
+
+    As the scale goes to 0 the noisy density tends to U(-1/2, 1/2) (height 1),
+    not to a Dirac spike: the noise sets a floor on how peaked it can be.
+    """
+    from mnistcodec.priors import PRIORS
+
+    families = list(families or PRIORS)
+    cols = min(2, len(families))
+    rows = -(-len(families) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.3 * rows), squeeze=False)
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(scales)))
+    for ax, family in zip(axes.ravel(), families, strict=False):
+        t, p = prior_family_densities(family, scales, lim)
+        for j, scale in enumerate(scales):
+            ax.plot(t, p[:, j], color=colours[j], lw=1.2, label=f"{scale:.2f}")
+        label = "init_scale" if family == "deep-factorized" else "scale"
+        ax.set_title(f"noisy {family} ({label} = linspace(.01, 2, {len(scales)}))", fontsize=9)
+        ax.set_xlabel("t")
+        ax.set_ylabel("p~(t)")
+        ax.set_xlim(-lim, lim)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(families) :]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(title="scale", fontsize=7, title_fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+@torch.no_grad()
+def plot_untrained_reconstruction(model: Any, image: np.ndarray, out: str | os.PathLike, seed: int = 0) -> dict:
+    """x, the noisy-latent reconstruction x~ and their distortion (Fig. 2.1.3).
+
+    ``model`` is a :class:`~mnistcodec.model.CompressionModel` (untrained in the
+    lab). Returns ``{"distortion": MAD on [0, 1], "rate_bits": bound, "x_tilde": uint8}``.
+    """
+    from mnistcodec.transforms import images_to_unit
+
+    model = model.cpu()
+    image = np.asarray(image, dtype=np.uint8).reshape(28, 28)
+    x = images_to_unit(torch.from_numpy(image.copy()))
+    out_rd = model(x, training=True, generator=torch.Generator().manual_seed(seed))
+    x_tilde = torch.clamp(torch.round(out_rd.x_hat * 255), 0, 255).to(torch.uint8).view(28, 28).numpy()
+    distortion = float(torch.mean(torch.abs(x - out_rd.x_hat)))
+    rate = float(out_rd.rate_bits[0])
+    fig, axes = plt.subplots(1, 2, figsize=(5.4, 3.0))
+    lo, hi = float(out_rd.x_hat.min()), float(out_rd.x_hat.max())
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title("x", fontsize=9)
+    # Untrained outputs are nearly constant: stretch the contrast so their structure shows.
+    axes[1].imshow(out_rd.x_hat.view(28, 28).numpy(), cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
+    axes[1].set_title(f"x~ = synthesis(y~), contrast stretched\n(values {lo:.3f} to {hi:.3f} on [0, 1])", fontsize=8)
+    for ax in axes:
+        _digit_axes(ax)
+    fig.suptitle(f"untrained model: distortion (MAD) {distortion:.4f}, rate bound {rate:.1f} bits", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, out)
+    return {"distortion": distortion, "rate_bits": rate, "x_tilde": x_tilde}
+
+
+# ----------------------------------------------------------------------------- lab section 2.2
+
+
+def _records(history: Sequence[Any]) -> list[dict]:
+    return [asdict(r) if is_dataclass(r) else dict(r) for r in history]
+
+
+def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: str = "") -> Path:
+    """Rate, distortion and loss per epoch, training and validation.
+
+    ``history``: :class:`~mnistcodec.train.EpochRecord` objects or their dicts.
+    A single epoch is drawn as points.
+    """
+    rows = _records(history)
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.1))
+    marker = "o" if len(rows) < 12 else None
+    for ax, key, label in zip(
+        axes, ("rate", "distortion", "loss"), ("rate (bits/digit)", "distortion (MAD)", "loss = R + lambda D"), strict=True
+    ):
+        ax.plot(epochs, [r[key] for r in rows], marker=marker, label="train (noisy)")
+        ax.plot(epochs, [r[f"val_{key}"] for r in rows], marker=marker, label="validation (quantised)")
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(epochs) < 12:
+            ax.set_xticks(epochs)
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- lab section 3
+
+
+def montage(tiles: np.ndarray, cols: int, pad: int = 2, fill: int = 0) -> np.ndarray:
+    """Lay (N, h, w) uint8 tiles out row by row with ``pad`` pixels of ``fill`` between them."""
+    tiles = np.asarray(tiles)
+    n, h, w = tiles.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), fill, dtype=tiles.dtype)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tiles[i]
+    return out
+
+
+def plot_digit_grid(
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    string_bits: Sequence[float],
+    info_bits: Sequence[float],
+    psnr_db: Sequence[float],
+    out: str | os.PathLike,
+    title: str = "",
+    cols: int = 4,
+) -> Path:
+    """Original | reconstruction pairs annotated with real bits, information and PSNR (Fig. 3.0.1).
+
+    Drawn as one image (a montage) with text under each pair, which keeps it
+    fast however many digits there are.
+    """
+    originals = np.asarray(originals, dtype=np.uint8).reshape(-1, 28, 28)
+    reconstructions = np.asarray(reconstructions, dtype=np.uint8).reshape(-1, 28, 28)
+    n = originals.shape[0]
+    gap, text_rows, pad = 4, 16, 6
+    pairs = np.concatenate(
+        [originals, np.full((n, 28, gap), 110, np.uint8), reconstructions], axis=2
+    )
+    # Blank rows under every pair hold its annotation.
+    tiles = np.concatenate([pairs, np.full((n, text_rows, pairs.shape[2]), 255, np.uint8)], axis=1)
+    image = montage(tiles, cols, pad=pad, fill=255)
+    rows = -(-n // cols)
+    fig, ax = plt.subplots(figsize=(2.7 * cols, 1.85 * rows + (0.35 if title else 0.0)))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    th, tw = tiles.shape[1] + pad, tiles.shape[2] + pad
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ax.text(c * tw + pairs.shape[2] / 2, r * th + 28 + 1, f"{string_bits[i]:.0f} bits | {info_bits[i]:.1f} info\n"
+                f"PSNR {psnr_db[i]:.1f} dB", ha="center", va="top", fontsize=7.5)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, out)
+
+
+def plot_codec_grid(loaded: Any, images: np.ndarray, out: str | os.PathLike, title: str = "") -> dict:
+    """Compress ``images`` with a frozen model, decompress, and plot the grid.
+
+    Returns ``{"strings": [bytes], "hex": [str], "string_bits", "info_bits",
+    "psnr_db" (lists), "reconstructions": uint8 array}``.
+    """
+    from mnistcodec.coding.api import Codec
+
+    codec = Codec(loaded)
+    images = np.asarray(images, dtype=np.uint8).reshape(-1, 28, 28)
+    strings, info = codec.compress(images)
+    decoded = codec.decompress(strings)
+    psnr = metrics.psnr_per_image(images, decoded)
+    bits = [8.0 * len(s) for s in strings]
+    plot_digit_grid(images, decoded, bits, info, psnr, out, title=title)
+    return {
+        "strings": strings,
+        "hex": [s.hex() for s in strings],
+        "string_bits": bits,
+        "info_bits": [float(v) for v in info],
+        "psnr_db": [float(v) for v in psnr],
+        "reconstructions": decoded,
+    }
+
+
+def _sorted_by(rows: Sequence[Mapping], key: str) -> list[Mapping]:
+    return sorted(rows, key=lambda r: float(r[key]))
+
+
+def plot_rd_curves(
+    learned: Mapping[str, Sequence[Mapping]],
+    baselines: Sequence[Mapping] | None,
+    out: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """PSNR against bits per digit (Figs. 3.0.2 and 3.0.3), and against classical codecs.
+
+    Left: each learned curve over lambda, PSNR against the real string length
+    (solid) and against the information content (dotted), linear axes.
+    Right, log-x: the same learned curves (real bits) with every lossy
+    classical codec, one file per digit (solid, circles) and all digits tiled
+    into one image (dashed, squares). Lossless codecs are left out (100 dB).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13.5, 4.6), gridspec_kw={"width_ratios": [1, 1.25]})
+    for i, (label, rows) in enumerate(learned.items()):
+        rows = _sorted_by(rows, "string_bits")
+        colour = _COLOURS[i % len(_COLOURS)]
+        real = [r["string_bits"] for r in rows]
+        info = [r["info_bits"] for r in rows]
+        psnr = [r["psnr_db"] for r in rows]
+        left.plot(real, psnr, "o-", color=colour, label=f"{label}: real bits")
+        left.plot(info, psnr, "x:", color=colour, label=f"{label}: information")
+        for r in rows:
+            left.annotate(f"λ={r['lmbda']:g}", (r["string_bits"], r["psnr_db"]), fontsize=7,
+                          xytext=(4, -9), textcoords="offset points")
+        right.plot(real, psnr, "o-", color=colour, lw=2.2, label=f"{label}: learned, real bits")
+        right.plot(info, psnr, "x:", color=colour, lw=1.5, label=f"{label}: learned, information")
+    left.set_xlabel("bits per digit")
+    left.set_ylabel("PSNR (dB, mean over digits)")
+    left.set_title("learned codec over lambda", fontsize=9)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    codecs: dict[str, list[Mapping]] = {}
+    for row in baselines or []:
+        if not row.get("lossless"):
+            codecs.setdefault(row["codec"], []).append(row)
+    offset = len(learned)
+    for j, (name, rows) in enumerate(codecs.items()):
+        colour = _COLOURS[(offset + j) % len(_COLOURS)]
+        label = rows[0].get("label", name)
+        for mode, style, marker in (("per-file", "-", "o"), ("tiled", "--", "s")):
+            pts = _sorted_by([r for r in rows if r["mode"] == mode], "bits_per_digit")
+            if pts:
+                right.plot([r["bits_per_digit"] for r in pts], [r["psnr_db"] for r in pts], linestyle=style,
+                           marker=marker, ms=3, color=colour, alpha=0.85, label=f"{label} ({mode})")
+    right.set_xscale("log")
+    right.set_xlabel("bits per digit (log scale)")
+    right.set_ylabel("PSNR (dB)")
+    right.set_title("learned vs classical codecs: per-file (solid) and tiled (dashed)", fontsize=9)
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- lab section 4
+
+
+def _group(rows: Sequence[Mapping], key: str) -> dict[Any, list[Mapping]]:
+    groups: dict[Any, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    return groups
+
+
+def _mean_by(rows: Sequence[Mapping], key: str, value: str) -> tuple[list, list]:
+    groups = _group(rows, key)
+    xs = sorted(groups)
+    return xs, [float(np.mean([r[value] for r in groups[x]])) for x in xs]
+
+
+def plot_latent_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str = "") -> Path:
+    """Bits (real and information) and PSNR against the latent size, one line per lambda."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for i, (lmbda, group) in enumerate(sorted(_group(rows, "lmbda").items())):
+        colour = _COLOURS[i % len(_COLOURS)]
+        dims, real = _mean_by(group, "latent_dims", "string_bits")
+        _, info = _mean_by(group, "latent_dims", "info_bits")
+        _, psnr = _mean_by(group, "latent_dims", "psnr_db")
+        left.plot(dims, real, "o-", color=colour, label=f"λ={lmbda:g} real bits")
+        left.plot(dims, info, "x:", color=colour, label=f"λ={lmbda:g} information")
+        right.plot(dims, psnr, "o-", color=colour, label=f"λ={lmbda:g}")
+    for ax, ylabel in ((left, "bits per digit"), (right, "PSNR (dB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("latent dimensions")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+        dims = sorted({int(r["latent_dims"]) for r in rows})
+        ax.set_xticks(dims)
+        ax.set_xticklabels([str(d) for d in dims])
+        ax.minorticks_off()
+    left.set_title("rate against latent size", fontsize=9)
+    right.set_title("quality against latent size", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_prior_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str = "") -> Path:
+    """Real bits, PSNR and the evaluated Lagrangian ``info + lambda * MAD`` per prior family.
+
+    Bars grouped by prior, one bar per lambda (means over seeds).
+    """
+    priors = sorted({r["prior"] for r in rows})
+    lmbdas = sorted({float(r["lmbda"]) for r in rows})
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    width = 0.8 / len(lmbdas)
+    panels = (
+        ("string_bits", "real bits per digit"),
+        ("psnr_db", "PSNR (dB)"),
+        ("lagrangian", "info + λ·MAD (lower is better)"),
+    )
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for j, lmbda in enumerate(lmbdas):
+            values = []
+            for prior in priors:
+                sel = [r for r in rows if r["prior"] == prior and float(r["lmbda"]) == lmbda]
+                if key == "lagrangian":
+                    vals = [r["info_bits"] + r["lmbda"] * r["mad"] for r in sel]
+                else:
+                    vals = [r[key] for r in sel]
+                values.append(float(np.mean(vals)) if vals else np.nan)
+            xs = np.arange(len(priors)) + (j - (len(lmbdas) - 1) / 2) * width
+            bars = ax.bar(xs, values, width, color=_COLOURS[j % len(_COLOURS)], label=f"λ={lmbda:g}")
+            ax.bar_label(bars, fmt="%.1f", fontsize=6.5)
+        ax.set_xticks(np.arange(len(priors)))
+        ax.set_xticklabels(priors, fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        finite = [b.get_height() for c in ax.containers for b in c if np.isfinite(b.get_height())]
+        if finite and key == "psnr_db":
+            ax.set_ylim(min(finite) - 2, max(finite) + 1.5)
+        elif finite:
+            ax.set_ylim(0, max(finite) * 1.15)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_learned_priors(
+    models: Mapping[str, Any], out: str | os.PathLike, dims: int = 4, lim: float | None = None
+) -> Path:
+    """The trained noisy densities of a few latent dimensions, one panel per model.
+
+    ``models``: label -> :class:`~mnistcodec.modelfile.LoadedModel`. The
+    dimensions shown are those with the largest information content under
+    each model's own prior (the widest densities).
+    """
+    labels = list(models)
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.3 * len(labels), 3.0), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        prior = models[label].model.prior
+        with torch.no_grad():
+            prior64 = _double_copy(prior)
+            lo = prior64.quantile(torch.full((prior64.latent_dims,), 1e-3, dtype=torch.float64))
+            hi = prior64.quantile(torch.full((prior64.latent_dims,), 1 - 1e-3, dtype=torch.float64))
+            lo, hi = lo.numpy(), hi.numpy()
+            chosen = np.argsort(lo - hi)[:dims]
+            edge = np.max(np.abs(np.concatenate([lo[chosen], hi[chosen]])))
+            half = float(lim if lim is not None else max(3.0, edge + 1.0))
+            t = torch.linspace(-half, half, 801, dtype=torch.float64)
+            p = prior64.prob(t[:, None].expand(-1, prior64.latent_dims)).numpy()
+        for k, d in enumerate(chosen):
+            ax.plot(t.numpy(), p[:, d], color=_COLOURS[k % len(_COLOURS)], lw=1.2, label=f"dim {d}")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("y")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5)
+    axes[0, 0].set_ylabel("p~(y)")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def _double_copy(prior: torch.nn.Module) -> Any:
+    import copy
+
+    return copy.deepcopy(prior).to(device="cpu", dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------- lab section 5
+
+
+def sample_digits(
+    loaded: Any, count: int = 16, nbytes: int = 8, seed: int | None = 0, max_rejects: int = 1000
+) -> tuple[np.ndarray, int]:
+    """Decode random ``nbytes``-byte strings with the integrity check off (lab section 5).
+
+    The lab draws ``os.urandom(8)``; strings here come from a seeded generator
+    so a report is reproducible. A random string can leave the range decoder in
+    a state no encoder produces (constriction then refuses it): such strings are
+    redrawn. Returns ``(digits uint8 (count, 28, 28), number of strings redrawn)``.
+    """
+    from mnistcodec.coding.api import Codec
+    from mnistcodec.coding.codec import DecodeError
+
+    codec = Codec(loaded)
+    rng = np.random.default_rng(seed)
+    samples: list[np.ndarray] = []
+    rejected = 0
+    while len(samples) < count:
+        string = rng.bytes(nbytes)
+        try:
+            samples.append(codec.decompress([string], check=False)[0])
+        except DecodeError:
+            rejected += 1
+            if rejected > max_rejects:
+                raise
+    return np.stack(samples), rejected
+
+
+def plot_samples(
+    loaded: Any, out: str | os.PathLike, count: int = 16, nbytes: int = 8, seed: int | None = 0, cols: int = 4
+) -> tuple[np.ndarray, int]:
+    """Generative samples from random bits (Fig. 5.0.1); returns :func:`sample_digits`' result."""
+    samples, rejected = sample_digits(loaded, count, nbytes, seed)
+    rows = -(-count // cols)
+    fig, ax = plt.subplots(figsize=(1.2 * cols, 1.2 * rows))
+    ax.imshow(montage(samples, cols, pad=2, fill=90), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_axis_off()
+    save_figure(fig, out)
+    return samples, rejected

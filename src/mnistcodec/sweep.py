@@ -1,0 +1,522 @@
+"""Grids of trials (lambda x latent size x prior x seed) with a result cache.
+
+A trial trains one model (:func:`mnistcodec.train.train`), then evaluates it
+with real entropy coding on the test split (:func:`mnistcodec.evaluate.evaluate`)::
+
+    specs = make_grid(lmbdas=[300, 2000], latent_dims=[50], priors=["logistic"],
+                      train_config=TrainConfig(epochs=1, limit=10000), eval_limit=1000)
+    sweep = run_sweep(specs, "sweeps/demo", jobs=2)
+    sweep.rows        # one dict per trial: config, final validation, evaluation
+
+Cache. Each trial lives in ``<root>/<key>/`` where ``key`` is a hash of its
+full configuration (model and training configs, without the data directory,
+which does not change the data: files are verified by SHA-256). The directory
+holds ``config.json``, the model file ``model.safetensors`` with its
+``.ckpt`` checkpoint and ``.history.{json,csv}``, and ``result.json``. A
+trial whose ``result.json`` matches the requested evaluation is reused as is;
+a trial with a model file but no (matching) result is only evaluated; a trial
+interrupted during training resumes from its checkpoint. So an interrupted
+sweep continues where it stopped, and repeating a sweep costs nothing.
+
+Parallelism. ``jobs > 1`` runs trials in worker processes
+(``ProcessPoolExecutor`` with the ``spawn`` start method), each limited to
+``cores // jobs`` PyTorch threads; each worker's epoch progress bar gets its
+own terminal line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mnistcodec.errors import InputError, MnistCodecError, ModelFileError
+from mnistcodec.fileio import atomic_write_text
+from mnistcodec.model import ModelConfig
+from mnistcodec.train import TrainConfig
+
+CACHE_VERSION = 1
+"""Bumped when the meaning of a cached trial changes (invalidates every cache)."""
+
+MODEL_FILE = "model.safetensors"
+RESULT_FILE = "result.json"
+
+RESULT_COLUMNS = (
+    "key", "lmbda", "latent_dims", "prior", "arch", "distortion", "seed", "epochs", "limit",
+    "train_seconds", "val_rate", "val_distortion", "eval_n", "rate_bound_bits", "info_bits",
+    "string_bits", "stream_bits_per_digit", "string_overhead_bits", "psnr_db",
+    "psnr_of_mean_mse_db", "mad", "mad_decoded", "lagrangian",
+)
+"""Columns of the results table (CSV order)."""
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: what to train, and how many test digits to evaluate (``None``: all)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    eval_limit: int | None = None
+
+    def config(self) -> dict:
+        """The hashed configuration: model and training configs, minus the data directory."""
+        train = asdict(self.train)
+        train.pop("data_dir", None)
+        return {"model": self.model.to_dict(), "train": train}
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"cache_version": CACHE_VERSION, **self.config()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        m = self.model
+        return f"lmbda={m.lmbda:g} d={m.latent_dims} {m.prior} seed={self.train.seed}"
+
+    def evaluation_settings(self) -> dict:
+        return {"split": "test", "limit": self.eval_limit, "coding": True, "noise_seed": 0}
+
+
+@dataclass
+class TrialResult:
+    """A finished trial: where it lives, its training history and its evaluation."""
+
+    spec: TrialSpec
+    directory: Path
+    history: list[dict] = field(default_factory=list)
+    evaluation: dict = field(default_factory=dict)
+    trained: bool = False
+    evaluated: bool = False
+    seconds: float = 0.0
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / MODEL_FILE
+
+    @property
+    def reused(self) -> bool:
+        """True when nothing had to be computed (all from the cache)."""
+        return not (self.trained or self.evaluated)
+
+    def row(self) -> dict:
+        """A flat row of the results table (see :data:`RESULT_COLUMNS`)."""
+        m, t, ev = self.spec.model, self.spec.train, self.evaluation
+        last = self.history[-1] if self.history else {}
+        row: dict[str, Any] = {
+            "key": self.spec.key, "lmbda": m.lmbda, "latent_dims": m.latent_dims, "prior": m.prior,
+            "arch": m.arch, "distortion": m.distortion, "seed": t.seed, "epochs": t.epochs,
+            "limit": t.limit,
+            "train_seconds": sum(float(r.get("seconds", 0.0)) for r in self.history),
+            "val_rate": last.get("val_rate"), "val_distortion": last.get("val_distortion"),
+            "eval_n": ev.get("n"),
+        }
+        for name in RESULT_COLUMNS:
+            if name not in row and name in ev:
+                row[name] = ev[name]
+        if "info_bits" in ev and "mad" in ev:
+            row["lagrangian"] = ev["info_bits"] + m.lmbda * ev["mad"]
+        return row
+
+
+def make_grid(
+    lmbdas: Iterable[float],
+    latent_dims: Iterable[int],
+    priors: Iterable[str],
+    train_config: TrainConfig,
+    seeds: Iterable[int] = (0,),
+    eval_limit: int | None = None,
+    arch: str = "seed",
+    distortion: str = "mad",
+) -> list[TrialSpec]:
+    """Every combination of the given values, in a stable order (lambda varies fastest)."""
+    specs = []
+    for seed in seeds:
+        for prior in priors:
+            for dims in latent_dims:
+                for lmbda in lmbdas:
+                    specs.append(
+                        TrialSpec(
+                            ModelConfig(arch=arch, latent_dims=int(dims), prior=prior, lmbda=float(lmbda),
+                                        distortion=distortion),
+                            replace(train_config, seed=int(seed)),
+                            eval_limit,
+                        )
+                    )
+    return unique_specs(specs)
+
+
+def unique_specs(specs: Iterable[TrialSpec]) -> list[TrialSpec]:
+    """Drop repeated configurations (same key), keeping the first."""
+    seen: dict[str, TrialSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.key, spec)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- one trial
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cached_result(spec: TrialSpec, root: str | os.PathLike) -> TrialResult | None:
+    """The trial's cached result when it exists and matches ``spec``'s evaluation, else ``None``."""
+    directory = Path(root) / spec.key
+    data = _read_json(directory / RESULT_FILE)
+    if (
+        not isinstance(data, dict)
+        or data.get("config") != spec.config()
+        or data.get("eval") != spec.evaluation_settings()
+        or not (directory / MODEL_FILE).is_file()
+    ):
+        return None
+    return TrialResult(spec, directory, data.get("history", []), data.get("evaluation", {}))
+
+
+def run_trial(
+    spec: TrialSpec,
+    root: str | os.PathLike,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrialResult:
+    """Train (or resume) and evaluate one trial, reusing whatever its cache holds."""
+    from mnistcodec.data import load_split
+    from mnistcodec.evaluate import evaluate
+    from mnistcodec.modelfile import load_model
+    from mnistcodec.train import checkpoint_path, train
+
+    cached = cached_result(spec, root)
+    if cached is not None:
+        return cached
+    t0 = time.perf_counter()
+    directory = Path(root) / spec.key
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "config.json", json.dumps(spec.config(), indent=2, sort_keys=True))
+    model_path = directory / MODEL_FILE
+    loaded = None
+    if model_path.is_file():
+        try:
+            loaded = load_model(model_path)
+        except ModelFileError as exc:
+            log(f"cached model unusable ({exc}); training again")
+    trained = loaded is None
+    if loaded is None:
+        resume = checkpoint_path(model_path).is_file()
+        if resume:
+            log(f"resuming {spec.label} from its checkpoint")
+        loaded = train(spec.model, spec.train, model_path, resume=resume, force=True, progress=progress, log=log).model
+    history = _read_json(model_path.with_name(MODEL_FILE + ".history.json"))
+    if not isinstance(history, list):
+        history = loaded.metadata.get("history", [])
+    images = load_split("test", spec.train.dataset, spec.train.data_dir).images[: spec.eval_limit]
+    evaluation = evaluate(loaded, images, coding=True, seed=0)
+    record = {
+        "key": spec.key,
+        "config": spec.config(),
+        "eval": spec.evaluation_settings(),
+        "evaluation": evaluation,
+        "history": history,
+    }
+    atomic_write_text(directory / RESULT_FILE, json.dumps(record, indent=2))
+    return TrialResult(spec, directory, history, evaluation, trained, True, time.perf_counter() - t0)
+
+
+def _trial_in_worker(spec: TrialSpec, root: str, progress: bool, prefix: str) -> TrialResult:
+    return run_trial(spec, root, progress=progress, log=lambda line: print(f"{prefix} {line}", flush=True))
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_trials(
+    specs: Sequence[TrialSpec],
+    root: str | os.PathLike,
+    jobs: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[TrialResult]:
+    """Run every trial (cached ones are free), in order of ``specs``; ``jobs`` worker processes.
+
+    All trials are attempted even if some fail; the failures are then raised
+    together as one :class:`MnistCodecError` (the others stay cached).
+    """
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    specs = unique_specs(specs)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(specs)
+    results: list[TrialResult | None] = [None] * n
+    todo = []
+    for i, spec in enumerate(specs):
+        cached = cached_result(spec, root)
+        if cached is not None:
+            results[i] = cached
+            log(f"[trial {i + 1}/{n}] {spec.label}: cached ({spec.key})")
+        else:
+            todo.append(i)
+    failures: list[str] = []
+    jobs = min(jobs, len(todo)) if todo else 1
+    if jobs == 1:
+        for i in todo:
+            spec = specs[i]
+            log(f"[trial {i + 1}/{n}] {spec.label}: running ({spec.key})")
+            try:
+                results[i] = run_trial(spec, root, progress=progress,
+                                       log=lambda line, i=i: log(f"[trial {i + 1}/{n}] {line}"))
+            except MnistCodecError as exc:
+                failures.append(f"{spec.label}: {exc}")
+                log(f"[trial {i + 1}/{n}] {spec.label}: FAILED: {exc}")
+    else:
+        results_from_pool = _run_pool(specs, todo, root, jobs, progress, log, failures)
+        for i, result in results_from_pool.items():
+            results[i] = result
+    if failures:
+        raise MnistCodecError(f"{len(failures)} of {n} trials failed: " + "; ".join(failures))
+    return [r for r in results if r is not None]
+
+
+def _run_pool(
+    specs: Sequence[TrialSpec],
+    todo: list[int],
+    root: Path,
+    jobs: int,
+    progress: bool,
+    log: Callable[[str], None],
+    failures: list[str],
+) -> dict[int, TrialResult]:
+    n = len(specs)
+    threads = max(1, available_cores() // jobs)
+    log(f"running {len(todo)} trial(s) in {jobs} worker processes, {threads} thread(s) each")
+    ctx = multiprocessing.get_context("spawn")
+    done: dict[int, TrialResult] = {}
+    saved_position = os.environ.get("TQDM_POSITION")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        pending = {}
+        try:
+            for count, i in enumerate(todo):
+                # A spawned worker reads tqdm's defaults from its environment when it
+                # starts (during one of the first ``jobs`` submits): give each its own line.
+                if count < jobs:
+                    os.environ["TQDM_POSITION"] = str(count + 1)
+                log(f"[trial {i + 1}/{n}] {specs[i].label}: queued ({specs[i].key})")
+                pending[pool.submit(_trial_in_worker, specs[i], str(root), progress, f"[trial {i + 1}/{n}]")] = i
+        finally:
+            if saved_position is None:
+                os.environ.pop("TQDM_POSITION", None)
+            else:
+                os.environ["TQDM_POSITION"] = saved_position
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = pending.pop(future)
+                    try:
+                        done[i] = future.result()
+                        log(f"[trial {i + 1}/{n}] {specs[i].label}: done in {done[i].seconds:.0f}s")
+                    except MnistCodecError as exc:
+                        failures.append(f"{specs[i].label}: {exc}")
+                        log(f"[trial {i + 1}/{n}] {specs[i].label}: FAILED: {exc}")
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return done
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def results_table(results: Iterable[TrialResult]) -> list[dict]:
+    """One row per trial (see :meth:`TrialResult.row`)."""
+    return [r.row() for r in results]
+
+
+def rows_to_csv(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """CSV text with a header; ``columns`` default to the union of the rows' keys, in order."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_results(rows: Sequence[Mapping], csv_path: Path, json_path: Path) -> None:
+    atomic_write_text(csv_path, rows_to_csv(rows, RESULT_COLUMNS))
+    atomic_write_text(json_path, json.dumps(list(rows), indent=2))
+
+
+def format_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str]] | None = None) -> str:
+    """A fixed-width text table; ``columns`` are ``(key, header, format)``."""
+    columns = columns or (
+        ("lmbda", "lambda", "{:g}"), ("latent_dims", "dims", "{}"), ("prior", "prior", "{}"),
+        ("seed", "seed", "{}"), ("info_bits", "info bits", "{:.2f}"), ("string_bits", "real bits", "{:.2f}"),
+        ("psnr_db", "PSNR dB", "{:.2f}"), ("mad", "MAD", "{:.4f}"), ("train_seconds", "train s", "{:.0f}"),
+    )
+    cells = [[header for _, header, _ in columns]]
+    for row in rows:
+        line = []
+        for key, _, fmt in columns:
+            value = row.get(key)
+            line.append("-" if value is None else fmt.format(value))
+        cells.append(line)
+    widths = [max(len(r[c]) for r in cells) for c in range(len(columns))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
+
+
+# ----------------------------------------------------------------------------- BD-rates
+
+
+def rd_curve(rows: Iterable[Mapping], rate_key: str, quality_key: str = "psnr_db") -> tuple[list, list]:
+    """(rates, qualities) of rows, averaged over rows with the same lambda/quality setting."""
+    points: dict[Any, list[tuple[float, float]]] = {}
+    for row in rows:
+        setting = row.get("lmbda", row.get("quality"))
+        points.setdefault(setting, []).append((float(row[rate_key]), float(row[quality_key])))
+    rates = [sum(p[0] for p in pts) / len(pts) for pts in points.values()]
+    quals = [sum(p[1] for p in pts) / len(pts) for pts in points.values()]
+    return rates, quals
+
+
+def compare_curves(
+    anchor: tuple[str, Sequence[float], Sequence[float]],
+    tests: Iterable[tuple[str, Sequence[float], Sequence[float]]],
+) -> list[dict]:
+    """BD-rate (%) of each test curve against the anchor, PSNR as quality.
+
+    Curves are reduced to their non-dominated points first. When two curves
+    share no quality range the entry says ``"no overlap"`` (``bd_rate`` is
+    ``None``) instead of failing; a small overlap is flagged in ``note``.
+    """
+    from mnistcodec.bdrate import bd_rate, pareto_front
+
+    name_a, rate_a, qual_a = anchor
+    ra, qa = pareto_front(rate_a, qual_a)
+    out = []
+    for name_b, rate_b, qual_b in tests:
+        rb, qb = pareto_front(rate_b, qual_b)
+        entry: dict[str, Any] = {
+            "anchor": name_a, "test": name_b, "bd_rate_percent": None, "note": "",
+            "anchor_psnr_range": [float(min(qa)), float(max(qa))] if len(qa) else None,
+            "test_psnr_range": [float(min(qb)), float(max(qb))] if len(qb) else None,
+        }
+        if len(ra) < 2 or len(rb) < 2:
+            entry["note"] = "fewer than 2 useful points"
+        elif min(qa.max(), qb.max()) <= max(qa.min(), qb.min()):
+            entry["note"] = "no overlap"
+        else:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    value = bd_rate(ra, qa, rb, qb)
+                entry["bd_rate_percent"] = value if math.isfinite(value) else None
+                if caught:
+                    entry["note"] = "small overlap"
+            except InputError as exc:
+                entry["note"] = "no overlap" if "overlap" in str(exc) else str(exc)
+        out.append(entry)
+    return out
+
+
+def format_bd_table(entries: Sequence[Mapping]) -> str:
+    lines = []
+    for e in entries:
+        value = "no overlap" if e["bd_rate_percent"] is None and e["note"] == "no overlap" else (
+            f"{e['bd_rate_percent']:+.1f} %" if e["bd_rate_percent"] is not None else e["note"]
+        )
+        note = f" ({e['note']})" if e["note"] and e["bd_rate_percent"] is not None else ""
+        lines.append(f"{e['test']} vs {e['anchor']}: {value}{note}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- a sweep
+
+
+@dataclass
+class SweepResult:
+    trials: list[TrialResult]
+    rows: list[dict]
+    files: dict[str, Path] = field(default_factory=dict)
+    bd_rates: list[dict] = field(default_factory=list)
+
+
+def _config_label(row: Mapping) -> str:
+    return f"d={row['latent_dims']} {row['prior']}"
+
+
+def sweep_plots(rows: Sequence[Mapping], out: Path) -> dict[str, Path]:
+    """The plots a grid supports: RD curves over lambda, latent-size and prior sweeps."""
+    from mnistcodec import figures
+
+    files: dict[str, Path] = {}
+    groups: dict[str, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(_config_label(row), []).append(row)
+    curves = {label: g for label, g in groups.items() if len({r["lmbda"] for r in g}) > 1}
+    if curves:
+        files["rd"] = figures.plot_rd_curves(curves, None, out / "rd.png")
+    if len({r["latent_dims"] for r in rows}) > 1:
+        files["latent"] = figures.plot_latent_sweep(rows, out / "latent.png")
+    if len({r["prior"] for r in rows}) > 1:
+        files["priors"] = figures.plot_prior_sweep(rows, out / "priors.png")
+    return files
+
+
+def learned_bd_rates(rows: Sequence[Mapping]) -> list[dict]:
+    """BD-rates between learned configurations (real bits), the first with several lambdas as anchor."""
+    groups: dict[str, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(_config_label(row), []).append(row)
+    curves = [(label, *rd_curve(g, "string_bits")) for label, g in groups.items() if len({r["lmbda"] for r in g}) > 1]
+    if len(curves) < 2:
+        return []
+    return compare_curves(curves[0], curves[1:])
+
+
+def run_sweep(
+    specs: Sequence[TrialSpec],
+    out: str | os.PathLike,
+    jobs: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    plots: bool = True,
+) -> SweepResult:
+    """Run the trials (cache in ``<out>/trials``), write ``results.{csv,json}``, ``bd_rates.json`` and plots."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trials = run_trials(specs, out / "trials", jobs=jobs, progress=progress, log=log)
+    rows = results_table(trials)
+    write_results(rows, out / "results.csv", out / "results.json")
+    result = SweepResult(trials, rows, {"csv": out / "results.csv", "json": out / "results.json"})
+    result.bd_rates = learned_bd_rates(rows)
+    atomic_write_text(out / "bd_rates.json", json.dumps(result.bd_rates, indent=2))
+    if plots:
+        result.files.update(sweep_plots(rows, out))
+    return result

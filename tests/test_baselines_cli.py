@@ -1,0 +1,41 @@
+"""The ``baselines`` command on a few digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mnistcodec.cli import main
+
+pytest.importorskip("imagecodecs")
+
+
+def test_baselines_command_writes_tables_plot_and_bd_rates(tmp_path, capsys):
+    learned = tmp_path / "learned.json"
+    learned.write_text(json.dumps([
+        {"lmbda": 300, "latent_dims": 50, "prior": "logistic", "string_bits": 30.0, "info_bits": 28.0, "psnr_db": 15.0},
+        {"lmbda": 2000, "latent_dims": 50, "prior": "logistic", "string_bits": 55.0, "info_bits": 52.0,
+         "psnr_db": 18.5},
+    ]))
+    out = tmp_path / "base"
+    assert main(["baselines", "--n", "6", "--codecs", "jpeg", "webp", "png", "--out", str(out),
+                 "--learned", str(learned), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "JPEG" in text and "tiled" in text and "per-file" in text
+    data = json.loads((out / "baselines.json").read_text())
+    assert data["n"] == 6 and {r["codec"] for r in data["rows"]} == {"jpeg", "webp", "png"}
+    assert (out / "baselines.csv").read_text().startswith("codec,label,quality,mode")
+    assert (out / "rd.png").stat().st_size > 1000
+    bd = json.loads((out / "bd_rates.json").read_text())
+    learned_vs = [e for e in bd if e["test"].startswith("learned")]
+    assert learned_vs and all(e["bd_rate_percent"] is not None or e["note"] for e in learned_vs)
+    assert any(e["test"] == "WebP (per-file)" and e["anchor"] == "JPEG (per-file)" for e in bd)
+
+
+def test_baselines_command_rejects_a_bad_learned_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["baselines", "--n", "2", "--codecs", "png", "--out", str(tmp_path / "o"),
+                 "--learned", str(bad), "-q"]) == 2
+    assert "cannot read learned results" in capsys.readouterr().err

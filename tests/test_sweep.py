@@ -1,0 +1,130 @@
+"""Sweeps: configuration hashing, the trial cache, resuming, parallel workers, BD-rate tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import mnistcodec.evaluate
+import mnistcodec.train
+from mnistcodec.cli import main
+from mnistcodec.errors import MnistCodecError
+from mnistcodec.sweep import (
+    TrialSpec,
+    compare_curves,
+    make_grid,
+    run_sweep,
+    run_trial,
+    run_trials,
+)
+from mnistcodec.train import TrainConfig, train
+
+TINY = TrainConfig(epochs=1, limit=128, val_limit=64, batch_size=64)
+
+
+def _grid(**kwargs):
+    options = {"lmbdas": [300, 2000], "latent_dims": [4], "priors": ["logistic"], "train_config": TINY,
+               "eval_limit": 32}
+    options.update(kwargs)
+    return make_grid(**options)
+
+
+def test_key_depends_on_the_configuration_but_not_the_data_directory():
+    a, b = _grid()
+    assert a.key != b.key
+    assert replace(a, train=replace(a.train, data_dir="/elsewhere")).key == a.key
+    assert replace(a, train=replace(a.train, epochs=2)).key != a.key
+    assert replace(a, eval_limit=10).key == a.key  # evaluation settings live in result.json
+    assert len(make_grid([300, 300], [4], ["logistic"], TINY)) == 1
+
+
+def test_trials_are_cached_and_a_repeat_is_free(tmp_path, monkeypatch):
+    specs = _grid()
+    first = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    assert [t.trained for t in first] == [True, True]
+    assert all((t.directory / "result.json").is_file() and t.model_path.is_file() for t in first)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached trial was trained again")
+
+    monkeypatch.setattr(mnistcodec.train, "train", no_training)
+    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", no_training)
+    again = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    assert all(t.reused for t in again)
+    assert [t.row() for t in again] == [t.row() for t in first]
+
+
+def test_an_interrupted_sweep_continues(tmp_path, monkeypatch):
+    specs = _grid()
+    real_evaluate = mnistcodec.evaluate.evaluate
+    calls = []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MnistCodecError("interrupted")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", failing_second)
+    with pytest.raises(MnistCodecError, match="1 of 2 trials failed"):
+        run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", real_evaluate)
+    resumed = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    assert resumed[0].reused
+    assert not resumed[1].trained and resumed[1].evaluated  # its model survived; only evaluated
+
+
+def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_path):
+    spec = TrialSpec(_grid()[0].model, replace(TINY, epochs=2), eval_limit=16)
+    model_path = tmp_path / spec.key / "model.safetensors"
+    model_path.parent.mkdir()
+    first = train(spec.model, replace(spec.train, epochs=1), model_path, progress=False, log=lambda _: None)
+    model_path.unlink()  # killed after the epoch-1 checkpoint, before the model file
+    lines = []
+    result = run_trial(spec, tmp_path, progress=False, log=lines.append)
+    assert any("resuming" in line for line in lines)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.history[0]["loss"] == first.history[0].loss
+
+
+def test_evaluation_settings_change_reevaluates_without_training(tmp_path, monkeypatch):
+    spec = _grid()[0]
+    run_trial(spec, tmp_path, progress=False, log=lambda _: None)
+    monkeypatch.setattr(mnistcodec.train, "train", lambda *a, **k: pytest.fail("retrained"))
+    bigger = run_trial(replace(spec, eval_limit=48), tmp_path, progress=False, log=lambda _: None)
+    assert bigger.evaluation["n"] == 48 and not bigger.trained
+
+
+def test_sweep_command_in_parallel_writes_tables_and_plots(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--lmbda", "300", "2000", "--latent-dims", "4", "--epochs", "1", "--limit", "128",
+            "--val-limit", "64", "--eval-limit", "32", "--batch-size", "64", "--jobs", "2", "--out", str(out), "-q"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "2 trial(s)" in text and "real bits" in text
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted(r["lmbda"] for r in rows) == [300, 2000]
+    assert (out / "results.csv").read_text().startswith("key,lmbda,latent_dims")
+    assert (out / "rd.png").stat().st_size > 1000
+    assert main(argv) == 0  # repeated: everything from the cache
+    assert capsys.readouterr().out.count(": cached (") == 2
+
+
+def test_run_sweep_plots_latent_and_prior_sweeps(tmp_path):
+    specs = _grid(lmbdas=[2000], latent_dims=[2]) + _grid(lmbdas=[2000], latent_dims=[4], priors=["laplace"])
+    result = run_sweep(specs, tmp_path, progress=False, log=lambda _: None)
+    assert len(result.rows) == 2
+    assert {"latent", "priors"} <= set(result.files)
+    assert all(result.files[name].stat().st_size > 1000 for name in ("latent", "priors"))
+    assert (tmp_path / "results.csv").is_file() and (tmp_path / "bd_rates.json").is_file()
+
+
+def test_compare_curves_reports_no_overlap_instead_of_failing():
+    anchor = ("jpeg", [1000, 2000, 3000], [25.0, 30.0, 35.0])
+    low = ("learned", [20, 40, 60], [12.0, 15.0, 18.0])
+    half = ("half", [500, 1000, 1500], [25.0, 30.0, 35.0])
+    low_entry, half_entry = compare_curves(anchor, [low, half])
+    assert low_entry["bd_rate_percent"] is None and low_entry["note"] == "no overlap"
+    assert half_entry["bd_rate_percent"] == pytest.approx(-50.0, abs=0.5)
