@@ -16,11 +16,11 @@ from mnistcodec.entropy_bottleneck import EntropyBottleneck
 from mnistcodec.errors import ModelFileError, TrainingError
 from mnistcodec.model import CompressionModel, ModelConfig
 from mnistcodec.modelfile import load_model, save_model
-from mnistcodec.priors import PRIORS, NoisyLogistic, make_prior
+from mnistcodec.priors import NoisyLogistic, make_prior
 from mnistcodec.train import TrainConfig, train
 
 
-@pytest.mark.parametrize("family", sorted(PRIORS))
+@pytest.mark.parametrize("family", ["logistic", "normal", "laplace"])
 def test_noisy_density_integrates_to_one(family):
     prior = make_prior(family, 4).double()
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_seed_architecture_shapes_and_parameter_count():
     assert out.y.shape == (3, 50) and out.x_hat.shape == (3, 1, 28, 28)
     assert sum(p.numel() for p in model.analysis_transform.parameters()) == 1_276_120
     assert sum(p.numel() for p in model.synthesis_transform.parameters()) == 1_278_471
-    assert all(float(layer.bias.abs().max()) == 0 for layer in model.analysis_transform.modules() if hasattr(layer, "bias") and layer.bias is not None)
+    assert all(float(layer.bias.detach().abs().max()) == 0 for layer in model.analysis_transform.modules() if hasattr(layer, "bias") and layer.bias is not None)
 
 
 def test_training_lowers_the_loss(tmp_path):

@@ -69,7 +69,10 @@ def compute_fingerprint(config: ModelConfig, tables: CodingTables, synthesis: di
     h = hashlib.sha256()
     head = {"arch": config.arch, "latent_dims": config.latent_dims, "precision": tables.precision}
     h.update(json.dumps(head, sort_keys=True).encode())
-    for array in (tables.counts, tables.lower, tables.offsets):
+    arrays = [tables.counts, tables.lower, tables.offsets]
+    if tables.component_counts.size:
+        arrays.append(tables.component_counts)
+    for array in arrays:
         h.update(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
     for name in sorted(synthesis):
         tensor = synthesis[name].detach().cpu().contiguous()
@@ -118,6 +121,8 @@ def save_model(
     tensors["coding.counts"] = torch.from_numpy(frozen.tables.counts.copy())
     tensors["coding.lower"] = torch.from_numpy(frozen.tables.lower.copy())
     tensors["coding.offsets"] = torch.from_numpy(frozen.tables.offsets.copy())
+    if frozen.tables.component_counts.size:
+        tensors["coding.components"] = torch.from_numpy(frozen.tables.component_counts.copy())
     record = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -188,6 +193,8 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
         raise ModelFileError(f"{name} has an invalid configuration: {exc}") from None
     expected = {f"model.{k}": v.shape for k, v in model.state_dict().items()}
     expected.update({"coding.counts": None, "coding.lower": None, "coding.offsets": None})
+    if config.prior == "mixture":
+        expected["coding.components"] = None
     if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))[:3]
         extra = sorted(set(tensors) - set(expected))[:3]
@@ -206,6 +213,9 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
             lower=tensors["coding.lower"].numpy().astype(np.int32),
             offsets=tensors["coding.offsets"].numpy().astype(np.float32),
             precision=int(coding["precision"]),
+            component_counts=tensors["coding.components"].numpy().astype(np.int32)
+            if "coding.components" in tensors
+            else np.zeros(0, dtype=np.int32),
         ).validate()
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{name} has invalid coding tables: {exc}") from None
