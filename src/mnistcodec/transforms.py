@@ -5,6 +5,30 @@ exactly (layer sizes, 5x5 kernels, stride 2 "same" padding, leaky ReLU with
 Keras' slope 0.2, a linear last analysis layer and a leaky ReLU on the last
 synthesis layer), including Keras' initialisation: Glorot-uniform kernels and
 zero biases.
+
+Two ways to compute the same function. ``reference_forward`` is the plain
+composition of the layers (used on GPUs, where cuDNN is fast, and as the
+reference in tests). On the CPU, ``forward`` takes a faster route with the same
+parameters and the same outputs up to float rounding:
+
+* the 20->50 convolution and the 50->20 transposed convolution run on
+  channels-last tensors (oneDNN's kernels for these shapes are faster in NHWC);
+* the 20->1 transposed convolution is one matrix product giving the 25 kernel
+  taps of every input pixel, accumulated into the four output phases of the
+  stride-2 grid (oneDNN is slow for a single output channel); its backward is
+  an im2col of the output gradient and two matrix products;
+* the 1->20 convolution keeps oneDNN's forward but computes its weight
+  gradient as one matrix product over im2col columns of the input;
+* activations are applied in place where autograd allows it;
+* without gradients, large batches run in sub-batches of :data:`CPU_CHUNK`
+  digits, which keeps activations in cache.
+
+The fast route calls the functional ops rather than each layer module, so when
+a hook is registered on a layer (summaries, feature extraction) the reference
+path runs instead. ``cpu_fast_path = False`` on a transform forces it.
+
+The parameter names and shapes are those of the plain layers, so model files
+are unchanged.
 """
 
 from __future__ import annotations
@@ -12,12 +36,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
 
 LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
 IMAGE_SHAPE = (28, 28)
+CPU_CHUNK = 256  # digits per sub-batch for gradient-free CPU inference
+_TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is faster
+
+_CHANNELS_LAST = torch.channels_last
 
 
 def keras_init_(module: nn.Module) -> nn.Module:
@@ -28,6 +57,37 @@ def keras_init_(module: nn.Module) -> nn.Module:
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
     return module
+
+
+def _use_cpu_path(module: nn.Module, x: Tensor) -> bool:
+    return (
+        module.cpu_fast_path
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not _has_layer_hooks(module)
+    )
+
+
+def _has_layer_hooks(module: nn.Module) -> bool:
+    """Whether hooks watch the layers: only the reference path calls each layer module."""
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(
+        layer._forward_hooks
+        or layer._forward_pre_hooks
+        or layer._backward_hooks
+        or layer._backward_pre_hooks
+        for layer in module.children()
+    )
+
+
+def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)``, in sub-batches when no gradient is needed."""
+    if torch.is_grad_enabled() or x.shape[0] <= CPU_CHUNK:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
 
 
 class SeedAnalysisTransform(nn.Module):
@@ -44,13 +104,31 @@ class SeedAnalysisTransform(nn.Module):
         self.fc_1 = nn.Linear(7 * 7 * 50, 500)
         self.fc_2 = nn.Linear(500, latent_dims)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.cpu_fast_path = True
         keras_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        if _use_cpu_path(self, x):
+            return _in_chunks(self._cpu_forward, x)
+        return self.reference_forward(x)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
         h = self.act(self.conv_1(x))
         h = self.act(self.conv_2(h))
         # Keras flattens NHWC; the order is a fixed permutation absorbed by fc_1.
         h = self.act(self.fc_1(h.flatten(1)))
+        return self.fc_2(h)
+
+    def _cpu_forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(-1, 1, *IMAGE_SHAPE)
+        if self.conv_1.weight.requires_grad and torch.is_grad_enabled():
+            h = _Conv1.apply(x, self.conv_1.weight, self.conv_1.bias)
+        else:
+            h = F.conv2d(x, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2)
+        h = F.leaky_relu_(h, LEAKY_SLOPE).contiguous(memory_format=_CHANNELS_LAST)
+        h = F.conv2d(h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2)
+        h = F.leaky_relu_(h, LEAKY_SLOPE).contiguous()
+        h = F.leaky_relu_(self.fc_1(h.flatten(1)), LEAKY_SLOPE)
         return self.fc_2(h)
 
 
@@ -68,13 +146,134 @@ class SeedSynthesisTransform(nn.Module):
         self.conv_1 = nn.ConvTranspose2d(50, 20, 5, stride=2, padding=2, output_padding=1)
         self.conv_2 = nn.ConvTranspose2d(20, 1, 5, stride=2, padding=2, output_padding=1)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
+        self.cpu_fast_path = True
         keras_init_(self)
 
     def forward(self, y: Tensor) -> Tensor:
+        if _use_cpu_path(self, y):
+            return _in_chunks(self._cpu_forward, y)
+        return self.reference_forward(y)
+
+    def reference_forward(self, y: Tensor) -> Tensor:
         h = self.act(self.fc_1(y))
         h = self.act(self.fc_2(h)).view(-1, 50, 7, 7)
         h = self.act(self.conv_1(h))
         return self.act(self.conv_2(h))
+
+    def _cpu_forward(self, y: Tensor) -> Tensor:
+        h = F.leaky_relu_(self.fc_1(y), LEAKY_SLOPE)
+        # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
+        # channels-last below is needed anyway.
+        h = torch.addmm(self.fc_2.bias.unsqueeze(1), self.fc_2.weight, h.t())
+        h = F.leaky_relu_(h, LEAKY_SLOPE).t().reshape(-1, 50, 7, 7)
+        h = h.contiguous(memory_format=_CHANNELS_LAST)
+        h = F.conv_transpose2d(
+            h, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2, output_padding=1
+        )
+        h = F.leaky_relu_(h, LEAKY_SLOPE)
+        if h.shape[0] >= _TAPS_MIN_BATCH:
+            h = _TransposedConvToOne.apply(h, self.conv_2.weight, self.conv_2.bias)
+        else:
+            h = F.conv_transpose2d(
+                h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2, output_padding=1
+            )
+        return F.leaky_relu_(h, LEAKY_SLOPE)
+
+
+# -- the two odd-shaped layers of the seed on the CPU ----------------------------------------
+#
+# Both are 5x5 stride-2 layers between a 28x28 single-channel image and a 14x14
+# grid of C channels, with padding 2 ("same"). Output pixel ``o`` of the
+# transposed convolution receives tap ``k`` of input pixel ``i`` when
+# ``o = 2 i + k - 2``; on a grid padded by 2 on each side (32 x 32), that is
+# position ``2 i + k``. Writing ``k = 2 a + p`` puts the tap in phase ``p`` (the
+# parity of the padded position) at phase-grid position ``i + a`` (16 x 16).
+
+
+def _image_taps(image: Tensor) -> Tensor:
+    """im2col of (B,28,28) for 5x5/2, pad 2: (25, B*196), row ``5 kh + kw``, column NHW.
+
+    The padded image is split into its four phases first, so that every tap is a
+    window with unit stride along rows; taps of one phase are copied together.
+    """
+    batch = image.shape[0]
+    padded = F.pad(image, (2, 2, 2, 2))
+    phases = padded.view(batch, 16, 2, 16, 2).permute(2, 4, 0, 1, 3).contiguous()
+    s_batch, s_row, s_col = phases.stride()[2:]
+    taps = image.new_empty(5, 5, batch, 14, 14)
+    for p in range(2):
+        for q in range(2):
+            windows = phases[p, q].as_strided(
+                (3 - p, 3 - q, batch, 14, 14), (s_row, s_col, s_batch, s_row, s_col)
+            )
+            taps[p::2, q::2] = windows
+    return taps.view(25, batch * 196)
+
+
+def _taps_to_image(taps: Tensor) -> Tensor:
+    """Sum the 25 taps (25, B*196) into their 28x28 output pixels: (B,28,28)."""
+    batch = taps.shape[1] // 196
+    taps = taps.view(5, 5, batch, 14, 14)
+    phases = taps.new_zeros(2, 2, batch, 16, 16)
+    for kh in range(5):
+        a, p = divmod(kh, 2)
+        for kw in range(5):
+            b, q = divmod(kw, 2)
+            phases[p, q, :, a : a + 14, b : b + 14] += taps[kh, kw]
+    return phases.permute(2, 3, 0, 4, 1).reshape(batch, 32, 32)[:, 2:30, 2:30]
+
+
+def _nhwc_rows(h: Tensor) -> Tensor:
+    """(B,C,14,14) -> (B*196, C) rows in NHW order (a view for channels-last input)."""
+    return h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
+
+
+class _Conv1(torch.autograd.Function):
+    """Conv2d(1->C, 5x5, stride 2, padding 2): oneDNN forward, im2col weight gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, bias, stride=2, padding=2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride=2, padding=2)
+        if ctx.needs_input_grad[1]:
+            columns = _image_taps(x.reshape(-1, *IMAGE_SHAPE))
+            grad_w = torch.mm(columns, _nhwc_rows(grad)).t().reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+class _TransposedConvToOne(torch.autograd.Function):
+    """ConvTranspose2d(C->1, 5x5, stride 2, padding 2, output_padding 1) as taps + phases."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        rows = _nhwc_rows(h)  # (B*196, C)
+        taps = torch.mm(weight.reshape(-1, 25).t(), rows.t())  # (25, B*196)
+        ctx.save_for_backward(rows, weight)
+        ctx.channels = h.shape[1]
+        return _taps_to_image(taps).unsqueeze(1) + bias
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        rows, weight = ctx.saved_tensors
+        taps = _image_taps(grad.reshape(-1, *IMAGE_SHAPE))  # (25, B*196)
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = torch.mm(taps.t(), weight.reshape(-1, 25).t())  # (B*196, C)
+            grad_h = grad_rows.view(-1, 14, 14, ctx.channels).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(taps, rows).t().reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum().reshape(1)
+        return grad_h, grad_w, grad_b
 
 
 TransformFactory = Callable[[int], tuple[nn.Module, nn.Module]]

@@ -16,9 +16,25 @@ stream mode codes a block of digits into one stream (symbols of all digits
 first, then their overflow values). constriction emits 32-bit words; a string is
 their big-endian bytes, shortened to the shortest prefix that still decodes to
 the same symbols when the decoder pads it with zero bytes: at each length ``L``
-from just below the information content, the prefix and the prefix plus one
-(as an ``L``-byte number) are tried, and the first that decodes correctly is
-kept. Stream mode only drops trailing zero bytes.
+from ``floor(I / 8) - 1`` up (``I`` the information content under the tables),
+the prefix and the prefix plus one (as an ``L``-byte number) are candidates,
+and the first that decodes correctly is kept. Stream mode only drops trailing
+zero bytes.
+
+Finding that prefix without trial decodes. Read as a binary fraction, a
+zero-padded string decodes to the encoded symbols exactly when it lies in the
+coder's final interval ``[low, low + range)``: the decoder mirrors the
+encoder's interval arithmetic, and a point outside the final interval leaves it
+at the first symbol whose sub-interval does not hold the point (it then decodes
+another symbol or raises). After encoding, constriction's ``pos()`` gives the
+number of words ``p`` already determined and the 64-bit state ``(lower,
+range)``; with ``Z`` the value of those ``p`` words (pending carries resolved),
+``low = Z * 2**64 + lower`` on a grid of ``32 (p + 2)`` bits. ``Z`` is read back
+from the sealed output, whose first ``p + 1`` words are
+``floor((Z * 2**64 + lower + 2**32 - 1) / 2**32)``. Each candidate is then one
+integer comparison: the prefix is valid iff it is ``>= low`` and the prefix
+plus one iff it is ``< low + range``. This selects exactly the string the
+trial decodes select (the test suite checks it against that search).
 
 Decode check. Unless disabled (generative sampling), the decoder re-encodes
 the symbols it decoded and requires the result to equal its input byte for
@@ -70,6 +86,8 @@ class LatentCoder:
         }
         self._bits = tables.symbol_bits()
         self._lower = tables.lower.astype(np.int64)
+        self._tiled: np.ndarray | None = None
+        self._escape = tables.escape
 
     # -- symbols <-> integer latents ------------------------------------------------------
 
@@ -130,81 +148,79 @@ class LatentCoder:
         z = m - 1
         return z // 2 if z % 2 == 0 else -(z + 1) // 2
 
-    def _encode_digit(self, indices: np.ndarray, overflow: list[int]) -> np.ndarray:
+    def _encode_digit(
+        self, indices: np.ndarray, overflow: list[int]
+    ) -> constriction.stream.queue.RangeEncoder:
+        """A range encoder holding one digit's symbols (not yet sealed)."""
         encoder = constriction.stream.queue.RangeEncoder()
         encoder.encode(indices, self._family, self._probs)
         for value in overflow:
             self._encode_overflow(encoder, value)
-        return encoder.get_compressed()
+        return encoder
 
-    def _decode_digit(self, data: bytes) -> tuple[np.ndarray, list[int]]:
-        decoder = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
+    def _decode_digit(self, words: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        decoder = constriction.stream.queue.RangeDecoder(words)
         try:
             indices = decoder.decode(self._family, self._probs)
-            overflow = [
-                self._decode_overflow(decoder)
-                for _ in range(int(np.count_nonzero(indices == self.tables.escape)))
-            ]
+            escapes = int(np.count_nonzero(indices == self._escape))
+            overflow = [self._decode_overflow(decoder) for _ in range(escapes)] if escapes else []
         except (AssertionError, ValueError, OverflowError) as exc:
             raise DecodeError(f"string does not decode ({exc})") from None
-        return indices.astype(np.int32), overflow
+        return indices, overflow
 
     # -- per-digit strings -----------------------------------------------------------------
 
     def encode_strings(self, symbols: Symbols) -> list[bytes]:
         """One shortest-prefix string per digit."""
-        info = self.table_bits(symbols)
-        strings = []
-        for i in range(symbols.indices.shape[0]):
-            words = self._encode_digit(symbols.indices[i], symbols.overflow[i])
-            strings.append(
-                self._shortest_prefix(_words_to_bytes(words), symbols.indices[i], symbols.overflow[i], info[i])
+        starts = _start_lengths(self.table_bits(symbols))
+        return [
+            _shortest_prefix(self._encode_digit(indices, overflow), start)
+            for indices, overflow, start in zip(
+                symbols.indices, symbols.overflow, starts, strict=True
             )
-        return strings
-
-    def _shortest_prefix(
-        self, full: bytes, indices: np.ndarray, overflow: list[int], info_bits: float
-    ) -> bytes:
-        full = full.rstrip(b"\0")
-        start = max(0, int(info_bits // 8) - 1)
-        for length in range(start, len(full)):
-            prefix = full[:length]
-            candidates = [prefix]
-            value = int.from_bytes(prefix, "big") + 1
-            if length and value < (1 << (8 * length)):
-                candidates.append(value.to_bytes(length, "big"))
-            for candidate in candidates:
-                candidate = candidate.rstrip(b"\0")
-                try:
-                    got, got_overflow = self._decode_digit(candidate)
-                except DecodeError:
-                    continue
-                if np.array_equal(got, indices) and got_overflow == overflow:
-                    return candidate
-        return full
+        ]
 
     def decode_strings(self, strings: list[bytes], check: bool = True) -> Symbols:
-        """Decode per-digit strings; ``check`` requires each to be canonical."""
+        """Decode per-digit strings; ``check`` requires each to be canonical.
+
+        Digits are decoded in order; with ``check``, the first digit that is not
+        canonical (or does not decode) raises.
+        """
         dims = self.tables.latent_dims
         indices = np.empty((len(strings), dims), dtype=np.int32)
         overflow: list[list[int]] = []
-        for i, data in enumerate(strings):
-            indices[i], values = self._decode_digit(data)
+        failure: DecodeError | None = None
+        for i, words in enumerate(_strings_to_words(strings)):
+            try:
+                indices[i], values = self._decode_digit(words)
+            except DecodeError as exc:
+                failure = exc
+                break
             overflow.append(values)
-            if check and data.endswith(b"\0"):
-                raise DecodeError(f"string {i} is not canonical (trailing zero byte)")
-            if check:
-                info = float(self.table_bits(Symbols(indices[i : i + 1], [values]))[0])
-                words = self._encode_digit(indices[i], values)
-                canonical = self._shortest_prefix(_words_to_bytes(words), indices[i], values, info)
-                if canonical != data:
+        if check:
+            decoded = len(overflow)
+            starts = _start_lengths(self.table_bits(Symbols(indices[:decoded], overflow)))
+            for i in range(decoded):
+                data = strings[i]
+                if data.endswith(b"\0"):
+                    raise DecodeError(f"string {i} is not canonical (trailing zero byte)")
+                encoder = self._encode_digit(indices[i], overflow[i])
+                if _shortest_prefix(encoder, starts[i]) != data:
                     raise DecodeError(
                         f"string {i} is not the encoding of what it decodes to "
                         "(corrupt data, or a file for another model)"
                     )
+        if failure is not None:
+            raise failure
         return Symbols(indices, overflow)
 
     # -- stream mode -----------------------------------------------------------------------
+
+    def _tiled_probs(self, rows: int) -> np.ndarray:
+        """The table repeated for ``rows`` digits (a view of one cached full-chunk copy)."""
+        if self._tiled is None:
+            self._tiled = np.tile(self._probs, (_STREAM_CHUNK, 1))
+        return self._tiled[: rows * self.tables.latent_dims]
 
     def encode_stream(self, symbols: Symbols) -> bytes:
         """All digits of a block in one range-coder stream."""
@@ -212,8 +228,7 @@ class LatentCoder:
         n = symbols.indices.shape[0]
         for start in range(0, n, _STREAM_CHUNK):
             block = symbols.indices[start : start + _STREAM_CHUNK]
-            probs = np.tile(self._probs, (block.shape[0], 1))
-            encoder.encode(block.reshape(-1), self._family, probs)
+            encoder.encode(block.reshape(-1), self._family, self._tiled_probs(block.shape[0]))
         for values in symbols.overflow:
             for value in values:
                 self._encode_overflow(encoder, value)
@@ -227,13 +242,16 @@ class LatentCoder:
         try:
             for start in range(0, count, _STREAM_CHUNK):
                 rows = min(_STREAM_CHUNK, count - start)
-                probs = np.tile(self._probs, (rows, 1))
+                probs = self._tiled_probs(rows)
                 parts.append(decoder.decode(self._family, probs).reshape(rows, dims))
             indices = (
                 np.concatenate(parts).astype(np.int32) if parts else np.empty((0, dims), np.int32)
             )
             overflow = [
-                [self._decode_overflow(decoder) for _ in range(int(np.count_nonzero(row == self.tables.escape)))]
+                [
+                    self._decode_overflow(decoder)
+                    for _ in range(int(np.count_nonzero(row == self.tables.escape)))
+                ]
                 for row in indices
             ]
         except (AssertionError, ValueError, OverflowError) as exc:
@@ -247,8 +265,46 @@ class LatentCoder:
         return symbols
 
 
+def _start_lengths(info_bits: np.ndarray) -> list[int]:
+    """First prefix length tried per digit: ``max(0, floor(I / 8) - 1)`` bytes."""
+    return [max(0, int(bits // 8) - 1) for bits in info_bits.tolist()]
+
+
+def _shortest_prefix(encoder, start: int) -> bytes:
+    """The shortest prefix, from ``start`` bytes up, that decodes like the full string.
+
+    See the module docstring: validity of a candidate is decided by comparing it
+    with the final interval ``[low, high)`` of ``encoder`` (a range encoder holding
+    one digit), on a grid of ``32 (p + 2)`` bits.
+    """
+    full = _words_to_bytes(encoder.get_compressed())
+    position, (lower, size) = encoder.pos()
+    head = int.from_bytes(full[: 4 * (position + 1)], "big")
+    low = (((head << 32) - lower) >> 64 << 64) + lower
+    high = low + size
+    grid = 32 * (position + 2)
+    full = full.rstrip(b"\0")
+    for length in range(start, len(full)):
+        shift = grid - 8 * length
+        value = int.from_bytes(full[:length], "big")
+        if value << shift >= low:
+            return full[:length].rstrip(b"\0")
+        value += 1
+        if length and value < (1 << (8 * length)) and value << shift < high:
+            return value.to_bytes(length, "big").rstrip(b"\0")
+    return full
+
+
 def _words_to_bytes(words: np.ndarray) -> bytes:
     return np.asarray(words, dtype=">u4").tobytes()
+
+
+def _strings_to_words(strings: list[bytes]) -> list[np.ndarray]:
+    """Each string as big-endian 32-bit words (zero-padded), converted in one pass."""
+    padded = [data + b"\0" * (-len(data) % 4) for data in strings]
+    words = np.frombuffer(b"".join(padded), dtype=">u4").astype(np.uint32)
+    ends = np.cumsum([len(data) // 4 for data in padded]).tolist()
+    return [words[end - len(data) // 4 : end] for data, end in zip(padded, ends, strict=True)]
 
 
 def _bytes_to_words(data: bytes) -> np.ndarray:

@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Benchmark suite: mnistcodec side by side with the seed's own TensorFlow stack.
+
+    python bench/run.py              # full suite (several minutes; `make bench`)
+    python bench/run.py --quick      # tiny subsets, ours only (`make bench-quick`)
+
+What is measured, for ours and for the peer (TensorFlow 2.14.1 +
+tensorflow-compression 2.14.1 running ``bench/peer/tf_seed.py`` in its own
+virtualenv, ``bench/peer/setup_peer.sh``):
+
+* training of the seed configuration (lambda 2000, 50 latents, batch 128):
+  seconds per epoch (each epoch includes validation on the test split, as both
+  the tutorial and ``mnistcodec train`` do), training digits per second;
+* coding of the test digits: encode and decode digits per second with the whole
+  set in one call (per-digit strings; ours also in stream mode), and
+  single-digit latency;
+* peak resident memory (RSS) of the training and of the coding processes.
+
+Every measurement runs in a fresh process, ours and the peer's alternating
+round by round, so both see the same machine load; figures are reported as
+min / median / max over epochs, repeats and rounds, with the ratio of the
+medians. Results go to ``bench/results/bench-<time>.json`` and to the section
+of ``BENCHMARKS.md`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->``
+(the rest of that file is left alone).
+
+Threads: both sides use their libraries' default thread pools (one thread per
+core). Child processes get ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set:
+on a shared machine OpenMP threads that spin while waiting at barriers starve
+the thread doing the work (PyTorch's CPU kernels and MKL use OpenMP; TensorFlow
+uses its own pool and is unaffected).
+
+Without the peer's virtualenv the suite says so and reports ours only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PEER_SCRIPT = REPO / "bench" / "peer" / "tf_seed.py"
+DEFAULT_PEER_PYTHON = REPO / "bench" / ".peer-venv" / "bin" / "python"
+RESULTS_DIR = REPO / "bench" / "results"
+MARKDOWN = REPO / "BENCHMARKS.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+FULL = {
+    "train_rounds": 2,
+    "train_epochs": 2,
+    "train_limit": None,
+    "val_limit": None,
+    "code_rounds": 2,
+    "code_repeats": 3,
+    "code_limit": None,
+    "latency_calls": 50,
+}
+QUICK = {
+    "train_rounds": 1,
+    "train_epochs": 2,
+    "train_limit": 1280,
+    "val_limit": 512,
+    "code_rounds": 1,
+    "code_repeats": 2,
+    "code_limit": 512,
+    "latency_calls": 10,
+}
+
+
+# -- measurement helpers (used inside the worker processes) ----------------------------------
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+        "values": values,
+    }
+
+
+# -- workers: ours ---------------------------------------------------------------------------
+
+
+def worker_train(spec: dict) -> dict:
+    """Train the seed configuration; epoch times from the training history."""
+    import torch
+
+    from mnistcodec.data import load_split
+    from mnistcodec.model import ModelConfig
+    from mnistcodec.modelfile import load_model
+    from mnistcodec.train import TrainConfig, train, validate
+
+    config = TrainConfig(
+        epochs=spec["epochs"],
+        limit=spec["limit"],
+        val_limit=spec["val_limit"],
+        seed=spec["seed"],
+        device="cpu",
+    )
+    t0 = time.perf_counter()
+    result = train(
+        ModelConfig(), config, spec["out"], force=True, progress=False, log=lambda _: None
+    )
+    total = time.perf_counter() - t0
+    train_rss = peak_rss_mib()
+    # Validation's share of an epoch, timed on the trained model (warm, same process).
+    val = torch.from_numpy(load_split("test").images[: spec["val_limit"]])
+    model = load_model(spec["out"]).model
+    val_times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        validate(model, val)
+        val_times.append(time.perf_counter() - t)
+    n = len(load_split("train").images[: spec["limit"]])
+    last = result.history[-1]
+    return {
+        "epoch_seconds": [r.seconds for r in result.history],
+        "validation_seconds": statistics.median(val_times),
+        "train_digits": n,
+        "validation_digits": int(val.shape[0]),
+        "steps_per_epoch": -(-n // config.batch_size),
+        "total_seconds": total,
+        "final": {"val_rate": last.val_rate, "val_distortion": last.val_distortion},
+        "peak_rss_mib": train_rss,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def worker_code(spec: dict) -> dict:
+    """Encode and decode the test digits with a trained model."""
+    import numpy as np
+    import torch
+
+    from mnistcodec import metrics
+    from mnistcodec.coding.api import Codec
+    from mnistcodec.data import load_split
+
+    images = load_split("test").images[: spec["limit"]]
+    n = int(images.shape[0])
+    codec = Codec.from_model(spec["model"])
+    codec.decompress(codec.compress(images[:256])[0])  # warm-up
+    out: dict = {"digits": n, "threads": torch.get_num_threads()}
+    encode, decode, stream_encode, stream_decode = [], [], [], []
+    strings = stream = decoded = None
+    for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        strings, info = codec.compress(images)
+        encode.append(n / (time.perf_counter() - t))
+    for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        decoded = codec.decompress(strings)
+        decode.append(n / (time.perf_counter() - t))
+    for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        stream, _ = codec.compress_stream(images)
+        stream_encode.append(n / (time.perf_counter() - t))
+    for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        again = codec.decompress_stream(stream, n)
+        stream_decode.append(n / (time.perf_counter() - t))
+    if not np.array_equal(again, decoded):
+        raise RuntimeError("stream and per-digit decoding disagree")
+    one = images[:1]
+    one_string = codec.compress(one)[0]
+    enc1, dec1 = [], []
+    for _ in range(spec["latency_calls"]):
+        t = time.perf_counter()
+        codec.compress(one)
+        enc1.append(time.perf_counter() - t)
+    for _ in range(spec["latency_calls"]):
+        t = time.perf_counter()
+        codec.decompress(one_string)
+        dec1.append(time.perf_counter() - t)
+    out.update(
+        {
+            "encode_digits_per_s": encode,
+            "decode_digits_per_s": decode,
+            "stream_encode_digits_per_s": stream_encode,
+            "stream_decode_digits_per_s": stream_decode,
+            "single_encode_ms": [1e3 * t for t in enc1],
+            "single_decode_ms": [1e3 * t for t in dec1],
+            "string_bits_mean": float(np.mean([8 * len(s) for s in strings])),
+            "stream_bits_per_digit": 8 * len(stream) / n,
+            "information_bits_mean": float(info.mean()),
+            "psnr_mean_of_per_digit_db": float(metrics.mean_psnr(images, decoded)),
+            "peak_rss_mib": peak_rss_mib(),
+        }
+    )
+    return out
+
+
+WORKERS = {"train": worker_train, "code": worker_code}
+
+
+# -- orchestration ---------------------------------------------------------------------------
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "MNISTCODEC_DATA_DIR" not in env and SHARED_MNIST.is_dir():
+        env["MNISTCODEC_DATA_DIR"] = str(SHARED_MNIST)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def run_ours(kind: str, spec: dict, tmp: Path) -> dict:
+    spec_path, out_path = tmp / f"{kind}-spec.json", tmp / f"{kind}-out.json"
+    spec_path.write_text(json.dumps(spec))
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        str(spec_path),
+        str(out_path),
+    ]
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"our {kind} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(out_path.read_text())
+
+
+def run_peer(python: Path, args: list[str], tmp: Path, name: str) -> dict:
+    out_path = tmp / f"peer-{name}.json"
+    cmd = [str(python), str(PEER_SCRIPT), *args, "--json", str(out_path)]
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer {name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(out_path.read_text())
+
+
+def peer_status(python: Path) -> str | None:
+    """None when the peer's venv is usable, else why not."""
+    if not python.exists():
+        return f"no peer virtualenv at {python} (create it with bash bench/peer/setup_peer.sh)"
+    probe = "import tensorflow, tensorflow_compression"
+    proc = subprocess.run(
+        [str(python), "-c", probe], env=child_env(), capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return f"the peer virtualenv does not import TensorFlow Compression: {proc.stderr.strip()[-300:]}"
+    return None
+
+
+def machine_info() -> dict:
+    import importlib.metadata
+
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    config = torch.__config__.show()
+    blas = []
+    for line in config.splitlines():
+        if "Math Kernel Library" in line:
+            blas.append("MKL " + line.split("Version", 1)[-1].split("-")[0].strip())
+        elif "MKL-DNN" in line:
+            blas.append("oneDNN " + line.split("MKL-DNN", 1)[-1].split("(")[0].strip())
+        elif "OpenBLAS" in line:
+            blas.append(line.strip(" -"))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "blas": blas,
+        "numpy": numpy.__version__,
+        "constriction": importlib.metadata.version("constriction"),
+        "omp_wait_policy": child_env()["OMP_WAIT_POLICY"],
+    }
+
+
+def ratio(ours: float | None, peer: float | None) -> float | None:
+    if ours is None or peer is None or peer == 0:
+        return None
+    return ours / peer
+
+
+def run_suite(args: argparse.Namespace) -> dict:
+    plan = dict(QUICK if args.quick else FULL)
+    for key in ("train_rounds", "train_epochs", "code_rounds", "code_repeats"):
+        if getattr(args, key) is not None:
+            plan[key] = getattr(args, key)
+    use_peer = not args.no_peer and (args.peer or not args.quick)
+    peer_python = Path(args.peer_python)
+    peer_reason = peer_status(peer_python) if use_peer else "not requested (--quick or --no-peer)"
+    has_peer = use_peer and peer_reason is None
+    log = args.log
+    log(f"peer: {'TensorFlow stack at ' + str(peer_python) if has_peer else peer_reason}")
+
+    results: dict = {
+        "command": " ".join(["python", "bench/run.py", *args.argv]),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "plan": plan,
+        "machine": machine_info(),
+        "load_average_start": os.getloadavg(),
+        "peer": {"available": has_peer, "reason": peer_reason},
+        "ours": {"train": [], "code": []},
+        "peer_runs": {"train": [], "code": []},
+    }
+    with tempfile.TemporaryDirectory(prefix="mnistcodec-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        model_path = tmp / "ours.safetensors"
+        peer_weights = tmp / "peer-ckpt" / "seed"
+        for r in range(plan["train_rounds"]):
+            log(f"training round {r + 1}/{plan['train_rounds']}: ours")
+            spec = {
+                "epochs": plan["train_epochs"],
+                "limit": plan["train_limit"],
+                "val_limit": plan["val_limit"],
+                "seed": r,
+                "out": str(model_path if r == 0 else tmp / f"ours-{r}.safetensors"),
+            }
+            results["ours"]["train"].append(run_ours("train", spec, tmp))
+            if has_peer:
+                log(f"training round {r + 1}/{plan['train_rounds']}: peer")
+                peer_args = ["train", "--epochs", str(plan["train_epochs"]), "--seed", str(r)]
+                if plan["train_limit"]:
+                    peer_args += ["--limit", str(plan["train_limit"])]
+                if r == 0:
+                    peer_args += ["--save-weights", str(peer_weights)]
+                results["peer_runs"]["train"].append(run_peer(peer_python, peer_args, tmp, "train"))
+        for r in range(plan["code_rounds"]):
+            log(f"coding round {r + 1}/{plan['code_rounds']}: ours")
+            spec = {
+                "model": str(model_path),
+                "limit": plan["code_limit"],
+                "repeats": plan["code_repeats"],
+                "latency_calls": plan["latency_calls"],
+            }
+            results["ours"]["code"].append(run_ours("code", spec, tmp))
+            if has_peer:
+                log(f"coding round {r + 1}/{plan['code_rounds']}: peer")
+                peer_args = [
+                    "code",
+                    "--weights",
+                    str(peer_weights),
+                    "--repeats",
+                    str(plan["code_repeats"]),
+                    "--latency-calls",
+                    str(plan["latency_calls"]),
+                ]
+                results["peer_runs"]["code"].append(run_peer(peer_python, peer_args, tmp, "code"))
+    results["load_average_end"] = os.getloadavg()
+    results["finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    results["figures"] = figures(results)
+    return results
+
+
+def figures(results: dict) -> list[dict]:
+    """The table rows: name, unit, direction, ours and peer summaries, ratio of medians."""
+    ours_train, peer_train = results["ours"]["train"], results["peer_runs"]["train"]
+    ours_code, peer_code = results["ours"]["code"], results["peer_runs"]["code"]
+
+    def pool(runs: list[dict], key: str) -> list[float]:
+        return [v for run in runs for v in (run[key] if isinstance(run[key], list) else [run[key]])]
+
+    def peer_epochs(key: str) -> list[float]:
+        return [e[key] for run in peer_train for e in run["epochs"]]
+
+    rows = []
+
+    def add(name: str, unit: str, better: str, ours: list[float], peer: list[float]) -> None:
+        o = summary(ours) if ours else None
+        p = summary(peer) if peer else None
+        rows.append(
+            {
+                "name": name,
+                "unit": unit,
+                "better": better,
+                "ours": o,
+                "peer": p,
+                "ratio": ratio(o and o["median"], p and p["median"]),
+            }
+        )
+
+    epoch_s = pool(ours_train, "epoch_seconds")
+    add("training epoch (incl. validation)", "s", "lower", epoch_s, peer_epochs("seconds"))
+    ours_train_only = [
+        s - run["validation_seconds"] for run in ours_train for s in run["epoch_seconds"]
+    ]
+    add("training part of an epoch", "s", "lower", ours_train_only, peer_epochs("train_seconds"))
+    ours_dps = [
+        run["train_digits"] / (s - run["validation_seconds"])
+        for run in ours_train
+        for s in run["epoch_seconds"]
+    ]
+    peer_dps = [
+        run["train_digits"] / e["train_seconds"] for run in peer_train for e in run["epochs"]
+    ]
+    add("training throughput", "digits/s", "higher", ours_dps, peer_dps)
+    add(
+        "validation pass (test split)",
+        "s",
+        "lower",
+        pool(ours_train, "validation_seconds"),
+        peer_epochs("validation_seconds"),
+    )
+    add(
+        "encode, per-digit strings",
+        "digits/s",
+        "higher",
+        pool(ours_code, "encode_digits_per_s"),
+        pool(peer_code, "compress_digits_per_s"),
+    )
+    add(
+        "decode, per-digit strings",
+        "digits/s",
+        "higher",
+        pool(ours_code, "decode_digits_per_s"),
+        pool(peer_code, "decompress_digits_per_s"),
+    )
+    add(
+        "encode, one stream",
+        "digits/s",
+        "higher",
+        pool(ours_code, "stream_encode_digits_per_s"),
+        [],
+    )
+    add(
+        "decode, one stream",
+        "digits/s",
+        "higher",
+        pool(ours_code, "stream_decode_digits_per_s"),
+        [],
+    )
+    peer_single = lambda key: [run["single_digit"][key] for run in peer_code]  # noqa: E731
+    add(
+        "single-digit encode latency",
+        "ms",
+        "lower",
+        pool(ours_code, "single_encode_ms"),
+        peer_single("compress_median_ms"),
+    )
+    add(
+        "single-digit decode latency",
+        "ms",
+        "lower",
+        pool(ours_code, "single_decode_ms"),
+        peer_single("decompress_median_ms"),
+    )
+    add(
+        "string length",
+        "bits/digit",
+        "lower",
+        pool(ours_code, "string_bits_mean"),
+        pool(peer_code, "string_bits_mean"),
+    )
+    add(
+        "peak RSS, training",
+        "MiB",
+        "lower",
+        pool(ours_train, "peak_rss_mib"),
+        pool(peer_train, "peak_rss_mib"),
+    )
+    add(
+        "peak RSS, coding",
+        "MiB",
+        "lower",
+        pool(ours_code, "peak_rss_mib"),
+        pool(peer_code, "peak_rss_mib"),
+    )
+    return rows
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_summary(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{fmt(s['min'])} / **{fmt(s['median'])}** / {fmt(s['max'])}"
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    peer = results["peer"]
+    lines = [
+        START,
+        "## mnistcodec vs the seed's TensorFlow stack",
+        "",
+        f"Written by `{results['command']}` ({'quick mode: tiny subsets' if results['quick'] else 'full suite'}),"
+        f" {results['started']} to {results['finished']}.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; load average"
+        f" {', '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start,"
+        f" {', '.join(f'{x:.1f}' for x in results['load_average_end'])} at the end"
+        " (a shared machine: the two sides alternate run by run so both see the same load).",
+        f"- Ours: Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads),"
+        f" {'; '.join(m['blas'])}, numpy {m['numpy']}, constriction {m['constriction']};"
+        f" `OMP_WAIT_POLICY={m['omp_wait_policy']}`.",
+    ]
+    if peer["available"] and results["peer_runs"]["train"]:
+        env = results["peer_runs"]["train"][0]["environment"]
+        versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        lines.append(
+            f"- Peer: `bench/peer/tf_seed.py` (the tutorial's model and training), Python"
+            f" {env['python']}, {versions}; TensorFlow's default thread pools."
+        )
+    else:
+        lines.append(f"- Peer: not measured ({peer['reason']}); ours only.")
+    plan = results["plan"]
+    train_set = f"the first {plan['train_limit']:,}" if plan["train_limit"] else "all 60,000"
+    val_set = f"{plan['val_limit']:,}" if plan["val_limit"] else "the 10,000"
+    code_set = f"{plan['code_limit']:,}" if plan["code_limit"] else "all 10,000"
+    lines += [
+        f"- Plan: {plan['train_rounds']} training round(s) of {plan['train_epochs']} epoch(s)"
+        f" on {train_set} training digits (lambda 2000, 50 latents, batch 128, validation on"
+        f" {val_set} test digits each epoch); {plan['code_rounds']} coding round(s) of"
+        f" {plan['code_repeats']} repeat(s) with {code_set} test digits in one call, and single"
+        f" digits {plan['latency_calls']} times.",
+        "",
+        "Each cell is min / **median** / max over epochs, repeats and rounds. Ratio: ours over"
+        " peer (medians); for times lower is better, for throughputs higher is better.",
+        "",
+        "| figure | unit | ours | peer | ratio ours/peer |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["figures"]:
+        r = row["ratio"]
+        lines.append(
+            f"| {row['name']} | {row['unit']} | {fmt_summary(row['ours'])} | {fmt_summary(row['peer'])} |"
+            f" {'-' if r is None else f'{r:.2f}x'} |"
+        )
+    headline = headline_lines(results)
+    if headline:
+        lines += ["", *headline]
+    lines += [
+        "",
+        "Notes: the training epoch of both sides includes a validation pass over the test"
+        " digits; ours is also timed alone (validation pass) and subtracted for the training"
+        " part and the throughput. Coding figures are whole-set calls through the public API"
+        " (`Codec.compress` / `decompress`, `compress_stream` / `decompress_stream`; the peer's"
+        " `MNISTCompressor` / `MNISTDecompressor`). Raw results: `bench/results/`.",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+TARGETS = [
+    ("training epoch (incl. validation)", "lower", 0.5, "epoch time <= 0.5x the peer's"),
+    ("encode, per-digit strings", "higher", 2.0, "encode >= 2x the peer's digits/s"),
+    ("decode, per-digit strings", "higher", 3.0, "decode >= 3x the peer's digits/s"),
+]
+
+
+def headline_lines(results: dict) -> list[str]:
+    rows = {row["name"]: row for row in results["figures"]}
+    out = []
+    for name, better, target, text in TARGETS:
+        r = rows[name]["ratio"]
+        if r is None:
+            continue
+        met = r <= target if better == "lower" else r >= target
+        out.append(f"- Target {text}: ratio {r:.2f}x, {'met' if met else 'not met'}.")
+    rss = rows["peak RSS, training"]["ours"]
+    if rss:
+        out.append(
+            f"- Target training peak RSS <= 1.5 GB: {fmt(rss['max'])} MiB,"
+            f" {'met' if rss['max'] <= 1536 else 'not met'}."
+        )
+    return ["Targets (issue 7):", "", *out] if out else []
+
+
+def write_markdown(path: Path, section: str) -> None:
+    """Replace our section of ``path`` (between the markers), keeping everything else."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        kind, spec_path, out_path = argv[1:4]
+        result = WORKERS[kind](json.loads(Path(spec_path).read_text()))
+        Path(out_path).write_text(json.dumps(result))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny subsets, under a minute, ours only")
+    p.add_argument("--peer", action="store_true", help="include the peer in --quick mode")
+    p.add_argument("--no-peer", action="store_true", help="measure ours only")
+    p.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="the peer venv's python")
+    p.add_argument("--train-rounds", type=int, default=None)
+    p.add_argument("--train-epochs", type=int, default=None)
+    p.add_argument("--code-rounds", type=int, default=None)
+    p.add_argument("--code-repeats", type=int, default=None)
+    p.add_argument("--markdown", default=str(MARKDOWN), help="file to write the section into")
+    p.add_argument("--results-dir", default=str(RESULTS_DIR), help="where the JSON goes")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    args.argv = argv
+    args.log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    results = run_suite(args)
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = results["started"].replace(":", "").replace("+0000", "Z")
+    json_path = results_dir / f"bench-{'quick-' if args.quick else ''}{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    section = markdown(results)
+    write_markdown(Path(args.markdown), section)
+    args.log(section)
+    args.log(f"wrote {json_path} and {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

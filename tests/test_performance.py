@@ -1,0 +1,367 @@
+"""The optimised paths compute what the plain ones do, and the benchmark runs.
+
+* transforms: the CPU fast path against ``reference_forward`` (outputs and
+  gradients), in training and in chunked inference;
+* training: one step with the fast path against the reference path;
+* entropy coding: strings against a golden digest of the pre-optimisation
+  coder, and against the trial-decode search it replaced (kept here as the
+  reference), including the decoder's canonical-string check;
+* ``bench/run.py --quick``: a smoke test (no timing assertions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnistcodec.coding.codec import DecodeError, LatentCoder, Symbols, _bytes_to_words
+from mnistcodec.coding.tables import CodingTables
+from mnistcodec.model import CompressionModel, ModelConfig
+from mnistcodec.train import ADAM_EPS, make_optimizer
+from mnistcodec.transforms import CPU_CHUNK, images_to_unit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- transforms --------------------------------------------------------------------------------
+
+
+def _model(latent_dims: int = 50) -> CompressionModel:
+    torch.manual_seed(0)
+    model = CompressionModel(ModelConfig(latent_dims=latent_dims))
+    with torch.no_grad():  # non-zero biases, so bias paths are exercised
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model
+
+
+def _set_fast(model: CompressionModel, fast: bool) -> None:
+    model.analysis_transform.cpu_fast_path = fast
+    model.synthesis_transform.cpu_fast_path = fast
+
+
+def _loss_and_grads(model: CompressionModel, x: torch.Tensor, fast: bool):
+    _set_fast(model, fast)
+    model.zero_grad(set_to_none=True)
+    out = model(x, training=True, generator=torch.Generator().manual_seed(1))
+    loss = model.loss(out)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    return out, loss.detach(), grads
+
+
+@pytest.mark.parametrize("batch", [3, 24])  # below and above the batch switch of the last layer
+def test_fast_path_matches_reference_forward_and_gradients(batch):
+    model = _model()
+    x = torch.rand(batch, 1, 28, 28)
+    ref_out, ref_loss, ref_grads = _loss_and_grads(model, x, fast=False)
+    out, loss, grads = _loss_and_grads(model, x, fast=True)
+    torch.testing.assert_close(out.y, ref_out.y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.x_hat, ref_out.x_hat, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-4)
+    for name, grad in ref_grads.items():
+        # Float32 sums over the batch in another order: bias gradients sum B*784 terms.
+        scale = float(grad.abs().max()) + 1e-12
+        assert float((grads[name] - grad).abs().max()) <= 1e-3 * scale, name
+
+
+def test_chunked_inference_matches_reference():
+    model = _model().eval()
+    x = torch.rand(CPU_CHUNK + 37, 1, 28, 28)
+    with torch.no_grad():
+        y = model.analysis_transform(x)
+        x_hat = model.synthesis_transform(y)
+        torch.testing.assert_close(
+            y, model.analysis_transform.reference_forward(x), rtol=1e-5, atol=1e-5
+        )
+        ref = model.synthesis_transform.reference_forward(y)
+    torch.testing.assert_close(x_hat, ref, rtol=1e-5, atol=1e-6)
+    assert x_hat.shape == (CPU_CHUNK + 37, 1, 28, 28) and x_hat.is_contiguous()
+
+
+def test_parameters_are_those_of_the_plain_layers():
+    model = _model(latent_dims=7)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["analysis_transform.conv_1.weight"] == (20, 1, 5, 5)
+    assert shapes["analysis_transform.conv_2.weight"] == (50, 20, 5, 5)
+    assert shapes["analysis_transform.fc_1.weight"] == (500, 2450)
+    assert shapes["synthesis_transform.fc_2.weight"] == (2450, 500)
+    assert shapes["synthesis_transform.conv_1.weight"] == (50, 20, 5, 5)
+    assert shapes["synthesis_transform.conv_2.weight"] == (20, 1, 5, 5)
+    assert len(shapes) == 8 + 8 + 1
+
+
+def test_layer_hooks_see_every_layer():
+    """A hook on a layer makes the transform call its layers (the reference path)."""
+    model = _model().eval()
+    seen = []
+    handles = [
+        layer.register_forward_hook(lambda mod, inp, out, name=name: seen.append(name))
+        for name, layer in model.analysis_transform.named_children()
+        if name != "act"
+    ]
+    with torch.no_grad():
+        model.analysis_transform(torch.rand(2, 1, 28, 28))
+    for handle in handles:
+        handle.remove()
+    assert seen == ["conv_1", "conv_2", "fc_1", "fc_2"]
+
+
+def test_fused_adam_steps_like_the_default_adam():
+    """Same gradients in, same parameters out: only how Adam runs has changed."""
+    models = [_model(latent_dims=10) for _ in range(2)]
+    optimizers = [
+        make_optimizer(models[0], 1e-3),
+        torch.optim.Adam(models[1].parameters(), lr=1e-3, eps=ADAM_EPS, foreach=False),
+    ]
+    assert optimizers[0].defaults["fused"]
+    for step in range(3):
+        grads = [
+            torch.randn_like(p, generator=torch.Generator().manual_seed(step))
+            for p in models[0].parameters()
+        ]
+        for model, optimizer in zip(models, optimizers, strict=True):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+    for (name, a), b in zip(
+        models[0].state_dict().items(), models[1].state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_training_losses_match_reference_path():
+    """A few Adam steps on each path: the same loss trajectory up to float rounding."""
+    x = images_to_unit(torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8)).view(
+        4, 16, 1, 28, 28
+    )
+    losses = []
+    for fast in (False, True):
+        model = _model(latent_dims=10)
+        _set_fast(model, fast)
+        optimizer = make_optimizer(model, 1e-3)
+        g = torch.Generator().manual_seed(2)
+        run = []
+        for batch in x:
+            loss = model.loss(model(batch, training=True, generator=g))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            run.append(float(loss.detach()))
+        losses.append(run)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+# -- entropy coding ----------------------------------------------------------------------------
+
+# sha256 over (2-byte length + bytes) of each per-digit string, and of the stream, written
+# by the coder before it found prefixes by interval arithmetic (trial decodes).
+GOLDEN_STRINGS = "e5b255fb2c03e51dc1a56f763cc5fdf9d423b9e7744accc6372f56c37c89ee1e"
+GOLDEN_STREAM = "cb1ac430d38857b9a7af59f09fb89fb54768cae6fb83c8ffeb771a739d58b040"
+
+
+def _golden_tables(dims: int = 12, width: int = 9, precision: int = 16) -> CodingTables:
+    """Integer-only tables: peaked rows of several spreads, escape column last."""
+    rows = []
+    for d in range(dims):
+        spread = 1 + d % 4
+        center = width // 2 + (d % 3) - 1
+        row = [max(1, (1 << 14) >> (abs(k - center) * 4 // spread)) for k in range(width)]
+        row.append(1 + d)
+        row[center] += (1 << precision) - sum(row)
+        rows.append(row)
+    counts = np.array(rows, dtype=np.int32)
+    lower = np.array([-(width // 2) + (d % 2) for d in range(dims)], dtype=np.int32)
+    return CodingTables(counts, lower, np.zeros(dims, np.float32), precision).validate()
+
+
+def _golden_latents(tables: CodingTables, n: int = 400, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    k = rng.integers(-3, 4, size=(n, tables.latent_dims)).astype(np.float64)
+    k += tables.lower[None, :] + tables.width // 2
+    escaped = rng.random((n, tables.latent_dims)) < 0.01
+    k[escaped] = rng.integers(-300, 300, size=int(escaped.sum()))
+    k[0, :3] = [2.0**40, -(2.0**24) - 1, 3.0e38]
+    return k
+
+
+def _digest(strings: list[bytes]) -> str:
+    h = hashlib.sha256()
+    for s in strings:
+        h.update(len(s).to_bytes(2, "big") + s)
+    return h.hexdigest()
+
+
+def test_strings_equal_the_golden_output_of_the_unoptimised_coder():
+    tables = _golden_tables()
+    coder = LatentCoder(tables)
+    symbols = coder.to_symbols(_golden_latents(tables))
+    assert sum(len(v) for v in symbols.overflow) > 20  # escapes are exercised
+    strings = coder.encode_strings(symbols)
+    assert _digest(strings) == GOLDEN_STRINGS
+    assert hashlib.sha256(coder.encode_stream(symbols)).hexdigest() == GOLDEN_STREAM
+    decoded = coder.decode_strings(strings)
+    assert np.array_equal(decoded.indices, symbols.indices) and decoded.overflow == symbols.overflow
+
+
+def _trial_decode_prefix(coder: LatentCoder, indices, overflow, info_bits: float) -> bytes:
+    """The search the coder used before: try prefixes by decoding them."""
+    encoder = coder._encode_digit(indices, overflow)
+    full = np.asarray(encoder.get_compressed(), dtype=">u4").tobytes().rstrip(b"\0")
+    for length in range(max(0, int(info_bits // 8) - 1), len(full)):
+        prefix = full[:length]
+        candidates = [prefix]
+        value = int.from_bytes(prefix, "big") + 1
+        if length and value < (1 << (8 * length)):
+            candidates.append(value.to_bytes(length, "big"))
+        for candidate in candidates:
+            candidate = candidate.rstrip(b"\0")
+            try:
+                got, got_overflow = coder._decode_digit(_bytes_to_words(candidate))
+            except DecodeError:
+                continue
+            if np.array_equal(got, indices) and got_overflow == overflow:
+                return candidate
+    return full
+
+
+def _reference_strings(coder: LatentCoder, symbols: Symbols) -> list[bytes]:
+    info = coder.table_bits(symbols)
+    return [
+        _trial_decode_prefix(coder, symbols.indices[i], symbols.overflow[i], info[i])
+        for i in range(symbols.indices.shape[0])
+    ]
+
+
+def _random_tables(rng: np.random.Generator, dims: int, width: int, precision: int) -> CodingTables:
+    free = (1 << precision) - (width + 1)
+    weights = rng.gamma(0.3, size=(dims, width + 1))
+    counts = np.floor(weights / weights.sum(1, keepdims=True) * free).astype(np.int64) + 1
+    counts[:, 0] += (1 << precision) - counts.sum(1)
+    lower = rng.integers(-width, 1, size=dims).astype(np.int32)
+    return CodingTables(counts.astype(np.int32), lower, np.zeros(dims, np.float32), precision)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_interval_prefix_equals_trial_decoding_on_random_tables(seed):
+    rng = np.random.default_rng(seed)
+    dims, width = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+    tables = _random_tables(rng, dims, width, int(rng.integers(10, 17))).validate()
+    coder = LatentCoder(tables)
+    k = rng.integers(-2, width + 2, size=(150, dims)) + tables.lower[None, :]
+    symbols = coder.to_symbols(k.astype(np.float64))
+    assert coder.encode_strings(symbols) == _reference_strings(coder, symbols)
+
+
+def test_interval_prefix_equals_trial_decoding_on_real_digits(tiny_model, test_digits):
+    from mnistcodec.coding.api import Codec
+
+    codec = Codec(tiny_model)
+    k, _ = codec.analyse(test_digits)
+    symbols = codec.coder.to_symbols(k)
+    assert codec.coder.encode_strings(symbols) == _reference_strings(codec.coder, symbols)
+
+
+def _reference_accepts(coder: LatentCoder, data: bytes) -> bool:
+    """The decoder's check before: decode, re-encode, search by trial decodes, compare."""
+    try:
+        indices, overflow = coder._decode_digit(_bytes_to_words(data))
+    except DecodeError:
+        return False
+    if data.endswith(b"\0"):
+        return False
+    info = float(coder.table_bits(Symbols(indices[None], [overflow]))[0])
+    return _trial_decode_prefix(coder, indices, overflow, info) == data
+
+
+def test_decode_check_accepts_exactly_what_the_reference_accepts():
+    tables = _golden_tables()
+    coder = LatentCoder(tables)
+    strings = coder.encode_strings(coder.to_symbols(_golden_latents(tables, n=60)))
+    rng = np.random.default_rng(3)
+    variants = []
+    for s in strings:
+        flipped = bytearray(s)
+        flipped[int(rng.integers(len(s)))] ^= 1 << int(rng.integers(8))
+        variants += [s, s + b"\x01", s + b"\0", s[:-1], bytes(flipped), rng.bytes(len(s))]
+    for data in variants:
+        try:
+            coder.decode_strings([data])
+            accepted = True
+        except DecodeError:
+            accepted = False
+        assert accepted == _reference_accepts(coder, data), data.hex()
+
+
+def test_decode_reports_the_first_bad_string():
+    tables = _golden_tables()
+    coder = LatentCoder(tables)
+    strings = coder.encode_strings(coder.to_symbols(_golden_latents(tables, n=5)))
+    strings[3] = strings[3] + b"\x07"
+    with pytest.raises(DecodeError, match="string 3"):
+        coder.decode_strings(strings)
+
+
+# -- the benchmark suite -----------------------------------------------------------------------
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_markdown_section_keeps_the_rest_of_the_file(tmp_path):
+    bench = _load_bench()
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        f"# Title\n\nintro\n\n{bench.START}\nold\n{bench.END}\n\n## Other section\nkept\n"
+    )
+    bench.write_markdown(path, f"{bench.START}\nnew\n{bench.END}\n")
+    text = path.read_text()
+    assert "new" in text and "old" not in text
+    assert text.startswith("# Title\n\nintro") and text.endswith("## Other section\nkept\n")
+    fresh = tmp_path / "fresh.md"
+    bench.write_markdown(fresh, f"{bench.START}\nx\n{bench.END}\n")
+    assert bench.START in fresh.read_text()
+
+
+@pytest.mark.slow
+def test_bench_quick_runs(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "run.py"),
+        "--quick",
+        "--no-peer",
+        "--quiet",
+        "--markdown",
+        str(tmp_path / "BENCHMARKS.md"),
+        "--results-dir",
+        str(tmp_path / "results"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result_file,) = (tmp_path / "results").glob("bench-quick-*.json")
+    results = json.loads(result_file.read_text())
+    assert not results["peer"]["available"]
+    names = {row["name"]: row for row in results["figures"]}
+    for name in (
+        "training epoch (incl. validation)",
+        "encode, per-digit strings",
+        "peak RSS, training",
+    ):
+        assert names[name]["ours"]["median"] > 0
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- bench:start -->" in text and "<!-- bench:end -->" in text and "ours only" in text
