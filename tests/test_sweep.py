@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -14,10 +15,12 @@ from mnistcodec.errors import MnistCodecError
 from mnistcodec.sweep import (
     TrialSpec,
     compare_curves,
+    learned_bd_rates,
     make_grid,
     run_sweep,
     run_trial,
     run_trials,
+    sweep_plots,
 )
 from mnistcodec.train import TrainConfig, train
 
@@ -40,40 +43,53 @@ def test_key_depends_on_the_configuration_but_not_the_data_directory():
     assert len(make_grid([300, 300], [4], ["logistic"], TINY)) == 1
 
 
-def test_trials_are_cached_and_a_repeat_is_free(tmp_path, monkeypatch):
-    specs = _grid()
-    first = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+@pytest.fixture(scope="module")
+def trained_grid(tmp_path_factory, _data_environment):
+    """Two tiny trials run once; tests work on copies of their cache."""
+    root = tmp_path_factory.mktemp("grid")
+    results = run_trials(_grid(), root, progress=False, log=lambda _: None)
+    return root, results
+
+
+@pytest.fixture
+def grid_copy(trained_grid, tmp_path):
+    root, results = trained_grid
+    shutil.copytree(root, tmp_path / "trials")
+    return tmp_path / "trials", results
+
+
+def test_trials_are_cached_and_a_repeat_is_free(grid_copy, monkeypatch):
+    root, first = grid_copy
     assert [t.trained for t in first] == [True, True]
     assert all((t.directory / "result.json").is_file() and t.model_path.is_file() for t in first)
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("a cached trial was trained again")
+    def no_work(*args, **kwargs):
+        raise AssertionError("a cached trial was computed again")
 
-    monkeypatch.setattr(mnistcodec.train, "train", no_training)
-    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", no_training)
-    again = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    monkeypatch.setattr(mnistcodec.train, "train", no_work)
+    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", no_work)
+    again = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert all(t.reused for t in again)
     assert [t.row() for t in again] == [t.row() for t in first]
 
 
-def test_an_interrupted_sweep_continues(tmp_path, monkeypatch):
-    specs = _grid()
+def test_an_interrupted_sweep_continues(grid_copy, monkeypatch):
+    root, first = grid_copy
+    (root / first[1].spec.key / "result.json").unlink()  # killed after training, before evaluating
+    monkeypatch.setattr(mnistcodec.train, "train", lambda *a, **k: pytest.fail("retrained"))
     real_evaluate = mnistcodec.evaluate.evaluate
-    calls = []
 
-    def failing_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise MnistCodecError("interrupted")
-        return real_evaluate(*args, **kwargs)
+    def failing(*args, **kwargs):
+        raise MnistCodecError("interrupted again")
 
-    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", failing_second)
+    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", failing)
     with pytest.raises(MnistCodecError, match="1 of 2 trials failed"):
-        run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+        run_trials(_grid(), root, progress=False, log=lambda _: None)
     monkeypatch.setattr(mnistcodec.evaluate, "evaluate", real_evaluate)
-    resumed = run_trials(specs, tmp_path, progress=False, log=lambda _: None)
+    resumed = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert resumed[0].reused
     assert not resumed[1].trained and resumed[1].evaluated  # its model survived; only evaluated
+    assert resumed[1].evaluation == first[1].evaluation
 
 
 def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_path):
@@ -89,11 +105,10 @@ def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_pat
     assert result.history[0]["loss"] == first.history[0].loss
 
 
-def test_evaluation_settings_change_reevaluates_without_training(tmp_path, monkeypatch):
-    spec = _grid()[0]
-    run_trial(spec, tmp_path, progress=False, log=lambda _: None)
+def test_evaluation_settings_change_reevaluates_without_training(grid_copy, monkeypatch):
+    root, first = grid_copy
     monkeypatch.setattr(mnistcodec.train, "train", lambda *a, **k: pytest.fail("retrained"))
-    bigger = run_trial(replace(spec, eval_limit=48), tmp_path, progress=False, log=lambda _: None)
+    bigger = run_trial(replace(first[0].spec, eval_limit=48), root, progress=False, log=lambda _: None)
     assert bigger.evaluation["n"] == 48 and not bigger.trained
 
 
@@ -112,13 +127,27 @@ def test_sweep_command_in_parallel_writes_tables_and_plots(tmp_path, capsys):
     assert capsys.readouterr().out.count(": cached (") == 2
 
 
-def test_run_sweep_plots_latent_and_prior_sweeps(tmp_path):
-    specs = _grid(lmbdas=[2000], latent_dims=[2]) + _grid(lmbdas=[2000], latent_dims=[4], priors=["laplace"])
-    result = run_sweep(specs, tmp_path, progress=False, log=lambda _: None)
-    assert len(result.rows) == 2
-    assert {"latent", "priors"} <= set(result.files)
-    assert all(result.files[name].stat().st_size > 1000 for name in ("latent", "priors"))
-    assert (tmp_path / "results.csv").is_file() and (tmp_path / "bd_rates.json").is_file()
+def test_run_sweep_writes_tables_and_bd_rates(grid_copy, tmp_path):
+    root, _ = grid_copy
+    out = root.parent / "sweep"
+    shutil.copytree(root, out / "trials")
+    result = run_sweep(_grid(), out, progress=False, log=lambda _: None)
+    assert all(t.reused for t in result.trials) and len(result.rows) == 2
+    assert (out / "results.csv").is_file() and (out / "bd_rates.json").is_file()
+    assert result.files["rd"].stat().st_size > 1000
+
+
+def test_sweep_plots_for_latent_and_prior_grids(tmp_path):
+    rows = [
+        {"lmbda": lm, "latent_dims": d, "prior": pr, "string_bits": b + 2, "info_bits": b, "psnr_db": q,
+         "mad": 0.05}
+        for lm, d, pr, b, q in [(300, 8, "logistic", 20, 14), (2000, 8, "logistic", 40, 17),
+                                (2000, 4, "logistic", 25, 15), (2000, 8, "laplace", 42, 16.5)]
+    ]
+    files = sweep_plots(rows, tmp_path)
+    assert set(files) == {"rd", "latent", "priors"}
+    assert all(path.stat().st_size > 1000 for path in files.values())
+    assert learned_bd_rates(rows) == []  # only one configuration has several lambdas
 
 
 def test_compare_curves_reports_no_overlap_instead_of_failing():
