@@ -51,6 +51,7 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 1e-3
+    prior_lr: float | None = None  # learning rate of the prior's parameters (default: lr)
     seed: int = 0
     device: str = "auto"
     limit: int | None = None
@@ -106,14 +107,21 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
-def make_optimizer(model: CompressionModel, lr: float) -> torch.optim.Adam:
-    """Adam with Keras' epsilon, as one fused kernel over all parameters."""
-    return torch.optim.Adam(model.parameters(), lr=lr, eps=ADAM_EPS, fused=True)
+def make_optimizer(model: CompressionModel, lr: float, prior_lr: float | None = None) -> torch.optim.Adam:
+    """Adam with Keras' epsilon, as one fused kernel; the prior may have its own rate."""
+    prior_params = list(model.prior.parameters())
+    prior_ids = {id(p) for p in prior_params}
+    transform_params = [p for p in model.parameters() if id(p) not in prior_ids]
+    groups = [
+        {"params": transform_params, "lr": lr},
+        {"params": prior_params, "lr": lr if prior_lr is None else prior_lr},
+    ]
+    return torch.optim.Adam(groups, lr=lr, eps=ADAM_EPS, fused=True)
 
 
 @torch.inference_mode()
 def validate(
-    model: CompressionModel, images: torch.Tensor, batch_size: int = 2000
+    model: CompressionModel, images: torch.Tensor, batch_size: int = 1000
 ) -> tuple[float, float, float]:
     """Mean information content, mean distortion and Lagrangian in evaluation mode.
 
@@ -226,7 +234,7 @@ def train(
 
     torch.manual_seed(train_config.seed)
     model = CompressionModel(model_config).to(device)
-    optimizer = make_optimizer(model, train_config.lr)
+    optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     history: list[EpochRecord] = []
     start_epoch = 1
     if resume:
