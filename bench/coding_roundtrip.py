@@ -25,6 +25,7 @@ from the same run.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -34,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import constriction
 import numpy as np
 import torch
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "constriction": getattr(constriction, "__version__", "unknown"),
+            "constriction": importlib.metadata.version("constriction"),
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "loadavg": list(os.getloadavg()),
