@@ -1,13 +1,22 @@
-"""Model lookup: a shipped model name or a path to a model file."""
+"""Pretrained models shipped with the package, and model lookup by name or path.
+
+Each shipped model is a normal model file (float16 weights, exact integer
+coding tables) in ``mnistcodec/pretrained/``; its metadata records how it was
+trained (``training_command``), the SHA-256 of the data it was trained on and
+its evaluation on the 10,000 MNIST test digits (``evaluation``).
+:func:`check_shipped` re-derives those figures from the file.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from mnistcodec.errors import ModelFileError
 from mnistcodec.modelfile import LoadedModel, load_model
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+CHECKED_FIGURES = ("info_bits", "string_bits", "stream_bits_per_digit", "psnr_db", "mad")
 
 
 def shipped_models() -> dict[str, Path]:
@@ -27,3 +36,19 @@ def resolve_model(name_or_path: str) -> LoadedModel:
         names = ", ".join(shipped) or "none"
         raise ModelFileError(f"no model file {name_or_path!r} and no shipped model of that name (shipped: {names})")
     return load_model(path)
+
+
+def check_shipped(name: str, images, tolerance: float = 1e-6) -> dict[str, tuple[float, float, bool]]:
+    """Re-evaluate a shipped model; ``figure -> (recorded, measured, equal)``."""
+    from mnistcodec.evaluate import evaluate
+
+    loaded = resolve_model(name)
+    recorded = loaded.metadata.get("evaluation") or {}
+    if not recorded:
+        raise ModelFileError(f"shipped model {name} records no evaluation figures")
+    measured = evaluate(loaded, images[: int(recorded.get("n", len(images)))])
+    out = {}
+    for key in CHECKED_FIGURES:
+        a, b = float(recorded[key]), float(measured[key])
+        out[key] = (a, b, math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance))
+    return out

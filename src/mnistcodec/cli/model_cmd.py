@@ -9,6 +9,7 @@ from pathlib import Path
 from mnistcodec.cli.common import add_data_args, positive_float, positive_int
 from mnistcodec.data import load_split
 from mnistcodec.model import DISTORTIONS, CompressionModel, ModelConfig
+from mnistcodec.presets import PRESETS, get_preset
 from mnistcodec.priors import PRIORS
 from mnistcodec.transforms import ARCHITECTURES
 
@@ -39,6 +40,11 @@ def default_model_path(config: ModelConfig) -> Path:
 def train_handler(args: argparse.Namespace) -> int:
     from mnistcodec.train import TrainConfig, train
 
+    if args.preset:
+        preset = get_preset(args.preset)
+        args.arch, args.prior = preset.arch, preset.prior
+        if args.prior_lr is None:
+            args.prior_lr = preset.prior_lr
     config = model_config_from(args)
     out = Path(args.out) if args.out else default_model_path(config)
     if not args.out:
@@ -47,6 +53,7 @@ def train_handler(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        prior_lr=args.prior_lr,
         seed=args.seed,
         device=args.device,
         limit=args.limit,
@@ -93,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--prior-lr", type=positive_float, default=None, help="learning rate of the prior (default: --lr)")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="named configuration: seed (the tutorial's) or improved (faster prior); sets --arch, --prior, --prior-lr",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
@@ -117,3 +131,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", default=None, help="model file or shipped name (default: a new model)")
     add_model_args(p)
     p.set_defaults(handler=summary_handler)
+
+    register_models(subparsers)
+
+
+def models_handler(args: argparse.Namespace) -> int:
+    from mnistcodec.modelfile import load_model
+    from mnistcodec.zoo import check_shipped, shipped_models
+
+    shipped = shipped_models()
+    if not shipped:
+        print("no shipped models")
+        return 0
+    failed = False
+    for name, path in shipped.items():
+        loaded = load_model(path)
+        cfg, ev = loaded.config, loaded.metadata.get("evaluation", {})
+        print(
+            f"{name:<24} {cfg.arch}/{cfg.prior} lambda={cfg.lmbda:g} d={cfg.latent_dims}  "
+            f"{path.stat().st_size / 1e6:.1f} MB  info {ev.get('info_bits', float('nan')):.2f} bits  "
+            f"strings {ev.get('string_bits', float('nan')):.2f} bits  PSNR {ev.get('psnr_db', float('nan')):.2f} dB"
+        )
+        if args.check:
+            images = load_split("test", args.dataset, args.data_dir).images
+            for key, (recorded, measured, same) in check_shipped(name, images).items():
+                failed |= not same
+                print(f"    {key:<22} recorded {recorded:.6f}  measured {measured:.6f}  {'ok' if same else 'MISMATCH'}")
+    return 1 if failed else 0
+
+
+def register_models(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list the pretrained models that ship with the package")
+    p.add_argument("--check", action="store_true", help="re-derive each model's recorded evaluation figures")
+    add_data_args(p)
+    p.set_defaults(handler=models_handler)
