@@ -1,0 +1,87 @@
+"""Package trained models as shipped pretrained models.
+
+    python scripts/ship_models.py NAME=PATH [NAME=PATH ...]
+
+Each model is re-saved with float16 weights (its integer coding tables are
+kept exact) into ``src/mnistcodec/pretrained/NAME.safetensors``, with its
+training command, the SHA-256 of its training data and its evaluation on all
+10,000 MNIST test digits, measured on the shipped file itself. A manifest
+(``MANIFEST.json``) records each file's fingerprint and SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import torch
+
+from mnistcodec.data import load_split
+from mnistcodec.evaluate import evaluate
+from mnistcodec.fileio import atomic_write_text
+from mnistcodec.modelfile import load_model, save_model, update_metadata
+from mnistcodec.zoo import PRETRAINED_DIR
+
+MAX_BYTES = 6_000_000
+
+
+def training_command(meta: dict) -> str:
+    cfg, tr = meta["config"], meta.get("training", {})
+    parts = [
+        "mnistcodec train",
+        f"--arch {cfg['arch']}",
+        f"--prior {cfg['prior']}",
+        f"--lmbda {cfg['lmbda']:g}",
+        f"--latent-dims {cfg['latent_dims']}",
+        f"--distortion {cfg['distortion']}",
+        f"--epochs {tr.get('epochs')}",
+        f"--batch-size {tr.get('batch_size')}",
+        f"--lr {tr.get('lr')}",
+    ]
+    if tr.get("prior_lr") is not None:
+        parts.append(f"--prior-lr {tr['prior_lr']}")
+    parts.append(f"--seed {tr.get('seed')}")
+    return " ".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
+    manifest_path = PRETRAINED_DIR / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    images = load_split("test").images
+    for item in argv:
+        name, source = item.split("=", 1)
+        loaded = load_model(source)
+        meta = loaded.metadata
+        out = PRETRAINED_DIR / f"{name}.safetensors"
+        record = {
+            "training": meta.get("training"),
+            "training_command": training_command(meta),
+            "dataset_sha256": meta.get("dataset_sha256"),
+            "history": meta.get("history"),
+        }
+        save_model(loaded.model, out, metadata=record, weights_dtype=torch.float16)
+        shipped = load_model(out)
+        record["evaluation"] = evaluate(shipped, images)
+        update_metadata(out, {"evaluation": record["evaluation"]})
+        final = load_model(out)
+        assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"
+        size = out.stat().st_size
+        if size > MAX_BYTES:
+            raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} limit")
+        manifest[name] = {
+            "fingerprint": final.fingerprint,
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+            "bytes": size,
+            "evaluation": record["evaluation"],
+            "training_command": record["training_command"],
+        }
+        print(f"{name}: {size / 1e6:.2f} MB, fingerprint {final.fingerprint[:16]}, "
+              f"strings {record['evaluation']['string_bits']:.2f} bits, PSNR {record['evaluation']['psnr_db']:.2f} dB")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""Shipped pretrained models: they load, match their manifest and code round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnistcodec.coding.api import Codec
+from mnistcodec.errors import ModelFileError
+from mnistcodec.zoo import PRETRAINED_DIR, resolve_model, shipped_models
+
+MANIFEST = json.loads((PRETRAINED_DIR / "MANIFEST.json").read_text())
+SHIPPED = sorted(shipped_models())
+
+
+def test_every_manifest_entry_ships():
+    assert SHIPPED and set(SHIPPED) == set(MANIFEST)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_matches_manifest_and_codes_round_trip(name, test_digits):
+    loaded = resolve_model(name)
+    entry = MANIFEST[name]
+    assert loaded.fingerprint == entry["fingerprint"]
+    assert (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size <= 6_000_000
+    assert loaded.metadata["training_command"].startswith("mnistcodec train")
+    assert loaded.metadata["dataset_sha256"]
+    codec = Codec(loaded)
+    digits = test_digits[:32]
+    strings, info = codec.compress(digits)
+    assert np.array_equal(codec.decompress(strings), codec.reconstruct(digits))
+    recorded = loaded.metadata["evaluation"]
+    # A few digits are a noisy estimate of the recorded whole-test-set figure.
+    assert abs(np.mean([8 * len(s) for s in strings]) - recorded["string_bits"]) < 0.5 * recorded["string_bits"]
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(ModelFileError, match="no shipped model"):
+        resolve_model("no-such-model")
+
+
+def test_models_command_lists_shipped_models():
+    proc = subprocess.run([sys.executable, "-m", "mnistcodec", "models"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in SHIPPED:
+        assert name in proc.stdout
