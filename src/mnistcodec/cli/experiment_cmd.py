@@ -19,7 +19,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
     from mnistcodec.train import TrainConfig
 
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, limit=args.limit,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prior_lr=args.prior_lr, device=args.device,
+        limit=args.limit,
         val_limit=args.val_limit, dataset=args.dataset, data_dir=args.data_dir,
     )
     specs = make_grid(
@@ -139,6 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=positive_int, default=5, help="epochs per trial (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--prior-lr", type=positive_float, default=None, metavar="LR",
+                   help="learning rate of the prior's parameters (default: --lr)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
     p.add_argument("--val-limit", type=positive_int, default=None, metavar="N", help="validate on the first N test digits")
     p.add_argument("--eval-limit", type=positive_int, default=None, metavar="N",
