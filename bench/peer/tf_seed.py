@@ -291,6 +291,7 @@ def setup_tf(args):
 
 def environment(seed, args):
     import importlib.metadata as md
+
     import numpy as np
 
     tf = seed.tf
@@ -566,7 +567,9 @@ def cmd_code(args):
     print(f"\nTF {env['tf_version']}, {env['cpu_count']} CPUs, threads: "
           f"{env['threads_requested']}, load {env['loadavg_start'][0]:.1f}; "
           f"codec tables built in {build_seconds:.2f} s")
-    fmt = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)
+    def fmt(xs):
+        return ", ".join(f"{x:,.0f}" for x in xs)
+
     print(f"compress   {n} digits in one call: "
           f"{', '.join(f'{t:.3f}' for t in comp_times)} s  "
           f"({fmt(out['compress_digits_per_s'])} digits/s)")

@@ -44,7 +44,4 @@ class EntropyBottleneck(nn.Module):
 
     def rate_bits(self, y_hat: Tensor, training: bool = False) -> Tensor:
         """Bits per digit of noisy (training) or quantised (evaluation) latents."""
-        joint_rate = getattr(self.prior, "rate_bits", None)
-        if joint_rate is not None:
-            return joint_rate(y_hat, training)
         return bits_from_log_prob(self.prior.log_prob(y_hat))

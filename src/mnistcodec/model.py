@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from mnistcodec.entropy_bottleneck import EntropyBottleneck
 from mnistcodec.errors import InputError
-from mnistcodec.mixture import MixtureLogisticPrior
 from mnistcodec.priors import Prior, make_prior
 from mnistcodec.transforms import make_transforms
 
@@ -35,7 +34,6 @@ class ModelConfig:
     prior: str = "logistic"
     lmbda: float = 2000.0
     distortion: str = "mad"
-    components: int = 32  # mixture components, used by prior="mixture" only
 
     def __post_init__(self) -> None:
         if self.distortion not in DISTORTIONS:
@@ -67,13 +65,6 @@ class RDOutput:
         return self.rate_bits.mean()
 
 
-def make_model_prior(config: ModelConfig) -> nn.Module:
-    """The prior named by the config: a factorised family or the mixture."""
-    if config.prior == MixtureLogisticPrior.family:
-        return MixtureLogisticPrior(config.latent_dims, config.components)
-    return make_prior(config.prior, config.latent_dims)
-
-
 class CompressionModel(nn.Module):
     """Analysis transform + entropy bottleneck (prior) + synthesis transform."""
 
@@ -83,7 +74,7 @@ class CompressionModel(nn.Module):
         self.analysis_transform, self.synthesis_transform = make_transforms(
             self.config.arch, self.config.latent_dims
         )
-        self.entropy_bottleneck = EntropyBottleneck(make_model_prior(self.config))
+        self.entropy_bottleneck = EntropyBottleneck(make_prior(self.config.prior, self.config.latent_dims))
 
     @property
     def prior(self) -> Prior:

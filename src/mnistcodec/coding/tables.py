@@ -16,23 +16,17 @@ floating point. For latent dimension ``i`` with quantisation offset ``o_i``:
 
 A latent outside the window is coded as the escape symbol followed by its
 integer value through the overflow code of :mod:`mnistcodec.coding.codec`.
-
-Mixture priors (:mod:`mnistcodec.mixture`) freeze into ``C * D`` rows, one per
-(component, dimension), component-major, plus ``component_counts``: the
-quantised mixture weights, used to code each digit's component index first.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mnistcodec.errors import ModelFileError
-from mnistcodec.mixture import noisy_logistic_log_prob
 from mnistcodec.priors import Prior
 
 DEFAULT_PRECISION = 16
@@ -42,25 +36,16 @@ MAX_TABLE_WIDTH = 4096
 
 @dataclass(frozen=True)
 class CodingTables:
-    """Integer tables: ``counts`` (C*D, K+1), ``lower`` (C*D,), ``offsets`` (D,).
-
-    ``component_counts`` is empty for a factorised prior (C = 1) and holds the
-    quantised mixture weights (C,) for a mixture prior.
-    """
+    """Integer tables for one model: ``counts`` (D, K+1), ``lower`` (D,), ``offsets`` (D,)."""
 
     counts: np.ndarray  # int32, each row sums to 2**precision, last column = escape
     lower: np.ndarray  # int32, symbol value of column 0 per row
     offsets: np.ndarray  # float32, quantisation offsets o_i
     precision: int
-    component_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     @property
     def latent_dims(self) -> int:
         return int(self.offsets.shape[0])
-
-    @property
-    def components(self) -> int:
-        return max(1, int(self.component_counts.shape[0]))
 
     @property
     def width(self) -> int:
@@ -86,13 +71,8 @@ class CodingTables:
             raise ModelFileError(f"coding precision {self.precision} outside 1..24")
         if c.ndim != 2 or c.shape[1] < 2 or c.shape[1] > MAX_TABLE_WIDTH + 1:
             raise ModelFileError(f"coding table has invalid shape {c.shape}")
-        if off.ndim != 1 or c.shape[0] != self.components * off.shape[0] or lo.shape != (c.shape[0],):
+        if off.ndim != 1 or c.shape[0] != off.shape[0] or lo.shape != (c.shape[0],):
             raise ModelFileError("coding table offsets do not match the table")
-        comp = self.component_counts
-        if comp.size and (
-            comp.ndim != 1 or comp.min() < 1 or int(comp.astype(np.int64).sum()) != (1 << self.precision)
-        ):
-            raise ModelFileError("mixture component table is not a valid quantised distribution")
         if c.min() < 1 or np.any(c.astype(np.int64).sum(axis=1) != (1 << self.precision)):
             raise ModelFileError("coding table rows are not valid quantised distributions")
         if not np.all(np.isfinite(off)):
@@ -139,32 +119,10 @@ def _with_escape(pmf: torch.Tensor, precision: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def build_mixture_tables(prior, precision: int, tail_mass: float) -> CodingTables:
-    """Freeze a :class:`~mnistcodec.mixture.MixtureLogisticPrior` (float64, done once)."""
-    loc = prior.loc.detach().to("cpu", torch.float64).reshape(-1)
-    scale = torch.exp(prior.log_scale.detach().to("cpu", torch.float64)).reshape(-1)
-    logit = math.log(tail_mass / 2) - math.log1p(-tail_mass / 2)
-    lower, grid = _windows(loc + scale * logit, loc - scale * logit, torch.zeros_like(loc), precision)
-    dims = prior.latent_dims
-    values = grid.to(torch.float64)
-    pmf = torch.exp(noisy_logistic_log_prob(values, loc[:, None], torch.log(scale)[:, None]))
-    weights = torch.softmax(prior.logits.detach().to("cpu", torch.float64), dim=0)
-    return CodingTables(
-        counts=_with_escape(pmf, precision),
-        lower=lower.numpy().astype(np.int32),
-        offsets=np.zeros(dims, dtype=np.float32),
-        precision=precision,
-        component_counts=quantize_pmf(weights[None].numpy(), precision)[0],
-    ).validate()
-
-
-@torch.no_grad()
 def build_tables(
     prior: Prior, precision: int = DEFAULT_PRECISION, tail_mass: float = DEFAULT_TAIL_MASS
 ) -> CodingTables:
     """Freeze ``prior`` into :class:`CodingTables` (float64 evaluation, done once)."""
-    if hasattr(prior, "components"):
-        return build_mixture_tables(prior, precision, tail_mass)
     prior64 = copy.deepcopy(prior).to(device="cpu", dtype=torch.float64)
     dims = prior64.latent_dims
     offsets = prior64.quantization_offset().to(torch.float64).to(torch.float32).to(torch.float64)
