@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from mnistcodec.bdrate import bd_rate
@@ -29,8 +30,11 @@ from mnistcodec.errors import MnistCodecError
 def load_curve(directory: Path, preset: str) -> list[dict]:
     points = []
     for path in sorted(directory.glob(f"{preset}-*.json")):
+        match = re.fullmatch(rf"{preset}-([0-9.]+)", path.stem)
+        if not match:
+            continue
         result = json.loads(path.read_text())
-        result["lmbda"] = float(path.stem.split("-", 1)[1])
+        result["lmbda"] = float(match.group(1))
         points.append(result)
     return sorted(points, key=lambda r: r["lmbda"])
 
