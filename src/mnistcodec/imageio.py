@@ -7,29 +7,49 @@ raw or gzipped. Inputs are recognised by their first bytes, not their names.
 
 Output kind is chosen by the name (:func:`output_kind`): ``*.png`` is one grid
 image, ``*.idx``, ``*.idx3-ubyte`` or ``*-ubyte`` (optionally ``.gz``) an IDX
-file, any other name a directory of PNG files ``digit-00000.png``, ...  Every
-write is atomic (:mod:`mnistcodec.fileio`) and nothing is overwritten unless
-``force``; a directory is filled through a temporary directory, so a failed
-run leaves no partial files.
+file, ``-`` a raw IDX stream on standard output, any other name a directory of
+PNG files ``digit-00000.png``, ...  Every write is atomic
+(:mod:`mnistcodec.fileio`) and nothing is overwritten unless ``force``; a
+directory is filled through a temporary directory, so a failed run leaves no
+partial files.
+
+Any number of digits is read and written in constant memory:
+:func:`open_inputs` checks the inputs and counts their digits without
+loading them, then yields them piece by piece; :func:`write_image_pieces`
+writes pieces as they come (an IDX file, a directory, or a grid PNG encoded
+row of digits by row of digits). Standard input (``-``) is read whole (at
+most :data:`MAX_INPUT_BYTES`).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import os
-import shutil
 import struct
-import tempfile
-from collections.abc import Sequence
+import sys
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from mnistcodec.data import read_idx_bytes, write_idx
+from mnistcodec.data import read_idx_bytes
+from mnistcodec.data.idx import IdxInfo, iter_idx_rows, scan_idx
 from mnistcodec.errors import DataError, InputError
-from mnistcodec.fileio import atomic_write, check_writable
+from mnistcodec.fileio import (
+    atomic_directory,
+    atomic_open,
+    atomic_write,
+    check_readable,
+    check_writable,
+    is_stdio,
+    read_input,
+)
 from mnistcodec.transforms import IMAGE_SHAPE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -56,17 +76,7 @@ _COLOUR_TYPES = {
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
-    try:
-        if path.is_dir():
-            raise InputError(f"{path} is a directory; expected {what}")
-        size = path.stat().st_size
-        if size > MAX_INPUT_BYTES:
-            raise InputError(f"{path} is {size} bytes, too large for {what}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"input file {path} not found") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return read_input(path, what, MAX_INPUT_BYTES, allow_stdin=True)
 
 
 def _png_kind(data: bytes, name: str) -> tuple[int, int, int, int]:
@@ -127,34 +137,136 @@ def decode_idx_images(data: bytes, name: str = "<idx>") -> np.ndarray:
     return array
 
 
+@dataclass
+class _Source:
+    """One input: a PNG file, an IDX file read in pieces, or digits held in memory."""
+
+    label: str
+    count: int
+    path: Path | None = None
+    idx: IdxInfo | None = None
+    images: np.ndarray | None = None
+
+    def names(self, limit: int) -> list[str]:
+        if self.idx is None and self.images is None:
+            return [self.label]
+        return [f"{self.label}[{i}]" for i in range(min(self.count, limit))]
+
+    def pieces(self, rows: int) -> Iterator[np.ndarray]:
+        if self.images is not None:
+            for start in range(0, self.count, rows):
+                yield self.images[start : start + rows]
+        elif self.idx is not None:
+            try:
+                yield from iter_idx_rows(self.path, self.idx, rows)
+            except DataError as exc:
+                raise InputError(str(exc)) from None
+        else:
+            yield read_png(self.path)[None]
+
+
+class Inputs:
+    """Checked inputs: their digit count and names, and their digits piece by piece."""
+
+    def __init__(self, sources: list[_Source]) -> None:
+        self.sources = sources
+        self.count = sum(s.count for s in sources)
+
+    def names(self, limit: int | None = None) -> list[str]:
+        """A name per digit (``file.png``, ``file.idx[3]``), the first ``limit`` only if given."""
+        limit = self.count if limit is None else limit
+        out: list[str] = []
+        for source in self.sources:
+            if len(out) >= limit:
+                break
+            out.extend(source.names(limit - len(out)))
+        return out[:limit]
+
+    def pieces(self, rows: int = 4096) -> Iterator[np.ndarray]:
+        """uint8 digit arrays of at most ``rows`` digits, in input order."""
+        for source in self.sources:
+            yield from source.pieces(rows)
+
+
+def _check_idx_shape(dims: tuple[int, ...], name: str) -> None:
+    if len(dims) != 3:
+        raise InputError(
+            f"{name}: an IDX file of shape {dims} (labels?); expected images (N, 28, 28)"
+        )
+    if dims[1:] != IMAGE_SHAPE:
+        raise InputError(f"{name}: IDX images are {dims[1]}x{dims[2]}; expected 28x28")
+
+
+def _memory_source(data: bytes, label: str) -> _Source:
+    if data.startswith(PNG_SIGNATURE):
+        return _Source(label, 1, images=decode_png(data, label)[None])
+    if data[:4] in (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) or data.startswith(GZIP_MAGIC):
+        images = decode_idx_images(data, label)
+        return _Source(label, images.shape[0], images=images)
+    if not data:
+        raise InputError(f"{label} is empty; expected a PNG or IDX images file")
+    raise InputError(f"{label} is neither a PNG nor an IDX images file")
+
+
+def _file_source(path: Path) -> _Source:
+    what = "a PNG or IDX images file"
+    size = check_readable(path, what, MAX_INPUT_BYTES, allow_stdin=True)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(PNG_SIGNATURE):
+        read_png(path)  # checked now, read again when its turn comes
+        return _Source(path.name, 1, path=path)
+    if head[:4] in (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) or head.startswith(GZIP_MAGIC):
+        try:
+            info = scan_idx(path)
+        except DataError as exc:
+            raise InputError(str(exc)) from None
+        _check_idx_shape(info.dims, str(path))
+        return _Source(path.name, info.dims[0], path=path, idx=info)
+    if not size and not head:
+        raise InputError(f"{path} is empty; expected a PNG or IDX images file")
+    raise InputError(f"{path} is neither a PNG nor an IDX images file")
+
+
+def open_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
+    """Check PNG and IDX image files (``-``: standard input) and count their digits.
+
+    Files are recognised by content; nothing but headers (and each PNG, which
+    is small) is read until :meth:`Inputs.pieces` is iterated.
+    """
+    if not paths:
+        raise InputError("no input images given")
+    if sum(is_stdio(p) for p in paths) > 1:
+        raise InputError("standard input (-) can be read only once")
+    sources = [
+        _memory_source(_read_bytes(Path("-"), "a PNG or IDX images file"), "<stdin>")
+        if is_stdio(raw)
+        else _file_source(Path(raw))
+        for raw in paths
+    ]
+    inputs = Inputs(sources)
+    if inputs.count == 0:
+        raise InputError("the inputs hold no digits")
+    return inputs
+
+
 def read_inputs(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str]]:
     """PNG and IDX image files -> uint8 digits (N, 28, 28), and a name for each digit.
 
     Files are recognised by content; digits keep the order of ``paths`` (and
-    of the images inside an IDX file).
+    of the images inside an IDX file). See :func:`open_inputs` for inputs too
+    large to hold in memory.
     """
-    if not paths:
-        raise InputError("no input images given")
-    parts: list[np.ndarray] = []
-    names: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        data = _read_bytes(path, "a PNG or IDX images file")
-        if data.startswith(PNG_SIGNATURE):
-            parts.append(decode_png(data, str(path))[None])
-            names.append(path.name)
-        elif data[:4] in (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) or data.startswith(GZIP_MAGIC):
-            images = decode_idx_images(data, str(path))
-            parts.append(images)
-            names.extend(f"{path.name}[{i}]" for i in range(images.shape[0]))
-        elif not data:
-            raise InputError(f"{path} is empty; expected a PNG or IDX images file")
-        else:
-            raise InputError(f"{path} is neither a PNG nor an IDX images file")
-    images = np.concatenate(parts) if parts else np.empty((0, *IMAGE_SHAPE), np.uint8)
-    if images.shape[0] == 0:
-        raise InputError("the inputs hold no digits")
-    return images, names
+    inputs = open_inputs(paths)
+    images = np.empty((inputs.count, *IMAGE_SHAPE), dtype=np.uint8)
+    start = 0
+    for piece in inputs.pieces():
+        images[start : start + piece.shape[0]] = piece
+        start += piece.shape[0]
+    return images, inputs.names()
 
 
 def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
@@ -220,10 +332,15 @@ def write_png_grid(
     return write_png(path, png_grid(images, columns), force=force)
 
 
+def digit_file_name(index: int, count: int) -> str:
+    """Name of digit ``index`` of ``count``: ``digit-00000.png`` (wider if ``count`` needs it)."""
+    width = max(5, len(str(count - 1)))
+    return f"{DIGIT_PREFIX}{index:0{width}d}.png"
+
+
 def digit_file_names(count: int) -> list[str]:
     """``digit-00000.png``, ... (at least 5 digits, more if ``count`` needs them)."""
-    width = max(5, len(str(count - 1)))
-    return [f"{DIGIT_PREFIX}{i:0{width}d}.png" for i in range(count)]
+    return [digit_file_name(i, count) for i in range(count)]
 
 
 def _check_directory(path: Path, force: bool) -> None:
@@ -238,6 +355,25 @@ def _check_directory(path: Path, force: bool) -> None:
         raise InputError(f"output directory {parent} does not exist")
 
 
+def _as_pieces(pieces: Iterable[np.ndarray], count: int) -> Iterator[np.ndarray]:
+    """Check each piece; refuse more or fewer than ``count`` digits in all."""
+    seen = 0
+    for piece in pieces:
+        piece = np.asarray(piece)
+        if piece.ndim == 2:
+            piece = piece[None]
+        if piece.dtype != np.uint8 or piece.ndim != 3 or piece.shape[1:] != IMAGE_SHAPE:
+            raise InputError(
+                f"expected uint8 digits of shape (N, 28, 28), got {piece.dtype} {piece.shape}"
+            )
+        seen += piece.shape[0]
+        if seen > count:
+            raise InputError(f"more digits than the {count} announced")
+        yield piece
+    if seen != count:
+        raise InputError(f"{seen} digits, not the {count} announced")
+
+
 def write_png_dir(path: str | os.PathLike, images: np.ndarray, force: bool = False) -> Path:
     """Write each digit as ``path/digit-NNNNN.png``.
 
@@ -245,40 +381,83 @@ def write_png_dir(path: str | os.PathLike, images: np.ndarray, force: bool = Fal
     name, then renamed). An existing directory must be empty unless ``force``,
     which replaces files of the same names and leaves other files alone.
     """
-    path = Path(path)
     images = _check_digits(images)
+    _write_dir_pieces(Path(path), images.shape[0], [images], force)
+    return Path(path)
+
+
+def _write_dir_pieces(path: Path, count: int, pieces: Iterable[np.ndarray], force: bool) -> None:
     _check_directory(path, force)
-    existing = path.is_dir()
-    staging_parent = path if existing else (path.parent if str(path.parent) else Path("."))
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=staging_parent))
-    except OSError as exc:
-        raise InputError(f"cannot write to {staging_parent}: {exc.strerror}") from None
-    try:
-        for name, image in zip(digit_file_names(images.shape[0]), images, strict=True):
-            (staging / name).write_bytes(encode_png(image))
-        if existing:
-            for name in digit_file_names(images.shape[0]):
-                os.replace(staging / name, path / name)
-            staging.rmdir()
-        else:
-            os.chmod(staging, 0o777 & ~_umask())
-            os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
+    index = 0
+    with atomic_directory(path) as put:
+        for piece in _as_pieces(pieces, count):
+            for image in piece:
+                put(digit_file_name(index, count), encode_png(image))
+                index += 1
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _write_grid_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray]) -> None:
+    """Encode the :func:`png_grid` of ``count`` digits as a PNG, one row of digits at a time.
+
+    The same pixels as :func:`write_png_grid`, in a PNG written here (filter
+    type 0 on every line, zlib level 6); memory is one row of digits.
+    """
+    h, w = IMAGE_SHAPE
+    gap = GRID_GAP
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    width, height = columns * (w + gap) - gap, rows * (h + gap) - gap
+    handle.write(PNG_SIGNATURE)
+    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+    compressor = zlib.compressobj(6)
+    # Each scanline is a filter-type byte (0: none) and the pixels.
+    gap_lines = np.full((gap, 1 + width), GRID_BACKGROUND, dtype=np.uint8)
+    gap_lines[:, 0] = 0
+
+    def emit(lines: np.ndarray) -> None:
+        data = compressor.compress(lines.tobytes())
+        if data:
+            handle.write(_png_chunk(b"IDAT", data))
+
+    def emit_row(digits: list[np.ndarray], first: bool) -> None:
+        strip = np.full((h, 1 + width), GRID_BACKGROUND, dtype=np.uint8)
+        strip[:, 0] = 0
+        for c, digit in enumerate(digits):
+            strip[:, 1 + c * (w + gap) : 1 + c * (w + gap) + w] = digit
+        if not first:
+            emit(gap_lines)
+        emit(strip)
+
+    row: list[np.ndarray] = []
+    rows_done = 0
+    for piece in _as_pieces(pieces, count):
+        for digit in piece:
+            row.append(digit)
+            if len(row) == columns:
+                emit_row(row, rows_done == 0)
+                row, rows_done = [], rows_done + 1
+    if row:
+        emit_row(row, rows_done == 0)
+    handle.write(_png_chunk(b"IDAT", compressor.flush()))
+    handle.write(_png_chunk(b"IEND", b""))
+
+
+def _write_idx_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray]) -> None:
+    handle.write(IDX_IMAGES_MAGIC + struct.pack(">3I", count, *IMAGE_SHAPE))
+    for piece in _as_pieces(pieces, count):
+        handle.write(np.ascontiguousarray(piece).tobytes())
 
 
 def output_kind(path: str | os.PathLike) -> str:
     """``"grid"`` (``*.png``), ``"idx"`` (``*.idx``, ``*.idx3-ubyte``, ``*-ubyte``,
-    optionally ``.gz``) or ``"dir"`` (anything else, or an existing directory)."""
+    optionally ``.gz``), ``"stdout"`` (``-``: raw IDX on standard output) or ``"dir"``
+    (anything else, or an existing directory)."""
+    if is_stdio(path):
+        return "stdout"
     path = Path(path)
     if path.is_dir():
         return "dir"
@@ -291,7 +470,7 @@ def output_kind(path: str | os.PathLike) -> str:
     if name.endswith(REFUSED_SUFFIXES):
         raise InputError(
             f"cannot write {path.name}: outputs are a .png grid, an IDX file (.idx, .idx3-ubyte, "
-            "-ubyte) or a directory"
+            "-ubyte), - for IDX on standard output, or a directory"
         )
     return "dir"
 
@@ -301,8 +480,39 @@ def check_output(path: str | os.PathLike, force: bool = False) -> str:
     kind = output_kind(path)
     if kind == "dir":
         _check_directory(Path(path), force)
-    else:
+    elif kind != "stdout":
         check_writable(path, force=force)
+    return kind
+
+
+def write_image_pieces(
+    path: str | os.PathLike, count: int, pieces: Iterable[np.ndarray], force: bool = False
+) -> str:
+    """Write ``count`` digits given piece by piece, by the kind of ``path``; return that kind.
+
+    Memory stays that of one piece (and one row of digits for a grid); a file
+    or directory appears only once complete. ``-`` streams raw IDX to
+    standard output.
+    """
+    kind = check_output(path, force)
+    if count < 1:
+        raise InputError("no digits to write")
+    if kind == "stdout":
+        _write_idx_pieces(sys.stdout.buffer, count, pieces)
+        sys.stdout.buffer.flush()
+    elif kind == "dir":
+        _write_dir_pieces(Path(path), count, pieces, force)
+    else:
+        with atomic_open(path, force=force) as handle:
+            if kind == "grid":
+                _write_grid_pieces(handle, count, pieces)
+            elif str(path).endswith(".gz"):
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=handle, compresslevel=6, mtime=0
+                ) as packed:
+                    _write_idx_pieces(packed, count, pieces)
+            else:
+                _write_idx_pieces(handle, count, pieces)
     return kind
 
 
@@ -312,8 +522,5 @@ def write_images(path: str | os.PathLike, images: np.ndarray, force: bool = Fals
     images = _check_digits(images)
     if kind == "grid":
         write_png_grid(path, images, force=force)
-    elif kind == "idx":
-        write_idx(path, images, force=force)
-    else:
-        write_png_dir(path, images, force=force)
-    return kind
+        return kind
+    return write_image_pieces(path, images.shape[0], [images], force=force)

@@ -2,13 +2,19 @@
 
 Each one checks its output path before doing any work, writes atomically and
 overwrites nothing without ``--force``; see :mod:`mnistcodec.coding.files` and
-:mod:`mnistcodec.imageio` for the library calls behind them.
+:mod:`mnistcodec.imageio` for the library calls behind them. Inputs and outputs
+are streamed block by block, so memory does not grow with the number of
+digits. ``-`` is standard input (compress INPUT, decompress and inspect FILE)
+or standard output (compress ``-o -`` writes the .mnc file, decompress and
+sample ``-o -`` write raw IDX); the report then goes to standard error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -17,15 +23,17 @@ from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import MAX_BLOCK
 from mnistcodec.coding.files import (
     DEFAULT_BLOCK_SIZE,
-    CompressedFile,
-    compress_file,
-    decompress_file,
+    CompressionSummary,
+    compress_to_bytes_io,
+    compress_to_file,
     inspect_file,
+    iter_decompress,
+    read_compressed,
 )
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
-from mnistcodec.fileio import check_writable
-from mnistcodec.imageio import check_output, read_inputs, write_images
+from mnistcodec.fileio import check_writable, is_stdio
+from mnistcodec.imageio import check_output, open_inputs, write_image_pieces, write_images
 from mnistcodec.zoo import resolve_model
 
 #: Digits listed one per line before the listing is cut short.
@@ -57,8 +65,10 @@ def parse_index(text: str, length: int) -> slice:
     return slice(start, stop)
 
 
-def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, list[str], str]:
-    """Images, a name per digit and a description of where they came from."""
+def _load_inputs(
+    args: argparse.Namespace,
+) -> tuple[Iterable[np.ndarray], int, list[str], str]:
+    """Digits as pieces, their count, names of the first :data:`MAX_LISTED` and a description."""
     if args.split is not None or args.index is not None:
         if args.inputs:
             raise InputError(
@@ -71,50 +81,62 @@ def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray, list[str], str]:
             if args.index is not None
             else slice(0, images.shape[0])
         )
-        names = [f"{split}[{i}]" for i in range(part.start, part.stop)]
-        return images[part], names, f"{args.dataset} {split}[{part.start}:{part.stop}]"
+        names = [f"{split}[{i}]" for i in range(part.start, min(part.stop, part.start + MAX_LISTED))]
+        count = part.stop - part.start
+        return [images[part]], count, names, f"{args.dataset} {split}[{part.start}:{part.stop}]"
     if not args.inputs:
         raise InputError(
             "no input: give PNG or IDX files, or a dataset slice such as --split test --index 48:64"
         )
-    images, names = read_inputs(args.inputs)
+    inputs = open_inputs(args.inputs)
     source = args.inputs[0] if len(args.inputs) == 1 else f"{len(args.inputs)} files"
-    return images, names, source
+    return inputs.pieces(), inputs.count, inputs.names(MAX_LISTED), source
+
+
+def _refuse_terminal(out: str) -> None:
+    """Binary data is never written to a terminal (as gzip refuses to)."""
+    if is_stdio(out) and sys.stdout.isatty():
+        raise InputError(
+            "refusing to write binary data to a terminal; redirect standard output or give a file"
+        )
 
 
 def _load_codec(name: str) -> Codec:
     return Codec(resolve_model(name))
 
 
-def _print_compressed(result: CompressedFile, names: list[str], quiet: bool) -> None:
+def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool, out) -> None:
     n = result.count
-    info = result.info_bits
+    info = result.listed_info_bits
     width = max(6, *(len(s) for s in names[:MAX_LISTED]))
     if not quiet:
         if result.mode == "per-digit":
-            longest = max(len(s) for s in result.strings[:MAX_LISTED])
+            longest = max(len(s) for s in result.listed_strings)
             hex_width = max(8, 2 + 2 * longest)
             print(
-                f"{'#':>6}  {'source':<{width}}  {'string':<{hex_width}}  {'bits':>5}  {'info bits':>9}"
+                f"{'#':>6}  {'source':<{width}}  {'string':<{hex_width}}  {'bits':>5}  {'info bits':>9}",
+                file=out,
             )
             for i in range(min(n, MAX_LISTED)):
-                s = result.strings[i]
+                s = result.listed_strings[i]
                 print(
-                    f"{i:>6}  {names[i]:<{width}}  {'0x' + s.hex():<{hex_width}}  {8 * len(s):>5}  {info[i]:>9.2f}"
+                    f"{i:>6}  {names[i]:<{width}}  {'0x' + s.hex():<{hex_width}}  {8 * len(s):>5}  {info[i]:>9.2f}",
+                    file=out,
                 )
         else:
-            print(f"{'#':>6}  {'source':<{width}}  {'info bits':>9}")
+            print(f"{'#':>6}  {'source':<{width}}  {'info bits':>9}", file=out)
             for i in range(min(n, MAX_LISTED)):
-                print(f"{i:>6}  {names[i]:<{width}}  {info[i]:>9.2f}")
+                print(f"{i:>6}  {names[i]:<{width}}  {info[i]:>9.2f}", file=out)
         if n > MAX_LISTED:
-            print(f"   ... {n - MAX_LISTED} more digits (--quiet prints the totals only)")
-    mean_info = float(info.mean())
-    print(f"digits                     {n}")
-    print(f"mean information content   {mean_info:.2f} bits/digit")
+            print(f"   ... {n - MAX_LISTED} more digits (--quiet prints the totals only)", file=out)
+    mean_info = result.mean_info_bits
+    print(f"digits                     {n}", file=out)
+    print(f"mean information content   {mean_info:.2f} bits/digit", file=out)
     if result.mode == "per-digit":
         string_bits = result.payload_bits_per_digit
         print(
-            f"mean string length         {string_bits:.2f} bits/digit ({string_bits - mean_info:+.2f} over the information)"
+            f"mean string length         {string_bits:.2f} bits/digit ({string_bits - mean_info:+.2f} over the information)",
+            file=out,
         )
     else:
         stream_bytes = sum(result.stream_sizes)
@@ -124,38 +146,60 @@ def _print_compressed(result: CompressedFile, names: list[str], quiet: bool) -> 
         streams = len(result.stream_sizes)
         print(
             f"stream                     {stream_bytes} bytes in {streams} stream{'s' * (streams > 1)} = "
-            f"{result.payload_bits_per_digit:.2f} bits/digit ({over:+.2f} % over the information)"
+            f"{result.payload_bits_per_digit:.2f} bits/digit ({over:+.2f} % over the information)",
+            file=out,
         )
     print(
-        f"file                       {len(result.data)} bytes = {result.file_bits_per_digit:.2f} bits/digit "
-        "(header, lengths and checksums included)"
+        f"file                       {result.file_bytes} bytes = {result.file_bits_per_digit:.2f} bits/digit "
+        "(header, lengths and checksums included)",
+        file=out,
     )
 
 
 def compress_handler(args: argparse.Namespace) -> int:
-    check_writable(args.out, force=args.force)
+    to_stdout = is_stdio(args.out)
+    if to_stdout:
+        _refuse_terminal(args.out)
+    else:
+        check_writable(args.out, force=args.force)
     if not 1 <= args.block_size <= MAX_BLOCK:
         raise InputError(f"--block-size must be between 1 and {MAX_BLOCK}")
-    images, names, source = _load_inputs(args)
+    pieces, count, names, source = _load_inputs(args)
     codec = _load_codec(args.model)
     mode = "stream" if args.stream else "per-digit"
-    result = compress_file(
-        codec, images, args.out, mode=mode, force=args.force, block_size=args.block_size
-    )
+    options = {"mode": mode, "block_size": args.block_size, "listed": MAX_LISTED}
+    if to_stdout:
+        data, result = compress_to_bytes_io(codec, pieces, count, **options)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        result = compress_to_file(codec, pieces, count, args.out, force=args.force, **options)
+    report = sys.stderr if to_stdout else sys.stdout
+    where = "standard output" if to_stdout else args.out
     print(
-        f"compressed {result.count} digits from {source} into {args.out} ({mode} mode, model {codec.fingerprint[:16]})"
+        f"compressed {result.count} digits from {source} into {where} ({mode} mode, model {codec.fingerprint[:16]})",
+        file=report,
     )
-    _print_compressed(result, names, args.quiet)
+    _print_compressed(result, names, args.quiet, report)
     return 0
 
 
 def decompress_handler(args: argparse.Namespace) -> int:
+    _refuse_terminal(args.out)
     kind = check_output(args.out, force=args.force)
     codec = _load_codec(args.model)
-    images = decompress_file(codec, args.file)
-    write_images(args.out, images, force=args.force)
-    described = {"grid": "PNG grid", "idx": "IDX file", "dir": "PNG files in directory"}[kind]
-    print(f"decoded {images.shape[0]} digits from {args.file} into {described} {args.out}")
+    header, pieces = iter_decompress(codec, read_compressed(args.file))
+    write_image_pieces(args.out, header.count, pieces, force=args.force)
+    described = {
+        "grid": "PNG grid",
+        "idx": "IDX file",
+        "dir": "PNG files in directory",
+        "stdout": "IDX on standard output",
+    }[kind]
+    where = "" if kind == "stdout" else f" {args.out}"
+    source = "standard input" if is_stdio(args.file) else args.file
+    report = sys.stderr if kind == "stdout" else sys.stdout
+    print(f"decoded {header.count} digits from {source} into {described}{where}", file=report)
     return 0
 
 
@@ -212,13 +256,15 @@ def inspect_handler(args: argparse.Namespace) -> int:
 def sample_handler(args: argparse.Namespace) -> int:
     if args.bytes < 0:
         raise InputError(f"--bytes must be non-negative, got {args.bytes}")
+    _refuse_terminal(args.out)
     kind = check_output(args.out, force=args.force)
     codec = _load_codec(args.model)
     images = codec.sample(args.n, seed=args.seed, nbytes=args.bytes)
     write_images(args.out, images, force=args.force)
     print(
         f"decoded {args.n} random {args.bytes}-byte strings (seed {args.seed}, decode check off) "
-        f"into {args.out} ({kind})"
+        f"into {args.out} ({kind})",
+        file=sys.stderr if kind == "stdout" else sys.stdout,
     )
     return 0
 
@@ -234,9 +280,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="28x28 8-bit greyscale PNG files or IDX images files",
+        help="28x28 8-bit greyscale PNG files or IDX images files (-: standard input)",
     )
-    p.add_argument("-o", "--out", required=True, metavar="OUT.mnc", help="compressed file to write")
+    p.add_argument(
+        "-o", "--out", required=True, metavar="OUT.mnc", help="compressed file to write (-: standard output)"
+    )
     p.add_argument(
         "--stream", action="store_true", help="one stream per block instead of one string per digit"
     )
@@ -273,15 +321,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "model", metavar="MODEL", help="the model file (or shipped name) that wrote the file"
     )
-    p.add_argument("file", metavar="FILE.mnc", help="compressed file")
+    p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
     p.add_argument(
-        "-o", "--out", required=True, metavar="OUT", help="PNG grid, IDX file or directory"
+        "-o",
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="PNG grid, IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=decompress_handler)
 
     p = subparsers.add_parser("inspect", help="header and sizes of a .mnc file (no model needed)")
-    p.add_argument("file", metavar="FILE.mnc", help="compressed file")
+    p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
     p.add_argument(
         "--all", action="store_true", help=f"list every digit (default: the first {MAX_LISTED})"
     )
@@ -299,7 +351,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--bytes", type=int, default=8, help="bytes per random string (default 8)")
     p.add_argument(
-        "-o", "--out", required=True, metavar="OUT", help="PNG grid (.png), IDX file or directory"
+        "-o",
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="PNG grid (.png), IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=sample_handler)

@@ -190,12 +190,12 @@ def parse_header(data: bytes) -> Header:
     return Header(MODES[mode], count, block_size, fingerprint, height, width, version, payload)
 
 
-def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[Header, list[Block]]:
-    """Parse and verify a whole file: header, length, CRC, block structure, model.
+def verify_file(data: bytes, expected_fingerprint: str | None = None) -> Header:
+    """Every check of :func:`parse_file`, without keeping the blocks.
 
-    Raises :class:`TruncatedError`, :class:`TrailingDataError`,
-    :class:`ChecksumError`, :class:`~mnistcodec.errors.WrongModelError` or
-    another :class:`~mnistcodec.errors.FormatError`, each with a specific message.
+    Walks the block structure once (lengths only, no bytes copied), so a file
+    of any size is verified in constant memory; :func:`iter_blocks` then
+    yields its blocks one at a time.
     """
     header = parse_header(data)
     expected_size = HEADER_SIZE + header.payload_size + CRC_SIZE
@@ -213,17 +213,41 @@ def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[He
     (stored_crc,) = _CRC.unpack_from(data, body_end)
     if zlib.crc32(view[:body_end]) != stored_crc:
         raise ChecksumError("checksum mismatch: the file is corrupt")
-    blocks = _walk_blocks(header, view, HEADER_SIZE, body_end)
+    for _ in _walk_blocks(header, view, HEADER_SIZE, body_end, copy=False):
+        pass
     if expected_fingerprint is not None and header.fingerprint_hex != expected_fingerprint:
         raise WrongModelError(
             f"file was written by model {header.fingerprint_hex[:16]}..., "
             f"not by the given model {expected_fingerprint[:16]}...; "
             "decode it with the model that wrote it"
         )
-    return header, blocks
+    return header
 
 
-def _walk_blocks(header: Header, view: memoryview, pos: int, end: int) -> list[Block]:
+def iter_blocks(header: Header, data: bytes) -> Iterator[Block]:
+    """The blocks of a file that :func:`verify_file` accepted, one at a time."""
+    yield from _walk_blocks(header, memoryview(data), HEADER_SIZE, HEADER_SIZE + header.payload_size)
+
+
+def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[Header, list[Block]]:
+    """Parse and verify a whole file: header, length, CRC, block structure, model.
+
+    Raises :class:`TruncatedError`, :class:`TrailingDataError`,
+    :class:`ChecksumError`, :class:`~mnistcodec.errors.WrongModelError` or
+    another :class:`~mnistcodec.errors.FormatError`, each with a specific message.
+    """
+    header = verify_file(data, expected_fingerprint)
+    return header, list(iter_blocks(header, data))
+
+
+def _walk_blocks(
+    header: Header, view: memoryview, pos: int, end: int, copy: bool = True
+) -> Iterator[Block]:
+    """Yield the blocks between ``pos`` and ``end``; ``copy=False`` checks lengths only.
+
+    Every length is checked against the bytes left before anything is read
+    or copied; the blocks must fill the payload exactly.
+    """
     # Every digit needs at least its length byte in per-digit mode, every block
     # its length byte in stream mode: bound the count before looping over it.
     min_bytes = header.count if header.mode == "per-digit" else header.block_count
@@ -231,26 +255,29 @@ def _walk_blocks(header: Header, view: memoryview, pos: int, end: int) -> list[B
         raise FormatError(
             f"corrupt file: it claims {header.count} digits but its payload is too short to hold them"
         )
-    blocks = []
     for n in block_counts(header.count, header.block_size):
         if header.mode == "per-digit":
             lengths = []
+            total = 0
             for _ in range(n):
                 length, pos = _read_varint(view, pos, end)
-                lengths.append(length)
-            if sum(lengths) > end - pos:
+                total += length
+                if copy:
+                    lengths.append(length)
+            if total > end - pos:
                 raise FormatError("corrupt file: strings run past the end of the payload")
             strings = []
             for length in lengths:
                 strings.append(bytes(view[pos : pos + length]))
                 pos += length
-            blocks.append(Block(n, strings=strings))
+            if not copy:
+                pos += total
+            yield Block(n, strings=strings)
         else:
             length, pos = _read_varint(view, pos, end)
             if length > end - pos:
                 raise FormatError("corrupt file: a stream runs past the end of the payload")
-            blocks.append(Block(n, stream=bytes(view[pos : pos + length])))
+            yield Block(n, stream=bytes(view[pos : pos + length]) if copy else b"")
             pos += length
     if pos != end:
         raise FormatError(f"corrupt file: {end - pos} payload bytes are not part of any block")
-    return blocks

@@ -12,15 +12,30 @@ The format is specified in ``docs/mnc-format.md`` (see
 ``block_size`` digits (default :data:`DEFAULT_BLOCK_SIZE` = 4096). In stream
 mode each block is one range-coder stream; its termination costs a few bytes
 per block, under 0.05 % of a 4096-digit block at about 50 bits per digit, while
-a block bounds the memory a coder needs. Decoding fills a preallocated uint8
-array block by block, so only one block's latents are held at a time.
+a block bounds the memory a coder needs.
+
+Inputs and outputs of any size work in constant memory through the streaming
+calls, which the command line uses::
+
+    summary = compress_to_file(codec, pieces, count, "digits.mnc")  # pieces: uint8 arrays
+    header, pieces = iter_decompress(codec, data)                   # verified, then lazy
+
+``compress_to_file`` writes block after block into the temporary file of an
+atomic write and fills in the header (payload length, CRCs) at the end;
+``iter_decompress`` checks the whole file first (structure, CRC, model, and
+that every stream is long enough for its digits) and then decodes one block,
+in pieces of at most ``codec.chunk_size`` digits, at a time.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -33,11 +48,13 @@ from mnistcodec.coding.container import (
     Block,
     Header,
     block_counts,
+    encode_block,
     encode_file,
-    parse_file,
+    iter_blocks,
+    verify_file,
 )
 from mnistcodec.errors import FormatError, InputError
-from mnistcodec.fileio import atomic_write, check_writable
+from mnistcodec.fileio import atomic_open, atomic_write, check_writable, read_input
 from mnistcodec.transforms import IMAGE_SHAPE
 
 DEFAULT_BLOCK_SIZE = 4096
@@ -67,6 +84,10 @@ class CompressedFile:
     @property
     def mode(self) -> str:
         return self.header.mode
+
+    @property
+    def file_bytes(self) -> int:
+        return len(self.data)
 
     @property
     def file_bits_per_digit(self) -> float:
@@ -139,20 +160,171 @@ def compress_file(
     return result
 
 
+@dataclass
+class CompressionSummary:
+    """What :func:`compress_to_file` wrote, in constant memory.
+
+    Totals over all digits, and the strings and information content of the
+    first ``listed`` digits only.
+    """
+
+    header: Header
+    file_bytes: int
+    info_bits_total: float
+    payload_bytes: int
+    listed_info_bits: np.ndarray
+    listed_strings: list[bytes] = field(default_factory=list)
+    stream_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.header.count
+
+    @property
+    def mode(self) -> str:
+        return self.header.mode
+
+    @property
+    def mean_info_bits(self) -> float:
+        return self.info_bits_total / self.count
+
+    @property
+    def file_bits_per_digit(self) -> float:
+        return 8 * self.file_bytes / self.count
+
+    @property
+    def payload_bits_per_digit(self) -> float:
+        return 8 * self.payload_bytes / self.count
+
+
+def regroup(pieces: Iterable[np.ndarray], count: int, block_size: int) -> Iterator[np.ndarray]:
+    """uint8 digit arrays of any sizes -> blocks of exactly ``block_size`` (the last shorter).
+
+    Raises :class:`InputError` if the pieces do not hold exactly ``count`` digits.
+    """
+    sizes = block_counts(count, block_size)
+    want = next(sizes, 0)
+    parts: list[np.ndarray] = []
+    held = seen = 0
+    for piece in pieces:
+        piece = check_images(piece)
+        seen += piece.shape[0]
+        if seen > count:
+            raise InputError(f"the inputs hold more than the {count} digits announced")
+        while piece.shape[0]:
+            take = min(want - held, piece.shape[0])
+            parts.append(piece[:take])
+            held += take
+            piece = piece[take:]
+            if held == want:
+                yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+                parts, held, want = [], 0, next(sizes, 0)
+    if seen != count:
+        raise InputError(f"the inputs hold {seen} digits, not the {count} announced")
+
+
+def compress_to_handle(
+    codec: Codec,
+    pieces: Iterable[np.ndarray],
+    count: int,
+    handle: BinaryIO,
+    mode: str = "per-digit",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    listed: int = 0,
+) -> CompressionSummary:
+    """Compress ``count`` digits, given as uint8 pieces, into a seekable ``handle``.
+
+    Blocks are coded and written one at a time (memory stays that of one
+    block); the header is written last, with the payload length and both CRCs.
+    """
+    _check_mode(mode, block_size)
+    if count < 1:
+        raise InputError("no digits to compress (empty input)")
+    if count >= 1 << 32:
+        raise InputError(f"{count} digits do not fit one compressed file (at most {(1 << 32) - 1})")
+    header = Header(mode, count, block_size, bytes.fromhex(codec.fingerprint))
+    start = handle.tell()
+    handle.write(bytes(HEADER_SIZE))
+    info_total = 0.0
+    payload = 0
+    listed_info: list[float] = []
+    listed_strings: list[bytes] = []
+    stream_sizes: list[int] = []
+    for images in regroup(pieces, count, block_size):
+        if mode == "per-digit":
+            strings, info = codec.compress(images)
+            block = Block(images.shape[0], strings=strings)
+            payload += sum(len(s) for s in strings)
+            room = listed - len(listed_strings)
+            listed_strings.extend(strings[: max(room, 0)])
+        else:
+            stream, info = codec.compress_stream(images)
+            block = Block(images.shape[0], stream=stream)
+            stream_sizes.append(len(stream))
+            payload += len(stream)
+        room = listed - len(listed_info)
+        listed_info.extend(info[: max(room, 0)].tolist())
+        info_total += float(info.sum())
+        handle.write(encode_block(mode, block))
+    header.payload_size = handle.tell() - start - HEADER_SIZE
+    handle.seek(start)
+    handle.write(header.pack())
+    handle.seek(start)
+    crc = 0
+    remaining = HEADER_SIZE + header.payload_size
+    while remaining:
+        chunk = handle.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise OSError("the output file ended while its checksum was computed")
+        crc = zlib.crc32(chunk, crc)
+        remaining -= len(chunk)
+    handle.seek(start + HEADER_SIZE + header.payload_size)
+    handle.write(struct.pack(">I", crc))
+    return CompressionSummary(
+        header,
+        HEADER_SIZE + header.payload_size + 4,
+        info_total,
+        payload,
+        np.asarray(listed_info),
+        listed_strings,
+        stream_sizes,
+    )
+
+
+def compress_to_file(
+    codec: Codec,
+    pieces: Iterable[np.ndarray],
+    count: int,
+    out_path: str | os.PathLike,
+    mode: str = "per-digit",
+    force: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    listed: int = 0,
+) -> CompressionSummary:
+    """:func:`compress_to_handle` into ``out_path``, atomically (nothing is left on failure)."""
+    _check_mode(mode, block_size)
+    check_writable(out_path, force=force)
+    with atomic_open(out_path, force=force) as handle:
+        return compress_to_handle(codec, pieces, count, handle, mode, block_size, listed)
+
+
+def compress_to_bytes_io(
+    codec: Codec,
+    pieces: Iterable[np.ndarray],
+    count: int,
+    mode: str = "per-digit",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    listed: int = 0,
+) -> tuple[bytes, CompressionSummary]:
+    """:func:`compress_to_handle` into memory (for standard output, which cannot seek)."""
+    buffer = io.BytesIO()
+    summary = compress_to_handle(codec, pieces, count, buffer, mode, block_size, listed)
+    return buffer.getvalue(), summary
+
+
 def read_compressed(path: str | os.PathLike) -> bytes:
-    """The bytes of a ``.mnc`` file, with clear errors for paths that are not one."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise InputError(f"{path} is a directory, not a compressed file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise FormatError(f"{path} is {size} bytes, larger than any compressed file this reads")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"compressed file {path} not found") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    """The bytes of a ``.mnc`` file (``-``: standard input), with clear errors for paths that are not one."""
+    return read_input(path, "a compressed file", MAX_FILE_BYTES, allow_stdin=True)
 
 
 def _stream_fits(codec: Codec, count: int, stream: bytes) -> bool:
@@ -167,32 +339,90 @@ def _stream_fits(codec: Codec, count: int, stream: bytes) -> bool:
     return 0.5 * count * min_bits <= 8 * len(stream) + 64
 
 
-def _block_latents(codec: Codec, header: Header, blocks: list[Block], check: bool):
-    """Yield ``(slice, integer latents)`` block by block."""
+def _check_streams(codec: Codec, header: Header, data: bytes) -> None:
+    """Refuse, before decoding anything, a stream far too short for its digit count."""
+    if header.mode != "stream":
+        return
     start = 0
-    for index, block in enumerate(blocks):
-        part = slice(start, start + block.count)
-        try:
-            if header.mode == "per-digit":
-                k = codec.decode_latents(block.strings, check=check)
-            else:
-                if not _stream_fits(codec, block.count, block.stream):
-                    raise DecodeError(
-                        f"a {len(block.stream)}-byte stream cannot hold {block.count} digits"
-                    )
-                k = codec.decode_stream_latents(block.stream, block.count, check=check)
-        except DecodeError as exc:
-            where = f"block {index} (digits {part.start} to {part.stop - 1})"
-            raise DecodeError(f"{where} does not decode: {exc}") from None
-        yield part, k
-        start = part.stop
+    for index, block in enumerate(iter_blocks(header, data)):
+        if not _stream_fits(codec, block.count, block.stream):
+            raise DecodeError(
+                f"block {index} (digits {start} to {start + block.count - 1}) does not decode: "
+                f"a {len(block.stream)}-byte stream cannot hold {block.count} digits"
+            )
+        start += block.count
 
 
-def _parse(codec: Codec, data: bytes) -> tuple[Header, list[Block]]:
-    header, blocks = parse_file(data, expected_fingerprint=codec.fingerprint)
+def _verify(codec: Codec, data: bytes) -> Header:
+    header = verify_file(data, expected_fingerprint=codec.fingerprint)
     if header.count == 0:
         raise FormatError("the compressed file holds no digits")
-    return header, blocks
+    _check_streams(codec, header, data)
+    return header
+
+
+def _block_latents(codec: Codec, header: Header, data: bytes, check: bool):
+    """Yield ``(first digit, integer latents)`` for pieces of at most ``codec.chunk_size`` digits."""
+    start = 0
+    for index, block in enumerate(iter_blocks(header, data)):
+        try:
+            if header.mode == "per-digit":
+                for first in range(0, block.count, codec.chunk_size):
+                    strings = block.strings[first : first + codec.chunk_size]
+                    yield start + first, codec.decode_latents(strings, check=check)
+            else:
+                k = codec.decode_stream_latents(block.stream, block.count, check=check)
+                for first in range(0, block.count, codec.chunk_size):
+                    yield start + first, k[first : first + codec.chunk_size]
+        except DecodeError as exc:
+            where = f"block {index} (digits {start} to {start + block.count - 1})"
+            raise DecodeError(f"{where} does not decode: {exc}") from None
+        start += block.count
+
+
+def iter_decompress(
+    codec: Codec, data: bytes, check: bool = True
+) -> tuple[Header, Iterator[np.ndarray]]:
+    """Verify a ``.mnc`` file, then decode it lazily: uint8 digits in order, piece by piece.
+
+    Every check that needs no decoding (structure, CRC, model, stream
+    lengths) has passed when this returns; a string that does not decode
+    raises :class:`DecodeError` while iterating. Memory: one block's strings
+    and one piece of at most ``codec.chunk_size`` digits.
+    """
+    header = _verify(codec, data)
+    return header, _synthesised(codec, _block_latents(codec, header, data, check))
+
+
+def _synthesised(codec: Codec, latents) -> Iterator[np.ndarray]:
+    """Digits from ``(start, k)`` pieces, synthesised ``codec.chunk_size`` at a time.
+
+    Small blocks (a file may have blocks of one digit) are gathered first, so
+    the synthesis transform always runs on full chunks.
+    """
+    held: list[np.ndarray] = []
+    rows = 0
+    for _, k in latents:
+        held.append(k)
+        rows += k.shape[0]
+        while rows >= codec.chunk_size:
+            joined = np.concatenate(held) if len(held) > 1 else held[0]
+            yield codec.synthesise(joined[: codec.chunk_size])
+            rest = joined[codec.chunk_size :]
+            held, rows = ([rest] if rest.shape[0] else []), rest.shape[0]
+    if rows:
+        yield codec.synthesise(np.concatenate(held) if len(held) > 1 else held[0])
+
+
+def _allocate(shape: tuple[int, ...], dtype) -> np.ndarray:
+    try:
+        return np.empty(shape, dtype=dtype)
+    except MemoryError:
+        size = np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize
+        raise InputError(
+            f"{shape[0]} digits need {size / 2**30:.1f} GiB in memory; decode the file "
+            "piece by piece (iter_decompress, or mnistcodec decompress, which streams)"
+        ) from None
 
 
 def decompress_bytes(codec: Codec, data: bytes, check: bool = True) -> np.ndarray:
@@ -202,21 +432,21 @@ def decompress_bytes(codec: Codec, data: bytes, check: bool = True) -> np.ndarra
     (wrong model included); ``check`` also requires every string or stream to
     be exactly what the encoder writes for what it decodes to.
     """
-    header, blocks = _parse(codec, data)
-    out = np.empty((header.count, *IMAGE_SHAPE), dtype=np.uint8)
-    for part, k in _block_latents(codec, header, blocks, check):
-        for start in range(0, k.shape[0], codec.chunk_size):
-            rows = slice(start, min(k.shape[0], start + codec.chunk_size))
-            out[part][rows] = codec.synthesise(k[rows])
+    header, pieces = iter_decompress(codec, data, check)
+    out = _allocate((header.count, *IMAGE_SHAPE), np.uint8)
+    start = 0
+    for piece in pieces:
+        out[start : start + piece.shape[0]] = piece
+        start += piece.shape[0]
     return out
 
 
 def decode_latents_bytes(codec: Codec, data: bytes, check: bool = True) -> np.ndarray:
     """The integer latents k (N, D) stored in a ``.mnc`` file (float64, exact)."""
-    header, blocks = _parse(codec, data)
-    k = np.empty((header.count, codec.latent_dims))
-    for part, block_k in _block_latents(codec, header, blocks, check):
-        k[part] = block_k
+    header = _verify(codec, data)
+    k = _allocate((header.count, codec.latent_dims), np.float64)
+    for start, piece in _block_latents(codec, header, data, check):
+        k[start : start + piece.shape[0]] = piece
     return k
 
 
@@ -230,7 +460,7 @@ def inspect_bytes(data: bytes) -> dict:
 
     The file is fully verified (structure and CRC), not decoded.
     """
-    header, blocks = parse_file(data)
+    header = verify_file(data)
     count = header.count
     info: dict = {
         "format_version": header.version,
@@ -238,13 +468,14 @@ def inspect_bytes(data: bytes) -> dict:
         "count": count,
         "digit_shape": [header.height, header.width],
         "block_size": header.block_size,
-        "blocks": len(blocks),
+        "blocks": header.block_count,
         "fingerprint": header.fingerprint_hex,
         "file_bytes": len(data),
         "header_bytes": HEADER_SIZE,
         "payload_bytes": header.payload_size,
         "file_bits_per_digit": 8 * len(data) / count if count else None,
     }
+    blocks = iter_blocks(header, data)
     if header.mode == "per-digit":
         sizes = [len(s) for block in blocks for s in block.strings]
         info["string_bytes"] = sizes

@@ -4,6 +4,10 @@ Only the two layouts MNIST uses are accepted: unsigned-byte data (type code
 0x08) with 1 dimension (labels, magic 0x00000801) or 3 dimensions (images,
 magic 0x00000803). Headers are checked strictly against the real data length,
 and no buffer larger than the data actually present is ever allocated.
+
+Large files can be read in pieces: :func:`scan_idx` checks a file's header
+(against the file size for raw files) and :func:`iter_idx_rows` yields its
+rows a chunk at a time, raw or gzipped, in constant memory.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +167,106 @@ def read_file_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES + 16) ->
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, raw or gzipped (detected by content, not by name)."""
     return read_idx_bytes(read_file_bytes(path), name=str(path))
+
+
+@dataclass(frozen=True)
+class IdxInfo:
+    """What :func:`scan_idx` found: the shape, the header length and the encoding."""
+
+    dims: tuple[int, ...]
+    header_len: int
+    gzipped: bool
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes per item along the first dimension (784 for 28x28 images)."""
+        return math.prod(self.dims[1:])
+
+
+_SCAN_INPUT_LIMIT = 1 << 20
+
+
+def scan_idx(path: str | os.PathLike) -> IdxInfo:
+    """Check the header of an IDX file on disk without reading its data.
+
+    A raw file's size must match its header exactly; a gzipped file's length
+    is checked while :func:`iter_idx_rows` reads it.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+            if not is_gzip(head):
+                dims, header_len = parse_header(head, name)
+                size = _payload_size(dims, name)
+                actual = os.fstat(handle.fileno()).st_size - header_len
+                if actual < size:
+                    raise DataError(
+                        f"{name}: truncated: header claims shape {dims} ({size} bytes of data) "
+                        f"but only {actual} bytes follow"
+                    )
+                if actual > size:
+                    raise DataError(
+                        f"{name}: {actual - size} bytes of trailing data after the {size} bytes "
+                        f"the header (shape {dims}) describes"
+                    )
+                return IdxInfo(dims, header_len, False)
+            decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out, fed = b"", head
+            while len(out) < 16:
+                try:
+                    out += decomp.decompress(decomp.unconsumed_tail + fed, 16 - len(out))
+                except zlib.error as exc:
+                    raise DataError(f"{name}: corrupt gzip data ({exc})") from None
+                if decomp.eof or handle.tell() > _SCAN_INPUT_LIMIT:
+                    break
+                fed = handle.read(1 << 16)
+                if not fed and not decomp.unconsumed_tail:
+                    break
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    dims, header_len = parse_header(out, name)
+    _payload_size(dims, name)
+    return IdxInfo(dims, header_len, True)
+
+
+def iter_idx_rows(
+    path: str | os.PathLike, info: IdxInfo, rows: int = 4096
+) -> Iterator[np.ndarray]:
+    """Yield the data of a scanned IDX file as uint8 arrays of at most ``rows`` items."""
+    name = str(path)
+    count, row_bytes = info.dims[0], info.row_bytes
+    try:
+        opener = gzip.open if info.gzipped else open
+        with opener(path, "rb") as handle:
+            if len(handle.read(info.header_len)) != info.header_len:
+                raise DataError(f"{name}: truncated IDX header")
+            done = 0
+            while done < count:
+                n = min(rows, count - done)
+                chunk = np.empty((n, *info.dims[1:]), dtype=np.uint8)
+                view = memoryview(chunk).cast("B")
+                got = 0
+                while got < len(view):
+                    step = handle.readinto(view[got:])
+                    if not step:
+                        raise DataError(
+                            f"{name}: truncated: header claims {count} items but the data "
+                            f"ends after {done + got // max(row_bytes, 1)}"
+                        )
+                    got += step
+                yield chunk
+                done += n
+            if handle.read(1):
+                raise DataError(
+                    f"{name}: trailing data after the {count * row_bytes} bytes "
+                    f"the header (shape {info.dims}) describes"
+                )
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def encode_idx(array: np.ndarray) -> bytes:
