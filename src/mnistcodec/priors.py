@@ -39,6 +39,29 @@ from mnistcodec.errors import InputError
 _LOG_FLOOR = 1e-30
 
 
+def solve_cdf_logits(cdf_logits, target: Tensor, iterations: int) -> Tensor:
+    """Solve ``cdf_logits(x) = target`` per dimension by bisection.
+
+    The CDF logit is increasing, so the bracket ``[-1, 1]`` is doubled until it
+    holds the root, then halved ``iterations`` times.
+    """
+    lo = torch.full_like(target, -1.0)
+    hi = torch.full_like(target, 1.0)
+    for _ in range(128):
+        below = cdf_logits(lo) > target
+        above = cdf_logits(hi) < target
+        if not (below.any() or above.any()):
+            break
+        lo = torch.where(below, lo * 2, lo)
+        hi = torch.where(above, hi * 2, hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        go_right = cdf_logits(mid) < target
+        lo = torch.where(go_right, mid, lo)
+        hi = torch.where(go_right, hi, mid)
+    return (lo + hi) / 2
+
+
 class Prior(nn.Module):
     """Base class: ``latent_dims`` independent densities, evaluated noisily.
 
@@ -99,21 +122,7 @@ class Prior(nn.Module):
         dtype = next(self.parameters()).dtype if any(True for _ in self.parameters()) else p.dtype
         p = p.to(dtype)
         target = torch.log(p) - torch.log1p(-p)
-        lo = torch.full_like(target, -1.0)
-        hi = torch.full_like(target, 1.0)
-        for _ in range(128):
-            below = self.cdf_logits(lo) > target
-            above = self.cdf_logits(hi) < target
-            if not (below.any() or above.any()):
-                break
-            lo = torch.where(below, lo * 2, lo)
-            hi = torch.where(above, hi * 2, hi)
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            go_right = self.cdf_logits(mid) < target
-            lo = torch.where(go_right, mid, lo)
-            hi = torch.where(go_right, hi, mid)
-        return (lo + hi) / 2
+        return solve_cdf_logits(self.cdf_logits, target, iterations)
 
     def extra_repr(self) -> str:
         return f"latent_dims={self.latent_dims}"
@@ -244,22 +253,8 @@ class NoisyDeepFactorized(Prior):
     @torch.no_grad()
     def median(self, iterations: int = 64) -> Tensor:
         """Median of each density by bisection in float64, shape (D,)."""
-        zero = torch.zeros((), dtype=torch.float64, device=self.matrices[0].device)
-        lo = torch.full((self.latent_dims,), -1.0, dtype=torch.float64, device=zero.device)
-        hi = -lo
-        for _ in range(128):
-            below = self.cdf_logits(lo) > zero
-            above = self.cdf_logits(hi) < zero
-            if not (below.any() or above.any()):
-                break
-            lo = torch.where(below, lo * 2, lo)
-            hi = torch.where(above, hi * 2, hi)
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            go_right = self.cdf_logits(mid) < zero
-            lo = torch.where(go_right, mid, lo)
-            hi = torch.where(go_right, hi, mid)
-        return (lo + hi) / 2
+        target = torch.zeros(self.latent_dims, dtype=torch.float64, device=self.matrices[0].device)
+        return solve_cdf_logits(self.cdf_logits, target, iterations)
 
     def quantization_offset(self) -> Tensor:
         """The median (float64, shape (D,)), recomputed only when a parameter changed."""
