@@ -33,6 +33,20 @@ SUPPORTED_NDIMS = (1, 3)
 MAX_IDX_BYTES = 1 << 30
 
 
+def check_payload_size(name: str, dims: tuple[int, ...], size: int, actual: int) -> None:
+    """Refuse data shorter (truncated) or longer (trailing bytes) than the header says."""
+    if actual < size:
+        raise DataError(
+            f"{name}: truncated: header claims shape {dims} ({size} bytes of data) "
+            f"but only {actual} bytes follow"
+        )
+    if actual > size:
+        raise DataError(
+            f"{name}: {actual - size} bytes of trailing data after the {size} bytes "
+            f"the header (shape {dims}) describes"
+        )
+
+
 def is_gzip(data: bytes) -> bool:
     """Whether ``data`` starts with the gzip magic bytes."""
     return data[:2] == GZIP_MAGIC
@@ -139,16 +153,7 @@ def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(
             f"{name}: trailing data after the {size} bytes the header (shape {dims}) describes"
         )
-    if actual < size:
-        raise DataError(
-            f"{name}: truncated: header claims shape {dims} ({size} bytes of data) "
-            f"but only {actual} bytes follow"
-        )
-    if actual > size:
-        raise DataError(
-            f"{name}: {actual - size} bytes of trailing data after the {size} bytes "
-            f"the header (shape {dims}) describes"
-        )
+    check_payload_size(name, dims, size, actual)
     return np.frombuffer(data, dtype=np.uint8, count=size, offset=header_len).reshape(dims).copy()
 
 
@@ -201,16 +206,7 @@ def scan_idx(path: str | os.PathLike) -> IdxInfo:
                 dims, header_len = parse_header(head, name)
                 size = _payload_size(dims, name)
                 actual = os.fstat(handle.fileno()).st_size - header_len
-                if actual < size:
-                    raise DataError(
-                        f"{name}: truncated: header claims shape {dims} ({size} bytes of data) "
-                        f"but only {actual} bytes follow"
-                    )
-                if actual > size:
-                    raise DataError(
-                        f"{name}: {actual - size} bytes of trailing data after the {size} bytes "
-                        f"the header (shape {dims}) describes"
-                    )
+                check_payload_size(name, dims, size, actual)
                 return IdxInfo(dims, header_len, False)
             decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
             out, fed = b"", head
