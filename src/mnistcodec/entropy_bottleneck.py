@@ -40,8 +40,4 @@ class EntropyBottleneck(nn.Module):
             y_out = y + noise
         else:
             y_out = self.quantize(y)
-        return y_out, self.rate_bits(y_out, training)
-
-    def rate_bits(self, y_hat: Tensor, training: bool = False) -> Tensor:
-        """Bits per digit of noisy (training) or quantised (evaluation) latents."""
-        return bits_from_log_prob(self.prior.log_prob(y_hat))
+        return y_out, bits_from_log_prob(self.prior.log_prob(y_out))
