@@ -52,6 +52,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmd import replace_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = REPO / "bench" / "peer" / "tf_seed.py"
 DEFAULT_PEER_PYTHON = REPO / "bench" / ".peer-venv" / "bin" / "python"
@@ -612,16 +615,7 @@ def headline_lines(results: dict) -> list[str]:
 
 def write_markdown(path: Path, section: str) -> None:
     """Replace our section of ``path`` (between the markers), keeping everything else."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    replace_section(path, START, END, section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ pytest.importorskip("imagecodecs")
 SECTIONS = [
     "m2-1", "m21-1", "m21-2", "m21-3", "m21-4", "m21-5", "m21-6", "m21-7", "m21-8", "m21-9", "m21-10",
     "m22-3", "m22-4", "m22-5", "m22-6", "m3-1", "m3-2", "m3-3", "m3-4", "m3-5", "m4-6", "m4-7", "m4-8",
-    "m4-9", "m5-1",
+    "m4-9", "m5-1", "presets", "beyond",
 ]
 
 
@@ -54,13 +54,33 @@ def test_micro_report_results_hold_the_numbers(micro_report):
     assert data["training"]["main_log"][0].startswith("epoch 1/1")
 
 
+def test_micro_report_compares_the_seed_and_improved_presets(micro_report):
+    result, _ = micro_report
+    data = json.loads((result.out / "results.json").read_text())
+    rows = data["presets"]["rows"]
+    assert [r["lmbda"] for r in rows["seed"]] == [300.0, 2000.0]
+    assert [r["lmbda"] for r in rows["improved"]] == [300.0, 2000.0]
+    seed_keys = {r["key"] for r in rows["seed"]}
+    assert seed_keys.isdisjoint(r["key"] for r in rows["improved"])
+    assert {r["key"] for r in rows["improved"]} == {r["key"] for r in data["lambda_sweep"]}
+    bd = data["presets"]["bd_rates"]
+    assert set(bd) == {"psnr", "mad"}
+    for entry in bd.values():
+        assert entry["bd_rate_percent"] is not None or entry["note"]
+    html = result.index.read_text()
+    assert "BD-rate of the improved preset against the seed" in html
+    assert (result.out / "figures" / "preset_curves.png").is_file()
+
+
 def test_trials_and_measurements_are_cached_under_the_output(micro_report):
     result, lines = micro_report
     trials = result.out / "cache" / "trials"
     for spec in PROTOCOLS["micro"].all_specs():
         assert (trials / spec.key / "result.json").is_file()
     assert list((result.out / "cache").glob("baselines-*.json"))
-    assert any("training and evaluating 4 trial(s)" in line for line in lines)
+    # lambda sweep 2 + latent 1 + prior 1 + the seed preset's 2 (the improved preset's curve is the
+    # lambda sweep: same configuration, same prior learning rate)
+    assert any("training and evaluating 6 trial(s)" in line for line in lines)
 
 
 def test_refuses_a_directory_that_is_not_a_report(tmp_path):

@@ -345,6 +345,49 @@ def plot_rd_curves(
     return save_figure(fig, out)
 
 
+def plot_preset_curves(
+    curves: Mapping[str, Sequence[Mapping]],
+    out: str | os.PathLike,
+    extra_points: Mapping[str, Sequence[Mapping]] | None = None,
+    title: str = "",
+) -> Path:
+    """Two named rate-distortion curves over lambda: PSNR (left) and MAD (right) against real bits.
+
+    ``curves`` maps a name (``"seed"``, ``"improved"``) to rows with
+    ``lmbda``, ``string_bits``, ``psnr_db`` and ``mad``; ``extra_points``
+    (e.g. the shipped models) are drawn as unconnected stars.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (name, rows) in enumerate(curves.items()):
+        rows = _sorted_by(rows, "string_bits")
+        colour = _COLOURS[i % len(_COLOURS)]
+        bits = [r["string_bits"] for r in rows]
+        for ax, key in ((left, "psnr_db"), (right, "mad")):
+            ax.plot(bits, [r[key] for r in rows], "o-", color=colour, label=name)
+            for r in rows:
+                ax.annotate(f"λ={r['lmbda']:g}", (r["string_bits"], r[key]), fontsize=7,
+                            xytext=(4, -9), textcoords="offset points")
+    for j, (name, rows) in enumerate((extra_points or {}).items()):
+        colour = _COLOURS[(len(curves) + j) % len(_COLOURS)]
+        for ax, key in ((left, "psnr_db"), (right, "mad")):
+            ax.plot([r["string_bits"] for r in rows], [r[key] for r in rows], "*", ms=10, color=colour,
+                    label=name)
+            for r in rows:
+                if r.get("label"):
+                    ax.annotate(r["label"], (r["string_bits"], r[key]), fontsize=7, xytext=(4, 4),
+                                textcoords="offset points")
+    for ax, ylabel, what in ((left, "PSNR (dB, mean over digits)", "quality"), (right, "MAD ([0, 1])", "distortion")):
+        ax.set_xlabel("real bits per digit")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{what} against real string length", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
 # ----------------------------------------------------------------------------- lab section 4
 
 

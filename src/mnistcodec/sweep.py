@@ -408,9 +408,13 @@ def rd_curve(rows: Iterable[Mapping], rate_key: str, quality_key: str = "psnr_db
 def compare_curves(
     anchor: tuple[str, Sequence[float], Sequence[float]],
     tests: Iterable[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    higher_is_better: bool = True,
+    method: str = "akima",
 ) -> list[dict]:
-    """BD-rate (%) of each test curve against the anchor, PSNR as quality.
+    """BD-rate (%) of each test curve against the anchor; PSNR-like quality by default.
 
+    ``higher_is_better=False`` compares at equal distortion (MAD, MSE).
     Curves are reduced to their non-dominated points first. When two curves
     share no quality range the entry says ``"no overlap"`` (``bd_rate`` is
     ``None``) instead of failing; a small overlap is flagged in ``note``.
@@ -418,14 +422,14 @@ def compare_curves(
     from mnistcodec.bdrate import bd_rate, pareto_front
 
     name_a, rate_a, qual_a = anchor
-    ra, qa = pareto_front(rate_a, qual_a)
+    ra, qa = pareto_front(rate_a, qual_a, higher_is_better=higher_is_better)
     out = []
     for name_b, rate_b, qual_b in tests:
-        rb, qb = pareto_front(rate_b, qual_b)
+        rb, qb = pareto_front(rate_b, qual_b, higher_is_better=higher_is_better)
         entry: dict[str, Any] = {
             "anchor": name_a, "test": name_b, "bd_rate_percent": None, "note": "",
-            "anchor_psnr_range": [float(min(qa)), float(max(qa))] if len(qa) else None,
-            "test_psnr_range": [float(min(qb)), float(max(qb))] if len(qb) else None,
+            "anchor_quality_range": [float(min(qa)), float(max(qa))] if len(qa) else None,
+            "test_quality_range": [float(min(qb)), float(max(qb))] if len(qb) else None,
         }
         if len(ra) < 2 or len(rb) < 2:
             entry["note"] = "fewer than 2 useful points"
@@ -435,13 +439,38 @@ def compare_curves(
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    value = bd_rate(ra, qa, rb, qb)
+                    value = bd_rate(ra, qa, rb, qb, method=method, higher_is_better=higher_is_better)
                 entry["bd_rate_percent"] = value if math.isfinite(value) else None
                 if caught:
                     entry["note"] = "small overlap"
             except InputError as exc:
                 entry["note"] = "no overlap" if "overlap" in str(exc) else str(exc)
         out.append(entry)
+    return out
+
+
+PRESET_BD_METHOD = "pchip"
+"""Interpolation for the seed-vs-improved BD-rates (as the JCT-VC common test conditions)."""
+
+
+def preset_bd_rates(
+    anchor: tuple[str, Sequence[Mapping]],
+    test: tuple[str, Sequence[Mapping]],
+    method: str = PRESET_BD_METHOD,
+) -> dict[str, dict]:
+    """BD-rate of one curve of evaluated models against another, on real string bits.
+
+    ``anchor`` and ``test`` are ``(name, rows)`` with rows holding
+    ``string_bits``, ``psnr_db`` and ``mad`` (one row per lambda, as
+    :meth:`TrialResult.row` or ``mnistcodec evaluate --json`` give). Returns
+    ``{"psnr": entry, "mad": entry}``: the BD-rate at equal PSNR and at equal
+    MAD, each an entry of :func:`compare_curves` with the ``quality`` it used.
+    """
+    out = {}
+    for label, key, higher in (("psnr", "psnr_db", True), ("mad", "mad", False)):
+        curves = [(name, *rd_curve(rows, "string_bits", key)) for name, rows in (anchor, test)]
+        (entry,) = compare_curves(curves[0], curves[1:], higher_is_better=higher, method=method)
+        out[label] = {**entry, "quality": key, "method": method}
     return out
 
 

@@ -1,0 +1,23 @@
+"""Sections of BENCHMARKS.md that a benchmark script owns, between two markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def replace_section(path: Path, start: str, end: str, section: str) -> None:
+    """Replace the text between ``start`` and ``end`` (markers included) with ``section``.
+
+    Everything else in ``path`` is kept; without the markers the section is
+    appended. The file is replaced atomically.
+    """
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
