@@ -138,6 +138,25 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert resumed.model.fingerprint == full.model.fingerprint
 
 
+def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypatch):
+    import os
+
+    from mnistcodec.modelfile import load_model
+
+    config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))  # a busy machine: shards
+        train(config, TrainConfig(epochs=1, limit=256, val_limit=64), out, progress=False, log=lambda _: None)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # idle now: auto would pick intra-op
+        train(config, TrainConfig(epochs=2, limit=256, val_limit=64), out, resume=True, progress=False,
+              log=lambda _: None)
+    finally:
+        torch.set_num_threads(previous)
+    assert load_model(out).metadata["training"]["threading_used"] == "shards"
+
+
 def test_resume_with_other_options_is_refused(tmp_path):
     out = tmp_path / "r.safetensors"
     train(ModelConfig(latent_dims=8), TrainConfig(epochs=1, limit=128, val_limit=64), out, progress=False, log=lambda _: None)

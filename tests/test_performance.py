@@ -161,33 +161,67 @@ def test_training_losses_match_reference_path():
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
 
 
-def test_batches_split_across_threads_match_one_thread(tmp_path):
-    """Two threads split each batch (same noise); one thread count gives one result."""
+def _train_with_threads(tmp_path, name: str, threads: int, threading: str):
+    from mnistcodec.modelfile import load_model
     from mnistcodec.train import TrainConfig, train
 
     previous = torch.get_num_threads()
-    runs = []
+    torch.set_num_threads(threads)
     try:
-        for i, threads in enumerate((1, 2, 2)):
-            torch.set_num_threads(threads)
-            result = train(
-                ModelConfig(latent_dims=8),
-                TrainConfig(epochs=1, limit=300, val_limit=100, seed=3),
-                tmp_path / f"run{i}.safetensors",
-                progress=False,
-                log=lambda _: None,
-            )
-            assert torch.get_num_threads() == threads  # restored after training
-            runs.append(result)
+        result = train(
+            ModelConfig(latent_dims=8),
+            TrainConfig(epochs=1, limit=300, val_limit=100, seed=3, threading=threading),
+            tmp_path / f"{name}.safetensors",
+            progress=False,
+            log=lambda _: None,
+        )
+        assert torch.get_num_threads() == threads  # restored after training
     finally:
         torch.set_num_threads(previous)
-    one, two, again = (r.history[0] for r in runs)
-    assert (two.loss, two.val_loss) == (again.loss, again.val_loss)
-    assert runs[1].model.fingerprint == runs[2].model.fingerprint
+    training = load_model(tmp_path / f"{name}.safetensors").metadata["training"]
+    return result, training
+
+
+@pytest.mark.parametrize("threading", ["shards", "intra-op"])
+def test_two_threads_match_one_thread_and_repeat_exactly(tmp_path, threading):
+    """Shards split each batch (same noise), intra-op threads split each operation."""
+    one, _ = _train_with_threads(tmp_path, "one", 1, threading)
+    two, training = _train_with_threads(tmp_path, "two", 2, threading)
+    again, _ = _train_with_threads(tmp_path, "again", 2, threading)
+    assert training["threading_used"] == threading and training["threads"] == 2
+    a, b, c = (r.history[0] for r in (one, two, again))
+    assert (b.loss, b.val_loss) == (c.loss, c.val_loss)
+    assert two.model.fingerprint == again.model.fingerprint
     figures = ("loss", "rate", "distortion", "val_loss", "val_rate", "val_distortion")
-    np.testing.assert_allclose(
-        [getattr(two, f) for f in figures], [getattr(one, f) for f in figures], rtol=1e-5
-    )
+    np.testing.assert_allclose([getattr(b, f) for f in figures], [getattr(a, f) for f in figures], rtol=1e-5)
+
+
+def test_auto_threading_follows_the_load(monkeypatch):
+    from mnistcodec.train import choose_threading
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cores = os.cpu_count()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5 * cores, 0.0, 0.0))
+    assert choose_threading("auto", 2, cpu) == "intra-op"
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0 * cores + 1, 0.0, 0.0))
+    assert choose_threading("auto", 2, cpu) == "shards"
+    assert choose_threading("intra-op", 2, cpu) == "intra-op"
+    assert choose_threading("auto", 1, cpu) == "intra-op"  # nothing to split
+    assert choose_threading("shards", 2, cuda) == "intra-op"  # a GPU runs whole batches
+
+    def unavailable():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert choose_threading("auto", 2, cpu) == "intra-op"
+
+
+def test_unknown_threading_mode_is_refused():
+    from mnistcodec.errors import InputError
+    from mnistcodec.train import TrainConfig
+
+    with pytest.raises(InputError, match="threading must be one of"):
+        TrainConfig(threading="many")
 
 
 # -- entropy coding ----------------------------------------------------------------------------

@@ -70,9 +70,11 @@ class TrialSpec:
     eval_limit: int | None = None
 
     def config(self) -> dict:
-        """The hashed configuration: model and training configs, minus the data directory."""
+        """The hashed configuration: model and training configs, minus the data directory and
+        the CPU threading mode (neither changes what is computed beyond float rounding)."""
         train = asdict(self.train)
         train.pop("data_dir", None)
+        train.pop("threading", None)
         return {"model": self.model.to_dict(), "train": train}
 
     @property

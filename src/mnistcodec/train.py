@@ -14,17 +14,29 @@ complete one and reproduces the uninterrupted run exactly on the same machine
 and thread count, because every epoch's shuffling and noise come from a
 generator seeded by ``(seed, epoch)``.
 
-Threads on the CPU. With ``T = torch.get_num_threads() > 1``, each batch is
-split into ``T`` equal shards that run forward and backward in ``T`` threads
-(one intra-op thread each, set for the duration of ``train``), and the shard
-gradients, weighted by shard size, are summed in shard order. The noise is
-the batch's own: shard ``k`` draws from a copy of the epoch generator advanced
-past the shards before it, so every thread count sees the same noise. Whole
-batches in threads scale better on a few cores than per-operation threading
-(no barrier after every small operation, which is also what makes OpenMP
-threads slow on a shared machine). Sums in another order make runs with
-different thread counts differ by float rounding; one thread count always
-gives the same numbers.
+Threads on the CPU (``TrainConfig.threading``). With ``T =
+torch.get_num_threads() > 1`` there are two ways to use the cores:
+
+* ``intra-op``: each operation of the batch runs on ``T`` threads (PyTorch's
+  own OpenMP/oneDNN/MKL parallelism). Fastest on a machine the run has to
+  itself (about 25 % faster than shards on an idle 2-core machine: one set of
+  full-batch matrix products, no gradient sum).
+* ``shards``: each batch is split into ``T`` equal shards that run forward and
+  backward in ``T`` Python threads (one intra-op thread each, set for the
+  duration of ``train``), and the shard gradients, weighted by shard size, are
+  summed in shard order. No barrier after every small operation: on a machine
+  shared with other busy processes, OpenMP threads waiting at those barriers
+  lose their time slices and per-operation threading becomes several times
+  slower, while shards keep going.
+* ``auto`` (the default) takes ``shards`` when the machine is oversubscribed
+  at the start of training (1-minute load average above the core count) and
+  ``intra-op`` otherwise. The choice is recorded in the checkpoint, and a
+  resumed run keeps it.
+
+Both draw the batch's noise in the same order as one thread (shard ``k`` draws
+from a copy of the epoch generator advanced past the shards before it). Sums
+in another order make runs with different thread counts or modes differ by
+float rounding; one thread count and mode always gives the same numbers.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ from mnistcodec.transforms import images_to_unit
 ADAM_EPS = 1e-7  # Keras' default; PyTorch's is 1e-8
 _ADAM_IMPLEMENTATION = ("foreach", "fused", "capturable", "differentiable")
 CHECKPOINT_FORMAT = "mnistcodec-checkpoint"
+THREADING_MODES = ("auto", "intra-op", "shards")
 
 
 @dataclass(frozen=True)
@@ -72,8 +85,13 @@ class TrainConfig:
     val_limit: int | None = None
     dataset: str = "mnist"
     data_dir: str | None = None
+    threading: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.threading not in THREADING_MODES:
+            raise InputError(
+                f"threading must be one of {', '.join(THREADING_MODES)}, got {self.threading!r}"
+            )
         if self.epochs < 1:
             raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -114,6 +132,19 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but no CUDA device is available")
     return device
+
+
+def choose_threading(requested: str, threads: int, device: torch.device) -> str:
+    """The CPU threading mode to train with (see the module docstring): ``intra-op`` or ``shards``."""
+    if device.type != "cpu" or threads <= 1:
+        return "intra-op"
+    if requested != "auto":
+        return requested
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return "intra-op"
+    return "shards" if load > (os.cpu_count() or threads) else "intra-op"
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -243,6 +274,7 @@ def save_checkpoint(
     history: list[EpochRecord],
     model_config: ModelConfig,
     train_config: TrainConfig,
+    threading: str = "intra-op",
 ) -> None:
     """Weights and Adam state as tensors, everything else as JSON metadata."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -257,6 +289,7 @@ def save_checkpoint(
         "model_config": model_config.to_dict(),
         "train_config": asdict(train_config),
         "param_groups": opt_state["param_groups"],
+        "threading": threading,
     }
     atomic_write(path, st_save(tensors, metadata={"checkpoint": json.dumps(meta)}))
 
@@ -329,14 +362,17 @@ def train(
     optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     history: list[EpochRecord] = []
     start_epoch = 1
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    threading = choose_threading(train_config.threading, threads, device)
     if resume:
-        start_epoch, history = _restore(ckpt, model, optimizer, model_config, train_config)
+        start_epoch, history, threading = _restore(
+            ckpt, model, optimizer, model_config, train_config, threading
+        )
         log(f"resuming from {ckpt} after epoch {start_epoch - 1}")
 
     n = train_images.shape[0]
     steps = math.ceil(n / train_config.batch_size)
-    workers = torch.get_num_threads() if device.type == "cpu" else 1
-    pool = _Workers(workers) if workers > 1 else None
+    pool = _Workers(threads) if threading == "shards" and threads > 1 else None
     sharded = _ShardedStep(model, pool) if pool is not None else None
     try:
         with _intra_op_threads(1 if pool is not None else torch.get_num_threads()):
@@ -356,7 +392,9 @@ def train(
                 )
                 history.append(record)
                 log(format_epoch(record, train_config.epochs))
-                save_checkpoint(ckpt, model, optimizer, epoch, history, model_config, train_config)
+                save_checkpoint(
+                    ckpt, model, optimizer, epoch, history, model_config, train_config, threading
+                )
     finally:
         if pool is not None:
             pool.shutdown()
@@ -364,7 +402,7 @@ def train(
     frozen = save_model(
         model,
         out,
-        metadata=_training_record(train_config, history, train_split.source),
+        metadata=_training_record(train_config, history, train_split.source, threading, threads),
         force=True,
     )
     model.to(device)
@@ -441,12 +479,15 @@ def _train_epoch(
     )
 
 
-def _training_record(train_config: TrainConfig, history: list[EpochRecord], source: str) -> dict:
+def _training_record(
+    train_config: TrainConfig, history: list[EpochRecord], source: str, threading: str, threads: int
+) -> dict:
     from mnistcodec.data import DATASETS
 
     spec = DATASETS[train_config.dataset]
     return {
-        "training": {**asdict(train_config), "source": source},
+        "training": {**asdict(train_config), "source": source, "threads": threads,
+                     "threading_used": threading},
         "dataset_sha256": {name: f.sha256 for name, f in spec.files.items()},
         "history": [asdict(r) for r in history],
     }
@@ -458,7 +499,12 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     model_config: ModelConfig,
     train_config: TrainConfig,
-) -> tuple[int, list[EpochRecord]]:
+    threading: str,
+) -> tuple[int, list[EpochRecord], str]:
+    """Load a checkpoint into ``model`` and ``optimizer``: next epoch, history, threading mode.
+
+    The run keeps the threading mode it started with unless one was asked for explicitly.
+    """
     meta, tensors = load_checkpoint(ckpt)
     if meta["model_config"] != model_config.to_dict():
         raise TrainingError(
@@ -486,4 +532,6 @@ def _restore(
             if torch.is_tensor(v):
                 st[k] = v.to(device)
     history = [EpochRecord(**r) for r in meta["history"]]
-    return int(meta["epoch"]) + 1, history
+    if train_config.threading == "auto" and meta.get("threading") in THREADING_MODES[1:]:
+        threading = meta["threading"]
+    return int(meta["epoch"]) + 1, history, threading

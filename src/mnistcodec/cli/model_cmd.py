@@ -11,6 +11,7 @@ from mnistcodec.data import load_split
 from mnistcodec.model import DISTORTIONS, CompressionModel, ModelConfig
 from mnistcodec.presets import PRESETS, get_preset
 from mnistcodec.priors import PRIORS
+from mnistcodec.train import THREADING_MODES
 from mnistcodec.transforms import ARCHITECTURES
 
 
@@ -60,6 +61,7 @@ def train_handler(args: argparse.Namespace) -> int:
         val_limit=args.val_limit,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        threading=args.threading,
     )
     result = train(config, train_config, out, resume=args.resume, force=args.force, progress=not args.quiet)
     print(f"model written to {out} (fingerprint {result.model.fingerprint[:16]})")
@@ -109,6 +111,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument(
+        "--threading",
+        choices=THREADING_MODES,
+        default="auto",
+        help="CPU threads: intra-op (each operation on all cores; fastest on a machine of your own), "
+        "shards (each batch split across threads; robust on a busy, shared machine) or auto "
+        "(shards when the load average exceeds the cores; default)",
+    )
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
     p.add_argument("--val-limit", type=positive_int, default=None, metavar="N", help="validate on the first N test digits only")
     p.add_argument("--out", "-o", default=None, metavar="PATH", help="model file (default runs/<config>.safetensors)")
