@@ -17,8 +17,6 @@ parameters and the same outputs up to float rounding:
   taps of every input pixel, accumulated into the four output phases of the
   stride-2 grid (oneDNN is slow for a single output channel); its backward is
   an im2col of the output gradient and two matrix products;
-* the 1->20 convolution keeps oneDNN's forward but computes its weight
-  gradient as one matrix product over im2col columns of the input;
 * activations are applied in place where autograd allows it;
 * without gradients, large batches run in sub-batches of :data:`CPU_CHUNK`
   digits, which keeps activations in cache.
@@ -121,13 +119,12 @@ class SeedAnalysisTransform(nn.Module):
 
     def _cpu_forward(self, x: Tensor) -> Tensor:
         x = x.reshape(-1, 1, *IMAGE_SHAPE)
-        if self.conv_1.weight.requires_grad and torch.is_grad_enabled():
-            h = _Conv1.apply(x, self.conv_1.weight, self.conv_1.bias)
-        else:
-            h = F.conv2d(x, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2)
-        h = F.leaky_relu_(h, LEAKY_SLOPE).contiguous(memory_format=_CHANNELS_LAST)
+        h = F.conv2d(x, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2)
+        # Each activation runs on the layout its gradient comes back in (mixed layouts make
+        # the activation's backward a slow strided loop).
+        h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), LEAKY_SLOPE)
         h = F.conv2d(h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2)
-        h = F.leaky_relu_(h, LEAKY_SLOPE).contiguous()
+        h = F.leaky_relu_(h.contiguous(), LEAKY_SLOPE)
         h = F.leaky_relu_(self.fc_1(h.flatten(1)), LEAKY_SLOPE)
         return self.fc_2(h)
 
@@ -180,10 +177,10 @@ class SeedSynthesisTransform(nn.Module):
         return F.leaky_relu_(h, LEAKY_SLOPE)
 
 
-# -- the two odd-shaped layers of the seed on the CPU ----------------------------------------
+# -- the 20->1 transposed convolution of the seed on the CPU ----------------------------------------
 #
-# Both are 5x5 stride-2 layers between a 28x28 single-channel image and a 14x14
-# grid of C channels, with padding 2 ("same"). Output pixel ``o`` of the
+# A 5x5 stride-2 layer from a 14x14 grid of C channels to a 28x28 single-channel
+# image, with padding 2 ("same"). Output pixel ``o`` of the
 # transposed convolution receives tap ``k`` of input pixel ``i`` when
 # ``o = 2 i + k - 2``; on a grid padded by 2 on each side (32 x 32), that is
 # position ``2 i + k``. Writing ``k = 2 a + p`` puts the tap in phase ``p`` (the
@@ -226,28 +223,6 @@ def _taps_to_image(taps: Tensor) -> Tensor:
 def _nhwc_rows(h: Tensor) -> Tensor:
     """(B,C,14,14) -> (B*196, C) rows in NHW order (a view for channels-last input)."""
     return h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
-
-
-class _Conv1(torch.autograd.Function):
-    """Conv2d(1->C, 5x5, stride 2, padding 2): oneDNN forward, im2col weight gradient."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, bias, stride=2, padding=2)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride=2, padding=2)
-        if ctx.needs_input_grad[1]:
-            columns = _image_taps(x.reshape(-1, *IMAGE_SHAPE))
-            grad_w = torch.mm(columns, _nhwc_rows(grad)).t().reshape(weight.shape)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b
 
 
 class _TransposedConvToOne(torch.autograd.Function):
