@@ -27,10 +27,9 @@ Threads: the peer uses TensorFlow's default pools (one thread per core). Ours
 is measured with torch's default (one thread per core: training splits each
 batch across threads, see ``mnistcodec.train``) and, in the full suite, also
 with one thread (``--ours-threads``); on a shared, loaded machine the two differ.
-Child processes get ``OMP_WAIT_POLICY=PASSIVE`` unless it is already set: OpenMP
-threads that spin while waiting at barriers starve the thread doing the work
-when other processes compete for the cores (TensorFlow uses its own pool and is
-unaffected). CPU time (user + system, all threads) of each training process is
+Training uses the library's default threading (``auto``: intra-op threads on a
+machine that is not oversubscribed, batch shards on a busy one); the mode used
+is recorded. CPU time (user + system, all threads) of each training process is
 reported besides wall time: it does not depend on the share of the machine a
 process got.
 
@@ -130,7 +129,8 @@ def worker_train(spec: dict) -> dict:
     train_rss = peak_rss_mib()
     # Validation's share of an epoch, timed on the trained model (warm, same process).
     val = torch.from_numpy(load_split("test").images[: spec["val_limit"]])
-    model = load_model(spec["out"]).model
+    loaded = load_model(spec["out"])
+    model = loaded.model
     val_times = []
     for _ in range(3):
         t = time.perf_counter()
@@ -148,6 +148,7 @@ def worker_train(spec: dict) -> dict:
         "final": {"val_rate": last.val_rate, "val_distortion": last.val_distortion},
         "peak_rss_mib": train_rss,
         "threads": torch.get_num_threads(),
+        "threading": loaded.metadata["training"]["threading_used"],
     }
 
 
@@ -222,7 +223,6 @@ WORKERS = {"train": worker_train, "code": worker_code}
 
 def child_env(threads: int | None = None) -> dict:
     env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -307,7 +307,7 @@ def machine_info() -> dict:
         "blas": blas,
         "numpy": numpy.__version__,
         "constriction": importlib.metadata.version("constriction"),
-        "omp_wait_policy": child_env()["OMP_WAIT_POLICY"],
+        "omp_wait_policy": child_env().get("OMP_WAIT_POLICY"),
     }
 
 
@@ -505,14 +505,20 @@ def fmt_summary(s: dict | None) -> str:
     return f"{fmt(s['min'])} / **{fmt(s['median'])}** / {fmt(s['max'])}"
 
 
+def thread_label(label: str, train_runs: list[dict]) -> str:
+    """``"default threads: 2, training intra-op"``: threads and the training threading mode used."""
+    if not train_runs:
+        return f"{label}: ?"
+    threads = train_runs[0]["threads"]
+    modes = sorted({str(r.get("threading")) for r in train_runs})
+    return f"{label}: {threads}" + (f", training {'/'.join(modes)}" if threads > 1 else "")
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     peer = results["peer"]
     labels = list(results["ours"])
-    thread_note = ", ".join(
-        f"{label}: {c['train'][0]['threads'] if c['train'] else '?'}"
-        for label, c in results["ours"].items()
-    )
+    thread_note = ", ".join(thread_label(label, c["train"]) for label, c in results["ours"].items())
     lines = [
         START,
         "## mnistcodec vs the seed's TensorFlow stack",
@@ -523,9 +529,9 @@ def markdown(results: dict) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; load average"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start,"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_end'])} at the end"
-        " (a shared machine: the sides alternate run by run so that all see the same load).",
+        " (the sides alternate run by run so that all see the same load).",
         f"- Ours: Python {m['python']}, torch {m['torch']}, {'; '.join(m['blas'])}, numpy"
-        f" {m['numpy']}, constriction {m['constriction']}; `OMP_WAIT_POLICY={m['omp_wait_policy']}`;"
+        f" {m['numpy']}, constriction {m['constriction']}; `OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}`;"
         f" torch threads ({thread_note}).",
     ]
     if peer["available"] and results["peer_runs"]["train"]:
