@@ -88,6 +88,26 @@ def test_chunked_inference_matches_reference():
     assert x_hat.shape == (CPU_CHUNK + 37, 1, 28, 28) and x_hat.is_contiguous()
 
 
+def test_inference_follows_parameter_updates():
+    """The grid-ordered weight copies of inference are remade when the parameters change."""
+    model = _model().eval()
+    x = torch.rand(40, 1, 28, 28)
+    y = torch.randn(40, model.latent_dims)
+    analysis, synthesis = model.analysis_transform, model.synthesis_transform
+    with torch.no_grad():
+        analysis(x), synthesis(y)  # fill the caches
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # an optimizer step: in place
+        torch.testing.assert_close(analysis(x), analysis.reference_forward(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(synthesis(y), synthesis.reference_forward(y), rtol=1e-5, atol=1e-6)
+        other = _model()
+        other.load_state_dict({k: v + 0.01 for k, v in model.state_dict().items()})
+        model.load_state_dict(other.state_dict())  # copied in place
+        torch.testing.assert_close(analysis(x), analysis.reference_forward(x), rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(synthesis(y), synthesis.reference_forward(y), rtol=1e-5, atol=1e-6)
+
+
 def test_parameters_are_those_of_the_plain_layers():
     model = _model(latent_dims=7)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -428,3 +448,18 @@ def test_bench_quick_runs(tmp_path):
         assert names[name]["ours"]["default threads"]["median"] > 0
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "<!-- bench:start -->" in text and "<!-- bench:end -->" in text and "ours only" in text
+
+
+def test_floor_counts_the_seed_networks_multiply_adds():
+    """bench/floor.py's per-layer count matches the layer shapes (2.573 M per transform)."""
+    spec = importlib.util.spec_from_file_location("bench_floor", REPO / "bench" / "floor.py")
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    model = CompressionModel(ModelConfig())
+    analysis = dict(floor.layer_macs(model.analysis_transform, torch.zeros(1, 1, 28, 28)))
+    synthesis = dict(floor.layer_macs(model.synthesis_transform, torch.zeros(1, 50)))
+    assert analysis == {"conv_1": 14 * 14 * 20 * 25, "conv_2": 7 * 7 * 50 * 20 * 25,
+                        "fc_1": 2450 * 500, "fc_2": 500 * 50}
+    assert synthesis == {"fc_1": 50 * 500, "fc_2": 500 * 2450, "conv_1": 7 * 7 * 50 * 20 * 25,
+                         "conv_2": 14 * 14 * 20 * 25}
+    assert sum(analysis.values()) == sum(synthesis.values()) == 2_573_000

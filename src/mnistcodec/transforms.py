@@ -18,8 +18,13 @@ parameters and the same outputs up to float rounding:
   stride-2 grid (oneDNN is slow for a single output channel); its backward is
   an im2col of the output gradient and two matrix products;
 * activations are applied in place where autograd allows it;
-* without gradients, large batches run in sub-batches of :data:`CPU_CHUNK`
-  digits, which keeps activations in cache.
+* without gradients (inference, validation, coding), the two dense layers next
+  to the 7x7x50 grid use copies of their weights with the 2450 inputs or
+  outputs in (row, column, channel) order, so the channels-last grid is read
+  and written without a layout copy (the copies are made once and remade when
+  the parameters change), the single-channel input is read as channels-last,
+  and large batches run in sub-batches of :data:`CPU_CHUNK` digits, which keeps
+  activations in cache.
 
 The fast route calls the functional ops rather than each layer module, so when
 a hook is registered on a layer (summaries, feature extraction) the reference
@@ -41,7 +46,7 @@ from mnistcodec.errors import InputError
 
 LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
 IMAGE_SHAPE = (28, 28)
-CPU_CHUNK = 256  # digits per sub-batch for gradient-free CPU inference
+CPU_CHUNK = 512  # digits per sub-batch for gradient-free CPU inference
 _TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is faster
 
 _CHANNELS_LAST = torch.channels_last
@@ -82,10 +87,33 @@ def _has_layer_hooks(module: nn.Module) -> bool:
 
 
 def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``fn(x)``, in sub-batches when no gradient is needed."""
-    if torch.is_grad_enabled() or x.shape[0] <= CPU_CHUNK:
+    """``fn(x)`` in sub-batches of :data:`CPU_CHUNK` digits (for gradient-free inference)."""
+    if x.shape[0] <= CPU_CHUNK:
         return fn(x)
     return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
+
+
+def _grid_order_copy(module: nn.Module, layer: nn.Linear, grid_side: str) -> tuple[Tensor, Tensor]:
+    """``layer``'s weight and bias with its 7x7x50 side in (h, w, c) order instead of (c, h, w).
+
+    ``grid_side`` is ``"in"`` (the 2450 inputs, for the analysis' fc_1) or ``"out"``
+    (the 2450 outputs, for the synthesis' fc_2). Cached on ``module``; remade when
+    the parameters are updated in place, replaced or moved.
+    """
+    w, b = layer.weight, layer.bias
+    key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device, w.dtype)
+    cached = getattr(module, "_grid_order_cache", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            if grid_side == "in":
+                weight = w.view(-1, 50, 7, 7).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+                bias = b
+            else:
+                weight = w.view(50, 7, 7, -1).permute(1, 2, 0, 3).reshape(-1, w.shape[1])
+                bias = b.view(50, 7, 7).permute(1, 2, 0).reshape(-1)
+            cached = (key, weight.contiguous(), bias.contiguous())
+        module._grid_order_cache = cached
+    return cached[1], cached[2]
 
 
 class SeedAnalysisTransform(nn.Module):
@@ -107,7 +135,9 @@ class SeedAnalysisTransform(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if _use_cpu_path(self, x):
-            return _in_chunks(self._cpu_forward, x)
+            if torch.is_grad_enabled():
+                return self._cpu_forward(x)
+            return _in_chunks(self._cpu_inference, x)
         return self.reference_forward(x)
 
     def reference_forward(self, x: Tensor) -> Tensor:
@@ -126,6 +156,18 @@ class SeedAnalysisTransform(nn.Module):
         h = F.conv2d(h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2)
         h = F.leaky_relu_(h.contiguous(), LEAKY_SLOPE)
         h = F.leaky_relu_(self.fc_1(h.flatten(1)), LEAKY_SLOPE)
+        return self.fc_2(h)
+
+    def _cpu_inference(self, x: Tensor) -> Tensor:
+        x = x.reshape(-1, 1, *IMAGE_SHAPE)
+        # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
+        x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
+        h = F.conv2d(x, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2)
+        h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), LEAKY_SLOPE)
+        h = F.conv2d(h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2)
+        h = F.leaky_relu_(h, LEAKY_SLOPE).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
+        weight, bias = _grid_order_copy(self, self.fc_1, "in")
+        h = F.leaky_relu_(F.linear(h, weight, bias), LEAKY_SLOPE)
         return self.fc_2(h)
 
 
@@ -148,7 +190,9 @@ class SeedSynthesisTransform(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         if _use_cpu_path(self, y):
-            return _in_chunks(self._cpu_forward, y)
+            if torch.is_grad_enabled():
+                return self._cpu_forward(y)
+            return _in_chunks(self._cpu_inference, y)
         return self.reference_forward(y)
 
     def reference_forward(self, y: Tensor) -> Tensor:
@@ -163,7 +207,17 @@ class SeedSynthesisTransform(nn.Module):
         # channels-last below is needed anyway.
         h = torch.addmm(self.fc_2.bias.unsqueeze(1), self.fc_2.weight, h.t())
         h = F.leaky_relu_(h, LEAKY_SLOPE).t().reshape(-1, 50, 7, 7)
-        h = h.contiguous(memory_format=_CHANNELS_LAST)
+        return self._cpu_convolutions(h.contiguous(memory_format=_CHANNELS_LAST))
+
+    def _cpu_inference(self, y: Tensor) -> Tensor:
+        h = F.leaky_relu_(self.fc_1(y), LEAKY_SLOPE)
+        weight, bias = _grid_order_copy(self, self.fc_2, "out")
+        h = F.leaky_relu_(F.linear(h, weight, bias), LEAKY_SLOPE)
+        # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
+        return self._cpu_convolutions(h.view(-1, 7, 7, 50).permute(0, 3, 1, 2))
+
+    def _cpu_convolutions(self, h: Tensor) -> Tensor:
+        """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
         h = F.conv_transpose2d(
             h, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2, output_padding=1
         )
