@@ -4,9 +4,11 @@ PYTHON ?= .venv/bin/python
 .PHONY: bench bench-quick bench-peer bench-gpu
 
 ## Full side-by-side suite against the seed's TensorFlow stack (several minutes);
-## rewrites the bench section of BENCHMARKS.md and adds a JSON file to bench/results/.
+## rewrites the bench section of BENCHMARKS.md and adds a JSON file to bench/results/,
+## then the arithmetic floor of the network on this machine against those figures.
 bench: bench-peer
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/floor.py
 
 ## Tiny subsets, ours only, well under a minute.
 bench-quick:
