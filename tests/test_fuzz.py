@@ -9,15 +9,14 @@ own errors with a one-line message.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_bench_module
 from mnistcodec.errors import ModelFileError
 from mnistcodec.modelfile import CONTENT_KEY, load_model_bytes
 
@@ -25,17 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
-def _load_harness():
-    spec = importlib.util.spec_from_file_location(
-        "mnistcodec_bench_fuzz", ROOT / "bench" / "fuzz.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_harness()
+fuzz = load_bench_module("fuzz")
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,16 @@ the README's headline figure.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_bench_module
 from mnistcodec.sweep import preset_bd_rates
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "improved_bdrate.json"
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_improved_bdrate", REPO / "bench" / "improved_bdrate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_improved_bdrate"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +40,7 @@ def test_bd_rates_recomputed_from_stored_points(stored):
 
 
 def test_readme_and_benchmarks_quote_the_recomputed_figures(stored):
-    bench = _bench_module()
+    bench = load_bench_module("improved_bdrate")
     result = bench.summarise(stored["points"])
     readme = (REPO / "README.md").read_text()
     assert f"**{-result['bd_rate_psnr_percent']:.1f} % fewer bits at equal PSNR**" in readme

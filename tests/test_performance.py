@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import load_bench_module
 from mnistcodec.coding.codec import DecodeError, LatentCoder, Symbols, _bytes_to_words
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.model import CompressionModel, ModelConfig
@@ -397,16 +397,8 @@ def test_decode_reports_the_first_bad_string():
 # -- the benchmark suite -----------------------------------------------------------------------
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_markdown_section_keeps_the_rest_of_the_file(tmp_path):
-    bench = _load_bench()
+    bench = load_bench_module("run")
     path = tmp_path / "BENCHMARKS.md"
     path.write_text(
         f"# Title\n\nintro\n\n{bench.START}\nold\n{bench.END}\n\n## Other section\nkept\n"
@@ -452,9 +444,7 @@ def test_bench_quick_runs(tmp_path):
 
 def test_floor_counts_the_seed_networks_multiply_adds():
     """bench/floor.py's per-layer count matches the layer shapes (2.573 M per transform)."""
-    spec = importlib.util.spec_from_file_location("bench_floor", REPO / "bench" / "floor.py")
-    floor = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(floor)
+    floor = load_bench_module("floor")
     model = CompressionModel(ModelConfig())
     analysis = dict(floor.layer_macs(model.analysis_transform, torch.zeros(1, 1, 28, 28)))
     synthesis = dict(floor.layer_macs(model.synthesis_transform, torch.zeros(1, 50)))
