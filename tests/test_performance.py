@@ -88,6 +88,16 @@ def test_chunked_inference_matches_reference():
     assert x_hat.shape == (CPU_CHUNK + 37, 1, 28, 28) and x_hat.is_contiguous()
 
 
+def test_inference_reads_strided_inputs_correctly():
+    model = _model().eval()
+    x = torch.rand(20, 1, 28, 28)
+    with torch.no_grad():
+        expected = model.analysis_transform.reference_forward(x)
+        for view in (x.transpose(2, 3).contiguous().transpose(2, 3), x.contiguous(memory_format=torch.channels_last),
+                     torch.rand(40, 1, 28, 28)[::2].copy_(x)):
+            torch.testing.assert_close(model.analysis_transform(view), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_inference_follows_parameter_updates():
     """The grid-ordered weight copies of inference are remade when the parameters change."""
     model = _model().eval()

@@ -159,7 +159,7 @@ class SeedAnalysisTransform(nn.Module):
         return self.fc_2(h)
 
     def _cpu_inference(self, x: Tensor) -> Tensor:
-        x = x.reshape(-1, 1, *IMAGE_SHAPE)
+        x = x.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
         # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
         x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
         h = F.conv2d(x, self.conv_1.weight, self.conv_1.bias, stride=2, padding=2)
