@@ -18,13 +18,15 @@ parameters and the same outputs up to float rounding:
   stride-2 grid (oneDNN is slow for a single output channel); its backward is
   an im2col of the output gradient and two matrix products;
 * activations are applied in place where autograd allows it;
-* without gradients (inference, validation, coding), the two dense layers next
-  to the 7x7x50 grid use copies of their weights with the 2450 inputs or
-  outputs in (row, column, channel) order, so the channels-last grid is read
-  and written without a layout copy (the copies are made once and remade when
-  the parameters change), the single-channel input is read as channels-last,
-  and large batches run in sub-batches of :data:`CPU_CHUNK` digits, which keeps
-  activations in cache.
+* without gradients (inference, validation, coding), batches of at least
+  :data:`GRID_ORDER_MIN_BATCH` digits use, for the two dense layers next to the
+  7x7x50 grid, copies of their weights with the 2450 inputs or outputs in (row,
+  column, channel) order, made once per call, so the channels-last grid is read
+  and written without a layout copy; the single-channel input is read as
+  channels-last; and large batches run in sub-batches of :data:`CPU_CHUNK`
+  digits, which keeps activations in cache. (Nothing is cached between calls:
+  optimizers such as fused Adam update parameters without any trace a cache
+  could check.)
 
 The fast route calls the functional ops rather than each layer module, so when
 a hook is registered on a layer (summaries, feature extraction) the reference
@@ -48,6 +50,7 @@ LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
 IMAGE_SHAPE = (28, 28)
 CPU_CHUNK = 512  # digits per sub-batch for gradient-free CPU inference
 _TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is faster
+GRID_ORDER_MIN_BATCH = 256  # below this, reordering a dense weight costs more than it saves
 
 _CHANNELS_LAST = torch.channels_last
 
@@ -87,33 +90,23 @@ def _has_layer_hooks(module: nn.Module) -> bool:
 
 
 def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """``fn(x)`` in sub-batches of :data:`CPU_CHUNK` digits (for gradient-free inference)."""
-    if x.shape[0] <= CPU_CHUNK:
+    """``fn(x)``, in sub-batches of :data:`CPU_CHUNK` digits when no gradient is needed."""
+    if torch.is_grad_enabled() or x.shape[0] <= CPU_CHUNK:
         return fn(x)
     return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
 
 
-def _grid_order_copy(module: nn.Module, layer: nn.Linear, grid_side: str) -> tuple[Tensor, Tensor]:
+def _grid_order_weights(layer: nn.Linear, grid_side: str) -> tuple[Tensor, Tensor]:
     """``layer``'s weight and bias with its 7x7x50 side in (h, w, c) order instead of (c, h, w).
 
     ``grid_side`` is ``"in"`` (the 2450 inputs, for the analysis' fc_1) or ``"out"``
-    (the 2450 outputs, for the synthesis' fc_2). Cached on ``module``; remade when
-    the parameters are updated in place, replaced or moved.
+    (the 2450 outputs, for the synthesis' fc_2).
     """
     w, b = layer.weight, layer.bias
-    key = (w.data_ptr(), w._version, b.data_ptr(), b._version, w.device, w.dtype)
-    cached = getattr(module, "_grid_order_cache", None)
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            if grid_side == "in":
-                weight = w.view(-1, 50, 7, 7).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
-                bias = b
-            else:
-                weight = w.view(50, 7, 7, -1).permute(1, 2, 0, 3).reshape(-1, w.shape[1])
-                bias = b.view(50, 7, 7).permute(1, 2, 0).reshape(-1)
-            cached = (key, weight.contiguous(), bias.contiguous())
-        module._grid_order_cache = cached
-    return cached[1], cached[2]
+    if grid_side == "in":
+        return w.view(-1, 50, 7, 7).permute(0, 2, 3, 1).reshape(w.shape[0], -1), b
+    weight = w.view(50, 7, 7, -1).permute(1, 2, 0, 3).reshape(-1, w.shape[1])
+    return weight, b.view(50, 7, 7).permute(1, 2, 0).reshape(-1)
 
 
 class SeedAnalysisTransform(nn.Module):
@@ -135,9 +128,10 @@ class SeedAnalysisTransform(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if _use_cpu_path(self, x):
-            if torch.is_grad_enabled():
-                return self._cpu_forward(x)
-            return _in_chunks(self._cpu_inference, x)
+            if torch.is_grad_enabled() or x.shape[0] < GRID_ORDER_MIN_BATCH:
+                return _in_chunks(self._cpu_forward, x)
+            weight, bias = _grid_order_weights(self.fc_1, "in")
+            return _in_chunks(lambda part: self._cpu_inference(part, weight, bias), x)
         return self.reference_forward(x)
 
     def reference_forward(self, x: Tensor) -> Tensor:
@@ -158,7 +152,8 @@ class SeedAnalysisTransform(nn.Module):
         h = F.leaky_relu_(self.fc_1(h.flatten(1)), LEAKY_SLOPE)
         return self.fc_2(h)
 
-    def _cpu_inference(self, x: Tensor) -> Tensor:
+    def _cpu_inference(self, x: Tensor, fc_1_weight: Tensor, fc_1_bias: Tensor) -> Tensor:
+        """Gradient-free forward; ``fc_1``'s weight comes in grid order (:func:`_grid_order_weights`)."""
         x = x.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
         # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
         x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
@@ -166,8 +161,7 @@ class SeedAnalysisTransform(nn.Module):
         h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), LEAKY_SLOPE)
         h = F.conv2d(h, self.conv_2.weight, self.conv_2.bias, stride=2, padding=2)
         h = F.leaky_relu_(h, LEAKY_SLOPE).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
-        weight, bias = _grid_order_copy(self, self.fc_1, "in")
-        h = F.leaky_relu_(F.linear(h, weight, bias), LEAKY_SLOPE)
+        h = F.leaky_relu_(F.linear(h, fc_1_weight, fc_1_bias), LEAKY_SLOPE)
         return self.fc_2(h)
 
 
@@ -190,9 +184,10 @@ class SeedSynthesisTransform(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         if _use_cpu_path(self, y):
-            if torch.is_grad_enabled():
-                return self._cpu_forward(y)
-            return _in_chunks(self._cpu_inference, y)
+            if torch.is_grad_enabled() or y.shape[0] < GRID_ORDER_MIN_BATCH:
+                return _in_chunks(self._cpu_forward, y)
+            weight, bias = _grid_order_weights(self.fc_2, "out")
+            return _in_chunks(lambda part: self._cpu_inference(part, weight, bias), y)
         return self.reference_forward(y)
 
     def reference_forward(self, y: Tensor) -> Tensor:
@@ -209,10 +204,10 @@ class SeedSynthesisTransform(nn.Module):
         h = F.leaky_relu_(h, LEAKY_SLOPE).t().reshape(-1, 50, 7, 7)
         return self._cpu_convolutions(h.contiguous(memory_format=_CHANNELS_LAST))
 
-    def _cpu_inference(self, y: Tensor) -> Tensor:
+    def _cpu_inference(self, y: Tensor, fc_2_weight: Tensor, fc_2_bias: Tensor) -> Tensor:
+        """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`_grid_order_weights`)."""
         h = F.leaky_relu_(self.fc_1(y), LEAKY_SLOPE)
-        weight, bias = _grid_order_copy(self, self.fc_2, "out")
-        h = F.leaky_relu_(F.linear(h, weight, bias), LEAKY_SLOPE)
+        h = F.leaky_relu_(F.linear(h, fc_2_weight, fc_2_bias), LEAKY_SLOPE)
         # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
         return self._cpu_convolutions(h.view(-1, 7, 7, 50).permute(0, 3, 1, 2))
 
