@@ -157,6 +157,22 @@ def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypa
     assert load_model(out).metadata["training"]["threading_used"] == "shards"
 
 
+def test_last_validation_is_that_of_the_saved_model(tmp_path):
+    """Validation after each epoch sees the weights the optimizer just wrote (no stale state)."""
+    from mnistcodec.data import load_split
+    from mnistcodec.modelfile import load_model
+    from mnistcodec.train import validate
+
+    out = tmp_path / "v.safetensors"
+    result = train(ModelConfig(latent_dims=8), TrainConfig(epochs=2, limit=256, val_limit=300), out,
+                   progress=False, log=lambda _: None)
+    val = torch.from_numpy(load_split("test").images[:300])
+    rate, distortion, _ = validate(load_model(out).model, val)
+    last = result.history[-1]
+    assert last.val_rate == pytest.approx(rate, rel=1e-5)
+    assert last.val_distortion == pytest.approx(distortion, rel=1e-5)
+
+
 def test_resume_with_other_options_is_refused(tmp_path):
     out = tmp_path / "r.safetensors"
     train(ModelConfig(latent_dims=8), TrainConfig(epochs=1, limit=128, val_limit=64), out, progress=False, log=lambda _: None)
