@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import replace_section  # noqa: E402
-from mnistcodec.sweep import PRESET_BD_METHOD, preset_bd_rates  # noqa: E402
+from mnistcodec.sweep import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ("seed", "improved")
@@ -98,12 +98,6 @@ def summarise(curves: dict[str, list[dict]]) -> dict:
     return result
 
 
-def fmt_bd(value: float | None, note: str) -> str:
-    if value is None:
-        return f"not computable ({note})"
-    return f"{value:+.1f} %" + (f" ({note})" if note else "")
-
-
 def markdown(result: dict) -> str:
     lines = [
         START,
@@ -129,8 +123,8 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"BD-rate of improved against seed ({result['method']} interpolation over lambda {lambdas}):"
-        f" **{fmt_bd(result['bd_rate_psnr_percent'], result['bd_rate_psnr_note'])} at equal PSNR,"
-        f" {fmt_bd(result['bd_rate_mad_percent'], result['bd_rate_mad_note'])} at equal MAD**.",
+        f" **{bd_text(result['bd_rate_psnr_percent'], result['bd_rate_psnr_note'])} at equal PSNR,"
+        f" {bd_text(result['bd_rate_mad_percent'], result['bd_rate_mad_note'])} at equal MAD**.",
         "At every lambda the improved preset spends fewer bits and reconstructs better, so its",
         "curve lies above and to the left of the seed's and the two share only part of their",
         f"quality range (PSNR: seed {psnr['seed'][0]:.2f}-{psnr['seed'][1]:.2f} dB, improved"
@@ -174,7 +168,7 @@ def main() -> int:
     result = summarise(curves)
     for label in ("psnr", "mad"):
         print(f"BD-rate at equal {label}: "
-              f"{fmt_bd(result[f'bd_rate_{label}_percent'], result[f'bd_rate_{label}_note'])}")
+              f"{bd_text(result[f'bd_rate_{label}_percent'], result[f'bd_rate_{label}_note'])}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     replace_section(Path(args.markdown), START, END, markdown(result))

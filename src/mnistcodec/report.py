@@ -50,6 +50,7 @@ from mnistcodec.sweep import (
     TrialResult,
     TrialSpec,
     available_cores,
+    bd_text,
     compare_curves,
     preset_bd_rates,
     rd_curve,
@@ -586,12 +587,6 @@ def _shipped_comparison(images: np.ndarray) -> list[dict]:
     return rows
 
 
-def _bd_value(entry: Mapping) -> str:
-    if entry["bd_rate_percent"] is None:
-        return f"not computable ({entry['note']})"
-    return f"{entry['bd_rate_percent']:+.1f} %" + (f" ({entry['note']})" if entry["note"] else "")
-
-
 def _preset_section(results: Mapping, proto: ReportProtocol, fig_dir: Path) -> H.Section:
     """Seed and improved curves trained by this run, with their BD-rates at equal PSNR and MAD."""
     presets = results["presets"]
@@ -609,8 +604,8 @@ def _preset_section(results: Mapping, proto: ReportProtocol, fig_dir: Path) -> H
         H.image(fig_dir / "preset_curves.png",
                 "Seed and improved presets trained by this run over λ (circles), and the shipped 5-epoch models "
                 "(stars): PSNR and MAD against the real per-digit string length."),
-        H.raw_p(f'<span class="big">BD-rate of the improved preset against the seed: {H.esc(_bd_value(bd["psnr"]))} '
-                f'at equal PSNR, {H.esc(_bd_value(bd["mad"]))} at equal MAD</span> ({H.esc(bd["psnr"]["method"])} '
+        H.raw_p(f'<span class="big">BD-rate of the improved preset against the seed: {H.esc(bd_text(bd["psnr"]["bd_rate_percent"], bd["psnr"]["note"]))} '
+                f'at equal PSNR, {H.esc(bd_text(bd["mad"]["bd_rate_percent"], bd["mad"]["note"]))} at equal MAD</span> ({H.esc(bd["psnr"]["method"])} '
                 "interpolation; negative means fewer bits for the same quality)."),
         H.table(["preset", "λ", "real bits", "information (bits)", "PSNR (dB)", "MAD", "train s"], body,
                 left=(0,)),
@@ -642,8 +637,8 @@ def _shipped_section(rows: Sequence[Mapping]) -> H.Section:
         "beyond", "Shipped models", "How do the pretrained models that ship with mnistcodec do on this run's digits?",
         "", [H.p(f"Pretrained models that ship with mnistcodec (the lab's 5-epoch protocol on all 60,000 training "
                  f"digits), evaluated by this run on {n} test digits. The improved preset changes one thing: the "
-                 "prior's parameters learn at 1e-2 instead of 1e-3 (see docs/improvements.md); BD-rates over "
-                 "whole curves are measured by bench/improved_bdrate.py and quoted in BENCHMARKS.md."),
+                 "prior's parameters learn at 1e-2 instead of 1e-3 (see docs/improvements.md); the BD-rate of "
+                 "their whole 5-epoch curves is measured by bench/improved_bdrate.py (BENCHMARKS.md)."),
              table if rows else H.p("No shipped models found.", "missing")])
 
 

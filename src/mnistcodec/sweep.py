@@ -451,6 +451,13 @@ def compare_curves(
     return out
 
 
+def bd_text(value: float | None, note: str = "") -> str:
+    """A BD-rate as text: ``"-39.8 % (small overlap)"``, or ``"not computable (<note>)"``."""
+    if value is None:
+        return f"not computable ({note})"
+    return f"{value:+.1f} %" + (f" ({note})" if note else "")
+
+
 PRESET_BD_METHOD = "pchip"
 """Interpolation for the seed-vs-improved BD-rates (as the JCT-VC common test conditions)."""
 
