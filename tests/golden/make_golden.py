@@ -1,0 +1,39 @@
+"""Write the golden files of ``test_golden.py`` with the command line (run once per format change).
+
+For every shipped model: test digits 0-23 coded per digit and as one stream
+(``<model>.per-digit.mnc``, ``<model>.stream.mnc``), and the digits both decode
+to (``<model>.decoded.idx``). Usage: ``python tests/golden/make_golden.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mnistcodec.cli import main
+
+GOLDEN_DIR = Path(__file__).resolve().parent
+INDEX = "0:24"
+MODES = {"per-digit": [], "stream": ["--stream"]}
+
+
+def shipped_names() -> list[str]:
+    manifest = GOLDEN_DIR.parents[1] / "src" / "mnistcodec" / "pretrained"
+    return sorted(p.name.removesuffix(".safetensors") for p in manifest.glob("*.safetensors"))
+
+
+def write_golden() -> None:
+    for name in shipped_names():
+        for mode, flags in MODES.items():
+            out = GOLDEN_DIR / f"{name}.{mode}.mnc"
+            argv = ["compress", name, "--split", "test", "--index", INDEX, "-o", str(out), "--force"]
+            if main(argv + flags) != 0:
+                sys.exit(f"compress failed for {name} ({mode})")
+        decoded = GOLDEN_DIR / f"{name}.decoded.idx"
+        argv = ["decompress", name, str(GOLDEN_DIR / f"{name}.per-digit.mnc"), "-o", str(decoded), "--force"]
+        if main(argv) != 0:
+            sys.exit(f"decompress failed for {name}")
+
+
+if __name__ == "__main__":
+    write_golden()
