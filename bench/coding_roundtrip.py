@@ -45,9 +45,9 @@ from mnistcodec.coding.files import (
     decode_latents_bytes,
     decompress_bytes,
 )
+from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.data import load_split
-from mnistcodec.fileio import atomic_write_text
-from mnistcodec.zoo import resolve_model
+from mnistcodec.storage.atomic import atomic_write_text
 
 PER_DIGIT_LIMIT_BITS = 2.6
 STREAM_LIMIT_PERCENT = 0.5
@@ -57,7 +57,7 @@ import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_file
-from mnistcodec.zoo import resolve_model
+from mnistcodec.coding.zoo import resolve_model
 images = decompress_file(Codec(resolve_model(sys.argv[2])), sys.argv[3])
 open(sys.argv[4], "wb").write(images.tobytes())
 """

@@ -28,7 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import replace_section  # noqa: E402
-from mnistcodec.model import CompressionModel, ModelConfig  # noqa: E402
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- floor:start -->", "<!-- floor:end -->"

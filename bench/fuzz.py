@@ -9,7 +9,7 @@ Targets:
 * ``mnc``: :func:`mnistcodec.coding.files.decompress_bytes` with a real (tiny)
   model, and :func:`~mnistcodec.coding.files.inspect_bytes`, on mutated
   ``.mnc`` files;
-* ``model``: :func:`mnistcodec.modelfile.load_model_bytes` on mutated model
+* ``model``: :func:`mnistcodec.coding.model_files.load_model_bytes` on mutated model
   files.
 
 Cases are byte-level mutations of valid seed files, drawn by a generator
@@ -63,17 +63,17 @@ import torch
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import HEADER_SIZE, MAGIC, Block, Header, encode_file
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes, inspect_bytes
-from mnistcodec.errors import MnistCodecError
-from mnistcodec.fileio import atomic_write, atomic_write_text
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.modelfile import (
+from mnistcodec.coding.model_files import (
     CONTENT_KEY,
     METADATA_KEY,
     content_hash,
     load_model_bytes,
     save_model,
 )
-from mnistcodec.priors import PRIORS
+from mnistcodec.errors import MnistCodecError
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.priors import PRIORS
+from mnistcodec.storage.atomic import atomic_write, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "tests" / "corpus"

@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from mnistcodec.coding.api import Codec
+    from mnistcodec.coding.model_files import load_model
     from mnistcodec.data import load_split
-    from mnistcodec.model import ModelConfig
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.train import TrainConfig, train
+    from mnistcodec.model.compression_model import ModelConfig
+    from mnistcodec.training.loop import TrainConfig, train
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check needs a GPU")

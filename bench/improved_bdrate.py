@@ -14,7 +14,7 @@ output of ``mnistcodec evaluate --json``; ``--train`` makes the missing ones
     python bench/improved_bdrate.py --from-json bench/results/improved_bdrate.json
 
 Prints each point, the BD-rate at equal PSNR and at equal MAD (negative: the
-improved preset needs fewer bits; :func:`mnistcodec.sweep.preset_bd_rates`),
+improved preset needs fewer bits; :func:`mnistcodec.experiments.sweep.preset_bd_rates`),
 and writes them to ``bench/results/improved_bdrate.json`` and to the section
 of ``BENCHMARKS.md`` between ``<!-- improved:start -->`` and
 ``<!-- improved:end -->``. ``--from-json`` recomputes everything from a stored
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import replace_section  # noqa: E402
-from mnistcodec.sweep import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
+from mnistcodec.experiments.sweep import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ("seed", "improved")
@@ -59,10 +59,10 @@ def load_curve(directory: Path, preset: str) -> list[dict]:
 def train_missing(directory: Path) -> None:
     """Train and evaluate every (preset, lambda) of the protocol that has no result yet."""
     from mnistcodec.data import load_split
-    from mnistcodec.evaluate import evaluate
-    from mnistcodec.model import ModelConfig
-    from mnistcodec.presets import get_preset
-    from mnistcodec.train import TrainConfig, train
+    from mnistcodec.experiments.evaluate import evaluate
+    from mnistcodec.model.compression_model import ModelConfig
+    from mnistcodec.training.loop import TrainConfig, train
+    from mnistcodec.training.presets import get_preset
 
     directory.mkdir(parents=True, exist_ok=True)
     test = load_split("test").images

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from mnistcodec.data import load_split
-from mnistcodec.evaluate import evaluate
-from mnistcodec.model import ModelConfig
-from mnistcodec.train import TrainConfig, train
+from mnistcodec.experiments.evaluate import evaluate
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.training.loop import TrainConfig, train
 
 REFERENCE = {"val_rate": 48.7, "val_distortion": 0.0415, "info_bits": 48.7, "string_bits": 51.3, "psnr_db": 18.6}
 TOLERANCE = 0.05
@@ -41,7 +41,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if args.reuse and out.exists():
-        from mnistcodec.modelfile import load_model
+        from mnistcodec.coding.model_files import load_model
 
         loaded = load_model(out)
         history = loaded.metadata.get("history", [])

@@ -25,7 +25,7 @@ of ``BENCHMARKS.md`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->``
 
 Threads: the peer uses TensorFlow's default pools (one thread per core). Ours
 is measured with torch's default (one thread per core: training splits each
-batch across threads, see ``mnistcodec.train``) and, in the full suite, also
+batch across threads, see ``mnistcodec.training.loop``) and, in the full suite, also
 with one thread (``--ours-threads``); on a shared, loaded machine the two differ.
 Training uses the library's default threading (``auto``: intra-op threads on a
 machine that is not oversubscribed, batch shards on a busy one); the mode used
@@ -109,10 +109,10 @@ def worker_train(spec: dict) -> dict:
     """Train the seed configuration; epoch times from the training history."""
     import torch
 
+    from mnistcodec.coding.model_files import load_model
     from mnistcodec.data import load_split
-    from mnistcodec.model import ModelConfig
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.train import TrainConfig, train, validate
+    from mnistcodec.model.compression_model import ModelConfig
+    from mnistcodec.training.loop import TrainConfig, train, validate
 
     config = TrainConfig(
         epochs=spec["epochs"],
@@ -157,9 +157,9 @@ def worker_code(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from mnistcodec import metrics
     from mnistcodec.coding.api import Codec
     from mnistcodec.data import load_split
+    from mnistcodec.experiments import metrics
 
     images = load_split("test").images[: spec["limit"]]
     n = int(images.shape[0])

@@ -17,11 +17,11 @@ import sys
 
 import torch
 
+from mnistcodec.coding.model_files import load_model, save_model, update_metadata
+from mnistcodec.coding.zoo import PRETRAINED_DIR
 from mnistcodec.data import load_split
-from mnistcodec.evaluate import evaluate
-from mnistcodec.fileio import atomic_write_text
-from mnistcodec.modelfile import load_model, save_model, update_metadata
-from mnistcodec.zoo import PRETRAINED_DIR
+from mnistcodec.experiments.evaluate import evaluate
+from mnistcodec.storage.atomic import atomic_write_text
 
 MAX_BYTES = 6_000_000
 

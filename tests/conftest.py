@@ -48,8 +48,8 @@ def tiny_model_path(tmp_path_factory, _data_environment):
 
     Session-scoped: tests must not modify the file (copy it first).
     """
-    from mnistcodec.model import ModelConfig
-    from mnistcodec.train import TrainConfig, train
+    from mnistcodec.model.compression_model import ModelConfig
+    from mnistcodec.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny-model") / "tiny.safetensors"
     train(
@@ -65,7 +65,7 @@ def tiny_model_path(tmp_path_factory, _data_environment):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
     """The loaded tiny model (shared; do not mutate)."""
-    from mnistcodec.modelfile import load_model
+    from mnistcodec.coding.model_files import load_model
 
     return load_model(tiny_model_path)
 

@@ -8,8 +8,9 @@ import pytest
 
 imagecodecs = pytest.importorskip("imagecodecs")
 
-from mnistcodec import baselines  # noqa: E402
-from mnistcodec.baselines import (  # noqa: E402
+from mnistcodec.errors import InputError  # noqa: E402
+from mnistcodec.experiments import baselines  # noqa: E402
+from mnistcodec.experiments.baselines import (  # noqa: E402
     CODECS,
     LOSSLESS,
     BaselinePoint,
@@ -17,16 +18,13 @@ from mnistcodec.baselines import (  # noqa: E402
     available_codecs,
     codec_status,
     encode_per_file,
-    grid_shape,
     measure_per_file,
     measure_tiled,
     points_to_rows,
     quality_changes_output,
     run_baselines,
-    tile_digits,
-    untile_digits,
 )
-from mnistcodec.errors import InputError  # noqa: E402
+from mnistcodec.storage.digits import grid_shape, tile, untile  # noqa: E402
 
 
 def synthetic_digits(n: int, seed: int = 0) -> np.ndarray:
@@ -72,10 +70,10 @@ def test_tiling_round_trip(n):
     x = synthetic_digits(n, seed=n)
     rows, cols = grid_shape(n)
     assert rows * cols >= n and cols == int(np.ceil(np.sqrt(n))) and rows <= cols
-    mosaic = tile_digits(x)
+    mosaic = tile(x)
     assert mosaic.shape == (rows * 28, cols * 28) and mosaic.flags.c_contiguous
     assert np.array_equal(mosaic[28:56, :28] if rows > 1 else mosaic[:28, :28], x[cols] if rows > 1 else x[0])
-    assert np.array_equal(untile_digits(mosaic, n), x)
+    assert np.array_equal(untile(mosaic, n), x)
     assert mosaic[:, :].sum() == x.astype(np.int64).sum()  # padding tiles are black
 
 
@@ -153,9 +151,9 @@ def test_tiled_shares_the_header_cost():
     assert tiled.mode == "tiled" and tiled.n == 12
     assert tiled.total_bits == pytest.approx(tiled.bits_per_digit * 12)
     assert tiled.bits_per_digit < per_file.bits_per_digit
-    mosaic = tile_digits(x)
-    decoded = untile_digits(imagecodecs.jpeg8_decode(imagecodecs.jpeg8_encode(mosaic, level=50, optimize=True)), 12)
-    from mnistcodec.metrics import mean_psnr
+    mosaic = tile(x)
+    decoded = untile(imagecodecs.jpeg8_decode(imagecodecs.jpeg8_encode(mosaic, level=50, optimize=True)), 12)
+    from mnistcodec.experiments.metrics import mean_psnr
 
     assert tiled.psnr_db == pytest.approx(mean_psnr(x, decoded))
 
@@ -205,4 +203,4 @@ def test_bad_inputs():
     with pytest.raises(InputError, match="unknown mode"):
         run_baselines(DIGITS, codecs=["jpeg"], modes=["mosaic"], progress=False)
     with pytest.raises(InputError):
-        untile_digits(np.zeros((28, 28), np.uint8), 2)
+        untile(np.zeros((28, 28), np.uint8), 2)

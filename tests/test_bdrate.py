@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.interpolate
 
-from mnistcodec.bdrate import METHODS, bd_quality, bd_rate, pareto_front
 from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.experiments.bdrate import METHODS, bd_quality, bd_rate, pareto_front
 
 # Example curves from the bjontegaard package's README / example_usage.py
 # (x265 presets; rate in kbit/s, PSNR in dB).

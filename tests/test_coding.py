@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.codec import DecodeError, LatentCoder
 from mnistcodec.coding.container import (
     HEADER_SIZE,
     ChecksumError,
@@ -34,8 +33,9 @@ from mnistcodec.coding.files import (
     decompress_file,
     inspect_file,
 )
+from mnistcodec.coding.model_files import save_model
+from mnistcodec.coding.range_coder import DecodeError, LatentCoder
 from mnistcodec.errors import FormatError, InputError, WrongModelError
-from mnistcodec.modelfile import save_model
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -400,12 +400,12 @@ def test_force_overwrites_and_output_decodes(codec, test_digits, tmp_path):
 def test_failed_write_leaves_no_partial_or_temporary_file(
     codec, test_digits, tmp_path, monkeypatch
 ):
-    import mnistcodec.fileio
+    import mnistcodec.storage.atomic
 
     def failing_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mnistcodec.fileio.os, "replace", failing_replace)
+    monkeypatch.setattr(mnistcodec.storage.atomic.os, "replace", failing_replace)
     with pytest.raises(OSError):
         compress_file(codec, test_digits[:10], tmp_path / "out.mnc")
     assert list(tmp_path.iterdir()) == []

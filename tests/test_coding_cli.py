@@ -14,7 +14,7 @@ from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_file
 from mnistcodec.data import encode_idx, load_split, read_idx
-from mnistcodec.imageio import png_grid, read_inputs, write_png
+from mnistcodec.storage.images import png_grid, read_inputs, write_png
 from test_coding import make_spread_model
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistcodec import figures
-from mnistcodec.model import CompressionModel, ModelConfig
+from mnistcodec.lab import figures
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

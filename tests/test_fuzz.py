@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import load_bench_module
+from mnistcodec.coding.model_files import CONTENT_KEY, load_model_bytes
 from mnistcodec.errors import ModelFileError
-from mnistcodec.modelfile import CONTENT_KEY, load_model_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -213,7 +213,7 @@ def test_loading_runs_no_code_from_the_file(tmp_path):
     evil.write_bytes(pickle.dumps(Payload()))
     torch_file = tmp_path / "model.pt"
     torch.save({"x": torch.zeros(2)}, torch_file)
-    from mnistcodec.modelfile import load_model
+    from mnistcodec.coding.model_files import load_model
 
     for path in (evil, torch_file):
         with pytest.raises(ModelFileError, match="not .*model file"):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistcodec import imageio
 from mnistcodec.data import encode_idx, read_idx
 from mnistcodec.errors import InputError
-from mnistcodec.imageio import (
+from mnistcodec.storage import images as imageio
+from mnistcodec.storage.images import (
     check_output,
     digit_file_names,
     output_kind,

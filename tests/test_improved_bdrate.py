@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_bench_module
-from mnistcodec.sweep import preset_bd_rates
+from mnistcodec.experiments.sweep import preset_bd_rates
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "improved_bdrate.json"

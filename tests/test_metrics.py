@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.metrics import (
+from mnistcodec.experiments.metrics import (
     MSE_FLOOR,
     PSNR_MAX,
     mad,

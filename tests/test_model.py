@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mnistcodec.entropy_bottleneck import EntropyBottleneck
+from mnistcodec.coding.model_files import load_model, save_model
 from mnistcodec.errors import ModelFileError, TrainingError
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.modelfile import load_model, save_model
-from mnistcodec.priors import NoisyLogistic, make_prior
-from mnistcodec.train import TrainConfig, train
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.entropy_bottleneck import EntropyBottleneck
+from mnistcodec.model.priors import NoisyLogistic, make_prior
+from mnistcodec.training.loop import TrainConfig, train
 
 
 @pytest.mark.parametrize("family", ["logistic", "normal", "laplace"])
@@ -141,7 +141,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
 def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypatch):
     import os
 
-    from mnistcodec.modelfile import load_model
+    from mnistcodec.coding.model_files import load_model
 
     config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
     previous = torch.get_num_threads()
@@ -159,9 +159,9 @@ def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypa
 
 def test_last_validation_is_that_of_the_saved_model(tmp_path):
     """Validation after each epoch sees the weights the optimizer just wrote (no stale state)."""
+    from mnistcodec.coding.model_files import load_model
     from mnistcodec.data import load_split
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.train import validate
+    from mnistcodec.training.loop import validate
 
     out = tmp_path / "v.safetensors"
     result = train(ModelConfig(latent_dims=8), TrainConfig(epochs=2, limit=256, val_limit=300), out,

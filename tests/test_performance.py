@@ -23,11 +23,11 @@ import pytest
 import torch
 
 from conftest import load_bench_module
-from mnistcodec.coding.codec import DecodeError, LatentCoder, Symbols, _bytes_to_words
+from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols, _bytes_to_words
 from mnistcodec.coding.tables import CodingTables
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.train import ADAM_EPS, make_optimizer
-from mnistcodec.transforms import CPU_CHUNK, GRID_ORDER_MIN_BATCH, images_to_unit
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.transforms import CPU_CHUNK, GRID_ORDER_MIN_BATCH, images_to_unit
+from mnistcodec.training.loop import ADAM_EPS, make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,8 +195,8 @@ def test_training_losses_match_reference_path():
 
 
 def _train_with_threads(tmp_path, name: str, threads: int, threading: str):
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.train import TrainConfig, train
+    from mnistcodec.coding.model_files import load_model
+    from mnistcodec.training.loop import TrainConfig, train
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -230,7 +230,7 @@ def test_two_threads_match_one_thread_and_repeat_exactly(tmp_path, threading):
 
 
 def test_auto_threading_follows_the_load(monkeypatch):
-    from mnistcodec.train import choose_threading
+    from mnistcodec.training.loop import choose_threading
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cores = os.cpu_count()
@@ -251,7 +251,7 @@ def test_auto_threading_follows_the_load(monkeypatch):
 
 def test_unknown_threading_mode_is_refused():
     from mnistcodec.errors import InputError
-    from mnistcodec.train import TrainConfig
+    from mnistcodec.training.loop import TrainConfig
 
     with pytest.raises(InputError, match="threading must be one of"):
         TrainConfig(threading="many")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.model_files import load_model
 from mnistcodec.errors import InputError
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.modelfile import load_model
-from mnistcodec.presets import PRESETS, get_preset
-from mnistcodec.train import make_optimizer
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.training.loop import make_optimizer
+from mnistcodec.training.presets import PRESETS, get_preset
 
 
 def test_improved_preset_keeps_the_seed_network_and_speeds_up_the_prior_only():

@@ -12,10 +12,10 @@ from mnistcodec.cli import build_parser
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.tables import build_tables
 from mnistcodec.errors import InputError
-from mnistcodec.evaluate import model_terms
-from mnistcodec.model import ModelConfig
-from mnistcodec.priors import PRIORS, NoisyDeepFactorized, make_prior
-from mnistcodec.train import TrainConfig, train
+from mnistcodec.experiments.evaluate import model_terms
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.priors import PRIORS, NoisyDeepFactorized, make_prior
+from mnistcodec.training.loop import TrainConfig, train
 
 
 def _randomised(prior: torch.nn.Module, seed: int) -> torch.nn.Module:

@@ -9,7 +9,7 @@ import pytest
 
 from mnistcodec.cli import build_parser
 from mnistcodec.errors import InputError
-from mnistcodec.report import PROTOCOLS, build_report
+from mnistcodec.lab.report import PROTOCOLS, build_report
 
 pytest.importorskip("imagecodecs")
 

@@ -30,13 +30,13 @@ from mnistcodec.coding.files import (
     iter_decompress,
     read_compressed,
 )
+from mnistcodec.coding.model_files import load_model
 from mnistcodec.data import encode_idx, read_idx
 from mnistcodec.errors import InputError, TrainingError
-from mnistcodec.fileio import atomic_write, remove_stale_temporaries
-from mnistcodec.imageio import open_inputs, png_grid, write_image_pieces
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.modelfile import load_model
-from mnistcodec.train import TrainConfig, load_checkpoint, train
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.storage.atomic import atomic_write, remove_stale_temporaries
+from mnistcodec.storage.images import open_inputs, png_grid, write_image_pieces
+from mnistcodec.training.loop import TrainConfig, load_checkpoint, train
 from test_coding import make_spread_model
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-import mnistcodec.evaluate
-import mnistcodec.train
+import mnistcodec.experiments.evaluate
+import mnistcodec.training.loop
 from mnistcodec.cli import main
 from mnistcodec.errors import MnistCodecError
-from mnistcodec.sweep import (
+from mnistcodec.experiments.sweep import (
     TrialSpec,
     compare_curves,
     learned_bd_rates,
@@ -22,7 +22,7 @@ from mnistcodec.sweep import (
     run_trials,
     sweep_plots,
 )
-from mnistcodec.train import TrainConfig, train
+from mnistcodec.training.loop import TrainConfig, train
 
 TINY = TrainConfig(epochs=1, limit=128, val_limit=64, batch_size=64)
 
@@ -66,8 +66,8 @@ def test_trials_are_cached_and_a_repeat_is_free(grid_copy, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a cached trial was computed again")
 
-    monkeypatch.setattr(mnistcodec.train, "train", no_work)
-    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", no_work)
+    monkeypatch.setattr(mnistcodec.training.loop, "train", no_work)
+    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", no_work)
     again = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert all(t.reused for t in again)
     assert [t.row() for t in again] == [t.row() for t in first]
@@ -76,16 +76,16 @@ def test_trials_are_cached_and_a_repeat_is_free(grid_copy, monkeypatch):
 def test_an_interrupted_sweep_continues(grid_copy, monkeypatch):
     root, first = grid_copy
     (root / first[1].spec.key / "result.json").unlink()  # killed after training, before evaluating
-    monkeypatch.setattr(mnistcodec.train, "train", lambda *a, **k: pytest.fail("retrained"))
-    real_evaluate = mnistcodec.evaluate.evaluate
+    monkeypatch.setattr(mnistcodec.training.loop, "train", lambda *a, **k: pytest.fail("retrained"))
+    real_evaluate = mnistcodec.experiments.evaluate.evaluate
 
     def failing(*args, **kwargs):
         raise MnistCodecError("interrupted again")
 
-    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", failing)
+    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", failing)
     with pytest.raises(MnistCodecError, match="1 of 2 trials failed"):
         run_trials(_grid(), root, progress=False, log=lambda _: None)
-    monkeypatch.setattr(mnistcodec.evaluate, "evaluate", real_evaluate)
+    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", real_evaluate)
     resumed = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert resumed[0].reused
     assert not resumed[1].trained and resumed[1].evaluated  # its model survived; only evaluated
@@ -107,7 +107,7 @@ def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_pat
 
 def test_evaluation_settings_change_reevaluates_without_training(grid_copy, monkeypatch):
     root, first = grid_copy
-    monkeypatch.setattr(mnistcodec.train, "train", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(mnistcodec.training.loop, "train", lambda *a, **k: pytest.fail("retrained"))
     bigger = run_trial(replace(first[0].spec, eval_limit=48), root, progress=False, log=lambda _: None)
     assert bigger.evaluation["n"] == 48 and not bigger.trained
 

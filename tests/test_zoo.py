@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.zoo import PRETRAINED_DIR, resolve_model, shipped_models
 from mnistcodec.errors import ModelFileError
-from mnistcodec.zoo import PRETRAINED_DIR, resolve_model, shipped_models
 
 MANIFEST = json.loads((PRETRAINED_DIR / "MANIFEST.json").read_text())
 SHIPPED = sorted(shipped_models())

@@ -2,7 +2,7 @@
 
 Each one checks its output path before doing any work, writes atomically and
 overwrites nothing without ``--force``; see :mod:`mnistcodec.coding.files` and
-:mod:`mnistcodec.imageio` for the library calls behind them. Inputs and outputs
+:mod:`mnistcodec.storage.images` for the library calls behind them. Inputs and outputs
 are streamed block by block, so memory does not grow with the number of
 digits. ``-`` is standard input (compress INPUT, decompress and inspect FILE)
 or standard output (compress ``-o -`` writes the .mnc file, decompress and
@@ -30,11 +30,11 @@ from mnistcodec.coding.files import (
     iter_decompress,
     read_compressed,
 )
+from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
-from mnistcodec.fileio import check_writable, is_stdio
-from mnistcodec.imageio import check_output, open_inputs, write_image_pieces, write_images
-from mnistcodec.zoo import resolve_model
+from mnistcodec.storage.atomic import check_writable, is_stdio
+from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces, write_images
 
 #: Digits listed one per line before the listing is cut short.
 MAX_LISTED = 64

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from mnistcodec.cli.common import add_data_args, positive_float, positive_int
 from mnistcodec.errors import InputError
-from mnistcodec.model import DISTORTIONS
-from mnistcodec.priors import PRIORS
-from mnistcodec.transforms import ARCHITECTURES
+from mnistcodec.model.compression_model import DISTORTIONS
+from mnistcodec.model.priors import PRIORS
+from mnistcodec.model.transforms import ARCHITECTURES
 
 
 def sweep_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.sweep import format_bd_table, format_table, make_grid, run_sweep
-    from mnistcodec.train import TrainConfig
+    from mnistcodec.experiments.sweep import format_bd_table, format_table, make_grid, run_sweep
+    from mnistcodec.training.loop import TrainConfig
 
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prior_lr=args.prior_lr, device=args.device,
@@ -58,11 +58,11 @@ def _learned_rows(paths: list[str]) -> list[dict]:
 def baselines_handler(args: argparse.Namespace) -> int:
     import warnings
 
-    from mnistcodec import figures
-    from mnistcodec.baselines import CODECS, points_to_rows, run_baselines
     from mnistcodec.data import load_split
-    from mnistcodec.fileio import atomic_write_text
-    from mnistcodec.sweep import compare_curves, format_bd_table, rd_curve, rows_to_csv
+    from mnistcodec.experiments.baselines import CODECS, points_to_rows, run_baselines
+    from mnistcodec.experiments.sweep import compare_curves, format_bd_table, rd_curve, rows_to_csv
+    from mnistcodec.lab import figures
+    from mnistcodec.storage.atomic import atomic_write_text
 
     learned = _learned_rows(args.learned or [])
     images = load_split("test", args.dataset, args.data_dir).images[: args.n]
@@ -113,7 +113,7 @@ def baselines_handler(args: argparse.Namespace) -> int:
 
 
 def report_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.report import build_report
+    from mnistcodec.lab.report import build_report
 
     protocol = "full" if args.full else args.protocol
     result = build_report(args.out, protocol, force=args.force, progress=not args.quiet, dataset=args.dataset,
@@ -123,7 +123,7 @@ def report_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mnistcodec.baselines import CODECS, MODES
+    from mnistcodec.experiments.baselines import CODECS, MODES
 
     p = subparsers.add_parser(
         "sweep", help="train and evaluate a grid of models (cached, resumable, parallel)",

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from mnistcodec.cli.common import add_data_args, positive_float, positive_int
 from mnistcodec.data import load_split
-from mnistcodec.model import DISTORTIONS, CompressionModel, ModelConfig
-from mnistcodec.presets import PRESETS, get_preset
-from mnistcodec.priors import PRIORS
-from mnistcodec.train import THREADING_MODES
-from mnistcodec.transforms import ARCHITECTURES
+from mnistcodec.model.compression_model import DISTORTIONS, CompressionModel, ModelConfig
+from mnistcodec.model.priors import PRIORS
+from mnistcodec.model.transforms import ARCHITECTURES
+from mnistcodec.training.loop import THREADING_MODES
+from mnistcodec.training.presets import PRESETS, get_preset
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def default_model_path(config: ModelConfig) -> Path:
 
 
 def train_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.train import TrainConfig, train
+    from mnistcodec.training.loop import TrainConfig, train
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -69,8 +69,8 @@ def train_handler(args: argparse.Namespace) -> int:
 
 
 def evaluate_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.evaluate import evaluate, format_evaluation
-    from mnistcodec.zoo import resolve_model
+    from mnistcodec.coding.zoo import resolve_model
+    from mnistcodec.experiments.evaluate import evaluate, format_evaluation
 
     loaded = resolve_model(args.model)
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
@@ -84,10 +84,10 @@ def evaluate_handler(args: argparse.Namespace) -> int:
 
 
 def summary_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.summary import model_summary
+    from mnistcodec.model.summary import model_summary
 
     if args.model:
-        from mnistcodec.zoo import resolve_model
+        from mnistcodec.coding.zoo import resolve_model
 
         model = resolve_model(args.model).model
     else:
@@ -146,8 +146,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def models_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.zoo import check_shipped, shipped_models
+    from mnistcodec.coding.model_files import load_model
+    from mnistcodec.coding.zoo import check_shipped, shipped_models
 
     shipped = shipped_models()
     if not shipped:

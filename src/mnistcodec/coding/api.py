@@ -1,7 +1,7 @@
 """The codec: digits in, bit strings out, and back.
 
-``Codec`` joins a frozen model (:class:`~mnistcodec.modelfile.LoadedModel`) and
-its :class:`~mnistcodec.coding.codec.LatentCoder`::
+``Codec`` joins a frozen model (:class:`~mnistcodec.coding.model_files.LoadedModel`) and
+its :class:`~mnistcodec.coding.range_coder.LatentCoder`::
 
     codec = Codec.from_model("model.safetensors")
     strings, info_bits = codec.compress(images_uint8)     # per-digit strings
@@ -34,25 +34,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mnistcodec.coding.codec import DecodeError, LatentCoder, Symbols
+from mnistcodec.coding.model_files import LoadedModel, load_model
+from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
 from mnistcodec.errors import InputError
-from mnistcodec.modelfile import LoadedModel, load_model
-from mnistcodec.transforms import IMAGE_SHAPE, images_to_unit
+from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
 DEFAULT_CHUNK = 4096
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def check_images(images: np.ndarray) -> np.ndarray:
-    """Require uint8 digits of shape (N, 28, 28) (or a single (28, 28) digit)."""
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.dtype != np.uint8:
-        raise InputError(f"images must be uint8, got {images.dtype}")
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise InputError(f"images must have shape (N, 28, 28), got {images.shape}")
-    return images
 
 
 class Codec:
@@ -119,7 +108,7 @@ class Codec:
 
     def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
         """One string per digit and each digit's information content in bits."""
-        images = check_images(images)
+        images = check_digits(images)
         strings: list[bytes] = []
         info = np.empty(images.shape[0])
         for part in self._chunks(images.shape[0]):
@@ -148,7 +137,7 @@ class Codec:
         until the stream is written (8 bytes per latent), so files code large
         inputs as a sequence of streams (:mod:`mnistcodec.coding.files`).
         """
-        images = check_images(images)
+        images = check_digits(images)
         k = np.empty((images.shape[0], self.latent_dims))
         info = np.empty(images.shape[0])
         for part in self._chunks(images.shape[0]):
@@ -204,7 +193,7 @@ class Codec:
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """What decoding gives, computed without entropy coding (for tests and checks)."""
-        images = check_images(images)
+        images = check_digits(images)
         out = np.empty_like(images)
         for part in self._chunks(images.shape[0]):
             out[part] = self.synthesise(self.analyse(images[part])[0])

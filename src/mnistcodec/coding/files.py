@@ -39,8 +39,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mnistcodec.coding.api import Codec, check_images
-from mnistcodec.coding.codec import DecodeError
+from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import (
     HEADER_SIZE,
     MAX_BLOCK,
@@ -53,9 +52,10 @@ from mnistcodec.coding.container import (
     iter_blocks,
     verify_file,
 )
+from mnistcodec.coding.range_coder import DecodeError
 from mnistcodec.errors import FormatError, InputError
-from mnistcodec.fileio import atomic_open, atomic_write, check_writable, read_input
-from mnistcodec.transforms import IMAGE_SHAPE
+from mnistcodec.storage.atomic import atomic_open, atomic_write, check_writable, read_input
+from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
 DEFAULT_BLOCK_SIZE = 4096
 MAX_FILE_BYTES = 1 << 30
@@ -117,7 +117,7 @@ def compress_to_bytes(
 ) -> CompressedFile:
     """Compress uint8 digits (N, 28, 28) into the bytes of a ``.mnc`` file."""
     _check_mode(mode, block_size)
-    images = check_images(images)
+    images = check_digits(images)
     count = images.shape[0]
     if count == 0:
         raise InputError("no digits to compress (empty input)")
@@ -207,7 +207,7 @@ def regroup(pieces: Iterable[np.ndarray], count: int, block_size: int) -> Iterat
     parts: list[np.ndarray] = []
     held = seen = 0
     for piece in pieces:
-        piece = check_images(piece)
+        piece = check_digits(piece)
         seen += piece.shape[0]
         if seen > count:
             raise InputError(f"the inputs hold more than the {count} digits announced")

@@ -15,7 +15,7 @@ floating point. For latent dimension ``i`` with quantisation offset ``o_i``:
   ties broken by index), so any symbol, escape included, stays codable.
 
 A latent outside the window is coded as the escape symbol followed by its
-integer value through the overflow code of :mod:`mnistcodec.coding.codec`.
+integer value through the overflow code of :mod:`mnistcodec.coding.range_coder`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mnistcodec.errors import ModelFileError
-from mnistcodec.priors import Prior
+from mnistcodec.model.priors import Prior
 
 DEFAULT_PRECISION = 16
 DEFAULT_TAIL_MASS = 2.0**-8

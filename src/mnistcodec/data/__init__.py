@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnistcodec.data.idx import encode_idx, read_idx, read_idx_bytes, write_idx
 from mnistcodec.data.registry import DATASETS, DEFAULT_DATASET, DatasetSpec, get_dataset
 from mnistcodec.data.sources import Source, cache_dir, explicit_data_dir, locate
 from mnistcodec.errors import DataError
+from mnistcodec.storage.idx import encode_idx, read_idx, read_idx_bytes, write_idx
 
 __all__ = [
     "DATASETS",

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mnistcodec.data.idx import gunzip, is_gzip, read_file_bytes
 from mnistcodec.data.registry import DatasetSpec
 from mnistcodec.errors import DataError, MnistCodecError
-from mnistcodec.fileio import atomic_write
+from mnistcodec.storage.atomic import atomic_write
+from mnistcodec.storage.idx import gunzip, is_gzip, read_file_bytes
 
 DATA_DIR_ENV = "MNISTCODEC_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 30.0

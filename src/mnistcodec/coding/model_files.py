@@ -48,8 +48,8 @@ from mnistcodec.coding.tables import (
     build_tables,
 )
 from mnistcodec.errors import MnistCodecError, ModelFileError
-from mnistcodec.fileio import atomic_write, read_input
-from mnistcodec.model import CompressionModel, ModelConfig
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.storage.atomic import atomic_write, read_input
 
 FORMAT_NAME = "mnistcodec-model"
 FORMAT_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mnistcodec.model import CompressionModel
+from mnistcodec.model.compression_model import CompressionModel
 
 
 def _leaf_rows(module: nn.Module, example: torch.Tensor, prefix: str) -> list[tuple[str, str, str, int]]:

@@ -15,7 +15,7 @@ dependency: ``pip install 'mnistcodec[baselines]'``) and measured two ways:
 
 Distortion is always measured on the decoded output (every encoding is
 decoded), per digit: mean of per-digit PSNRs, PSNR of the mean MSE, and MAD on
-the [0, 1] scale (see :mod:`mnistcodec.metrics`; identical digits score
+the [0, 1] scale (see :mod:`mnistcodec.experiments.metrics`; identical digits score
 100 dB).
 
 Codec settings (imagecodecs 2026.3 with libjpeg-turbo 3.1, OpenJPEG 2.5,
@@ -62,7 +62,6 @@ trip, is skipped with its reason (see :func:`codec_status`), never a crash.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -73,7 +72,8 @@ from typing import Any
 import numpy as np
 
 from mnistcodec.errors import InputError
-from mnistcodec.metrics import mad, mse_per_image, psnr_of_mean_mse, psnr_per_image
+from mnistcodec.experiments.metrics import mad, mse_per_image, psnr_of_mean_mse, psnr_per_image
+from mnistcodec.storage.digits import check_digits, tile, untile
 
 TILE = 28
 """Side of one digit tile in pixels."""
@@ -310,47 +310,6 @@ def available_codecs() -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Tiling
-
-
-def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, cols) of the near-square grid for ``n`` tiles: cols = ceil(sqrt(n))."""
-    if n < 1:
-        raise InputError("need at least one digit to tile")
-    cols = math.isqrt(n - 1) + 1  # ceil(sqrt(n)) for n >= 1
-    rows = -(-n // cols)
-    return rows, cols
-
-
-def tile_digits(images: np.ndarray) -> np.ndarray:
-    """Lay out (N, h, w) digits row by row in a near-square mosaic.
-
-    Unused tiles at the end of the last row are 0 (black background).
-    Returns a C-contiguous (rows*h, cols*w) array of the same dtype.
-    """
-    images = np.asarray(images)
-    n, h, w = images.shape
-    rows, cols = grid_shape(n)
-    padded = np.zeros((rows * cols, h, w), dtype=images.dtype)
-    padded[:n] = images
-    return np.ascontiguousarray(
-        padded.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
-    )
-
-
-def untile_digits(mosaic: np.ndarray, n: int, h: int = TILE, w: int = TILE) -> np.ndarray:
-    """Inverse of :func:`tile_digits`: cut a mosaic back into its first ``n`` digits."""
-    rows, cols = grid_shape(n)
-    mosaic = np.asarray(mosaic)
-    if mosaic.shape != (rows * h, cols * w):
-        raise InputError(
-            f"mosaic has shape {mosaic.shape}, expected {(rows * h, cols * w)} for {n} digits"
-        )
-    tiles = mosaic.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(rows * cols, h, w)
-    return np.ascontiguousarray(tiles[:n])
-
-
-# --------------------------------------------------------------------------
 # Measurement
 
 
@@ -378,12 +337,7 @@ class BaselinePoint:
 
 
 def _check_images(images_uint8: np.ndarray) -> np.ndarray:
-    images = np.asarray(images_uint8)
-    if images.dtype != np.uint8:
-        raise InputError(f"digits must be uint8 on the 0..255 scale, got dtype {images.dtype}")
-    if images.ndim != 3 or images.shape[0] < 1 or images.shape[1] < 1 or images.shape[2] < 1:
-        raise InputError(f"digits must be an array of shape (N, H, W) with N >= 1, got {images.shape}")
-    return np.ascontiguousarray(images)
+    return np.ascontiguousarray(check_digits(images_uint8, shape=None, allow_empty=False, allow_single=False))
 
 
 def _resolve(codec: str | CodecSpec) -> CodecSpec:
@@ -473,18 +427,18 @@ def measure_per_file(
 
 
 def measure_tiled(codec: str | CodecSpec, images_uint8: np.ndarray, quality: Any) -> BaselinePoint:
-    """All digits in one mosaic (see :func:`tile_digits`), encoded once; bits / N per digit."""
+    """All digits in one mosaic (see :func:`mnistcodec.storage.digits.tile`), encoded once; bits / N per digit."""
     spec = _resolve(codec)
     images = _check_images(images_uint8)
     n, h, w = images.shape
-    mosaic = tile_digits(images)
+    mosaic = tile(images)
     data = spec.encode(mosaic, quality)
     decoded_mosaic = _to_grey(spec.decode(bytes(data)))
     if decoded_mosaic.shape != mosaic.shape:
         raise InputError(
             f"{spec.name} decoded a {mosaic.shape} mosaic as shape {decoded_mosaic.shape}"
         )
-    decoded = untile_digits(decoded_mosaic, n, h, w)
+    decoded = untile(decoded_mosaic, n, h, w)
     total_bits = 8 * len(data)
     return _point(spec, quality, "tiled", images, decoded, total_bits / n, total_bits)
 

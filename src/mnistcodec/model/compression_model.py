@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mnistcodec.entropy_bottleneck import EntropyBottleneck
 from mnistcodec.errors import InputError
-from mnistcodec.priors import Prior, make_prior
-from mnistcodec.transforms import make_transforms
+from mnistcodec.model.entropy_bottleneck import EntropyBottleneck
+from mnistcodec.model.priors import Prior, make_prior
+from mnistcodec.model.transforms import make_transforms
 
 DISTORTIONS = ("mad", "mse")
 

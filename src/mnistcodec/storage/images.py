@@ -9,7 +9,7 @@ Output kind is chosen by the name (:func:`output_kind`): ``*.png`` is one grid
 image, ``*.idx``, ``*.idx3-ubyte`` or ``*-ubyte`` (optionally ``.gz``) an IDX
 file, ``-`` a raw IDX stream on standard output, any other name a directory of
 PNG files ``digit-00000.png``, ...  Every write is atomic
-(:mod:`mnistcodec.fileio`) and nothing is overwritten unless ``force``; a
+(:mod:`mnistcodec.storage.atomic`) and nothing is overwritten unless ``force``; a
 directory is filled through a temporary directory, so a failed run leaves no
 partial files.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import math
 import os
 import struct
 import sys
@@ -38,10 +37,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from mnistcodec.data import read_idx_bytes
-from mnistcodec.data.idx import IdxInfo, iter_idx_rows, scan_idx
 from mnistcodec.errors import DataError, InputError
-from mnistcodec.fileio import (
+from mnistcodec.storage.atomic import (
     atomic_directory,
     atomic_open,
     atomic_write,
@@ -50,7 +47,8 @@ from mnistcodec.fileio import (
     is_stdio,
     read_input,
 )
-from mnistcodec.transforms import IMAGE_SHAPE
+from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits, grid_shape, tile
+from mnistcodec.storage.idx import IdxInfo, idx_header, iter_idx_rows, read_idx_bytes, scan_idx
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
@@ -126,14 +124,7 @@ def decode_idx_images(data: bytes, name: str = "<idx>") -> np.ndarray:
         array = read_idx_bytes(data, name)
     except DataError as exc:
         raise InputError(str(exc)) from None
-    if array.ndim != 3:
-        raise InputError(
-            f"{name}: an IDX file of shape {array.shape} (labels?); expected images (N, 28, 28)"
-        )
-    if array.shape[1:] != IMAGE_SHAPE:
-        raise InputError(
-            f"{name}: IDX images are {array.shape[1]}x{array.shape[2]}; expected 28x28"
-        )
+    _check_idx_shape(array.shape, name)
     return array
 
 
@@ -269,25 +260,7 @@ def read_inputs(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[st
     return images, inputs.names()
 
 
-def read_images(paths: Sequence[str | os.PathLike]) -> np.ndarray:
-    """PNG and IDX image files -> uint8 digits (N, 28, 28) (see :func:`read_inputs`)."""
-    return read_inputs(paths)[0]
-
-
 # -- writing ---------------------------------------------------------------------------
-
-
-def _check_digits(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-        raise InputError(
-            f"expected uint8 digits of shape (N, 28, 28), got {images.dtype} {images.shape}"
-        )
-    if images.shape[0] == 0:
-        raise InputError("no digits to write")
-    return images
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -310,18 +283,10 @@ def png_grid(
 ) -> np.ndarray:
     """Tile digits row by row into one image, ``gap`` pixels of grey ``background`` apart.
 
-    ``columns`` defaults to ``ceil(sqrt(N))`` (4x4 for 16 digits).
+    ``columns`` defaults to ``ceil(sqrt(N))`` (4x4 for 16 digits); see
+    :func:`mnistcodec.storage.digits.tile`.
     """
-    images = _check_digits(images)
-    n = images.shape[0]
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    h, w = IMAGE_SHAPE
-    grid = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), background, dtype=np.uint8)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        grid[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = images[i]
-    return grid
+    return tile(check_digits(images, allow_empty=False), columns, gap=gap, fill=background)
 
 
 def write_png_grid(
@@ -359,31 +324,13 @@ def _as_pieces(pieces: Iterable[np.ndarray], count: int) -> Iterator[np.ndarray]
     """Check each piece; refuse more or fewer than ``count`` digits in all."""
     seen = 0
     for piece in pieces:
-        piece = np.asarray(piece)
-        if piece.ndim == 2:
-            piece = piece[None]
-        if piece.dtype != np.uint8 or piece.ndim != 3 or piece.shape[1:] != IMAGE_SHAPE:
-            raise InputError(
-                f"expected uint8 digits of shape (N, 28, 28), got {piece.dtype} {piece.shape}"
-            )
+        piece = check_digits(piece)
         seen += piece.shape[0]
         if seen > count:
             raise InputError(f"more digits than the {count} announced")
         yield piece
     if seen != count:
         raise InputError(f"{seen} digits, not the {count} announced")
-
-
-def write_png_dir(path: str | os.PathLike, images: np.ndarray, force: bool = False) -> Path:
-    """Write each digit as ``path/digit-NNNNN.png``.
-
-    A new directory appears complete or not at all (written under a temporary
-    name, then renamed). An existing directory must be empty unless ``force``,
-    which replaces files of the same names and leaves other files alone.
-    """
-    images = _check_digits(images)
-    _write_dir_pieces(Path(path), images.shape[0], [images], force)
-    return Path(path)
 
 
 def _write_dir_pieces(path: Path, count: int, pieces: Iterable[np.ndarray], force: bool) -> None:
@@ -408,8 +355,7 @@ def _write_grid_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray
     """
     h, w = IMAGE_SHAPE
     gap = GRID_GAP
-    columns = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
+    rows, columns = grid_shape(count)
     width, height = columns * (w + gap) - gap, rows * (h + gap) - gap
     handle.write(PNG_SIGNATURE)
     handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
@@ -424,10 +370,8 @@ def _write_grid_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray
             handle.write(_png_chunk(b"IDAT", data))
 
     def emit_row(digits: list[np.ndarray], first: bool) -> None:
-        strip = np.full((h, 1 + width), GRID_BACKGROUND, dtype=np.uint8)
-        strip[:, 0] = 0
-        for c, digit in enumerate(digits):
-            strip[:, 1 + c * (w + gap) : 1 + c * (w + gap) + w] = digit
+        strip = np.zeros((h, 1 + width), dtype=np.uint8)  # column 0: filter type 0
+        strip[:, 1:] = tile(np.stack(digits), columns, gap=gap, fill=GRID_BACKGROUND)
         if not first:
             emit(gap_lines)
         emit(strip)
@@ -447,7 +391,7 @@ def _write_grid_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray
 
 
 def _write_idx_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray]) -> None:
-    handle.write(IDX_IMAGES_MAGIC + struct.pack(">3I", count, *IMAGE_SHAPE))
+    handle.write(idx_header((count, *IMAGE_SHAPE)))
     for piece in _as_pieces(pieces, count):
         handle.write(np.ascontiguousarray(piece).tobytes())
 
@@ -519,7 +463,7 @@ def write_image_pieces(
 def write_images(path: str | os.PathLike, images: np.ndarray, force: bool = False) -> str:
     """Write digits by the kind of ``path`` (:func:`output_kind`); return that kind."""
     kind = check_output(path, force)
-    images = _check_digits(images)
+    images = check_digits(images, allow_empty=False)
     if kind == "grid":
         write_png_grid(path, images, force=force)
         return kind

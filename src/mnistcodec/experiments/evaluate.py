@@ -20,10 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mnistcodec import metrics
-from mnistcodec.coding.api import Codec, check_images
-from mnistcodec.modelfile import LoadedModel
-from mnistcodec.transforms import images_to_unit
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.experiments import metrics
+from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.storage.digits import check_digits
 
 
 @torch.no_grad()
@@ -52,7 +53,7 @@ def evaluate(
     loaded: LoadedModel, images: np.ndarray, coding: bool = True, seed: int = 0
 ) -> dict[str, float]:
     """Every figure of the module docstring; ``coding=False`` skips the entropy coder."""
-    images = check_images(images)
+    images = check_digits(images)
     result: dict[str, float] = {"n": int(images.shape[0])}
     result.update(model_terms(loaded, images, seed=seed))
     codec = Codec(loaded, device=next(loaded.model.parameters()).device)

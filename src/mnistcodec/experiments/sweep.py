@@ -1,7 +1,7 @@
 """Grids of trials (lambda x latent size x prior x seed) with a result cache.
 
-A trial trains one model (:func:`mnistcodec.train.train`), then evaluates it
-with real entropy coding on the test split (:func:`mnistcodec.evaluate.evaluate`)::
+A trial trains one model (:func:`mnistcodec.training.loop.train`), then evaluates it
+with real entropy coding on the test split (:func:`mnistcodec.experiments.evaluate.evaluate`)::
 
     specs = make_grid(lmbdas=[300, 2000], latent_dims=[50], priors=["logistic"],
                       train_config=TrainConfig(epochs=1, limit=10000), eval_limit=1000)
@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from mnistcodec.errors import InputError, MnistCodecError, ModelFileError
-from mnistcodec.fileio import atomic_write_text
-from mnistcodec.model import ModelConfig
-from mnistcodec.train import TrainConfig
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.storage.atomic import atomic_write_text
+from mnistcodec.training.loop import TrainConfig
 
 CACHE_VERSION = 1
 """Bumped when the meaning of a cached trial changes (invalidates every cache)."""
@@ -198,10 +198,10 @@ def run_trial(
     log: Callable[[str], None] = print,
 ) -> TrialResult:
     """Train (or resume) and evaluate one trial, reusing whatever its cache holds."""
+    from mnistcodec.coding.model_files import load_model
     from mnistcodec.data import load_split
-    from mnistcodec.evaluate import evaluate
-    from mnistcodec.modelfile import load_model
-    from mnistcodec.train import checkpoint_path, train
+    from mnistcodec.experiments.evaluate import evaluate
+    from mnistcodec.training.loop import checkpoint_path, train
 
     cached = cached_result(spec, root)
     if cached is not None:
@@ -421,7 +421,7 @@ def compare_curves(
     share no quality range the entry says ``"no overlap"`` (``bd_rate`` is
     ``None``) instead of failing; a small overlap is flagged in ``note``.
     """
-    from mnistcodec.bdrate import bd_rate, pareto_front
+    from mnistcodec.experiments.bdrate import bd_rate, pareto_front
 
     name_a, rate_a, qual_a = anchor
     ra, qa = pareto_front(rate_a, qual_a, higher_is_better=higher_is_better)
@@ -511,7 +511,7 @@ def _config_label(row: Mapping) -> str:
 
 def sweep_plots(rows: Sequence[Mapping], out: Path) -> dict[str, Path]:
     """The plots a grid supports: RD curves over lambda, latent-size and prior sweeps."""
-    from mnistcodec import figures
+    from mnistcodec.lab import figures
 
     files: dict[str, Path] = {}
     groups: dict[str, list[Mapping]] = {}

@@ -4,14 +4,14 @@ Each function takes data (arrays, history records, result rows) or a model,
 writes one PNG atomically to ``out`` and returns what it computed, so a figure
 is one call from Python as well as a building block of the report::
 
-    from mnistcodec import figures
+    from mnistcodec.lab import figures
     figures.plot_prior_densities("priors.png")                       # lab Fig. 2.1.2
     numbers = figures.plot_codec_grid(loaded, test[48:64], "grid.png")  # Fig. 3.0.1
 
 Result rows (``learned``) are dicts with at least ``lmbda``, ``latent_dims``,
 ``prior``, ``string_bits``, ``info_bits`` and ``psnr_db`` (the rows of
-:func:`mnistcodec.sweep.results_table`); baseline rows are those of
-:func:`mnistcodec.baselines.points_to_rows`.
+:func:`mnistcodec.experiments.sweep.results_table`); baseline rows are those of
+:func:`mnistcodec.experiments.baselines.points_to_rows`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mnistcodec import metrics  # noqa: E402
-from mnistcodec.fileio import atomic_write  # noqa: E402
+from mnistcodec.experiments import metrics  # noqa: E402
+from mnistcodec.storage.atomic import atomic_write  # noqa: E402
+from mnistcodec.storage.digits import tile  # noqa: E402
 
 DENSITY_SCALES = tuple(float(s) for s in np.linspace(0.01, 2.0, 10))
 """The lab's prior scales, ``linspace(.01, 2, 10)`` (Figure 2.1.2)."""
@@ -81,7 +82,7 @@ def prior_family_densities(
     density has no scale parameter, so each column is a freshly initialised
     one with ``init_scale`` = the scale (biases drawn with ``seed``).
     """
-    from mnistcodec.priors import NoisyDeepFactorized, make_prior
+    from mnistcodec.model.priors import NoisyDeepFactorized, make_prior
 
     scales = torch.tensor(list(scales), dtype=torch.float64)
     t = torch.linspace(-lim, lim, points, dtype=torch.float64)
@@ -112,7 +113,7 @@ def plot_prior_densities(
     As the scale goes to 0 the noisy density tends to U(-1/2, 1/2) (height 1),
     not to a Dirac spike: the noise sets a floor on how peaked it can be.
     """
-    from mnistcodec.priors import PRIORS
+    from mnistcodec.model.priors import PRIORS
 
     families = list(families or PRIORS)
     cols = min(2, len(families))
@@ -143,7 +144,7 @@ def plot_untrained_reconstruction(model: Any, image: np.ndarray, out: str | os.P
     ``model`` is a :class:`~mnistcodec.model.CompressionModel` (untrained in the
     lab). Returns ``{"distortion": MAD on [0, 1], "rate_bits": bound, "x_tilde": uint8}``.
     """
-    from mnistcodec.transforms import images_to_unit
+    from mnistcodec.model.transforms import images_to_unit
 
     model = model.cpu()
     image = np.asarray(image, dtype=np.uint8).reshape(28, 28)
@@ -177,7 +178,7 @@ def _records(history: Sequence[Any]) -> list[dict]:
 def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: str = "") -> Path:
     """Rate, distortion and loss per epoch, training and validation.
 
-    ``history``: :class:`~mnistcodec.train.EpochRecord` objects or their dicts.
+    ``history``: :class:`~mnistcodec.training.loop.EpochRecord` objects or their dicts.
     A single epoch is drawn as points.
     """
     rows = _records(history)
@@ -207,18 +208,6 @@ def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: 
 # ----------------------------------------------------------------------------- lab section 3
 
 
-def montage(tiles: np.ndarray, cols: int, pad: int = 2, fill: int = 0) -> np.ndarray:
-    """Lay (N, h, w) uint8 tiles out row by row with ``pad`` pixels of ``fill`` between them."""
-    tiles = np.asarray(tiles)
-    n, h, w = tiles.shape
-    rows = -(-n // cols)
-    out = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad), fill, dtype=tiles.dtype)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tiles[i]
-    return out
-
-
 def plot_digit_grid(
     originals: np.ndarray,
     reconstructions: np.ndarray,
@@ -243,7 +232,7 @@ def plot_digit_grid(
     )
     # Blank rows under every pair hold its annotation.
     tiles = np.concatenate([pairs, np.full((n, text_rows, pairs.shape[2]), 255, np.uint8)], axis=1)
-    image = montage(tiles, cols, pad=pad, fill=255)
+    image = tile(tiles, cols, gap=pad, fill=255)
     rows = -(-n // cols)
     fig, ax = plt.subplots(figsize=(2.7 * cols, 1.85 * rows + (0.35 if title else 0.0)))
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -481,7 +470,7 @@ def plot_learned_priors(
 ) -> Path:
     """The trained noisy densities of a few latent dimensions, one panel per model.
 
-    ``models``: label -> :class:`~mnistcodec.modelfile.LoadedModel`. The
+    ``models``: label -> :class:`~mnistcodec.coding.model_files.LoadedModel`. The
     dimensions shown are those with the largest information content under
     each model's own prior (the widest densities).
     """
@@ -530,7 +519,7 @@ def sample_digits(
     redrawn. Returns ``(digits uint8 (count, 28, 28), number of strings redrawn)``.
     """
     from mnistcodec.coding.api import Codec
-    from mnistcodec.coding.codec import DecodeError
+    from mnistcodec.coding.range_coder import DecodeError
 
     codec = Codec(loaded)
     rng = np.random.default_rng(seed)
@@ -554,7 +543,7 @@ def plot_samples(
     samples, rejected = sample_digits(loaded, count, nbytes, seed)
     rows = -(-count // cols)
     fig, ax = plt.subplots(figsize=(1.2 * cols, 1.2 * rows))
-    ax.imshow(montage(samples, cols, pad=2, fill=90), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.imshow(tile(samples, cols, gap=2, fill=90), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_axis_off()
     save_figure(fig, out)
     return samples, rejected

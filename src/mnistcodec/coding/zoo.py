@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mnistcodec.coding.model_files import LoadedModel, load_model
 from mnistcodec.errors import ModelFileError
-from mnistcodec.modelfile import LoadedModel, load_model
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 CHECKED_FIGURES = ("info_bits", "string_bits", "stream_bits_per_digit", "psnr_db", "mad")
 
 
@@ -40,7 +40,7 @@ def resolve_model(name_or_path: str) -> LoadedModel:
 
 def check_shipped(name: str, images, tolerance: float = 1e-4) -> dict[str, tuple[float, float, bool]]:
     """Re-evaluate a shipped model; ``figure -> (recorded, measured, equal)``."""
-    from mnistcodec.evaluate import evaluate
+    from mnistcodec.experiments.evaluate import evaluate
 
     loaded = resolve_model(name)
     recorded = loaded.metadata.get("evaluation") or {}

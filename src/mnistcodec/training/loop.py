@@ -6,7 +6,7 @@ bottleneck, then validate on the test split in evaluation mode (rounded
 latents, information content, as the seed does), log, checkpoint.
 
 Keras defaults the seed inherits are kept: Glorot-uniform initialisation (see
-:mod:`mnistcodec.transforms`) and Adam with ``eps = 1e-7``.
+:mod:`mnistcodec.model.transforms`) and Adam with ``eps = 1e-7``.
 
 Checkpoints (``<out>.ckpt``, safetensors: weights, Adam state, history) are
 written atomically after every epoch; ``resume=True`` continues from the last
@@ -58,12 +58,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
+from mnistcodec.coding.model_files import LoadedModel, save_model
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError, TrainingError
-from mnistcodec.fileio import atomic_write, atomic_write_text, check_writable
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.modelfile import LoadedModel, save_model
-from mnistcodec.transforms import images_to_unit
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.storage.atomic import atomic_write, atomic_write_text, check_writable
 
 ADAM_EPS = 1e-7  # Keras' default; PyTorch's is 1e-8
 _ADAM_IMPLEMENTATION = ("foreach", "fused", "capturable", "differentiable")
@@ -299,7 +299,7 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     try:
         data = path.read_bytes()
         tensors = st_load(data)
-        from mnistcodec.modelfile import MAX_HEADER_BYTES
+        from mnistcodec.coding.model_files import MAX_HEADER_BYTES
 
         header_len = int.from_bytes(data[:8], "little")
         if header_len > min(MAX_HEADER_BYTES, len(data)):

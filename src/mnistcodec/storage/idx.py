@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistcodec.errors import DataError, InputError
-from mnistcodec.fileio import atomic_write
+from mnistcodec.storage.atomic import atomic_write
 
 GZIP_MAGIC = b"\x1f\x8b"
 IDX_UBYTE = 0x08
@@ -274,8 +274,12 @@ def encode_idx(array: np.ndarray) -> bytes:
         raise InputError(f"IDX arrays must have 1 or 3 dimensions; got shape {array.shape}")
     if any(d >= 1 << 32 for d in array.shape):
         raise InputError(f"array shape {array.shape} does not fit an IDX header")
-    header = bytes([0, 0, IDX_UBYTE, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + np.ascontiguousarray(array).tobytes()
+    return idx_header(array.shape) + np.ascontiguousarray(array).tobytes()
+
+
+def idx_header(dims: tuple[int, ...]) -> bytes:
+    """The header of a uint8 IDX file of shape ``dims``: magic ``00 00 08 ndim``, big-endian sizes."""
+    return bytes([0, 0, IDX_UBYTE, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, force: bool = False) -> Path:

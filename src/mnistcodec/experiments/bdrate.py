@@ -112,7 +112,7 @@ def _as_curve(
         raise InputError(
             f"curve {name}: rate does not increase with quality (rate {r[i]:g} at quality {qa:g} "
             f"but {r[i + 1]:g} at the better quality {qb:g}); "
-            "keep only the non-dominated points, e.g. with mnistcodec.bdrate.pareto_front()"
+            "keep only the non-dominated points, e.g. with mnistcodec.experiments.bdrate.pareto_front()"
         )
     return r, q
 

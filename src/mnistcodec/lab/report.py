@@ -1,9 +1,9 @@
 """The lab report: one run that answers every manipulation of the lab with numbers and plots.
 
 ``build_report(out, "quick")`` fetches MNIST, trains the trials of a
-:class:`ReportProtocol` (through :mod:`mnistcodec.sweep`, cached in
+:class:`ReportProtocol` (through :mod:`mnistcodec.experiments.sweep`, cached in
 ``<out>/cache``), codes the lab's batch, runs the classical codecs, draws the
-figures (:mod:`mnistcodec.figures`) and writes
+figures (:mod:`mnistcodec.lab.figures`) and writes
 
 * ``<out>/index.html``: self-contained (images embedded), one section per
   manipulation of the lab in the lab's order: the question, then what this
@@ -40,13 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mnistcodec import __version__, figures
-from mnistcodec import report_html as H
+from mnistcodec import __version__
 from mnistcodec.errors import InputError
-from mnistcodec.fileio import atomic_write_text
-from mnistcodec.model import CompressionModel, ModelConfig
-from mnistcodec.presets import get_preset
-from mnistcodec.sweep import (
+from mnistcodec.experiments.sweep import (
     TrialResult,
     TrialSpec,
     available_cores,
@@ -57,7 +53,12 @@ from mnistcodec.sweep import (
     run_trials,
     unique_specs,
 )
-from mnistcodec.train import TrainConfig
+from mnistcodec.lab import figures
+from mnistcodec.lab import html as H
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.storage.atomic import atomic_write_text
+from mnistcodec.training.loop import TrainConfig
+from mnistcodec.training.presets import get_preset
 
 REPORT_PRESETS = ("seed", "improved")
 """The named configurations compared in the report's "Beyond the seed" chapter."""
@@ -76,7 +77,7 @@ class ReportProtocol:
     Trials: a lambda sweep (``lmbdas`` at ``main_latent_dims``, ``main_prior``),
     a latent-size sweep (``latent_dims`` at ``latent_lmbdas``) and a prior sweep
     (``priors`` at ``prior_lmbdas``), and the seed and improved presets
-    (:mod:`mnistcodec.presets`) at ``preset_lmbdas``, all trained with the
+    (:mod:`mnistcodec.training.presets`) at ``preset_lmbdas``, all trained with the
     same ``epochs``/``train_limit`` and evaluated with coding on the first
     ``eval_limit`` test digits (``None``: all). ``prior_lr`` applies to the
     three sweeps; each preset brings its own. Classical codecs run on the
@@ -266,9 +267,9 @@ def _prepare_out(out: Path, force: bool) -> None:
 
 def _untrained_steps(train_images: np.ndarray, test_images: np.ndarray, seed: int, fig_dir: Path) -> dict:
     """Lab 2.1 step by step with untrained transforms (latent_dims = 10)."""
-    from mnistcodec.priors import NoisyLogistic, bits_from_log_prob
-    from mnistcodec.summary import model_summary
-    from mnistcodec.transforms import images_to_unit
+    from mnistcodec.model.priors import NoisyLogistic, bits_from_log_prob
+    from mnistcodec.model.summary import model_summary
+    from mnistcodec.model.transforms import images_to_unit
 
     torch.manual_seed(seed)
     trainer10 = CompressionModel(ModelConfig(latent_dims=10)).eval()
@@ -311,7 +312,7 @@ def _baselines(images: np.ndarray, protocol: ReportProtocol, cache: Path, force:
     """Classical codecs on ``images``, cached by settings and imagecodecs version."""
     import imagecodecs
 
-    from mnistcodec.baselines import codec_status, points_to_rows, run_baselines
+    from mnistcodec.experiments.baselines import codec_status, points_to_rows, run_baselines
 
     qualities = {name: list(q) for name, q in protocol.baseline_qualities}
     settings = {
@@ -348,7 +349,7 @@ def _baselines(images: np.ndarray, protocol: ReportProtocol, cache: Path, force:
 
 def _initial_bits_per_latent(families: Sequence[str], seed: int) -> dict[str, float]:
     """Bits a freshly initialised prior charges for a latent at its mode (where untrained latents sit)."""
-    from mnistcodec.priors import make_prior
+    from mnistcodec.model.priors import make_prior
 
     out = {}
     with torch.random.fork_rng():
@@ -407,8 +408,8 @@ def build_report(
     jobs: int | None = None,
 ) -> ReportResult:
     """Run ``protocol`` and write ``<out>/index.html`` and ``<out>/results.json``."""
+    from mnistcodec.coding.model_files import load_model
     from mnistcodec.data import load_split
-    from mnistcodec.modelfile import load_model
 
     proto = _resolve_protocol(protocol)
     if jobs is not None:
@@ -450,8 +451,8 @@ def build_report(
     t0 = time.perf_counter()
     step("coding the lab's batch (test digits 48-63) and drawing the training curves")
     from mnistcodec.coding.api import Codec
-    from mnistcodec.summary import model_summary
-    from mnistcodec.train import EpochRecord, format_epoch
+    from mnistcodec.model.summary import model_summary
+    from mnistcodec.training.loop import EpochRecord, format_epoch
 
     main_loaded = load_model(main.model_path)
     figures.plot_training_curves(main.history, fig_dir / "training_curves.png",
@@ -570,8 +571,8 @@ def build_report(
 
 def _shipped_comparison(images: np.ndarray) -> list[dict]:
     """Evaluate every shipped pretrained model on ``images`` (this run's figures)."""
-    from mnistcodec.evaluate import evaluate
-    from mnistcodec.zoo import resolve_model, shipped_models
+    from mnistcodec.coding.zoo import resolve_model, shipped_models
+    from mnistcodec.experiments.evaluate import evaluate
 
     rows = []
     for name in shipped_models():
@@ -764,7 +765,7 @@ def _grid_section(results: Mapping, fig_dir: Path, lmbda: str) -> list[str]:
 
 def render_report(results: Mapping, proto: ReportProtocol, fig_dir: Path) -> str:
     """The HTML page for ``results`` (as built by :func:`build_report`)."""
-    from mnistcodec.report_html import Chapter, Section
+    from mnistcodec.lab.html import Chapter, Section
 
     ds, l21, tr = results["dataset"], results["lab_2_1"], results["training"]
     main_key = f"{proto.main_lmbda:g}"

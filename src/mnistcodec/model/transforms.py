@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
+from mnistcodec.storage.digits import IMAGE_SHAPE
 
 LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
-IMAGE_SHAPE = (28, 28)
 CPU_CHUNK = 512  # digits per sub-batch for gradient-free CPU inference
 _TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is faster
 GRID_ORDER_MIN_BATCH = 256  # below this, reordering a dense weight costs more than it saves

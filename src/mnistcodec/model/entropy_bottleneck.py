@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mnistcodec.priors import Prior, bits_from_log_prob
+from mnistcodec.model.priors import Prior, bits_from_log_prob
 
 
 class EntropyBottleneck(nn.Module):
-    """Wraps a :class:`~mnistcodec.priors.Prior`; returns latents and bits per digit."""
+    """Wraps a :class:`~mnistcodec.model.priors.Prior`; returns latents and bits per digit."""
 
     def __init__(self, prior: Prior) -> None:
         super().__init__()
