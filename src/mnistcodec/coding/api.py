@@ -81,9 +81,9 @@ class Codec:
         y = self.model.analysis_transform(x)
         if not torch.isfinite(y).all():
             raise InputError("the analysis transform produced non-finite latents")
-        k = torch.round(y - self.offsets)
-        y_hat = k + self.offsets
-        bits = -self.model.prior.log_prob(y_hat).sum(dim=1) / np.log(2.0)
+        bottleneck = self.model.entropy_bottleneck
+        k = bottleneck.integers(y, self.offsets)
+        bits = bottleneck.bits(bottleneck.dequantize(k, self.offsets))
         return k.cpu().double().numpy(), bits.cpu().double().numpy()
 
     @torch.no_grad()
@@ -95,7 +95,7 @@ class Codec:
         """
         k64 = np.clip(np.asarray(k, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX)
         k32 = torch.from_numpy(k64.astype(np.float32)).to(self.device)
-        y_hat = k32 + self.offsets
+        y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
         x_hat = self.model.synthesis_transform(y_hat)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
         return pixels.to(torch.uint8).view(-1, *IMAGE_SHAPE).cpu().numpy()
@@ -160,13 +160,25 @@ class Codec:
     # -- generative use ----------------------------------------------------------------
 
     def sample(self, n: int = 16, seed: int = 0, nbytes: int = 8) -> np.ndarray:
-        """Decode ``n`` random ``nbytes``-byte strings with the decode check off.
+        """Decode ``n`` random ``nbytes``-byte strings with the decode check off: uint8 digits.
 
         The lab's generative use: random bits decoded through the prior and the
         synthesis transform give digits drawn from (roughly) the learned
-        distribution. Strings come from ``numpy.random.default_rng(seed)``; the
-        rare string the range decoder rejects is replaced by the generator's
-        next one, so the result depends only on ``(n, seed, nbytes)`` and the model.
+        distribution. See :meth:`sample_latents` for how strings are drawn.
+        """
+        k, _ = self.sample_latents(n, seed=seed, nbytes=nbytes)
+        out = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
+        for part in self._chunks(n):
+            out[part] = self.synthesise(k[part])
+        return out
+
+    def sample_latents(self, n: int = 16, seed: int = 0, nbytes: int = 8) -> tuple[np.ndarray, int]:
+        """Integer latents (n, D) of ``n`` random strings, and how many strings were redrawn.
+
+        Strings come from ``numpy.random.default_rng(seed)``; the rare string the
+        range decoder rejects (a state no encoder produces) is replaced by the
+        generator's next one, so the result depends only on ``(n, seed, nbytes)``
+        and the model.
         """
         if n < 1:
             raise InputError(f"number of samples must be at least 1, got {n}")
@@ -176,20 +188,14 @@ class Codec:
             raise InputError(f"seed must be non-negative, got {seed}")
         rng = np.random.default_rng(seed)
         rows: list[np.ndarray] = []
-        for _ in range(100 * n):
+        for attempt in range(100 * n):
             try:
                 rows.append(self.decode_latents([rng.bytes(nbytes)], check=False)[0])
             except DecodeError:
                 continue
             if len(rows) == n:
-                break
-        if len(rows) < n:
-            raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
-        k = np.stack(rows)
-        out = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
-        for part in self._chunks(n):
-            out[part] = self.synthesise(k[part])
-        return out
+                return np.stack(rows), attempt + 1 - n
+        raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """What decoding gives, computed without entropy coding (for tests and checks)."""

@@ -25,10 +25,32 @@ class EntropyBottleneck(nn.Module):
         super().__init__()
         self.prior = prior
 
-    def quantize(self, y: Tensor) -> Tensor:
-        """``round(y - o) + o``."""
-        offset = self.prior.quantization_offset().to(y)
-        return torch.round(y - offset) + offset
+    def offset(self, y: Tensor) -> Tensor:
+        """The prior's quantisation offsets ``o`` (float, recomputed from the prior)."""
+        return self.prior.quantization_offset().to(y)
+
+    @staticmethod
+    def integers(y: Tensor, offset: Tensor) -> Tensor:
+        """The integer latents ``k = round(y - o)`` (the one place latents are rounded)."""
+        return torch.round(y - offset)
+
+    @staticmethod
+    def dequantize(k: Tensor, offset: Tensor) -> Tensor:
+        """``y^ = k + o``."""
+        return k + offset
+
+    def quantize(self, y: Tensor, offset: Tensor | None = None) -> Tensor:
+        """``y^ = round(y - o) + o``; ``offset`` defaults to the prior's (frozen models pass theirs)."""
+        offset = self.offset(y) if offset is None else offset
+        return self.dequantize(self.integers(y, offset), offset)
+
+    def bits(self, y: Tensor) -> Tensor:
+        """Bits per digit ``-sum_i log2 p_i(y_i)`` under the noisy density: ``(batch,)``.
+
+        For ``y~`` this is the training rate bound; for ``y^`` it is the
+        information content under the discretised prior.
+        """
+        return bits_from_log_prob(self.prior.log_prob(y))
 
     def forward(
         self, y: Tensor, training: bool | None = None, generator: torch.Generator | None = None
@@ -40,4 +62,4 @@ class EntropyBottleneck(nn.Module):
             y_out = y + noise
         else:
             y_out = self.quantize(y)
-        return y_out, bits_from_log_prob(self.prior.log_prob(y_out))
+        return y_out, self.bits(y_out)
