@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from mnistcodec import data
-from mnistcodec.data import idx
 from mnistcodec.data.registry import (
     DATASETS,
     SPLIT_FILES,
@@ -39,6 +38,7 @@ from mnistcodec.data.sources import (
     cache_dir,
 )
 from mnistcodec.errors import DataError, InputError
+from mnistcodec.storage import idx
 
 # ------------------------------------------------------------------ helpers
 
