@@ -1,6 +1,6 @@
-"""A fast sample of the fuzz cases of ``bench/fuzz.py``, and its regression corpus.
+"""A fast sample of the fuzz cases of ``tests/fuzz.py``, and its regression corpus.
 
-The full run (10,000 cases per target) is ``python bench/fuzz.py``; here a few
+The full run (10,000 cases per target) is ``python tests/fuzz.py``; here a few
 hundred cases per target run with a fixed seed, and every input in
 ``tests/corpus/`` (crashers found by fuzzing, and hand-made tampered models)
 is replayed: each must end in decoded digits, a loaded model, or one of our
@@ -16,15 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import load_bench_module
-from mnistcodec.coding.model_files import CONTENT_KEY, load_model_bytes
+import fuzz
+from mnistcodec.coding.model_files import load_model_bytes
 from mnistcodec.errors import ModelFileError
+from mnistcodec.storage.model_container import CONTENT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
-
-fuzz = load_bench_module("fuzz")
 
 
 @pytest.fixture(scope="module")

@@ -147,7 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def models_handler(args: argparse.Namespace) -> int:
     from mnistcodec.coding.model_files import load_model
-    from mnistcodec.coding.zoo import check_shipped, shipped_models
+    from mnistcodec.coding.zoo import shipped_models
+    from mnistcodec.experiments.shipped import check_shipped
 
     shipped = shipped_models()
     if not shipped:

@@ -3,7 +3,7 @@
 ``Codec`` joins a frozen model (:class:`~mnistcodec.coding.model_files.LoadedModel`) and
 its :class:`~mnistcodec.coding.range_coder.LatentCoder`::
 
-    codec = Codec.from_model("model.safetensors")
+    codec = Codec.from_model("model.safetensors")              # or a shipped model's name
     strings, info_bits = codec.compress(images_uint8)     # per-digit strings
     images = codec.decompress(strings)                    # uint8 (N, 28, 28)
     stream, info_bits = codec.compress_stream(images_uint8)
@@ -34,8 +34,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from mnistcodec.coding.model_files import LoadedModel, load_model
+from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
+from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.errors import InputError
 from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
@@ -61,8 +62,9 @@ class Codec:
         self.chunk_size = int(chunk_size)
 
     @classmethod
-    def from_model(cls, path: str | os.PathLike, **kwargs) -> Codec:
-        return cls(load_model(path), **kwargs)
+    def from_model(cls, name_or_path: str | os.PathLike, **kwargs) -> Codec:
+        """A codec for a model file, or for a shipped model by name (``"seed-lmbda2000"``)."""
+        return cls(resolve_model(name_or_path), **kwargs)
 
     @property
     def fingerprint(self) -> str:

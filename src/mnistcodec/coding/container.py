@@ -28,10 +28,12 @@ matched, and every length is bounded by the bytes present before use.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from mnistcodec.errors import FormatError, WrongModelError
 
@@ -61,7 +63,7 @@ class TrailingDataError(FormatError):
 
 @dataclass
 class Header:
-    """Header fields of a ``.mnc`` file; ``payload_size`` is filled in by :func:`encode_file`."""
+    """Header fields of a ``.mnc`` file; ``payload_size`` is filled in by :func:`write_file`."""
 
     mode: str
     count: int
@@ -145,16 +147,47 @@ def encode_block(mode: str, block: Block) -> bytes:
     return _varint(len(block.stream)) + block.stream
 
 
-def encode_file(header: Header, blocks: list[Block]) -> bytes:
-    """Serialise a header and its blocks, with both CRCs (sets ``header.payload_size``)."""
+def write_file(handle: BinaryIO, header: Header, blocks: Iterable[Block]) -> int:
+    """Write a ``.mnc`` file into a seekable, readable ``handle``, block after block.
+
+    A zeroed header is written first; once the blocks have been written,
+    ``header.payload_size`` is set, the header is written in its place and the
+    file CRC is computed by reading the written bytes back (memory stays one
+    block). Returns the file's size in bytes.
+    """
     if header.mode not in MODE_CODES:
         raise ValueError(f"unknown mode {header.mode!r}")
-    if list(block_counts(header.count, header.block_size)) != [b.count for b in blocks]:
+    sizes = block_counts(header.count, header.block_size)
+    start = handle.tell()
+    handle.write(bytes(HEADER_SIZE))
+    for block in blocks:
+        if block.count != next(sizes, None):
+            raise ValueError("blocks do not match the header's digit count and block size")
+        handle.write(encode_block(header.mode, block))
+    if next(sizes, None) is not None:
         raise ValueError("blocks do not match the header's digit count and block size")
-    payload = b"".join(encode_block(header.mode, b) for b in blocks)
-    header.payload_size = len(payload)
-    body = header.pack() + payload
-    return body + _CRC.pack(zlib.crc32(body))
+    header.payload_size = handle.tell() - start - HEADER_SIZE
+    handle.seek(start)
+    handle.write(header.pack())
+    handle.seek(start)
+    crc = 0
+    remaining = HEADER_SIZE + header.payload_size
+    while remaining:
+        chunk = handle.read(min(remaining, 1 << 20))
+        if not chunk:
+            raise OSError("the output file ended while its checksum was computed")
+        crc = zlib.crc32(chunk, crc)
+        remaining -= len(chunk)
+    handle.seek(start + HEADER_SIZE + header.payload_size)
+    handle.write(_CRC.pack(crc))
+    return HEADER_SIZE + header.payload_size + CRC_SIZE
+
+
+def encode_file(header: Header, blocks: list[Block]) -> bytes:
+    """:func:`write_file` into memory: the bytes of the file (sets ``header.payload_size``)."""
+    buffer = io.BytesIO()
+    write_file(buffer, header, blocks)
+    return buffer.getvalue()
 
 
 def parse_header(data: bytes) -> Header:

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -47,10 +45,9 @@ from mnistcodec.coding.container import (
     Block,
     Header,
     block_counts,
-    encode_block,
-    encode_file,
     iter_blocks,
     verify_file,
+    write_file,
 )
 from mnistcodec.coding.range_coder import DecodeError
 from mnistcodec.errors import FormatError, InputError
@@ -115,30 +112,17 @@ def compress_to_bytes(
     mode: str = "per-digit",
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> CompressedFile:
-    """Compress uint8 digits (N, 28, 28) into the bytes of a ``.mnc`` file."""
-    _check_mode(mode, block_size)
+    """Compress uint8 digits (N, 28, 28) into the bytes of a ``.mnc`` file.
+
+    The streaming writer (:func:`compress_to_handle`) into memory, keeping
+    every digit's string and information content.
+    """
     images = check_digits(images)
     count = images.shape[0]
-    if count == 0:
-        raise InputError("no digits to compress (empty input)")
-    header = Header(mode, count, block_size, bytes.fromhex(codec.fingerprint))
-    info = np.empty(count)
-    blocks: list[Block] = []
-    strings: list[bytes] = []
-    stream_sizes: list[int] = []
-    start = 0
-    for n in block_counts(count, block_size):
-        part = slice(start, start + n)
-        if mode == "per-digit":
-            block_strings, info[part] = codec.compress(images[part])
-            strings.extend(block_strings)
-            blocks.append(Block(n, strings=block_strings))
-        else:
-            stream, info[part] = codec.compress_stream(images[part])
-            stream_sizes.append(len(stream))
-            blocks.append(Block(n, stream=stream))
-        start += n
-    return CompressedFile(encode_file(header, blocks), header, info, strings, stream_sizes)
+    data, summary = compress_to_bytes_io(codec, [images], count, mode, block_size, listed=count)
+    return CompressedFile(
+        data, summary.header, summary.listed_info_bits, summary.listed_strings, summary.stream_sizes
+    )
 
 
 def compress_file(
@@ -243,52 +227,34 @@ def compress_to_handle(
     if count >= 1 << 32:
         raise InputError(f"{count} digits do not fit one compressed file (at most {(1 << 32) - 1})")
     header = Header(mode, count, block_size, bytes.fromhex(codec.fingerprint))
-    start = handle.tell()
-    handle.write(bytes(HEADER_SIZE))
-    info_total = 0.0
-    payload = 0
+    summary = CompressionSummary(header, 0, 0.0, 0, np.empty(0))
+    summary.file_bytes = write_file(handle, header, _coded_blocks(codec, pieces, summary, listed))
+    return summary
+
+
+def _coded_blocks(
+    codec: Codec, pieces: Iterable[np.ndarray], summary: CompressionSummary, listed: int
+) -> Iterator[Block]:
+    """Code each block of ``summary.header``'s digits, adding its figures to ``summary``."""
+    header = summary.header
     listed_info: list[float] = []
-    listed_strings: list[bytes] = []
-    stream_sizes: list[int] = []
-    for images in regroup(pieces, count, block_size):
-        if mode == "per-digit":
+    for images in regroup(pieces, header.count, header.block_size):
+        if header.mode == "per-digit":
             strings, info = codec.compress(images)
             block = Block(images.shape[0], strings=strings)
-            payload += sum(len(s) for s in strings)
-            room = listed - len(listed_strings)
-            listed_strings.extend(strings[: max(room, 0)])
+            summary.payload_bytes += sum(len(s) for s in strings)
+            room = listed - len(summary.listed_strings)
+            summary.listed_strings.extend(strings[: max(room, 0)])
         else:
             stream, info = codec.compress_stream(images)
             block = Block(images.shape[0], stream=stream)
-            stream_sizes.append(len(stream))
-            payload += len(stream)
+            summary.stream_sizes.append(len(stream))
+            summary.payload_bytes += len(stream)
         room = listed - len(listed_info)
         listed_info.extend(info[: max(room, 0)].tolist())
-        info_total += float(info.sum())
-        handle.write(encode_block(mode, block))
-    header.payload_size = handle.tell() - start - HEADER_SIZE
-    handle.seek(start)
-    handle.write(header.pack())
-    handle.seek(start)
-    crc = 0
-    remaining = HEADER_SIZE + header.payload_size
-    while remaining:
-        chunk = handle.read(min(remaining, 1 << 20))
-        if not chunk:
-            raise OSError("the output file ended while its checksum was computed")
-        crc = zlib.crc32(chunk, crc)
-        remaining -= len(chunk)
-    handle.seek(start + HEADER_SIZE + header.payload_size)
-    handle.write(struct.pack(">I", crc))
-    return CompressionSummary(
-        header,
-        HEADER_SIZE + header.payload_size + 4,
-        info_total,
-        payload,
-        np.asarray(listed_info),
-        listed_strings,
-        stream_sizes,
-    )
+        summary.listed_info_bits = np.asarray(listed_info)
+        summary.info_bits_total += float(info.sum())
+        yield block
 
 
 def compress_to_file(

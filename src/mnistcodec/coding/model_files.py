@@ -14,7 +14,7 @@ The fingerprint is the SHA-256 of everything the decoder needs: the
 architecture and latent size, the coding tables and offsets, and the synthesis
 transform's stored weights. Loading recomputes it and refuses a file whose
 contents do not match. Files also record ``content_sha256``, a SHA-256 over
-every tensor and the whole JSON record (see :func:`content_hash`), so a changed
+every tensor and the whole JSON record (see :func:`mnistcodec.storage.model_container.content_hash`), so a changed
 byte anywhere (analysis weights and prior included, which the fingerprint
 leaves out) is refused too; files written before it existed are checked by the
 fingerprint alone.
@@ -31,14 +31,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from mnistcodec import __version__
 from mnistcodec.coding.tables import (
@@ -49,16 +46,19 @@ from mnistcodec.coding.tables import (
 )
 from mnistcodec.errors import MnistCodecError, ModelFileError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
-from mnistcodec.storage.atomic import atomic_write, read_input
+from mnistcodec.storage.atomic import atomic_write
+from mnistcodec.storage.model_container import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    check_content,
+    decode_tensors,
+    encode_container,
+    read_model_bytes,
+    read_record,
+)
 
-FORMAT_NAME = "mnistcodec-model"
-FORMAT_VERSION = 1
-METADATA_KEY = "mnistcodec"
-MAX_MODEL_BYTES = 1 << 30
-MAX_HEADER_BYTES = 1 << 24
 #: Largest latent size a model file may declare.
 MAX_CONFIG_SIZE = 1 << 16
-CONTENT_KEY = "content_sha256"
 WEIGHT_DTYPES = (torch.float32, torch.float16)
 CODING_DTYPES = {
     "coding.counts": torch.int32,
@@ -94,39 +94,6 @@ def compute_fingerprint(config: ModelConfig, tables: CodingTables, synthesis: di
         tensor = synthesis[name].detach().cpu().contiguous()
         h.update(name.encode() + b"\0" + str(tensor.dtype).encode() + b"\0")
         h.update(tensor.numpy().astype(tensor.numpy().dtype.newbyteorder("<")).tobytes())
-    return h.hexdigest()
-
-
-def _split_header(data: bytes, name: str) -> tuple[dict, int]:
-    """The safetensors header of ``data`` as a dict, and where the tensor data starts."""
-    if len(data) < 8:
-        raise ModelFileError(f"{name} is not a model file (too short)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > min(MAX_HEADER_BYTES, len(data) - 8):
-        raise ModelFileError(f"{name} is not a model file (bad safetensors header)")
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (ValueError, RecursionError) as exc:
-        raise ModelFileError(f"{name} is not a model file (unreadable header: {exc})") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{name} is not a model file (header is not a JSON object)")
-    return header, 8 + header_len
-
-
-def content_hash(data: bytes, record: dict, name: str = "model") -> str:
-    """SHA-256 of a model file's tensors and JSON record, ``content_sha256`` left out.
-
-    Hashed: the tensor entries of the safetensors header (name, dtype, shape,
-    offsets; canonical JSON), the record (canonical JSON) and every byte of the
-    tensor data. Independent of how the header is laid out or padded.
-    """
-    header, start = _split_header(data, name)
-    entries = {k: v for k, v in header.items() if k != "__metadata__"}
-    rest = {k: v for k, v in record.items() if k != CONTENT_KEY}
-    h = hashlib.sha256(b"mnistcodec-content-v1\0")
-    h.update(json.dumps(entries, sort_keys=True, separators=(",", ":")).encode() + b"\0")
-    h.update(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode() + b"\0")
-    h.update(memoryview(data)[start:])
     return h.hexdigest()
 
 
@@ -180,32 +147,11 @@ def save_model(
         "fingerprint": frozen.fingerprint,
         **(metadata or {}),
     }
-    draft = st_save(tensors, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)})
-    record[CONTENT_KEY] = content_hash(draft, record)
-    data = st_save(tensors, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)})
-    if content_hash(data, record) != record[CONTENT_KEY]:
-        raise RuntimeError("safetensors laid out the same tensors differently twice")
+    data = encode_container(tensors, record)
     atomic_write(path, data, force=force)
-    frozen.metadata = record
+    frozen.metadata = read_record(data, str(path))
     frozen.path = Path(path)
     return frozen
-
-
-def read_metadata(data: bytes, name: str) -> dict:
-    """Parse the safetensors header of ``data`` and return our JSON record."""
-    header, _ = _split_header(data, name)
-    try:
-        record = json.loads(header["__metadata__"][METADATA_KEY])
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ModelFileError(f"{name} is not an mnistcodec model file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{name} is not an mnistcodec model file")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{name} has model format version {record.get('format_version')!r:.40}; "
-            f"this mnistcodec reads version {FORMAT_VERSION}"
-        )
-    return record
 
 
 def _check_record(record: dict, name: str) -> tuple[ModelConfig, int]:
@@ -233,11 +179,6 @@ def _check_record(record: dict, name: str) -> tuple[ModelConfig, int]:
         return ModelConfig.from_dict(config), precision
     except (TypeError, ValueError, MnistCodecError) as exc:
         raise ModelFileError(f"{name} has an invalid configuration: {exc}") from None
-
-
-def read_model_bytes(path: str | os.PathLike) -> bytes:
-    """Read a model file with clear errors for missing, unreadable or huge files."""
-    return read_input(path, "a model file", MAX_MODEL_BYTES, error=ModelFileError)
 
 
 def _skeleton(config: ModelConfig, name: str) -> CompressionModel:
@@ -271,17 +212,10 @@ def _materialise(skeleton: CompressionModel, state: dict) -> CompressionModel:
 
 def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
     """Load and verify a model from the bytes of a model file."""
-    record = read_metadata(data, name)
-    if CONTENT_KEY in record and content_hash(data, record, name) != record[CONTENT_KEY]:
-        raise ModelFileError(
-            f"{name} fails its integrity check: its contents do not match their stored "
-            "SHA-256; the file was modified or corrupted"
-        )
+    record = read_record(data, name)
+    check_content(data, record, name)
     config, precision = _check_record(record, name)
-    try:
-        tensors = st_load(data)
-    except Exception as exc:  # safetensors raises its own error types
-        raise ModelFileError(f"{name} is corrupt: {exc}") from None
+    tensors = decode_tensors(data, name)
     skeleton = _skeleton(config, name)
     expected = {f"model.{k}": v.shape for k, v in skeleton.state_dict().items()}
     expected.update({"coding.counts": None, "coding.lower": None, "coding.offsets": None})
@@ -342,11 +276,8 @@ def update_metadata(path: str | os.PathLike, extra: dict) -> LoadedModel:
     """Add keys to a model file's JSON record, leaving every tensor as it is."""
     data = read_model_bytes(path)
     loaded = load_model_bytes(data, str(path))
-    record = {k: v for k, v in read_metadata(data, str(path)).items() if k != CONTENT_KEY}
-    record.update(extra)
-    tensors = st_load(data)
-    draft = st_save(tensors, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)})
-    record[CONTENT_KEY] = content_hash(draft, record)
-    atomic_write(path, st_save(tensors, metadata={METADATA_KEY: json.dumps(record, sort_keys=True)}))
-    loaded.metadata = record
+    record = {**read_record(data, str(path)), **extra}
+    updated = encode_container(decode_tensors(data, str(path)), record)
+    atomic_write(path, updated)
+    loaded.metadata = read_record(updated, str(path))
     return loaded

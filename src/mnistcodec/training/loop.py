@@ -299,7 +299,7 @@ def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     try:
         data = path.read_bytes()
         tensors = st_load(data)
-        from mnistcodec.coding.model_files import MAX_HEADER_BYTES
+        from mnistcodec.storage.model_container import MAX_HEADER_BYTES
 
         header_len = int.from_bytes(data[:8], "little")
         if header_len > min(MAX_HEADER_BYTES, len(data)):

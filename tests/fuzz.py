@@ -1,8 +1,8 @@
 """Fuzz the compressed-file reader and decoder and the model-file loader.
 
-    .venv/bin/python bench/fuzz.py --cases 10000 --target all     # the full run (minutes)
-    .venv/bin/python bench/fuzz.py --cases 500 --target mnc --seed 3
-    .venv/bin/python bench/fuzz.py --target model --only 1234     # replay one case
+    .venv/bin/python tests/fuzz.py --cases 10000 --target all     # the full run (minutes)
+    .venv/bin/python tests/fuzz.py --cases 500 --target mnc --seed 3
+    .venv/bin/python tests/fuzz.py --target model --only 1234     # replay one case
 
 Targets:
 
@@ -63,17 +63,12 @@ import torch
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import HEADER_SIZE, MAGIC, Block, Header, encode_file
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes, inspect_bytes
-from mnistcodec.coding.model_files import (
-    CONTENT_KEY,
-    METADATA_KEY,
-    content_hash,
-    load_model_bytes,
-    save_model,
-)
+from mnistcodec.coding.model_files import load_model_bytes, save_model
 from mnistcodec.errors import MnistCodecError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.storage.atomic import atomic_write, atomic_write_text
+from mnistcodec.storage.model_container import CONTENT_KEY, METADATA_KEY, content_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "tests" / "corpus"
