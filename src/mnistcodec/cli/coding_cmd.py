@@ -270,6 +270,11 @@ def sample_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    for add in (register_compress, register_decompress, register_inspect, register_sample):
+        add(subparsers)
+
+
+def register_compress(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compress",
         help="compress digits into a .mnc file",
@@ -312,6 +317,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.set_defaults(handler=compress_handler)
 
+
+def register_decompress(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "decompress",
         help="decode a .mnc file into PNGs or an IDX file",
@@ -332,6 +339,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=decompress_handler)
 
+
+def register_inspect(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inspect", help="header and sizes of a .mnc file (no model needed)")
     p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
     p.add_argument(
@@ -340,6 +349,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(handler=inspect_handler)
 
+
+def register_sample(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sample",
         help="decode random bytes into digits (generative use)",

@@ -7,11 +7,16 @@ import json
 from pathlib import Path
 
 from mnistcodec.cli.common import add_data_args, positive_float, positive_int
+from mnistcodec.coding.model_files import load_model
+from mnistcodec.coding.zoo import resolve_model, shipped_models
 from mnistcodec.data import load_split
+from mnistcodec.experiments.evaluate import evaluate, format_evaluation
+from mnistcodec.experiments.shipped import check_shipped
 from mnistcodec.model.compression_model import DISTORTIONS, CompressionModel, ModelConfig
 from mnistcodec.model.priors import PRIORS
+from mnistcodec.model.summary import model_summary
 from mnistcodec.model.transforms import ARCHITECTURES
-from mnistcodec.training.loop import THREADING_MODES
+from mnistcodec.training.loop import THREADING_MODES, TrainConfig, train
 from mnistcodec.training.presets import PRESETS, get_preset
 
 
@@ -39,8 +44,6 @@ def default_model_path(config: ModelConfig) -> Path:
 
 
 def train_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.training.loop import TrainConfig, train
-
     if args.preset:
         preset = get_preset(args.preset)
         args.arch, args.prior = preset.arch, preset.prior
@@ -69,9 +72,6 @@ def train_handler(args: argparse.Namespace) -> int:
 
 
 def evaluate_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.coding.zoo import resolve_model
-    from mnistcodec.experiments.evaluate import evaluate, format_evaluation
-
     loaded = resolve_model(args.model)
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
     result = evaluate(loaded, images, coding=not args.no_coding)
@@ -84,11 +84,7 @@ def evaluate_handler(args: argparse.Namespace) -> int:
 
 
 def summary_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.model.summary import model_summary
-
     if args.model:
-        from mnistcodec.coding.zoo import resolve_model
-
         model = resolve_model(args.model).model
     else:
         model = CompressionModel(model_config_from(args))
@@ -146,10 +142,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def models_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.coding.model_files import load_model
-    from mnistcodec.coding.zoo import shipped_models
-    from mnistcodec.experiments.shipped import check_shipped
-
     shipped = shipped_models()
     if not shipped:
         print("no shipped models")

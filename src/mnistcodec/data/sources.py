@@ -320,6 +320,64 @@ def _store(directory: Path, name: str, data: bytes) -> str | None:
     return None
 
 
+def _from_cache(
+    spec: DatasetSpec, names: list[str], cache: Path, located: dict[str, Located], tried: list[str]
+) -> None:
+    """Add the verified files of the cache to ``located``; note what was wrong in ``tried``."""
+    cache_problems = []
+    for name in names:
+        path = cache / name
+        if not path.is_file():
+            cache_problems.append(f"no {name}")
+            continue
+        try:
+            data = verify(spec, name, read_file_bytes(path, spec.files[name].size), str(path))
+        except DataError as exc:
+            cache_problems.append(str(exc))
+            continue
+        located[name] = Located(name, data, f"cache {cache}")
+    if cache_problems:
+        tried.append(f"cache {cache}: {'; '.join(cache_problems)}")
+
+
+def _from_source(
+    spec: DatasetSpec,
+    names: list[str],
+    source: Source,
+    cache: Path,
+    located: dict[str, Located],
+    tried: list[str],
+) -> None:
+    """Ask ``source`` for the files still missing; verify, cache and add what it gives."""
+    missing = [n for n in names if n not in located]
+    description = getattr(source, "description", type(source).__name__)
+    problems = []
+    try:
+        got = source.retrieve(spec, missing)
+    except SourceFailure as exc:
+        got = exc.partial
+        problems.append(str(exc))
+    except (MnistCodecError, OSError) as exc:
+        got = {}
+        problems.append(_reason(exc))
+    for name in missing:
+        if name not in got:
+            continue
+        try:
+            data = verify(spec, name, got[name], description)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        note = _store(cache, name, data)
+        shown = description if note else f"{description} (saved to cache {cache})"
+        located[name] = Located(name, data, shown)
+    left = [n for n in missing if n not in located]
+    if left and not problems:
+        problems.append(f"did not provide {', '.join(left)}")
+    if problems:
+        tried.append(f"{description}: {'; '.join(problems)}")
+
+
 def locate(
     spec: DatasetSpec,
     names: Iterable[str],
@@ -352,53 +410,11 @@ def locate(
 
     located: dict[str, Located] = {}
     tried: list[str] = []
-    cache_problems = []
-    for name in names:
-        path = cache / name
-        if not path.is_file():
-            cache_problems.append(f"no {name}")
-            continue
-        try:
-            data = verify(spec, name, read_file_bytes(path, spec.files[name].size), str(path))
-        except DataError as exc:
-            cache_problems.append(str(exc))
-            continue
-        located[name] = Located(name, data, f"cache {cache}")
-    if cache_problems:
-        tried.append(f"cache {cache}: {'; '.join(cache_problems)}")
-
-    if sources is None:
-        sources = default_sources(spec)
-    for source in sources:
-        missing = [n for n in names if n not in located]
-        if not missing:
+    _from_cache(spec, names, cache, located, tried)
+    for source in default_sources(spec) if sources is None else sources:
+        if all(n in located for n in names):
             break
-        description = getattr(source, "description", type(source).__name__)
-        problems = []
-        try:
-            got = source.retrieve(spec, missing)
-        except SourceFailure as exc:
-            got = exc.partial
-            problems.append(str(exc))
-        except (MnistCodecError, OSError) as exc:
-            got = {}
-            problems.append(_reason(exc))
-        for name in missing:
-            if name not in got:
-                continue
-            try:
-                data = verify(spec, name, got[name], description)
-            except DataError as exc:
-                problems.append(str(exc))
-                continue
-            note = _store(cache, name, data)
-            shown = description if note else f"{description} (saved to cache {cache})"
-            located[name] = Located(name, data, shown)
-        left = [n for n in missing if n not in located]
-        if left and not problems:
-            problems.append(f"did not provide {', '.join(left)}")
-        if problems:
-            tried.append(f"{description}: {'; '.join(problems)}")
+        _from_source(spec, names, source, cache, located, tried)
 
     missing = [n for n in names if n not in located]
     if missing:
