@@ -3,7 +3,7 @@
 Trains with the library's defaults (the seed protocol), prints validation rate
 and distortion per epoch, evaluates the final model on all 10,000 test digits
 (with real entropy coding) and compares with the reference figures of the
-seed's TensorFlow stack (DESIGN.md). Writes a JSON record and, with
+seed's TensorFlow stack (docs/seed-reference.md). Writes a JSON record and, with
 ``--markdown``, a table for BENCHMARKS.md.
 
     python bench/reproduce_seed.py [--out runs/seed-reproduction.safetensors] [--json bench/results/reproduce_seed.json]
