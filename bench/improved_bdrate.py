@@ -14,7 +14,7 @@ output of ``mnistcodec evaluate --json``; ``--train`` makes the missing ones
     python bench/improved_bdrate.py --from-json bench/results/improved_bdrate.json
 
 Prints each point, the BD-rate at equal PSNR and at equal MAD (negative: the
-improved preset needs fewer bits; :func:`mnistcodec.experiments.sweep.preset_bd_rates`),
+improved preset needs fewer bits; :func:`mnistcodec.experiments.bdrate.preset_bd_rates`),
 and writes them to ``bench/results/improved_bdrate.json`` and to the section
 of ``BENCHMARKS.md`` between ``<!-- improved:start -->`` and
 ``<!-- improved:end -->``. ``--from-json`` recomputes everything from a stored
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import replace_section  # noqa: E402
-from mnistcodec.experiments.sweep import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
+from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ("seed", "improved")

@@ -7,7 +7,14 @@ import pytest
 import scipy.interpolate
 
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.experiments.bdrate import METHODS, bd_quality, bd_rate, pareto_front
+from mnistcodec.experiments.bdrate import (
+    METHODS,
+    bd_quality,
+    bd_rate,
+    classical_bd_rates,
+    learned_vs_classical_bd_rates,
+    pareto_front,
+)
 
 # Example curves from the bjontegaard package's README / example_usage.py
 # (x265 presets; rate in kbit/s, PSNR in dB).
@@ -23,7 +30,9 @@ def classic_bd_rate(r1, q1, r2, q2):
     p2 = np.polyfit(q2, np.log10(r2), 3)
     lo, hi = max(min(q1), min(q2)), min(max(q1), max(q2))
     i1, i2 = np.polyint(p1), np.polyint(p2)
-    avg = ((np.polyval(i2, hi) - np.polyval(i2, lo)) - (np.polyval(i1, hi) - np.polyval(i1, lo))) / (hi - lo)
+    avg = (
+        (np.polyval(i2, hi) - np.polyval(i2, lo)) - (np.polyval(i1, hi) - np.polyval(i1, lo))
+    ) / (hi - lo)
     return (10**avg - 1) * 100
 
 
@@ -39,8 +48,12 @@ def pchip_bd_rate(r1, q1, r2, q2):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_halved_rates_give_minus_fifty_percent(method):
-    assert bd_rate(RATE_A, PSNR_A, RATE_A / 2, PSNR_A, method=method) == pytest.approx(-50.0, abs=1e-9)
-    assert bd_rate(RATE_A, PSNR_A, RATE_A * 2, PSNR_A, method=method) == pytest.approx(100.0, abs=1e-9)
+    assert bd_rate(RATE_A, PSNR_A, RATE_A / 2, PSNR_A, method=method) == pytest.approx(
+        -50.0, abs=1e-9
+    )
+    assert bd_rate(RATE_A, PSNR_A, RATE_A * 2, PSNR_A, method=method) == pytest.approx(
+        100.0, abs=1e-9
+    )
     assert bd_rate(RATE_A, PSNR_A, RATE_A, PSNR_A, method=method) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -61,7 +74,9 @@ def test_default_method_is_akima_and_close_to_others():
     akima = bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B)
     assert akima == bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method="akima")
     for method in ("pchip", "cubic"):
-        assert akima == pytest.approx(bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method=method), abs=1.0)
+        assert akima == pytest.approx(
+            bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method=method), abs=1.0
+        )
 
 
 def test_point_order_does_not_matter_and_counts_may_differ():
@@ -132,3 +147,77 @@ def test_pareto_front_cleans_a_curve():
     assert bd_rate(r, q, r / 2, q) == pytest.approx(-50.0)
     r, d = pareto_front([10.0, 20.0, 30.0], [0.05, 0.06, 0.03], higher_is_better=False)
     assert r.tolist() == [10.0, 30.0] and d.tolist() == [0.05, 0.03]
+
+
+def _classical(codec, label, mode, rate_scale):
+    return [
+        {
+            "codec": codec,
+            "label": label,
+            "mode": mode,
+            "quality": q,
+            "bits_per_digit": rate_scale * r,
+            "psnr_db": p,
+            "lossless": False,
+        }
+        for q, r, p in [(10, 100, 12.0), (50, 200, 16.0), (90, 400, 20.0)]
+    ]
+
+
+def test_classical_bd_rates_are_against_jpeg_within_each_mode():
+    rows = (
+        _classical("jpeg", "JPEG", "per-file", 1.0)
+        + _classical("webp", "WebP", "per-file", 0.5)
+        + _classical("jpeg", "JPEG", "tiled", 1.0)
+        + _classical("webp", "WebP", "tiled", 2.0)
+        + _classical("avif", "AVIF", "other", 1.0)
+        + [
+            {
+                "codec": "png",
+                "label": "PNG",
+                "mode": "per-file",
+                "quality": "lossless",
+                "bits_per_digit": 900.0,
+                "psnr_db": 100.0,
+                "lossless": True,
+            }
+        ]
+    )
+    per_file, tiled = classical_bd_rates(rows)
+    assert (per_file["test"], per_file["anchor"]) == ("WebP (per-file)", "JPEG (per-file)")
+    assert per_file["bd_rate_percent"] == pytest.approx(-50.0, abs=1e-9)
+    assert (tiled["test"], tiled["anchor"]) == ("WebP (tiled)", "JPEG (tiled)")
+    assert tiled["bd_rate_percent"] == pytest.approx(100.0, abs=1e-9)
+    assert [e["test"] for e in classical_bd_rates(rows, modes=["tiled", "per-file"])] == [
+        "WebP (tiled)",
+        "WebP (per-file)",
+    ]
+
+
+def test_learned_vs_classical_bd_rates_per_configuration_and_codec():
+    learned = [
+        {
+            "lmbda": lm,
+            "latent_dims": 50,
+            "prior": "logistic",
+            "string_bits": r,
+            "psnr_db": p,
+            "seed": s,
+        }
+        for s in (0, 1)
+        for lm, r, p in [(300, 25.0, 12.0), (1000, 50.0, 16.0), (2000, 100.0, 20.0)]
+    ]
+    learned.append(
+        {"lmbda": 300, "latent_dims": 8, "prior": "laplace", "string_bits": 30.0, "psnr_db": 13.0}
+    )
+    baseline = _classical("jpeg", "JPEG", "per-file", 1.0) + _classical(
+        "webp", "WebP", "tiled", 0.25
+    )
+    bd = learned_vs_classical_bd_rates(learned, baseline)
+    assert [(e["test"], e["anchor"]) for e in bd] == [
+        ("learned d=50 logistic", "JPEG (per-file)"),
+        ("learned d=50 logistic", "WebP (tiled)"),
+    ]
+    assert bd[0]["bd_rate_percent"] == pytest.approx(-75.0, abs=1e-9)  # a quarter of JPEG's bits
+    assert bd[1]["bd_rate_percent"] == pytest.approx(0.0, abs=1e-9)
+    assert learned_vs_classical_bd_rates(learned[-1:], baseline) == []

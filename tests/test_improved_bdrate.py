@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_bench_module
-from mnistcodec.experiments.sweep import preset_bd_rates
+from mnistcodec.experiments.bdrate import preset_bd_rates
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "improved_bdrate.json"
@@ -33,7 +33,9 @@ def test_stored_points_cover_the_seed_lambdas(stored):
 
 
 def test_bd_rates_recomputed_from_stored_points(stored):
-    bd = preset_bd_rates(("seed", stored["points"]["seed"]), ("improved", stored["points"]["improved"]))
+    bd = preset_bd_rates(
+        ("seed", stored["points"]["seed"]), ("improved", stored["points"]["improved"])
+    )
     assert bd["psnr"]["bd_rate_percent"] == pytest.approx(stored["bd_rate_psnr_percent"], abs=1e-9)
     assert bd["mad"]["bd_rate_percent"] == pytest.approx(stored["bd_rate_mad_percent"], abs=1e-9)
     assert bd["psnr"]["bd_rate_percent"] <= -30.0  # the target, at equal PSNR
@@ -50,8 +52,12 @@ def test_readme_and_benchmarks_quote_the_recomputed_figures(stored):
 
 
 def test_bd_rate_sign_and_scale_on_known_curves():
-    seed = [{"lmbda": float(i), "string_bits": r, "psnr_db": q, "mad": m}
-            for i, (r, q, m) in enumerate([(10, 11, 0.11), (20, 13, 0.09), (40, 16, 0.06), (80, 19, 0.04)])]
+    seed = [
+        {"lmbda": float(i), "string_bits": r, "psnr_db": q, "mad": m}
+        for i, (r, q, m) in enumerate(
+            [(10, 11, 0.11), (20, 13, 0.09), (40, 16, 0.06), (80, 19, 0.04)]
+        )
+    ]
     halved = [{**p, "string_bits": p["string_bits"] / 2} for p in seed]
     bd = preset_bd_rates(("seed", seed), ("half", halved))
     assert bd["psnr"]["bd_rate_percent"] == pytest.approx(-50.0, abs=1e-9)

@@ -8,19 +8,17 @@ from dataclasses import replace
 
 import pytest
 
-import mnistcodec.experiments.evaluate
-import mnistcodec.training.loop
+import mnistcodec.experiments.sweep
 from mnistcodec.cli import main
 from mnistcodec.errors import MnistCodecError
+from mnistcodec.experiments.bdrate import compare_curves, learned_bd_rates
 from mnistcodec.experiments.sweep import (
+    SweepResult,
     TrialSpec,
-    compare_curves,
-    learned_bd_rates,
     make_grid,
     run_sweep,
     run_trial,
     run_trials,
-    sweep_plots,
 )
 from mnistcodec.training.loop import TrainConfig, train
 
@@ -28,8 +26,13 @@ TINY = TrainConfig(epochs=1, limit=128, val_limit=64, batch_size=64)
 
 
 def _grid(**kwargs):
-    options = {"lmbdas": [300, 2000], "latent_dims": [4], "priors": ["logistic"], "train_config": TINY,
-               "eval_limit": 32}
+    options = {
+        "lmbdas": [300, 2000],
+        "latent_dims": [4],
+        "priors": ["logistic"],
+        "train_config": TINY,
+        "eval_limit": 32,
+    }
     options.update(kwargs)
     return make_grid(**options)
 
@@ -66,8 +69,8 @@ def test_trials_are_cached_and_a_repeat_is_free(grid_copy, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("a cached trial was computed again")
 
-    monkeypatch.setattr(mnistcodec.training.loop, "train", no_work)
-    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", no_work)
+    monkeypatch.setattr(mnistcodec.experiments.sweep, "train", no_work)
+    monkeypatch.setattr(mnistcodec.experiments.sweep, "evaluate", no_work)
     again = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert all(t.reused for t in again)
     assert [t.row() for t in again] == [t.row() for t in first]
@@ -76,16 +79,18 @@ def test_trials_are_cached_and_a_repeat_is_free(grid_copy, monkeypatch):
 def test_an_interrupted_sweep_continues(grid_copy, monkeypatch):
     root, first = grid_copy
     (root / first[1].spec.key / "result.json").unlink()  # killed after training, before evaluating
-    monkeypatch.setattr(mnistcodec.training.loop, "train", lambda *a, **k: pytest.fail("retrained"))
-    real_evaluate = mnistcodec.experiments.evaluate.evaluate
+    monkeypatch.setattr(
+        mnistcodec.experiments.sweep, "train", lambda *a, **k: pytest.fail("retrained")
+    )
+    real_evaluate = mnistcodec.experiments.sweep.evaluate
 
     def failing(*args, **kwargs):
         raise MnistCodecError("interrupted again")
 
-    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", failing)
+    monkeypatch.setattr(mnistcodec.experiments.sweep, "evaluate", failing)
     with pytest.raises(MnistCodecError, match="1 of 2 trials failed"):
         run_trials(_grid(), root, progress=False, log=lambda _: None)
-    monkeypatch.setattr(mnistcodec.experiments.evaluate, "evaluate", real_evaluate)
+    monkeypatch.setattr(mnistcodec.experiments.sweep, "evaluate", real_evaluate)
     resumed = run_trials(_grid(), root, progress=False, log=lambda _: None)
     assert resumed[0].reused
     assert not resumed[1].trained and resumed[1].evaluated  # its model survived; only evaluated
@@ -96,7 +101,9 @@ def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_pat
     spec = TrialSpec(_grid()[0].model, replace(TINY, epochs=2), eval_limit=16)
     model_path = tmp_path / spec.key / "model.safetensors"
     model_path.parent.mkdir()
-    first = train(spec.model, replace(spec.train, epochs=1), model_path, progress=False, log=lambda _: None)
+    first = train(
+        spec.model, replace(spec.train, epochs=1), model_path, progress=False, log=lambda _: None
+    )
     model_path.unlink()  # killed after the epoch-1 checkpoint, before the model file
     lines = []
     result = run_trial(spec, tmp_path, progress=False, log=lines.append)
@@ -107,15 +114,40 @@ def test_a_trial_interrupted_during_training_resumes_from_its_checkpoint(tmp_pat
 
 def test_evaluation_settings_change_reevaluates_without_training(grid_copy, monkeypatch):
     root, first = grid_copy
-    monkeypatch.setattr(mnistcodec.training.loop, "train", lambda *a, **k: pytest.fail("retrained"))
-    bigger = run_trial(replace(first[0].spec, eval_limit=48), root, progress=False, log=lambda _: None)
+    monkeypatch.setattr(
+        mnistcodec.experiments.sweep, "train", lambda *a, **k: pytest.fail("retrained")
+    )
+    bigger = run_trial(
+        replace(first[0].spec, eval_limit=48), root, progress=False, log=lambda _: None
+    )
     assert bigger.evaluation["n"] == 48 and not bigger.trained
 
 
 def test_sweep_command_in_parallel_writes_tables_and_plots(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = ["sweep", "--lmbda", "300", "2000", "--latent-dims", "4", "--epochs", "1", "--limit", "128",
-            "--val-limit", "64", "--eval-limit", "32", "--batch-size", "64", "--jobs", "2", "--out", str(out), "-q"]
+    argv = [
+        "sweep",
+        "--lmbda",
+        "300",
+        "2000",
+        "--latent-dims",
+        "4",
+        "--epochs",
+        "1",
+        "--limit",
+        "128",
+        "--val-limit",
+        "64",
+        "--eval-limit",
+        "32",
+        "--batch-size",
+        "64",
+        "--jobs",
+        "2",
+        "--out",
+        str(out),
+        "-q",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "2 trial(s)" in text and "real bits" in text
@@ -133,19 +165,41 @@ def test_run_sweep_writes_tables_and_bd_rates(grid_copy, tmp_path):
     shutil.copytree(root, out / "trials")
     result = run_sweep(_grid(), out, progress=False, log=lambda _: None)
     assert all(t.reused for t in result.trials) and len(result.rows) == 2
+    assert result.files == {"csv": out / "results.csv", "json": out / "results.json"}
     assert (out / "results.csv").is_file() and (out / "bd_rates.json").is_file()
-    assert result.files["rd"].stat().st_size > 1000
+    assert (
+        json.loads((out / "bd_rates.json").read_text()) == result.bd_rates == []
+    )  # one configuration
+    assert not list(out.glob("*.png"))  # a sweep measures; the command draws
 
 
-def test_sweep_plots_for_latent_and_prior_grids(tmp_path):
+def test_sweep_command_plots_latent_and_prior_grids(tmp_path, monkeypatch, capsys):
     rows = [
-        {"lmbda": lm, "latent_dims": d, "prior": pr, "string_bits": b + 2, "info_bits": b, "psnr_db": q,
-         "mad": 0.05}
-        for lm, d, pr, b, q in [(300, 8, "logistic", 20, 14), (2000, 8, "logistic", 40, 17),
-                                (2000, 4, "logistic", 25, 15), (2000, 8, "laplace", 42, 16.5)]
+        {
+            "lmbda": lm,
+            "latent_dims": d,
+            "prior": pr,
+            "string_bits": b + 2,
+            "info_bits": b,
+            "psnr_db": q,
+            "mad": 0.05,
+        }
+        for lm, d, pr, b, q in [
+            (300, 8, "logistic", 20, 14),
+            (2000, 8, "logistic", 40, 17),
+            (2000, 4, "logistic", 25, 15),
+            (2000, 8, "laplace", 42, 16.5),
+        ]
     ]
-    files = sweep_plots(rows, tmp_path)
-    assert set(files) == {"rd", "latent", "priors"}
+    monkeypatch.setattr(
+        mnistcodec.experiments.sweep,
+        "run_sweep",
+        lambda specs, out, **kwargs: SweepResult([], rows, {}, learned_bd_rates(rows)),
+    )
+    assert main(["sweep", "--out", str(tmp_path), "-q"]) == 0
+    text = capsys.readouterr().out
+    files = {name: tmp_path / f"{name}.png" for name in ("rd", "latent", "priors")}
+    assert all(f"{name:>7}: {path}" in text for name, path in files.items())
     assert all(path.stat().st_size > 1000 for path in files.values())
     assert learned_bd_rates(rows) == []  # only one configuration has several lambdas
 

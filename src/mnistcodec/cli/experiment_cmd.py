@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from mnistcodec.cli.common import add_data_args, positive_float, positive_int
-from mnistcodec.errors import InputError
 from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.transforms import ARCHITECTURES
 
 
 def sweep_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.experiments.sweep import format_bd_table, format_table, make_grid, run_sweep
-    from mnistcodec.training.loop import TrainConfig
+    # Lazy imports here: the sweep pulls in PyTorch and NumPy; the CLI starts without them.
+    from mnistcodec.experiments.bdrate import format_bd_table
+    from mnistcodec.experiments.sweep import format_table, make_grid, run_sweep  # lazy: PyTorch
+    from mnistcodec.training.loop import TrainConfig  # lazy: PyTorch
 
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prior_lr=args.prior_lr, device=args.device,
@@ -30,84 +30,58 @@ def sweep_handler(args: argparse.Namespace) -> int:
     print(f"sweep: {len(specs)} trial(s) -> {args.out}")
     t0 = time.perf_counter()
     result = run_sweep(specs, args.out, jobs=args.jobs, progress=not args.quiet)
+    files = {**result.files, **_plot_sweep(result.rows, Path(args.out))}
     print(format_table(result.rows))
     if result.bd_rates:
         print("BD-rates between configurations (real bits, PSNR):")
         print(format_bd_table(result.bd_rates))
-    for name, path in result.files.items():
+    for name, path in files.items():
         print(f"{name:>7}: {path}")
     print(f"sweep done in {time.perf_counter() - t0:.0f}s")
     return 0
 
 
-def _learned_rows(paths: list[str]) -> list[dict]:
-    rows: list[dict] = []
-    for path in paths:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read learned results {path}: {exc}") from None
-        if isinstance(data, dict):  # a report's results.json
-            data = data.get("lambda_sweep", data.get("trials", []))
-        if not isinstance(data, list) or not all(isinstance(r, dict) and "string_bits" in r for r in data):
-            raise InputError(f"{path} is not a sweep results.json (or a report results.json)")
-        rows.extend(data)
-    return rows
+def _plot_sweep(rows: list[dict], out: Path) -> dict[str, Path]:
+    """The plots a grid supports: RD curves over lambda, latent-size and prior sweeps."""
+    # Lazy imports here: matplotlib and NumPy are slow to import; the CLI starts without them.
+    from mnistcodec.experiments.bdrate import group_by_config
+    from mnistcodec.lab import figures  # lazy: matplotlib
+
+    files: dict[str, Path] = {}
+    curves = group_by_config(rows, min_lambdas=2)
+    if curves:
+        files["rd"] = figures.plot_rd_curves(curves, None, out / "rd.png")
+    if len({r["latent_dims"] for r in rows}) > 1:
+        files["latent"] = figures.plot_latent_sweep(rows, out / "latent.png")
+    if len({r["prior"] for r in rows}) > 1:
+        files["priors"] = figures.plot_prior_sweep(rows, out / "priors.png")
+    return files
 
 
 def baselines_handler(args: argparse.Namespace) -> int:
-    import warnings
+    # Lazy imports here: the codecs, PyTorch and matplotlib are heavy; the CLI starts without them.
+    from mnistcodec.experiments.bdrate import format_bd_table
+    from mnistcodec.experiments.comparison import (  # lazy: the classical codecs and PyTorch
+        compare_with_baselines,
+        format_baseline_table,
+        read_learned_rows,
+    )
+    from mnistcodec.lab import figures  # lazy: matplotlib
 
-    from mnistcodec.data import load_split
-    from mnistcodec.experiments.baselines import CODECS, points_to_rows, run_baselines
-    from mnistcodec.experiments.sweep import compare_curves, format_bd_table, rd_curve, rows_to_csv
-    from mnistcodec.lab import figures
-    from mnistcodec.storage.atomic import atomic_write_text
-
-    learned = _learned_rows(args.learned or [])
-    images = load_split("test", args.dataset, args.data_dir).images[: args.n]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    skipped: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        points = run_baselines(images, codecs=args.codecs, progress=not args.quiet, modes=args.modes,
-                               workers=args.workers, skipped=skipped)
-    rows = points_to_rows(points)
-    atomic_write_text(out / "baselines.csv", rows_to_csv(rows))
-    atomic_write_text(out / "baselines.json", json.dumps({"n": int(images.shape[0]), "rows": rows,
-                                                         "skipped": skipped}, indent=2))
-    print(f"{'codec':<18}{'quality':>9}  {'mode':<9}{'bits/digit':>11}{'PSNR dB':>9}{'MAD':>8}")
-    for r in rows:
-        print(f"{r['label']:<18}{r['quality']!s:>9}  {r['mode']:<9}{r['bits_per_digit']:>11.1f}"
-              f"{r['psnr_db']:>9.2f}{r['mad']:>8.4f}")
-    for name, reason in skipped.items():
+    result = compare_with_baselines(
+        args.out, n=args.n, codecs=args.codecs, modes=args.modes, workers=args.workers,
+        learned_rows=read_learned_rows(args.learned or []), dataset=args.dataset, data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
+    print(format_baseline_table(result.rows))
+    for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
-
-    curves: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        if not r["lossless"]:
-            curves.setdefault((r["label"], r["mode"]), []).append(r)
-    classical = [(f"{label} ({mode})", *rd_curve(pts, "bits_per_digit")) for (label, mode), pts in curves.items()]
-    bd: list[dict] = []
-    for mode in args.modes:
-        anchor = next((c for c in classical if c[0] == f"{CODECS['jpeg'].label} ({mode})"), None)
-        if anchor is not None:
-            bd += compare_curves(anchor, [c for c in classical if c[0].endswith(f"({mode})") and c is not anchor])
-    learned_curves: dict[str, list[dict]] = {}
-    for r in learned:
-        learned_curves.setdefault(f"learned d={r['latent_dims']} {r['prior']}", []).append(r)
-    for label, pts in learned_curves.items():
-        if len({p["lmbda"] for p in pts}) > 1:
-            test = (label, *rd_curve(pts, "string_bits"))
-            for anchor in classical:
-                bd += compare_curves(anchor, [test])
-    atomic_write_text(out / "bd_rates.json", json.dumps(bd, indent=2))
-    figures.plot_rd_curves(learned_curves, rows, out / "rd.png",
-                           title=f"classical codecs on {images.shape[0]} test digits")
-    if bd:
+    out = Path(args.out)
+    figures.plot_rd_curves(result.learned_curves, result.rows, out / "rd.png",
+                           title=f"classical codecs on {result.n} test digits")
+    if result.bd_rates:
         print("BD-rates (PSNR as quality; negative = fewer bits than the anchor):")
-        print(format_bd_table(bd))
+        print(format_bd_table(result.bd_rates))
     print(f"wrote {out / 'baselines.csv'}, {out / 'baselines.json'}, {out / 'bd_rates.json'}, {out / 'rd.png'}")
     return 0
 
@@ -123,6 +97,7 @@ def report_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # Lazy: loads NumPy, only once the parser is built (importing mnistcodec.cli stays light).
     from mnistcodec.experiments.baselines import CODECS, MODES
 
     p = subparsers.add_parser(

@@ -1,8 +1,8 @@
-"""Bjøntegaard delta rate (BD-rate) between two rate-distortion curves.
+"""Rate-distortion curves of result rows, and the Bjøntegaard delta rate between them.
 
-The BD-rate is the average relative rate difference of a test curve B against
-an anchor curve A at equal quality, over the quality range both curves cover
-(G. Bjøntegaard, VCEG-M33, 2001)::
+The BD-rate (G. Bjøntegaard, VCEG-M33, 2001) is the mean difference of log
+rate between a test curve B and an anchor curve A at equal quality, over the
+quality interval both curves cover, turned back into a relative rate::
 
     BD-rate = 10 ** ( (1 / (q_hi - q_lo)) * integral_{q_lo}^{q_hi} [log10 R_B(q) - log10 R_A(q)] dq ) - 1
 
@@ -17,7 +17,7 @@ measured points with the method given:
 - ``"cubic"``: the original VCEG-M33 method, one least-squares cubic
   polynomial per curve (needs at least 4 points; can oscillate).
 
-The computation is done by the maintained ``bjontegaard`` package
+The integral is computed by the maintained ``bjontegaard`` package
 (``pip install bjontegaard``); this module validates the inputs first and
 turns every problem into an :class:`~mnistcodec.errors.InputError` with a
 message that says what to fix.
@@ -39,12 +39,28 @@ where more bits buy less quality has dominated points; clean it with
 if they overlap on less than ``min_overlap`` of their union the
 ``bjontegaard`` package emits a warning (the number is then an average
 over a small part of the curves).
+
+Curves of result rows. Learned models give rows of
+:meth:`mnistcodec.experiments.sweep.TrialResult.row` (``lmbda``,
+``latent_dims``, ``prior``, ``string_bits``, ``psnr_db``, ``mad``); classical
+codecs give rows of :func:`mnistcodec.experiments.baselines.points_to_rows`
+(``codec``, ``label``, ``mode``, ``quality``, ``bits_per_digit``, ``lossless``).
+:func:`rd_curve` turns rows into one curve (averaging repeated settings, e.g.
+seeds) and :func:`compare_curves` gives BD-rate entries that say why a
+number is missing instead of failing. On top of them: BD-rates between
+learned configurations (:func:`learned_bd_rates`, :func:`bd_rates_between`),
+between classical codecs (:func:`classical_bd_rates`), of learned
+configurations against classical codecs
+(:func:`learned_vs_classical_bd_rates`) and between two presets
+(:func:`preset_bd_rates`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +74,7 @@ _MIN_POINTS = {"akima": 2, "pchip": 2, "cubic": 4}
 
 def _import_bjontegaard():
     try:
+        # Lazy: an optional dependency (the "baselines" extra), slow to import.
         import bjontegaard
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise InputError(
@@ -165,6 +182,7 @@ def bd_rate(
     lo = max(qa[0], qb[0])
     hi = min(qa[-1], qb[-1])
     if not hi > lo:
+
         def show(q: np.ndarray) -> str:
             a, b = (q[0], q[-1]) if higher_is_better else (-q[-1], -q[0])
             return f"[{a:g}, {b:g}]"
@@ -252,3 +270,205 @@ def pareto_front(
             best = sign * q[i]
     keep = np.asarray(keep, dtype=np.intp)
     return r[keep], q[keep]
+
+
+# ----------------------------------------------------------------------------- curves of result rows
+
+
+def rd_curve(
+    rows: Iterable[Mapping], rate_key: str, quality_key: str = "psnr_db"
+) -> tuple[list, list]:
+    """(rates, qualities) of rows, averaged over rows with the same lambda/quality setting."""
+    points: dict[Any, list[tuple[float, float]]] = {}
+    for row in rows:
+        setting = row.get("lmbda", row.get("quality"))
+        points.setdefault(setting, []).append((float(row[rate_key]), float(row[quality_key])))
+    rates = [sum(p[0] for p in pts) / len(pts) for pts in points.values()]
+    quals = [sum(p[1] for p in pts) / len(pts) for pts in points.values()]
+    return rates, quals
+
+
+def compare_curves(
+    anchor: tuple[str, Sequence[float], Sequence[float]],
+    tests: Iterable[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    higher_is_better: bool = True,
+    method: str = "akima",
+) -> list[dict]:
+    """BD-rate (%) of each test curve against the anchor; PSNR-like quality by default.
+
+    ``higher_is_better=False`` compares at equal distortion (MAD, MSE).
+    Curves are reduced to their non-dominated points first. When two curves
+    share no quality range the entry says ``"no overlap"`` (``bd_rate`` is
+    ``None``) instead of failing; a small overlap is flagged in ``note``.
+    """
+    name_a, rate_a, qual_a = anchor
+    ra, qa = pareto_front(rate_a, qual_a, higher_is_better=higher_is_better)
+    out = []
+    for name_b, rate_b, qual_b in tests:
+        rb, qb = pareto_front(rate_b, qual_b, higher_is_better=higher_is_better)
+        entry: dict[str, Any] = {
+            "anchor": name_a,
+            "test": name_b,
+            "bd_rate_percent": None,
+            "note": "",
+            "anchor_quality_range": [float(min(qa)), float(max(qa))] if len(qa) else None,
+            "test_quality_range": [float(min(qb)), float(max(qb))] if len(qb) else None,
+        }
+        if len(ra) < 2 or len(rb) < 2:
+            entry["note"] = "fewer than 2 useful points"
+        elif min(qa.max(), qb.max()) <= max(qa.min(), qb.min()):
+            entry["note"] = "no overlap"
+        else:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    value = bd_rate(
+                        ra, qa, rb, qb, method=method, higher_is_better=higher_is_better
+                    )
+                entry["bd_rate_percent"] = value if math.isfinite(value) else None
+                if caught:
+                    entry["note"] = "small overlap"
+            except InputError as exc:
+                entry["note"] = "no overlap" if "overlap" in str(exc) else str(exc)
+        out.append(entry)
+    return out
+
+
+def bd_text(value: float | None, note: str = "") -> str:
+    """A BD-rate as text: ``"-39.8 % (small overlap)"``, or ``"not computable (<note>)"``."""
+    if value is None:
+        return f"not computable ({note})"
+    return f"{value:+.1f} %" + (f" ({note})" if note else "")
+
+
+def format_bd_table(entries: Sequence[Mapping]) -> str:
+    """One line per entry of :func:`compare_curves`: ``"<test> vs <anchor>: <BD-rate> (<note>)"``."""
+    lines = []
+    for e in entries:
+        value = (
+            "no overlap"
+            if e["bd_rate_percent"] is None and e["note"] == "no overlap"
+            else (
+                f"{e['bd_rate_percent']:+.1f} %" if e["bd_rate_percent"] is not None else e["note"]
+            )
+        )
+        note = f" ({e['note']})" if e["note"] and e["bd_rate_percent"] is not None else ""
+        lines.append(f"{e['test']} vs {e['anchor']}: {value}{note}")
+    return "\n".join(lines)
+
+
+def config_label(row: Mapping) -> str:
+    """The learned configuration a row belongs to: ``"d=<latent_dims> <prior>"``."""
+    return f"d={row['latent_dims']} {row['prior']}"
+
+
+def group_by_config(
+    rows: Iterable[Mapping], prefix: str = "", min_lambdas: int = 1
+) -> dict[str, list[Mapping]]:
+    """Rows of learned models by configuration (``prefix`` + :func:`config_label`), in order of
+    first appearance; only configurations with at least ``min_lambdas`` distinct lambdas."""
+    groups: dict[str, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(prefix + config_label(row), []).append(row)
+    return {label: g for label, g in groups.items() if len({r["lmbda"] for r in g}) >= min_lambdas}
+
+
+def bd_rates_between(groups: Mapping[str, Sequence[Mapping]]) -> list[dict]:
+    """BD-rates (real string bits, PSNR) between named groups of learned rows: the first group
+    with several lambdas is the anchor of the others that have several lambdas."""
+    curves = [
+        (label, *rd_curve(rows, "string_bits"))
+        for label, rows in groups.items()
+        if len({r["lmbda"] for r in rows}) > 1
+    ]
+    if len(curves) < 2:
+        return []
+    return compare_curves(curves[0], curves[1:])
+
+
+def learned_bd_rates(rows: Sequence[Mapping]) -> list[dict]:
+    """BD-rates between learned configurations (real bits), the first with several lambdas as anchor."""
+    return bd_rates_between(group_by_config(rows))
+
+
+def _classical_curves(baseline_rows: Iterable[Mapping]) -> list[tuple[Mapping, str, list, list]]:
+    """Each lossy codec and mode as ``(first row, "<label> (<mode>)", rates, qualities)``."""
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for row in baseline_rows:
+        if not row.get("lossless"):
+            groups.setdefault((row["label"], row["mode"]), []).append(row)
+    return [
+        (pts[0], f"{label} ({mode})", *rd_curve(pts, "bits_per_digit"))
+        for (label, mode), pts in groups.items()
+    ]
+
+
+def classical_bd_rates(
+    baseline_rows: Sequence[Mapping], modes: Iterable[str] | None = None, anchor_codec: str = "jpeg"
+) -> list[dict]:
+    """BD-rates (PSNR) of every lossy classical codec against ``anchor_codec``, within each mode.
+
+    ``modes`` (default: those of the rows, in order) sets which modes are
+    compared and in what order; a mode without the anchor codec gives no entries.
+    """
+    curves = _classical_curves(baseline_rows)
+    if modes is None:
+        modes = dict.fromkeys(first["mode"] for first, *_ in curves)
+    out: list[dict] = []
+    for mode in modes:
+        in_mode = [
+            (first, (name, rates, quals))
+            for first, name, rates, quals in curves
+            if first["mode"] == mode
+        ]
+        anchor = next((curve for first, curve in in_mode if first["codec"] == anchor_codec), None)
+        if anchor is not None:
+            out += compare_curves(anchor, [curve for _, curve in in_mode if curve is not anchor])
+    return out
+
+
+def learned_vs_classical_bd_rates(
+    learned_rows: Sequence[Mapping], baseline_rows: Sequence[Mapping]
+) -> list[dict]:
+    """BD-rate (real string bits, PSNR) of each learned configuration against each classical codec.
+
+    ``learned_rows`` are grouped by configuration into curves named
+    ``"learned d=<latent_dims> <prior>"`` (those with at least two lambdas);
+    each lossy codec and mode of ``baseline_rows`` is an anchor named
+    ``"<label> (<mode>)"``. Negative means the learned codec needs fewer bits
+    than the classical one at equal PSNR. Entries are those of
+    :func:`compare_curves`, per learned curve, then per classical curve.
+    """
+    classical = [(name, rates, quals) for _, name, rates, quals in _classical_curves(baseline_rows)]
+    out: list[dict] = []
+    for label, rows in group_by_config(learned_rows, prefix="learned ", min_lambdas=2).items():
+        test = (label, *rd_curve(rows, "string_bits"))
+        for anchor in classical:
+            out += compare_curves(anchor, [test])
+    return out
+
+
+PRESET_BD_METHOD = "pchip"
+"""Interpolation for the seed-vs-improved BD-rates (as the JCT-VC common test conditions)."""
+
+
+def preset_bd_rates(
+    anchor: tuple[str, Sequence[Mapping]],
+    test: tuple[str, Sequence[Mapping]],
+    method: str = PRESET_BD_METHOD,
+) -> dict[str, dict]:
+    """BD-rate of one curve of evaluated models against another, on real string bits.
+
+    ``anchor`` and ``test`` are ``(name, rows)`` with rows holding
+    ``string_bits``, ``psnr_db`` and ``mad`` (one row per lambda, as
+    :meth:`~mnistcodec.experiments.sweep.TrialResult.row` or ``mnistcodec evaluate --json``
+    give). Returns ``{"psnr": entry, "mad": entry}``: the BD-rate at equal PSNR and at
+    equal MAD, each an entry of :func:`compare_curves` with the ``quality`` it used.
+    """
+    out = {}
+    for label, key, higher in (("psnr", "psnr_db", True), ("mad", "mad", False)):
+        curves = [(name, *rd_curve(rows, "string_bits", key)) for name, rows in (anchor, test)]
+        (entry,) = compare_curves(curves[0], curves[1:], higher_is_better=higher, method=method)
+        out[label] = {**entry, "quality": key, "method": method}
+    return out

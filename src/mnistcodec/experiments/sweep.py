@@ -7,6 +7,10 @@ with real entropy coding on the test split (:func:`mnistcodec.experiments.evalua
                       train_config=TrainConfig(epochs=1, limit=10000), eval_limit=1000)
     sweep = run_sweep(specs, "sweeps/demo", jobs=2)
     sweep.rows        # one dict per trial: config, final validation, evaluation
+    sweep.bd_rates    # BD-rates between configurations (mnistcodec.experiments.bdrate)
+
+A sweep returns numbers and writes tables; it draws nothing (the ``sweep``
+command plots the rows with :mod:`mnistcodec.lab.figures`).
 
 Cache. Each trial lives in ``<root>/<key>/`` where ``key`` is a hash of its
 full configuration (model and training configs, without the data directory,
@@ -30,21 +34,25 @@ import csv
 import hashlib
 import io
 import json
-import math
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mnistcodec.coding.model_files import load_model
+from mnistcodec.data import load_split
 from mnistcodec.errors import InputError, MnistCodecError, ModelFileError
+from mnistcodec.experiments.bdrate import learned_bd_rates
+from mnistcodec.experiments.evaluate import evaluate
 from mnistcodec.model.compression_model import ModelConfig
 from mnistcodec.storage.atomic import atomic_write_text
-from mnistcodec.training.loop import TrainConfig
+from mnistcodec.training.loop import TrainConfig, checkpoint_path, train
 
 CACHE_VERSION = 1
 """Bumped when the meaning of a cached trial changes (invalidates every cache)."""
@@ -53,10 +61,29 @@ MODEL_FILE = "model.safetensors"
 RESULT_FILE = "result.json"
 
 RESULT_COLUMNS = (
-    "key", "lmbda", "latent_dims", "prior", "arch", "distortion", "seed", "epochs", "limit",
-    "train_seconds", "val_rate", "val_distortion", "eval_n", "rate_bound_bits", "info_bits",
-    "string_bits", "stream_bits_per_digit", "string_overhead_bits", "psnr_db",
-    "psnr_of_mean_mse_db", "mad", "mad_decoded", "lagrangian",
+    "key",
+    "lmbda",
+    "latent_dims",
+    "prior",
+    "arch",
+    "distortion",
+    "seed",
+    "epochs",
+    "limit",
+    "train_seconds",
+    "val_rate",
+    "val_distortion",
+    "eval_n",
+    "rate_bound_bits",
+    "info_bits",
+    "string_bits",
+    "stream_bits_per_digit",
+    "string_overhead_bits",
+    "psnr_db",
+    "psnr_of_mean_mse_db",
+    "mad",
+    "mad_decoded",
+    "lagrangian",
 )
 """Columns of the results table (CSV order)."""
 
@@ -117,11 +144,18 @@ class TrialResult:
         m, t, ev = self.spec.model, self.spec.train, self.evaluation
         last = self.history[-1] if self.history else {}
         row: dict[str, Any] = {
-            "key": self.spec.key, "lmbda": m.lmbda, "latent_dims": m.latent_dims, "prior": m.prior,
-            "arch": m.arch, "distortion": m.distortion, "seed": t.seed, "epochs": t.epochs,
+            "key": self.spec.key,
+            "lmbda": m.lmbda,
+            "latent_dims": m.latent_dims,
+            "prior": m.prior,
+            "arch": m.arch,
+            "distortion": m.distortion,
+            "seed": t.seed,
+            "epochs": t.epochs,
             "limit": t.limit,
             "train_seconds": sum(float(r.get("seconds", 0.0)) for r in self.history),
-            "val_rate": last.get("val_rate"), "val_distortion": last.get("val_distortion"),
+            "val_rate": last.get("val_rate"),
+            "val_distortion": last.get("val_distortion"),
             "eval_n": ev.get("n"),
         }
         for name in RESULT_COLUMNS:
@@ -150,8 +184,13 @@ def make_grid(
                 for lmbda in lmbdas:
                     specs.append(
                         TrialSpec(
-                            ModelConfig(arch=arch, latent_dims=int(dims), prior=prior, lmbda=float(lmbda),
-                                        distortion=distortion),
+                            ModelConfig(
+                                arch=arch,
+                                latent_dims=int(dims),
+                                prior=prior,
+                                lmbda=float(lmbda),
+                                distortion=distortion,
+                            ),
                             replace(train_config, seed=int(seed)),
                             eval_limit,
                         )
@@ -198,18 +237,15 @@ def run_trial(
     log: Callable[[str], None] = print,
 ) -> TrialResult:
     """Train (or resume) and evaluate one trial, reusing whatever its cache holds."""
-    from mnistcodec.coding.model_files import load_model
-    from mnistcodec.data import load_split
-    from mnistcodec.experiments.evaluate import evaluate
-    from mnistcodec.training.loop import checkpoint_path, train
-
     cached = cached_result(spec, root)
     if cached is not None:
         return cached
     t0 = time.perf_counter()
     directory = Path(root) / spec.key
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "config.json", json.dumps(spec.config(), indent=2, sort_keys=True))
+    atomic_write_text(
+        directory / "config.json", json.dumps(spec.config(), indent=2, sort_keys=True)
+    )
     model_path = directory / MODEL_FILE
     loaded = None
     if model_path.is_file():
@@ -222,7 +258,15 @@ def run_trial(
         resume = checkpoint_path(model_path).is_file()
         if resume:
             log(f"resuming {spec.label} from its checkpoint")
-        loaded = train(spec.model, spec.train, model_path, resume=resume, force=True, progress=progress, log=log).model
+        loaded = train(
+            spec.model,
+            spec.train,
+            model_path,
+            resume=resume,
+            force=True,
+            progress=progress,
+            log=log,
+        ).model
     history = _read_json(model_path.with_name(MODEL_FILE + ".history.json"))
     if not isinstance(history, list):
         history = loaded.metadata.get("history", [])
@@ -236,16 +280,18 @@ def run_trial(
         "history": history,
     }
     atomic_write_text(directory / RESULT_FILE, json.dumps(record, indent=2))
-    return TrialResult(spec, directory, history, evaluation, trained, True, time.perf_counter() - t0)
+    return TrialResult(
+        spec, directory, history, evaluation, trained, True, time.perf_counter() - t0
+    )
 
 
 def _trial_in_worker(spec: TrialSpec, root: str, progress: bool, prefix: str) -> TrialResult:
-    return run_trial(spec, root, progress=progress, log=lambda line: print(f"{prefix} {line}", flush=True))
+    return run_trial(
+        spec, root, progress=progress, log=lambda line: print(f"{prefix} {line}", flush=True)
+    )
 
 
 def _worker_init(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -290,8 +336,12 @@ def run_trials(
             spec = specs[i]
             log(f"[trial {i + 1}/{n}] {spec.label}: running ({spec.key})")
             try:
-                results[i] = run_trial(spec, root, progress=progress,
-                                       log=lambda line, i=i: log(f"[trial {i + 1}/{n}] {line}"))
+                results[i] = run_trial(
+                    spec,
+                    root,
+                    progress=progress,
+                    log=lambda line, i=i: log(f"[trial {i + 1}/{n}] {line}"),
+                )
             except MnistCodecError as exc:
                 failures.append(f"{spec.label}: {exc}")
                 log(f"[trial {i + 1}/{n}] {spec.label}: FAILED: {exc}")
@@ -319,7 +369,9 @@ def _run_pool(
     ctx = multiprocessing.get_context("spawn")
     done: dict[int, TrialResult] = {}
     saved_position = os.environ.get("TQDM_POSITION")
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         pending = {}
         try:
             for count, i in enumerate(todo):
@@ -328,7 +380,11 @@ def _run_pool(
                 if count < jobs:
                     os.environ["TQDM_POSITION"] = str(count + 1)
                 log(f"[trial {i + 1}/{n}] {specs[i].label}: queued ({specs[i].key})")
-                pending[pool.submit(_trial_in_worker, specs[i], str(root), progress, f"[trial {i + 1}/{n}]")] = i
+                pending[
+                    pool.submit(
+                        _trial_in_worker, specs[i], str(root), progress, f"[trial {i + 1}/{n}]"
+                    )
+                ] = i
         finally:
             if saved_position is None:
                 os.environ.pop("TQDM_POSITION", None)
@@ -364,7 +420,9 @@ def rows_to_csv(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -
     if columns is None:
         columns = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -375,12 +433,20 @@ def write_results(rows: Sequence[Mapping], csv_path: Path, json_path: Path) -> N
     atomic_write_text(json_path, json.dumps(list(rows), indent=2))
 
 
-def format_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str]] | None = None) -> str:
+def format_table(
+    rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str]] | None = None
+) -> str:
     """A fixed-width text table; ``columns`` are ``(key, header, format)``."""
     columns = columns or (
-        ("lmbda", "lambda", "{:g}"), ("latent_dims", "dims", "{}"), ("prior", "prior", "{}"),
-        ("seed", "seed", "{}"), ("info_bits", "info bits", "{:.2f}"), ("string_bits", "real bits", "{:.2f}"),
-        ("psnr_db", "PSNR dB", "{:.2f}"), ("mad", "MAD", "{:.4f}"), ("train_seconds", "train s", "{:.0f}"),
+        ("lmbda", "lambda", "{:g}"),
+        ("latent_dims", "dims", "{}"),
+        ("prior", "prior", "{}"),
+        ("seed", "seed", "{}"),
+        ("info_bits", "info bits", "{:.2f}"),
+        ("string_bits", "real bits", "{:.2f}"),
+        ("psnr_db", "PSNR dB", "{:.2f}"),
+        ("mad", "MAD", "{:.4f}"),
+        ("train_seconds", "train s", "{:.0f}"),
     )
     cells = [[header for _, header, _ in columns]]
     for row in rows:
@@ -393,149 +459,17 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
 
 
-# ----------------------------------------------------------------------------- BD-rates
-
-
-def rd_curve(rows: Iterable[Mapping], rate_key: str, quality_key: str = "psnr_db") -> tuple[list, list]:
-    """(rates, qualities) of rows, averaged over rows with the same lambda/quality setting."""
-    points: dict[Any, list[tuple[float, float]]] = {}
-    for row in rows:
-        setting = row.get("lmbda", row.get("quality"))
-        points.setdefault(setting, []).append((float(row[rate_key]), float(row[quality_key])))
-    rates = [sum(p[0] for p in pts) / len(pts) for pts in points.values()]
-    quals = [sum(p[1] for p in pts) / len(pts) for pts in points.values()]
-    return rates, quals
-
-
-def compare_curves(
-    anchor: tuple[str, Sequence[float], Sequence[float]],
-    tests: Iterable[tuple[str, Sequence[float], Sequence[float]]],
-    *,
-    higher_is_better: bool = True,
-    method: str = "akima",
-) -> list[dict]:
-    """BD-rate (%) of each test curve against the anchor; PSNR-like quality by default.
-
-    ``higher_is_better=False`` compares at equal distortion (MAD, MSE).
-    Curves are reduced to their non-dominated points first. When two curves
-    share no quality range the entry says ``"no overlap"`` (``bd_rate`` is
-    ``None``) instead of failing; a small overlap is flagged in ``note``.
-    """
-    from mnistcodec.experiments.bdrate import bd_rate, pareto_front
-
-    name_a, rate_a, qual_a = anchor
-    ra, qa = pareto_front(rate_a, qual_a, higher_is_better=higher_is_better)
-    out = []
-    for name_b, rate_b, qual_b in tests:
-        rb, qb = pareto_front(rate_b, qual_b, higher_is_better=higher_is_better)
-        entry: dict[str, Any] = {
-            "anchor": name_a, "test": name_b, "bd_rate_percent": None, "note": "",
-            "anchor_quality_range": [float(min(qa)), float(max(qa))] if len(qa) else None,
-            "test_quality_range": [float(min(qb)), float(max(qb))] if len(qb) else None,
-        }
-        if len(ra) < 2 or len(rb) < 2:
-            entry["note"] = "fewer than 2 useful points"
-        elif min(qa.max(), qb.max()) <= max(qa.min(), qb.min()):
-            entry["note"] = "no overlap"
-        else:
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    value = bd_rate(ra, qa, rb, qb, method=method, higher_is_better=higher_is_better)
-                entry["bd_rate_percent"] = value if math.isfinite(value) else None
-                if caught:
-                    entry["note"] = "small overlap"
-            except InputError as exc:
-                entry["note"] = "no overlap" if "overlap" in str(exc) else str(exc)
-        out.append(entry)
-    return out
-
-
-def bd_text(value: float | None, note: str = "") -> str:
-    """A BD-rate as text: ``"-39.8 % (small overlap)"``, or ``"not computable (<note>)"``."""
-    if value is None:
-        return f"not computable ({note})"
-    return f"{value:+.1f} %" + (f" ({note})" if note else "")
-
-
-PRESET_BD_METHOD = "pchip"
-"""Interpolation for the seed-vs-improved BD-rates (as the JCT-VC common test conditions)."""
-
-
-def preset_bd_rates(
-    anchor: tuple[str, Sequence[Mapping]],
-    test: tuple[str, Sequence[Mapping]],
-    method: str = PRESET_BD_METHOD,
-) -> dict[str, dict]:
-    """BD-rate of one curve of evaluated models against another, on real string bits.
-
-    ``anchor`` and ``test`` are ``(name, rows)`` with rows holding
-    ``string_bits``, ``psnr_db`` and ``mad`` (one row per lambda, as
-    :meth:`TrialResult.row` or ``mnistcodec evaluate --json`` give). Returns
-    ``{"psnr": entry, "mad": entry}``: the BD-rate at equal PSNR and at equal
-    MAD, each an entry of :func:`compare_curves` with the ``quality`` it used.
-    """
-    out = {}
-    for label, key, higher in (("psnr", "psnr_db", True), ("mad", "mad", False)):
-        curves = [(name, *rd_curve(rows, "string_bits", key)) for name, rows in (anchor, test)]
-        (entry,) = compare_curves(curves[0], curves[1:], higher_is_better=higher, method=method)
-        out[label] = {**entry, "quality": key, "method": method}
-    return out
-
-
-def format_bd_table(entries: Sequence[Mapping]) -> str:
-    lines = []
-    for e in entries:
-        value = "no overlap" if e["bd_rate_percent"] is None and e["note"] == "no overlap" else (
-            f"{e['bd_rate_percent']:+.1f} %" if e["bd_rate_percent"] is not None else e["note"]
-        )
-        note = f" ({e['note']})" if e["note"] and e["bd_rate_percent"] is not None else ""
-        lines.append(f"{e['test']} vs {e['anchor']}: {value}{note}")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- a sweep
 
 
 @dataclass
 class SweepResult:
+    """A finished sweep: its trials, their rows, the files written and the BD-rates between configurations."""
+
     trials: list[TrialResult]
     rows: list[dict]
     files: dict[str, Path] = field(default_factory=dict)
     bd_rates: list[dict] = field(default_factory=list)
-
-
-def _config_label(row: Mapping) -> str:
-    return f"d={row['latent_dims']} {row['prior']}"
-
-
-def sweep_plots(rows: Sequence[Mapping], out: Path) -> dict[str, Path]:
-    """The plots a grid supports: RD curves over lambda, latent-size and prior sweeps."""
-    from mnistcodec.lab import figures
-
-    files: dict[str, Path] = {}
-    groups: dict[str, list[Mapping]] = {}
-    for row in rows:
-        groups.setdefault(_config_label(row), []).append(row)
-    curves = {label: g for label, g in groups.items() if len({r["lmbda"] for r in g}) > 1}
-    if curves:
-        files["rd"] = figures.plot_rd_curves(curves, None, out / "rd.png")
-    if len({r["latent_dims"] for r in rows}) > 1:
-        files["latent"] = figures.plot_latent_sweep(rows, out / "latent.png")
-    if len({r["prior"] for r in rows}) > 1:
-        files["priors"] = figures.plot_prior_sweep(rows, out / "priors.png")
-    return files
-
-
-def learned_bd_rates(rows: Sequence[Mapping]) -> list[dict]:
-    """BD-rates between learned configurations (real bits), the first with several lambdas as anchor."""
-    groups: dict[str, list[Mapping]] = {}
-    for row in rows:
-        groups.setdefault(_config_label(row), []).append(row)
-    curves = [(label, *rd_curve(g, "string_bits")) for label, g in groups.items() if len({r["lmbda"] for r in g}) > 1]
-    if len(curves) < 2:
-        return []
-    return compare_curves(curves[0], curves[1:])
 
 
 def run_sweep(
@@ -544,9 +478,13 @@ def run_sweep(
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
-    plots: bool = True,
 ) -> SweepResult:
-    """Run the trials (cache in ``<out>/trials``), write ``results.{csv,json}``, ``bd_rates.json`` and plots."""
+    """Run the trials (cache in ``<out>/trials``), write ``results.{csv,json}`` and ``bd_rates.json``.
+
+    The BD-rates are those between learned configurations
+    (:func:`mnistcodec.experiments.bdrate.learned_bd_rates`). Nothing is drawn:
+    the ``sweep`` command plots the rows with :mod:`mnistcodec.lab.figures`.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trials = run_trials(specs, out / "trials", jobs=jobs, progress=progress, log=log)
@@ -555,6 +493,4 @@ def run_sweep(
     result = SweepResult(trials, rows, {"csv": out / "results.csv", "json": out / "results.json"})
     result.bd_rates = learned_bd_rates(rows)
     atomic_write_text(out / "bd_rates.json", json.dumps(result.bd_rates, indent=2))
-    if plots:
-        result.files.update(sweep_plots(rows, out))
     return result

@@ -42,14 +42,11 @@ import torch
 
 from mnistcodec import __version__
 from mnistcodec.errors import InputError
+from mnistcodec.experiments.bdrate import bd_text, compare_curves, preset_bd_rates, rd_curve
 from mnistcodec.experiments.sweep import (
     TrialResult,
     TrialSpec,
     available_cores,
-    bd_text,
-    compare_curves,
-    preset_bd_rates,
-    rd_curve,
     run_trials,
     unique_specs,
 )
