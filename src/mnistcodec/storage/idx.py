@@ -5,14 +5,17 @@ Only the two layouts MNIST uses are accepted: unsigned-byte data (type code
 magic 0x00000803). Headers are checked strictly against the real data length,
 and no buffer larger than the data actually present is ever allocated.
 
-Large files can be read in pieces: :func:`scan_idx` checks a file's header
-(against the file size for raw files) and :func:`iter_idx_rows` yields its
-rows a chunk at a time, raw or gzipped, in constant memory.
+One reader serves files on disk and bytes in memory alike: :func:`scan_idx`
+checks the header (against the data size for raw files) and
+:func:`iter_idx_rows` yields the rows a piece at a time, raw or gzipped, in
+constant memory; :func:`read_idx` and :func:`read_idx_bytes` join the pieces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import math
 import os
 import struct
@@ -20,6 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -90,15 +94,6 @@ def _gunzip(data: bytes, name: str, limit: int) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
-def _gunzip_prefix(data: bytes, name: str, size: int) -> bytes:
-    """The first ``size`` decompressed bytes of a gzip stream (fewer if shorter)."""
-    decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        return decomp.decompress(data, size)
-    except zlib.error as exc:
-        raise DataError(f"{name}: corrupt gzip data ({exc})") from None
-
-
 def parse_header(data: bytes, name: str) -> tuple[tuple[int, ...], int]:
     """Validate an IDX header; return (dimensions, header length in bytes)."""
     if len(data) < 4:
@@ -134,44 +129,27 @@ def _payload_size(dims: tuple[int, ...], name: str) -> int:
     return size
 
 
-def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode an IDX file held in memory (gzip detected by its magic bytes).
-
-    Returns a fresh writable uint8 array: (N,) for labels, (N, rows, cols) for
-    images. ``name`` is used in error messages.
-    """
-    data = bytes(data)
-    if is_gzip(data):
-        dims, header_len = parse_header(_gunzip_prefix(data, name, 16), name)
-        data, overflow = _gunzip(data, name, header_len + _payload_size(dims, name))
-    else:
-        overflow = False
-    dims, header_len = parse_header(data, name)
-    size = _payload_size(dims, name)
-    actual = len(data) - header_len
-    if overflow:
-        raise DataError(
-            f"{name}: trailing data after the {size} bytes the header (shape {dims}) describes"
-        )
-    check_payload_size(name, dims, size, actual)
-    return np.frombuffer(data, dtype=np.uint8, count=size, offset=header_len).reshape(dims).copy()
+IdxSource = str | os.PathLike | bytes
+"""An IDX file: a path on disk, or the file's bytes held in memory."""
 
 
-def read_file_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES + 16) -> bytes:
-    """Read a whole file, refusing files over ``limit`` bytes before reading."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(source: IdxSource, name: str) -> Iterator[BinaryIO]:
+    """A binary handle on ``source``; OS errors become :class:`DataError`."""
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise DataError(f"{path}: file is {size} bytes, more than the {limit}-byte limit")
-        return path.read_bytes()
+        if isinstance(source, bytes | bytearray | memoryview):
+            yield io.BytesIO(bytes(source))
+        else:
+            with open(source, "rb") as handle:
+                yield handle
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file, raw or gzipped (detected by content, not by name)."""
-    return read_idx_bytes(read_file_bytes(path), name=str(path))
+def _name(source: IdxSource, name: str | None) -> str:
+    if name is not None:
+        return name
+    return "<bytes>" if isinstance(source, bytes | bytearray | memoryview) else str(source)
 
 
 @dataclass(frozen=True)
@@ -191,76 +169,119 @@ class IdxInfo:
 _SCAN_INPUT_LIMIT = 1 << 20
 
 
-def scan_idx(path: str | os.PathLike) -> IdxInfo:
-    """Check the header of an IDX file on disk without reading its data.
+def scan_idx(source: IdxSource, name: str | None = None) -> IdxInfo:
+    """Check the header of an IDX file (on disk or in memory) without reading its data.
 
     A raw file's size must match its header exactly; a gzipped file's length
     is checked while :func:`iter_idx_rows` reads it.
     """
-    path = Path(path)
-    name = str(path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-            if not is_gzip(head):
-                dims, header_len = parse_header(head, name)
-                size = _payload_size(dims, name)
-                actual = os.fstat(handle.fileno()).st_size - header_len
-                check_payload_size(name, dims, size, actual)
-                return IdxInfo(dims, header_len, False)
-            decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            out, fed = b"", head
-            while len(out) < 16:
-                try:
-                    out += decomp.decompress(decomp.unconsumed_tail + fed, 16 - len(out))
-                except zlib.error as exc:
-                    raise DataError(f"{name}: corrupt gzip data ({exc})") from None
-                if decomp.eof or handle.tell() > _SCAN_INPUT_LIMIT:
-                    break
-                fed = handle.read(1 << 16)
-                if not fed and not decomp.unconsumed_tail:
-                    break
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    name = _name(source, name)
+    with _opened(source, name) as handle:
+        head = handle.read(16)
+        if not is_gzip(head):
+            dims, header_len = parse_header(head, name)
+            size = _payload_size(dims, name)
+            actual = handle.seek(0, io.SEEK_END) - header_len
+            check_payload_size(name, dims, size, actual)
+            return IdxInfo(dims, header_len, False)
+        decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        out, fed = b"", head
+        while len(out) < 16:
+            try:
+                out += decomp.decompress(decomp.unconsumed_tail + fed, 16 - len(out))
+            except zlib.error as exc:
+                raise DataError(f"{name}: corrupt gzip data ({exc})") from None
+            if decomp.eof or handle.tell() > _SCAN_INPUT_LIMIT:
+                break
+            fed = handle.read(1 << 16)
+            if not fed and not decomp.unconsumed_tail:
+                break
     dims, header_len = parse_header(out, name)
     _payload_size(dims, name)
     return IdxInfo(dims, header_len, True)
 
 
 def iter_idx_rows(
-    path: str | os.PathLike, info: IdxInfo, rows: int = 4096
+    source: IdxSource, info: IdxInfo, rows: int = 4096, name: str | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield the data of a scanned IDX file as uint8 arrays of at most ``rows`` items."""
-    name = str(path)
+    """Yield the data of a scanned IDX file as uint8 arrays of at most ``rows`` items.
+
+    Memory is one piece, whatever the header claims: a header promising more
+    data than the file holds fails when the data ends.
+    """
+    name = _name(source, name)
+    with _opened(source, name) as raw:
+        handle = gzip.GzipFile(fileobj=raw, mode="rb") if info.gzipped else raw
+        try:
+            yield from _read_rows(handle, info, rows, name)
+        except gzip.BadGzipFile as exc:
+            if str(exc).startswith("Not a gzipped file"):
+                raise DataError(f"{name}: trailing garbage after the gzip data") from None
+            raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+        except (EOFError, zlib.error) as exc:
+            raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+        except OSError as exc:
+            raise DataError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _read_rows(handle: BinaryIO, info: IdxInfo, rows: int, name: str) -> Iterator[np.ndarray]:
     count, row_bytes = info.dims[0], info.row_bytes
-    try:
-        opener = gzip.open if info.gzipped else open
-        with opener(path, "rb") as handle:
-            if len(handle.read(info.header_len)) != info.header_len:
-                raise DataError(f"{name}: truncated IDX header")
-            done = 0
-            while done < count:
-                n = min(rows, count - done)
-                chunk = np.empty((n, *info.dims[1:]), dtype=np.uint8)
-                view = memoryview(chunk).cast("B")
-                got = 0
-                while got < len(view):
-                    step = handle.readinto(view[got:])
-                    if not step:
-                        raise DataError(
-                            f"{name}: truncated: header claims {count} items but the data "
-                            f"ends after {done + got // max(row_bytes, 1)}"
-                        )
-                    got += step
-                yield chunk
-                done += n
-            if handle.read(1):
+    if len(handle.read(info.header_len)) != info.header_len:
+        raise DataError(f"{name}: truncated IDX header")
+    done = 0
+    while done < count:
+        n = min(rows, count - done)
+        chunk = np.empty((n, *info.dims[1:]), dtype=np.uint8)
+        view = memoryview(chunk).cast("B")
+        got = 0
+        while got < len(view):
+            step = handle.readinto(view[got:])
+            if not step:
                 raise DataError(
-                    f"{name}: trailing data after the {count * row_bytes} bytes "
-                    f"the header (shape {info.dims}) describes"
+                    f"{name}: truncated: header claims {count} items but the data "
+                    f"ends after {done + got // max(row_bytes, 1)}"
                 )
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+            got += step
+        yield chunk
+        done += n
+    if handle.read(1):
+        raise DataError(
+            f"{name}: trailing data after the {count * row_bytes} bytes "
+            f"the header (shape {info.dims}) describes"
+        )
+
+
+def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode an IDX file held in memory (gzip detected by its magic bytes).
+
+    Returns a fresh writable uint8 array: (N,) for labels, (N, rows, cols) for
+    images. ``name`` is used in error messages.
+    """
+    return _read_whole(bytes(data), name)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file, raw or gzipped (detected by content, not by name)."""
+    return _read_whole(path, str(path))
+
+
+def _read_whole(source: IdxSource, name: str) -> np.ndarray:
+    """:func:`scan_idx`, then every piece of :func:`iter_idx_rows` joined."""
+    info = scan_idx(source, name)
+    pieces = list(iter_idx_rows(source, info, name=name))
+    if not pieces:
+        return np.empty(info.dims, dtype=np.uint8)
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def read_file_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES + 16) -> bytes:
+    """Read a whole file, refusing files over ``limit`` bytes before reading."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(f"{path}: file is {size} bytes, more than the {limit}-byte limit")
+        return path.read_bytes()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
 
