@@ -1,22 +1,48 @@
-"""A micro report: every manipulation of the lab has its section, numbers and figures."""
+"""A micro report: every manipulation of the lab has its section, numbers and figures, in English and French."""
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
+import shutil
 
 import pytest
 
-from mnistcodec.cli import build_parser
+from mnistcodec.cli import build_parser, main
 from mnistcodec.errors import InputError
 from mnistcodec.lab.report import PROTOCOLS, build_report
 
 pytest.importorskip("imagecodecs")
 
 SECTIONS = [
-    "m2-1", "m21-1", "m21-2", "m21-3", "m21-4", "m21-5", "m21-6", "m21-7", "m21-8", "m21-9", "m21-10",
-    "m22-3", "m22-4", "m22-5", "m22-6", "m3-1", "m3-2", "m3-3", "m3-4", "m3-5", "m4-6", "m4-7", "m4-8",
-    "m4-9", "m5-1", "presets", "beyond",
+    "m2-1",
+    "m21-1",
+    "m21-2",
+    "m21-3",
+    "m21-4",
+    "m21-5",
+    "m21-6",
+    "m21-7",
+    "m21-8",
+    "m21-9",
+    "m21-10",
+    "m22-3",
+    "m22-4",
+    "m22-5",
+    "m22-6",
+    "m3-1",
+    "m3-2",
+    "m3-3",
+    "m3-4",
+    "m3-5",
+    "m4-6",
+    "m4-7",
+    "m4-8",
+    "m4-9",
+    "m5-1",
+    "presets",
+    "beyond",
 ]
 
 
@@ -28,14 +54,32 @@ def micro_report(tmp_path_factory, _data_environment):
     return result, lines
 
 
+@pytest.fixture(scope="module")
+def micro_report_fr(tmp_path_factory, micro_report):
+    """The French page of the same run: a copy of the English report (cache included) rendered in French."""
+    out = tmp_path_factory.mktemp("report-fr") / "report"
+    shutil.copytree(micro_report[0].out, out)
+    lines: list[str] = []
+    result = build_report(out, "micro", progress=False, log=lines.append, lang="fr")
+    return result, lines
+
+
+def _text(html: str) -> str:
+    """The page's text: style and tags dropped, entities decoded, spaces collapsed (no-break spaces kept)."""
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", html, flags=re.S))
+    return re.sub(r"[ \t\r\n]+", " ", html_lib.unescape(text)).strip()
+
+
 def test_micro_report_has_every_section_in_the_lab_order(micro_report):
     result, _ = micro_report
     html = result.index.read_text()
     positions = [html.find(f'id="{anchor}"') for anchor in SECTIONS]
-    assert all(p > 0 for p in positions), [a for a, p in zip(SECTIONS, positions, strict=True) if p < 0]
+    assert all(p > 0 for p in positions), [
+        a for a, p in zip(SECTIONS, positions, strict=True) if p < 0
+    ]
     assert positions == sorted(positions)
     assert html.count("data:image/png;base64,") >= 10
-    assert "src=\"figures/" not in html  # self-contained
+    assert 'src="figures/' not in html  # self-contained
     assert "60,000 training digits" in html and "Protocol of this run: micro" in html
 
 
@@ -96,3 +140,110 @@ def test_report_command_line():
     assert parser.parse_args(["report", "--protocol", "micro", "--force"]).force
     with pytest.raises(SystemExit):
         parser.parse_args(["report", "--quick", "--full"])
+
+
+def test_report_command_line_language():
+    parser = build_parser()
+    assert parser.parse_args(["report"]).lang == "en"
+    assert parser.parse_args(["report", "--lang", "fr"]).lang == "fr"
+
+
+def test_unknown_language_is_one_clear_error(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["report", "--protocol", "micro", "--lang", "de", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mnistcodec: error:")
+    assert "'de'" in err[0] and "en, fr" in err[0]
+    assert not out.exists()  # refused before any work
+    with pytest.raises(InputError, match="choose one of en, fr"):
+        build_report(tmp_path / "other", "micro", progress=False, log=lambda _: None, lang="EN")
+
+
+LAB_QUESTIONS_FR = [
+    "Donner la structure des réseaux réalisant l'analyse et la synthèse.",
+    "Quel est le type de la variable y ?",
+    "Pourquoi réalise-t-on cette opération d'ajout de bruit ?",
+    "Quel est le débit obtenu ?",
+    "Quelle est la taille du lot (batch) utilisé dans cet exemple ?",
+    "Quel est le rôle de l'argument 10 de MNISTCompressionTrainer ?",
+    "Quelles sont les informations que l'on obtient lors de la phase d'apprentissage ?",
+    "Pourquoi la longueur de la chaîne codée diffère-t-elle du contenu informatif de chaque chiffre ?",
+    "Que se passe-t-il si l'on répète l'expérience avec des valeurs différentes, par exemple λ=500 ?",
+    "Evaluer l'influence du choix des probabilités a priori pour les composantes de l'espace latent.",
+    "Qu'observez-vous?",
+]
+
+ENGLISH_HEADINGS = [
+    "Defining the model",
+    "Rate and distortion, step by step",
+    "2.2 · Training",
+    "Compressing MNIST digits",
+    "The rate-distortion trade-off",
+    "The decoder as a generative model",
+    "Beyond the seed",
+    "Shipped models",
+    "Protocol of this run",
+    "Short protocol",
+    "information (bits)",
+    "real bits",
+    "test curve",
+    "anchor curve",
+    "quality settings",
+    "What is the type",
+    "Why is the reconstruction",
+    "figure not available",
+]
+
+
+def test_french_page_asks_the_lab_questions_in_french(micro_report, micro_report_fr):
+    result, lines = micro_report_fr
+    page = result.index.read_text()
+    assert '<html lang="fr">' in page
+    positions = [page.find(f'id="{anchor}"') for anchor in SECTIONS]
+    assert all(p > 0 for p in positions) and positions == sorted(positions)
+    assert page.count("data:image/png;base64,") >= 10
+    text = _text(page)
+    for question in LAB_QUESTIONS_FR:
+        assert question in text, question
+    assert (
+        "Protocole de cette exécution : micro" in text
+        and "60\u00a0000 chiffres d'entraînement" in text
+    )
+    headings = [_text(h) for h in re.findall(r"<h[12]>(.*?)</h[12]>", page)]
+    assert headings[1:] == [
+        "2 · Définir le modèle de l'entraînement",
+        "2.1 · Calcul du débit et de la distorsion, pas à pas (modèle non entraîné)",
+        "2.2 · Entraînement du modèle",
+        "3 · Compresser des images de la base MNIST",
+        "4 · Compromis entre débit et distorsion",
+        "5 · Utiliser le décodeur comme un modèle génératif",
+        "Au-delà du code de départ",
+    ]
+    present = [words for words in ENGLISH_HEADINGS if words in text]
+    assert not present, present
+    english = _text(micro_report[0].index.read_text())
+    assert '<html lang="en">' in micro_report[0].index.read_text()
+    assert "Défin" not in english and "Au-delà" not in english
+
+
+def test_french_page_reuses_the_measurements(micro_report, micro_report_fr):
+    (en, _), (fr, lines) = micro_report, micro_report_fr
+    assert not [line for line in lines if "running (" in line]  # every trial came from the cache
+    assert any("classical codecs: cached" in line for line in lines)
+    en_data = json.loads((en.out / "results.json").read_text())
+    fr_data = json.loads((fr.out / "results.json").read_text())
+    assert en_data["language"] == "en" and fr_data["language"] == "fr"
+    for key in (
+        "lab_2_1",
+        "lab_batch",
+        "lambda_sweep",
+        "latent_sweep",
+        "prior_sweep",
+        "bd_rates",
+        "samples",
+        "presets",
+        "prior_initial_bits_per_latent",
+    ):
+        assert fr_data[key] == en_data[key], key
+    assert fr_data["protocol"]["description"][0].startswith("Entraînement : 1 époque")
+    assert en_data["protocol"]["description"][0].startswith("Training: 1 epoch on")

@@ -87,11 +87,11 @@ def baselines_handler(args: argparse.Namespace) -> int:
 
 
 def report_handler(args: argparse.Namespace) -> int:
-    from mnistcodec.lab.report import build_report
+    from mnistcodec.lab.report import build_report  # lazy: loads torch and matplotlib
 
     protocol = "full" if args.full else args.protocol
     result = build_report(args.out, protocol, force=args.force, progress=not args.quiet, dataset=args.dataset,
-                          data_dir=args.data_dir, jobs=args.jobs)
+                          data_dir=args.data_dir, jobs=args.jobs, lang=args.lang)
     print(f"open {result.index.resolve().as_uri()}")
     return 0
 
@@ -162,6 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--protocol", dest="protocol", choices=["micro", "quick", "full"],
                        help="protocol by name (micro: seconds, for smoke tests)")
     p.add_argument("--out", "-o", default="report", metavar="DIR", help="output directory (default report/)")
+    p.add_argument("--lang", default="en", metavar="LANG",
+                   help="language of the page: en (default) or fr; cached measurements serve every language")
     p.add_argument("--force", action="store_true", help="recompute cached trials and measurements")
     p.add_argument("--jobs", "-j", type=positive_int, default=None,
                    help="worker processes for training (default: the protocol's, 2)")

@@ -1,0 +1,218 @@
+"""The report's page: templates rendered with the numbers of a run.
+
+The words live in Jinja2 templates, one set per language
+(``templates/<lang>/``); the structure of the page (its chapters, sections
+and tables, in the lab's order) is shared (``templates/page.html`` and
+``templates/macros.html``). Python computes the numbers the prose needs
+(:func:`page_context`) and embeds the figures as base64 ``data:`` URIs, so
+``index.html`` can be moved, mailed or opened offline on its own::
+
+    html = render_page(results, out / "figures", lang="fr")
+
+Numbers are formatted by the ``num`` filter in the language's convention
+(``1,234.5`` in English, ``1 234,5`` in French).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+from collections.abc import Mapping, Sequence
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from mnistcodec.errors import InputError
+from mnistcodec.lab.protocol import LAB_BATCH, LAB_STEPS, REPORT_PRESETS
+
+LANGUAGES = ("en", "fr")
+"""Languages the page can be written in (one template folder each)."""
+
+_SEPARATORS = {"en": {}, "fr": {ord(","): "\u00a0", ord("."): ","}}
+"""How each language writes the thousands and decimal separators of a formatted number."""
+
+
+def check_language(lang: str) -> str:
+    """``lang`` if the page can be written in it, else an :class:`InputError` naming the languages."""
+    if lang not in LANGUAGES:
+        raise InputError(f"unknown report language {lang!r}; choose one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def _number(separators: Mapping[int, str], value: Any, fmt: str = "{:.2f}") -> str:
+    """``value`` formatted with ``fmt`` in the language's separators; ``-`` for a missing number."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return fmt.format(value).translate(separators)
+
+
+def _numbers(separators: Mapping[int, str], values: Sequence[Any], fmt: str = "{:g}") -> str:
+    return ", ".join(_number(separators, v, fmt) for v in values)
+
+
+@cache
+def environment(lang: str) -> jinja2.Environment:
+    """The template environment of one language: HTML autoescaped, text templates not."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mnistcodec.lab", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    separators = _SEPARATORS[check_language(lang)]
+    env.filters["num"] = partial(_number, separators)
+    env.filters["nums"] = partial(_numbers, separators)
+    env.globals["lang"] = lang
+    return env
+
+
+def protocol_lines(protocol: Mapping[str, Any], lang: str = "en") -> list[str]:
+    """The plain-language lines stating a protocol (``asdict`` of a ReportProtocol), in ``lang``."""
+    text = environment(lang).get_template(f"{lang}/protocol.txt").render(p=protocol)
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def embed_figures(fig_dir: str | os.PathLike) -> dict[str, str]:
+    """Every PNG of ``fig_dir`` as a ``data:`` URI, by file stem."""
+    return {
+        path.stem: "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        for path in sorted(Path(fig_dir).glob("*.png"))
+    }
+
+
+def render_page(results: Mapping, fig_dir: str | os.PathLike, lang: str = "en") -> str:
+    """The HTML page for ``results`` (as built by :func:`mnistcodec.lab.report.build_report`) in ``lang``."""
+    template = environment(lang).get_template("page.html")
+    return template.render(**page_context(results), images=embed_figures(fig_dir))
+
+
+# ----------------------------------------------------------------------------- numbers for the prose
+
+
+def _row_for(rows: Sequence[Mapping], **match: Any) -> Mapping | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _lambda_change(by_key: Mapping[str, Mapping], new: str, old: str) -> dict | None:
+    """The main model's rate and quality at ``old`` and ``new`` lambda, and the rate change (%)."""
+    if new not in by_key or old not in by_key:
+        return None
+    a, b = by_key[old], by_key[new]
+    pct = (
+        100.0 * (b["string_bits"] - a["string_bits"]) / a["string_bits"]
+        if a["string_bits"]
+        else None
+    )
+    return {"old": a, "new": b, "old_key": old, "new_key": new, "rate_change_percent": pct}
+
+
+def _grid_comparison(
+    results: Mapping, by_key: Mapping[str, Mapping], keys: Sequence[str]
+) -> list[dict]:
+    """Per lambda: the lab batch's mean real bits, information and PSNR, and the test set's."""
+    grids = results["lab_batch"]["by_lmbda"]
+    return [
+        {
+            "key": key,
+            "batch": {
+                name: float(np.mean(grids[key][name]))
+                for name in ("string_bits", "info_bits", "psnr_db")
+            },
+            "test": by_key.get(key, {}),
+        }
+        for key in keys
+        if key in grids
+    ]
+
+
+def _latent_groups(rows: Sequence[Mapping]) -> list[dict]:
+    """Per lambda with several latent sizes: the smallest, the largest and the best (lowest objective)."""
+    groups = []
+    for lmbda in sorted({r["lmbda"] for r in rows}):
+        group = sorted((r for r in rows if r["lmbda"] == lmbda), key=lambda r: r["latent_dims"])
+        if len(group) >= 2:
+            groups.append(
+                {
+                    "lmbda": lmbda,
+                    "lo": group[0],
+                    "hi": group[-1],
+                    "best": min(group, key=lambda r: r["lagrangian"]),
+                }
+            )
+    return groups
+
+
+def _baseline_groups(rows: Sequence[Mapping]) -> list[dict]:
+    """Per codec and mode: cheapest point, most expensive point, and whether it is lossless."""
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault((row["label"], row["mode"]), []).append(row)
+    out = []
+    for (label, mode), pts in groups.items():
+        pts = sorted(pts, key=lambda r: r["bits_per_digit"])
+        out.append(
+            {
+                "label": label,
+                "mode": mode,
+                "lo": pts[0],
+                "hi": pts[-1],
+                "lossless": bool(pts[0].get("lossless")),
+            }
+        )
+    return out
+
+
+def page_context(results: Mapping) -> dict[str, Any]:
+    """What the templates read: the results themselves and the few numbers derived from them."""
+    p, tr = results["protocol"], results["training"]
+    main_key = f"{p['main_lmbda']:g}"
+    grids = results["lab_batch"]["by_lmbda"]
+    by_key = {f"{r['lmbda']:g}": r for r in results["lambda_sweep"]}
+    prior_rows = results["prior_sweep"]
+    prior_main = [r for r in prior_rows if r["lmbda"] == p["main_lmbda"]]
+    presets = results.get("presets")
+    return {
+        "r": results,
+        "p": p,
+        "ds": results["dataset"],
+        "l21": results["lab_2_1"],
+        "tr": tr,
+        "steps": tr["epochs"] * tr["steps_per_epoch"],
+        "lab_steps": LAB_STEPS,
+        "lab_batch": LAB_BATCH,
+        "main_key": main_key,
+        "main_row": _row_for(results["lambda_sweep"], lmbda=p["main_lmbda"]) or {},
+        "grid": grids.get(main_key),
+        "batch_mean_psnr": float(np.mean(grids[main_key]["psnr_db"]))
+        if main_key in grids
+        else None,
+        "lambda_changes": {key: _lambda_change(by_key, key, "2000") for key in grids},
+        "grid_comparisons": {
+            key: _grid_comparison(results, by_key, ("2000", key)) for key in grids
+        },
+        "latent_sizes": len({r["latent_dims"] for r in results["latent_sweep"]}),
+        "latent_groups": _latent_groups(results["latent_sweep"]),
+        "prior_families": len({r["prior"] for r in prior_rows}),
+        "prior_ranking": sorted(prior_main, key=lambda r: r["lagrangian"]),
+        "prior_families_main": len({r["prior"] for r in prior_main}),
+        "baseline_groups": _baseline_groups(results["baselines"]["rows"]),
+        "report_presets": REPORT_PRESETS,
+        "preset_rows": {
+            name: sorted(presets["rows"][name], key=lambda r: r["lmbda"]) for name in REPORT_PRESETS
+        }
+        if presets is not None
+        else None,
+        "preset_seconds": {
+            name: sum(r["train_seconds"] for r in presets["rows"][name]) for name in REPORT_PRESETS
+        }
+        if presets is not None
+        else None,
+    }
