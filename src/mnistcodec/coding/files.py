@@ -32,7 +32,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import BinaryIO
 
 import numpy as np
@@ -59,46 +59,6 @@ MAX_FILE_BYTES = 1 << 30
 MODES = tuple(MODE_CODES)
 
 
-@dataclass
-class CompressedFile:
-    """A compressed file's bytes and what went into them.
-
-    ``info_bits``: information content of each digit (bits); ``strings``: the
-    per-digit strings (per-digit mode, else empty); ``stream_sizes``: bytes of
-    each block's stream (stream mode, else empty).
-    """
-
-    data: bytes
-    header: Header
-    info_bits: np.ndarray
-    strings: list[bytes] = field(default_factory=list)
-    stream_sizes: list[int] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return self.header.count
-
-    @property
-    def mode(self) -> str:
-        return self.header.mode
-
-    @property
-    def file_bytes(self) -> int:
-        return len(self.data)
-
-    @property
-    def file_bits_per_digit(self) -> float:
-        """Whole file (header, lengths and CRCs included), bits per digit."""
-        return 8 * len(self.data) / self.count
-
-    @property
-    def payload_bits_per_digit(self) -> float:
-        """Strings or streams alone (no header, no length fields), bits per digit."""
-        if self.mode == "per-digit":
-            return 8 * sum(len(s) for s in self.strings) / self.count
-        return 8 * sum(self.stream_sizes) / self.count
-
-
 def _check_mode(mode: str, block_size: int) -> None:
     if mode not in MODE_CODES:
         raise InputError(f"unknown coding mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -120,9 +80,7 @@ def compress_to_bytes(
     images = check_digits(images)
     count = images.shape[0]
     data, summary = compress_to_bytes_io(codec, [images], count, mode, block_size, listed=count)
-    return CompressedFile(
-        data, summary.header, summary.listed_info_bits, summary.listed_strings, summary.stream_sizes
-    )
+    return CompressedFile(**{f.name: getattr(summary, f.name) for f in fields(summary)}, data=data)
 
 
 def compress_file(
@@ -179,6 +137,26 @@ class CompressionSummary:
     @property
     def payload_bits_per_digit(self) -> float:
         return 8 * self.payload_bytes / self.count
+
+
+@dataclass
+class CompressedFile(CompressionSummary):
+    """A compressed file held in memory: its bytes, and every digit's string and information.
+
+    ``info_bits``: information content of each digit (bits); ``strings``: the
+    per-digit strings (per-digit mode, else empty); ``stream_sizes``: bytes of
+    each block's stream (stream mode, else empty).
+    """
+
+    data: bytes = b""
+
+    @property
+    def info_bits(self) -> np.ndarray:
+        return self.listed_info_bits
+
+    @property
+    def strings(self) -> list[bytes]:
+        return self.listed_strings
 
 
 def regroup(pieces: Iterable[np.ndarray], count: int, block_size: int) -> Iterator[np.ndarray]:
