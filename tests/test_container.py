@@ -100,8 +100,8 @@ def test_bad_magic(data):
 
 def test_wrong_version_is_named():
     data = bytearray(per_digit_file(STRINGS))
-    data[8] = 2
-    with pytest.raises(FormatError, match="version 2"):
+    data[8] = 3
+    with pytest.raises(FormatError, match="version 3"):
         parse_file(with_crcs(data))
 
 

@@ -15,6 +15,12 @@ offsets ``o``; the information content reported is ``-sum log2 P(k)`` under the
 discretised prior (float, as in evaluation). Decoding: ``y^ = k + o`` in float32,
 ``x^ = synthesis(y^)``, pixels ``round(255 x^)`` saturated to uint8, as the seed.
 
+A variable-rate model (:mod:`mnistcodec.model.variable_rate`) codes each digit
+at a level ``l``: ``k = round(g_l y - o_l)`` with level ``l``'s tables and
+offsets, ``y^ = (k + o_l) / g_l``. Every method takes ``levels``: one level for
+all digits or one per digit (default: the model's reference level); a
+fixed-rate model has the single level 0.
+
 Work is done in chunks of ``chunk_size`` digits so memory stays flat however
 many digits are coded. Files (``.mnc``) are written and read by
 :mod:`mnistcodec.coding.files`.
@@ -37,8 +43,9 @@ import torch
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
 from mnistcodec.coding.zoo import resolve_model
-from mnistcodec.errors import InputError
+from mnistcodec.errors import FormatError, InputError
 from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.model.variable_rate import GainedPrior, nearest_level
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
 DEFAULT_CHUNK = 4096
@@ -60,6 +67,52 @@ class Codec:
         self.coder = LatentCoder(loaded.tables)
         self.offsets = torch.from_numpy(loaded.tables.offsets.copy()).to(self.device)
         self.chunk_size = int(chunk_size)
+        self.coders = [LatentCoder(t) for t in loaded.level_tables] or [self.coder]
+        if loaded.variable_rate:
+            offsets = np.stack([t.offsets for t in loaded.level_tables])
+            self.level_offsets = torch.from_numpy(offsets).to(self.device)
+            log_gains = self.model.entropy_bottleneck.log_gains.detach()
+            self.gains = torch.exp(log_gains).to(self.device, torch.float32)
+
+    @property
+    def levels(self) -> int:
+        """Operating points of the model (1 for a fixed-rate model)."""
+        return self.loaded.levels
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        """Each level's lambda."""
+        if self.loaded.variable_rate:
+            return self.model.lambdas
+        return (float(self.loaded.config.lmbda),)
+
+    @property
+    def default_level(self) -> int:
+        return self.model.reference_level if self.loaded.variable_rate else 0
+
+    def level_for_lambda(self, lmbda: float) -> int:
+        """The level whose lambda is nearest to ``lmbda`` (log scale)."""
+        return nearest_level(lmbda, self.lambdas)
+
+    def digit_levels(self, levels: int | np.ndarray | None, count: int) -> np.ndarray:
+        """``levels`` as one level per digit (int64, ``(count,)``), every one checked."""
+        if levels is None:
+            levels = self.default_level
+        out = np.broadcast_to(np.asarray(levels, dtype=np.int64), (count,)).copy()
+        if out.size and (out.min() < 0 or out.max() >= self.levels):
+            bad = int(out[(out < 0) | (out >= self.levels)][0])
+            raise InputError(
+                f"level {bad} does not exist; this model has levels 0 to {self.levels - 1}"
+            )
+        return out
+
+    def check_file_levels(self, levels: np.ndarray) -> None:
+        """A file's levels must be levels of this model: a clean error otherwise."""
+        if levels.size and int(levels.max()) >= self.levels:
+            raise FormatError(
+                f"the file uses level {int(levels.max())}, but this model has levels 0 to "
+                f"{self.levels - 1}; decode it with the model that wrote it"
+            )
 
     @classmethod
     def from_model(cls, name_or_path: str | os.PathLike, **kwargs) -> Codec:
@@ -77,19 +130,35 @@ class Codec:
     # -- transforms --------------------------------------------------------------------
 
     @torch.no_grad()
-    def analyse(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 digits -> (integer latents k as float64 (N, D), information bits (N,))."""
+    def latents(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 digits -> the analysis transform's latents ``y`` (N, D), float32."""
         x = images_to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
         y = self.model.analysis_transform(x)
         if not torch.isfinite(y).all():
             raise InputError("the analysis transform produced non-finite latents")
-        bottleneck = self.model.entropy_bottleneck
-        k = bottleneck.integers(y, self.offsets)
-        bits = bottleneck.bits(bottleneck.dequantize(k, self.offsets))
-        return k.cpu().double().numpy(), bits.cpu().double().numpy()
+        return y
 
     @torch.no_grad()
-    def synthesise(self, k: np.ndarray) -> np.ndarray:
+    def quantise(self, y: torch.Tensor, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Latents ``y`` at each digit's level -> (integer latents k (N, D), information bits (N,))."""
+        bottleneck = self.model.entropy_bottleneck
+        if not self.loaded.variable_rate:
+            k = bottleneck.integers(y, self.offsets)
+            bits = bottleneck.bits(bottleneck.dequantize(k, self.offsets))
+            return k.cpu().double().numpy(), bits.cpu().double().numpy()
+        index = torch.from_numpy(levels).to(self.device)
+        gain, offset = self.gains[index], self.level_offsets[index]
+        k = torch.round(y * gain - offset)
+        prior = GainedPrior(bottleneck.prior, gain)
+        bits = -prior.log_prob(k + offset).sum(dim=-1) / np.log(2.0)
+        return k.cpu().double().numpy(), bits.cpu().double().numpy()
+
+    def analyse(self, images: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 digits -> (integer latents k as float64 (N, D), information bits (N,))."""
+        return self.quantise(self.latents(images), self.digit_levels(levels, images.shape[0]))
+
+    @torch.no_grad()
+    def synthesise(self, k: np.ndarray, levels=None) -> np.ndarray:
         """Integer latents (N, D) -> uint8 digits (N, 28, 28).
 
         Latents from real files are float32 values; the clip only matters for
@@ -97,7 +166,11 @@ class Codec:
         """
         k64 = np.clip(np.asarray(k, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX)
         k32 = torch.from_numpy(k64.astype(np.float32)).to(self.device)
-        y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
+        if self.loaded.variable_rate:
+            index = torch.from_numpy(self.digit_levels(levels, k32.shape[0])).to(self.device)
+            y_hat = (k32 + self.level_offsets[index]) / self.gains[index]
+        else:
+            y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
         x_hat = self.model.synthesis_transform(y_hat)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
         return pixels.to(torch.uint8).view(-1, *IMAGE_SHAPE).cpu().numpy()
@@ -108,55 +181,88 @@ class Codec:
 
     # -- per-digit strings -------------------------------------------------------------
 
-    def compress(self, images: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    def compress(self, images: np.ndarray, levels=None) -> tuple[list[bytes], np.ndarray]:
         """One string per digit and each digit's information content in bits."""
         images = check_digits(images)
+        levels = self.digit_levels(levels, images.shape[0])
         strings: list[bytes] = []
         info = np.empty(images.shape[0])
         for part in self._chunks(images.shape[0]):
-            k, info[part] = self.analyse(images[part])
-            strings.extend(self.coder.encode_strings(self.coder.to_symbols(k)))
+            k, info[part] = self.analyse(images[part], levels[part])
+            strings.extend(self.encode_latents(k, levels[part]))
         return strings, info
 
-    def decode_latents(self, strings: list[bytes], check: bool = True) -> np.ndarray:
-        """Strings -> integer latents k (N, D) (float64, exact)."""
-        return self.coder.from_symbols(self.coder.decode_strings(list(strings), check=check))
+    def encode_latents(self, k: np.ndarray, levels=None) -> list[bytes]:
+        """Integer latents (N, D) -> one string per digit, each with its level's tables."""
+        levels = self.digit_levels(levels, k.shape[0])
+        strings: list[bytes] = [b""] * k.shape[0]
+        for level in np.unique(levels):
+            rows = np.flatnonzero(levels == level)
+            coder = self.coders[int(level)]
+            for row, string in zip(
+                rows, coder.encode_strings(coder.to_symbols(k[rows])), strict=True
+            ):
+                strings[row] = string
+        return strings
 
-    def decompress(self, strings: list[bytes], check: bool = True) -> np.ndarray:
+    def decode_latents(self, strings: list[bytes], check: bool = True, levels=None) -> np.ndarray:
+        """Strings -> integer latents k (N, D) (float64, exact)."""
+        strings = list(strings)
+        levels = self.digit_levels(levels, len(strings))
+        k = np.empty((len(strings), self.latent_dims))
+        for level in np.unique(levels):
+            rows = np.flatnonzero(levels == level)
+            coder = self.coders[int(level)]
+            symbols = coder.decode_strings([strings[r] for r in rows], check=check)
+            k[rows] = coder.from_symbols(symbols)
+        return k
+
+    def decompress(self, strings: list[bytes], check: bool = True, levels=None) -> np.ndarray:
         """Strings -> uint8 digits; ``check=False`` only for generative sampling."""
         strings = list(strings)
+        levels = self.digit_levels(levels, len(strings))
         out = np.empty((len(strings), *IMAGE_SHAPE), dtype=np.uint8)
         for part in self._chunks(len(strings)):
-            out[part] = self.synthesise(self.decode_latents(strings[part], check=check))
+            k = self.decode_latents(strings[part], check=check, levels=levels[part])
+            out[part] = self.synthesise(k, levels[part])
         return out
 
     # -- stream mode -------------------------------------------------------------------
 
-    def compress_stream(self, images: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """All digits in one range-coder stream, and each digit's information in bits.
+    def compress_stream(
+        self, images: np.ndarray, level: int | None = None
+    ) -> tuple[bytes, np.ndarray]:
+        """All digits in one range-coder stream (one level), and each digit's information in bits.
 
         The analysis runs in chunks; the integer latents of all digits are kept
         until the stream is written (8 bytes per latent), so files code large
         inputs as a sequence of streams (:mod:`mnistcodec.coding.files`).
         """
         images = check_digits(images)
+        level = int(self.digit_levels(level, 1)[0])
         k = np.empty((images.shape[0], self.latent_dims))
         info = np.empty(images.shape[0])
         for part in self._chunks(images.shape[0]):
-            k[part], info[part] = self.analyse(images[part])
-        return self.coder.encode_stream(self.coder.to_symbols(k)), info
+            k[part], info[part] = self.analyse(images[part], level)
+        coder = self.coders[level]
+        return coder.encode_stream(coder.to_symbols(k)), info
 
-    def decode_stream_latents(self, stream: bytes, count: int, check: bool = True) -> np.ndarray:
+    def decode_stream_latents(
+        self, stream: bytes, count: int, check: bool = True, level: int | None = None
+    ) -> np.ndarray:
         """A stream of ``count`` digits -> integer latents k (count, D) (float64, exact)."""
-        symbols: Symbols = self.coder.decode_stream(stream, count, check=check)
-        return self.coder.from_symbols(symbols)
+        coder = self.coders[int(self.digit_levels(level, 1)[0])]
+        symbols: Symbols = coder.decode_stream(stream, count, check=check)
+        return coder.from_symbols(symbols)
 
-    def decompress_stream(self, stream: bytes, count: int, check: bool = True) -> np.ndarray:
+    def decompress_stream(
+        self, stream: bytes, count: int, check: bool = True, level: int | None = None
+    ) -> np.ndarray:
         """A stream of ``count`` digits -> uint8 digits (count, 28, 28)."""
-        k = self.decode_stream_latents(stream, count, check=check)
+        k = self.decode_stream_latents(stream, count, check=check, level=level)
         out = np.empty((count, *IMAGE_SHAPE), dtype=np.uint8)
         for part in self._chunks(count):
-            out[part] = self.synthesise(k[part])
+            out[part] = self.synthesise(k[part], level)
         return out
 
     # -- generative use ----------------------------------------------------------------
@@ -199,10 +305,11 @@ class Codec:
                 return np.stack(rows), attempt + 1 - n
         raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
 
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    def reconstruct(self, images: np.ndarray, levels=None) -> np.ndarray:
         """What decoding gives, computed without entropy coding (for tests and checks)."""
         images = check_digits(images)
+        levels = self.digit_levels(levels, images.shape[0])
         out = np.empty_like(images)
         for part in self._chunks(images.shape[0]):
-            out[part] = self.synthesise(self.analyse(images[part])[0])
+            out[part] = self.synthesise(self.analyse(images[part], levels[part])[0], levels[part])
         return out

@@ -1,10 +1,10 @@
-"""The compressed file format (``.mnc``), version 1. Full spec: ``docs/mnc-format.md``.
+"""The compressed file format (``.mnc``), versions 1 and 2. Full spec: ``docs/mnc-format.md``.
 
 ::
 
     offset  size  field                     (all integers unsigned, big-endian)
     0       8     magic b"\\x89MNC\\r\\n\\x1a\\n"
-    8       1     format version (1)
+    8       1     format version (1, or 2 for a variable-rate model)
     9       1     mode: 0 = per-digit strings, 1 = stream
     10      2     digit height (28)
     12      2     digit width (28)
@@ -18,6 +18,13 @@
 
     per-digit block:  n LEB128 varint lengths, then the n strings
     stream block:     one LEB128 varint byte length, then the stream
+
+Version 2 (written for variable-rate models) is version 1 with the coding
+level in front of every block: a byte ``0`` then one level byte (every digit
+of the block at that level), or, in per-digit mode only, a byte ``1`` then
+``n`` level bytes (one per digit, as rate control chooses). Readers accept
+both versions; version-1 files have no levels (a fixed-rate model's only
+level, 0).
 
 Parsing checks, in this order: magic, version, header CRC, header fields, file
 length against ``P`` (truncation, trailing data), the file CRC, then walks the
@@ -39,6 +46,10 @@ from mnistcodec.errors import FormatError, WrongModelError
 
 MAGIC = b"\x89MNC\r\n\x1a\n"
 VERSION = 1
+#: The version written for variable-rate models: levels in front of every block.
+LEVELS_VERSION = 2
+VERSIONS = (VERSION, LEVELS_VERSION)
+_ONE_LEVEL, _DIGIT_LEVELS = 0, 1
 MODES = {0: "per-digit", 1: "stream"}
 MODE_CODES = {name: code for code, name in MODES.items()}
 _FIELDS = struct.Struct(">8sBBHHII32sQ")
@@ -99,11 +110,22 @@ class Header:
 
 @dataclass
 class Block:
-    """One block: its digit count and either per-digit strings or one stream."""
+    """One block: its digit count and either per-digit strings or one stream.
+
+    ``levels`` (version 2 only): one level for the whole block (a list of one)
+    or, in per-digit mode, one per digit.
+    """
 
     count: int
     strings: list[bytes] = field(default_factory=list)
     stream: bytes = b""
+    levels: list[int] = field(default_factory=list)
+
+    def digit_levels(self) -> list[int]:
+        """Each digit's level (0 for every digit of a version-1 block)."""
+        if len(self.levels) == self.count:
+            return list(self.levels)
+        return [self.levels[0] if self.levels else 0] * self.count
 
 
 def _varint(value: int) -> bytes:
@@ -138,8 +160,22 @@ def block_counts(count: int, block_size: int) -> Iterator[int]:
         yield min(block_size, count - start)
 
 
-def encode_block(mode: str, block: Block) -> bytes:
+def _encode_levels(mode: str, block: Block) -> bytes:
+    """Version 2's level prefix of a block."""
+    levels = block.levels
+    if not levels or any(not 0 <= level <= 255 for level in levels):
+        raise ValueError("a version-2 block needs levels from 0 to 255")
+    if len(set(levels)) == 1:
+        return bytes([_ONE_LEVEL, levels[0]])
+    if mode != "per-digit" or len(levels) != block.count:
+        raise ValueError("a level per digit needs per-digit mode and one level for each digit")
+    return bytes([_DIGIT_LEVELS, *levels])
+
+
+def encode_block(mode: str, block: Block, version: int = VERSION) -> bytes:
     """The payload bytes of one block."""
+    if version == LEVELS_VERSION:
+        return _encode_levels(mode, block) + encode_block(mode, block)
     if mode == "per-digit":
         if len(block.strings) != block.count:
             raise ValueError("block count does not match its strings")
@@ -163,7 +199,7 @@ def write_file(handle: BinaryIO, header: Header, blocks: Iterable[Block]) -> int
     for block in blocks:
         if block.count != next(sizes, None):
             raise ValueError("blocks do not match the header's digit count and block size")
-        handle.write(encode_block(header.mode, block))
+        handle.write(encode_block(header.mode, block, header.version))
     if next(sizes, None) is not None:
         raise ValueError("blocks do not match the header's digit count and block size")
     header.payload_size = handle.tell() - start - HEADER_SIZE
@@ -202,9 +238,10 @@ def parse_header(data: bytes) -> Header:
     if len(data) < len(MAGIC) + 1:
         raise TruncatedError(f"file is truncated ({len(data)} bytes, inside the header)")
     version = data[len(MAGIC)]
-    if version != VERSION:
+    if version not in VERSIONS:
         raise FormatError(
-            f"unsupported .mnc format version {version}; this mnistcodec reads version {VERSION}"
+            f"unsupported .mnc format version {version}; this mnistcodec reads versions "
+            f"{', '.join(map(str, VERSIONS))}"
         )
     if len(data) < HEADER_SIZE:
         raise TruncatedError(
@@ -259,7 +296,9 @@ def verify_file(data: bytes, expected_fingerprint: str | None = None) -> Header:
 
 def iter_blocks(header: Header, data: bytes) -> Iterator[Block]:
     """The blocks of a file that :func:`verify_file` accepted, one at a time."""
-    yield from _walk_blocks(header, memoryview(data), HEADER_SIZE, HEADER_SIZE + header.payload_size)
+    yield from _walk_blocks(
+        header, memoryview(data), HEADER_SIZE, HEADER_SIZE + header.payload_size
+    )
 
 
 def parse_file(data: bytes, expected_fingerprint: str | None = None) -> tuple[Header, list[Block]]:
@@ -289,6 +328,9 @@ def _walk_blocks(
             f"corrupt file: it claims {header.count} digits but its payload is too short to hold them"
         )
     for n in block_counts(header.count, header.block_size):
+        levels: list[int] = []
+        if header.version == LEVELS_VERSION:
+            levels, pos = _read_levels(header, view, pos, end, n)
         if header.mode == "per-digit":
             lengths = []
             total = 0
@@ -305,12 +347,30 @@ def _walk_blocks(
                 pos += length
             if not copy:
                 pos += total
-            yield Block(n, strings=strings)
+            yield Block(n, strings=strings, levels=levels)
         else:
             length, pos = _read_varint(view, pos, end)
             if length > end - pos:
                 raise FormatError("corrupt file: a stream runs past the end of the payload")
-            yield Block(n, stream=bytes(view[pos : pos + length]) if copy else b"")
+            yield Block(n, stream=bytes(view[pos : pos + length]) if copy else b"", levels=levels)
             pos += length
     if pos != end:
         raise FormatError(f"corrupt file: {end - pos} payload bytes are not part of any block")
+
+
+def _read_levels(
+    header: Header, view: memoryview, pos: int, end: int, count: int
+) -> tuple[list[int], int]:
+    """A version-2 block's level prefix: ``([level], pos)`` or one level per digit."""
+    if pos >= end:
+        raise FormatError("corrupt file: a block's levels run past the end of the payload")
+    kind = view[pos]
+    if kind == _ONE_LEVEL:
+        size = 1
+    elif kind == _DIGIT_LEVELS and header.mode == "per-digit":
+        size = count
+    else:
+        raise FormatError(f"corrupt file: unknown level layout {kind} in a {header.mode} block")
+    if pos + 1 + size > end:
+        raise FormatError("corrupt file: a block's levels run past the end of the payload")
+    return list(view[pos + 1 : pos + 1 + size]), pos + 1 + size

@@ -25,6 +25,12 @@ atomic write and fills in the header (payload length, CRCs) at the end;
 ``iter_decompress`` checks the whole file first (structure, CRC, model, and
 that every stream is long enough for its digits) and then decodes one block,
 in pieces of at most ``codec.chunk_size`` digits, at a time.
+
+A variable-rate model writes version 2 files, whose blocks carry their coding
+level: ``level`` codes every digit at one level (default: the model's
+reference level), ``target`` (:class:`~mnistcodec.coding.rate_control.RateTarget`,
+per-digit mode only) chooses a level per digit. Decoding reads the levels
+from the file.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import numpy as np
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import (
     HEADER_SIZE,
+    LEVELS_VERSION,
     MAX_BLOCK,
     MODE_CODES,
     Block,
@@ -50,6 +57,7 @@ from mnistcodec.coding.container import (
     write_file,
 )
 from mnistcodec.coding.range_coder import DecodeError
+from mnistcodec.coding.rate_control import LevelChoice, code_block
 from mnistcodec.errors import FormatError, InputError
 from mnistcodec.storage.atomic import atomic_open, atomic_write, check_writable, read_input
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
@@ -71,15 +79,18 @@ def compress_to_bytes(
     images: np.ndarray,
     mode: str = "per-digit",
     block_size: int = DEFAULT_BLOCK_SIZE,
+    choice: LevelChoice | None = None,
 ) -> CompressedFile:
     """Compress uint8 digits (N, 28, 28) into the bytes of a ``.mnc`` file.
 
     The streaming writer (:func:`compress_to_handle`) into memory, keeping
-    every digit's string and information content.
+    every digit's string, information content and level.
     """
     images = check_digits(images)
     count = images.shape[0]
-    data, summary = compress_to_bytes_io(codec, [images], count, mode, block_size, listed=count)
+    data, summary = compress_to_bytes_io(
+        codec, [images], count, mode, block_size, listed=count, choice=choice
+    )
     return CompressedFile(**{f.name: getattr(summary, f.name) for f in fields(summary)}, data=data)
 
 
@@ -90,14 +101,16 @@ def compress_file(
     mode: str = "per-digit",
     force: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    choice: LevelChoice | None = None,
 ) -> CompressedFile:
     """Compress to ``out_path`` atomically; an existing file is kept unless ``force``.
 
     The output path is checked before any work is done.
     """
     _check_mode(mode, block_size)
+    (choice or LevelChoice()).check(codec, mode)
     check_writable(out_path, force=force)
-    result = compress_to_bytes(codec, images, mode=mode, block_size=block_size)
+    result = compress_to_bytes(codec, images, mode=mode, block_size=block_size, choice=choice)
     atomic_write(out_path, result.data, force=force)
     return result
 
@@ -117,6 +130,9 @@ class CompressionSummary:
     listed_info_bits: np.ndarray
     listed_strings: list[bytes] = field(default_factory=list)
     stream_sizes: list[int] = field(default_factory=list)
+    listed_levels: list[int] = field(default_factory=list)
+    #: Digits whose PSNR target no level reached (rate control by PSNR).
+    missed: int = 0
 
     @property
     def count(self) -> int:
@@ -158,6 +174,11 @@ class CompressedFile(CompressionSummary):
     def strings(self) -> list[bytes]:
         return self.listed_strings
 
+    @property
+    def levels(self) -> np.ndarray:
+        """Each digit's level (0 for a fixed-rate model)."""
+        return np.asarray(self.listed_levels, dtype=np.int64)
+
 
 def regroup(pieces: Iterable[np.ndarray], count: int, block_size: int) -> Iterator[np.ndarray]:
     """uint8 digit arrays of any sizes -> blocks of exactly ``block_size`` (the last shorter).
@@ -193,6 +214,7 @@ def compress_to_handle(
     mode: str = "per-digit",
     block_size: int = DEFAULT_BLOCK_SIZE,
     listed: int = 0,
+    choice: LevelChoice | None = None,
 ) -> CompressionSummary:
     """Compress ``count`` digits, given as uint8 pieces, into a seekable ``handle``.
 
@@ -200,35 +222,45 @@ def compress_to_handle(
     block); the header is written last, with the payload length and both CRCs.
     """
     _check_mode(mode, block_size)
+    choice = choice or LevelChoice()
+    choice.check(codec, mode)
     if count < 1:
         raise InputError("no digits to compress (empty input)")
     if count >= 1 << 32:
         raise InputError(f"{count} digits do not fit one compressed file (at most {(1 << 32) - 1})")
     header = Header(mode, count, block_size, bytes.fromhex(codec.fingerprint))
+    if codec.loaded.variable_rate:
+        header.version = LEVELS_VERSION
     summary = CompressionSummary(header, 0, 0.0, 0, np.empty(0))
-    summary.file_bytes = write_file(handle, header, _coded_blocks(codec, pieces, summary, listed))
+    blocks = _coded_blocks(codec, pieces, summary, listed, choice)
+    summary.file_bytes = write_file(handle, header, blocks)
     return summary
 
 
 def _coded_blocks(
-    codec: Codec, pieces: Iterable[np.ndarray], summary: CompressionSummary, listed: int
+    codec: Codec,
+    pieces: Iterable[np.ndarray],
+    summary: CompressionSummary,
+    listed: int,
+    choice: LevelChoice,
 ) -> Iterator[Block]:
     """Code each block of ``summary.header``'s digits, adding its figures to ``summary``."""
     header = summary.header
     listed_info: list[float] = []
+    first = 0
     for images in regroup(pieces, header.count, header.block_size):
+        block, info, levels, missed = code_block(codec, images, header.mode, choice, first)
+        first += images.shape[0]
+        summary.missed += missed
         if header.mode == "per-digit":
-            strings, info = codec.compress(images)
-            block = Block(images.shape[0], strings=strings)
-            summary.payload_bytes += sum(len(s) for s in strings)
+            summary.payload_bytes += sum(len(s) for s in block.strings)
             room = listed - len(summary.listed_strings)
-            summary.listed_strings.extend(strings[: max(room, 0)])
+            summary.listed_strings.extend(block.strings[: max(room, 0)])
         else:
-            stream, info = codec.compress_stream(images)
-            block = Block(images.shape[0], stream=stream)
-            summary.stream_sizes.append(len(stream))
-            summary.payload_bytes += len(stream)
+            summary.stream_sizes.append(len(block.stream))
+            summary.payload_bytes += len(block.stream)
         room = listed - len(listed_info)
+        summary.listed_levels.extend(levels[: max(room, 0)].tolist())
         listed_info.extend(info[: max(room, 0)].tolist())
         summary.listed_info_bits = np.asarray(listed_info)
         summary.info_bits_total += float(info.sum())
@@ -244,12 +276,14 @@ def compress_to_file(
     force: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
     listed: int = 0,
+    choice: LevelChoice | None = None,
 ) -> CompressionSummary:
     """:func:`compress_to_handle` into ``out_path``, atomically (nothing is left on failure)."""
     _check_mode(mode, block_size)
+    (choice or LevelChoice()).check(codec, mode)
     check_writable(out_path, force=force)
     with atomic_open(out_path, force=force) as handle:
-        return compress_to_handle(codec, pieces, count, handle, mode, block_size, listed)
+        return compress_to_handle(codec, pieces, count, handle, mode, block_size, listed, choice)
 
 
 def compress_to_bytes_io(
@@ -259,10 +293,11 @@ def compress_to_bytes_io(
     mode: str = "per-digit",
     block_size: int = DEFAULT_BLOCK_SIZE,
     listed: int = 0,
+    choice: LevelChoice | None = None,
 ) -> tuple[bytes, CompressionSummary]:
     """:func:`compress_to_handle` into memory (for standard output, which cannot seek)."""
     buffer = io.BytesIO()
-    summary = compress_to_handle(codec, pieces, count, buffer, mode, block_size, listed)
+    summary = compress_to_handle(codec, pieces, count, buffer, mode, block_size, listed, choice)
     return buffer.getvalue(), summary
 
 
@@ -306,18 +341,22 @@ def _verify(codec: Codec, data: bytes) -> Header:
 
 
 def _block_latents(codec: Codec, header: Header, data: bytes, check: bool):
-    """Yield ``(first digit, integer latents)`` for pieces of at most ``codec.chunk_size`` digits."""
+    """Yield ``(first digit, integer latents, levels)`` for pieces of at most ``codec.chunk_size`` digits."""
     start = 0
     for index, block in enumerate(iter_blocks(header, data)):
+        levels = np.asarray(block.digit_levels(), dtype=np.int64)
+        codec.check_file_levels(levels)
         try:
             if header.mode == "per-digit":
                 for first in range(0, block.count, codec.chunk_size):
-                    strings = block.strings[first : first + codec.chunk_size]
-                    yield start + first, codec.decode_latents(strings, check=check)
+                    part = slice(first, first + codec.chunk_size)
+                    k = codec.decode_latents(block.strings[part], check=check, levels=levels[part])
+                    yield start + first, k, levels[part]
             else:
-                k = codec.decode_stream_latents(block.stream, block.count, check=check)
+                k = codec.decode_stream_latents(block.stream, block.count, check, int(levels[0]))
                 for first in range(0, block.count, codec.chunk_size):
-                    yield start + first, k[first : first + codec.chunk_size]
+                    part = slice(first, first + codec.chunk_size)
+                    yield start + first, k[part], levels[part]
         except DecodeError as exc:
             where = f"block {index} (digits {start} to {start + block.count - 1})"
             raise DecodeError(f"{where} does not decode: {exc}") from None
@@ -345,17 +384,20 @@ def _synthesised(codec: Codec, latents) -> Iterator[np.ndarray]:
     the synthesis transform always runs on full chunks.
     """
     held: list[np.ndarray] = []
+    held_levels: list[np.ndarray] = []
     rows = 0
-    for _, k in latents:
+    for _, k, levels in latents:
         held.append(k)
+        held_levels.append(levels)
         rows += k.shape[0]
         while rows >= codec.chunk_size:
-            joined = np.concatenate(held) if len(held) > 1 else held[0]
-            yield codec.synthesise(joined[: codec.chunk_size])
-            rest = joined[codec.chunk_size :]
-            held, rows = ([rest] if rest.shape[0] else []), rest.shape[0]
+            joined, joined_levels = np.concatenate(held), np.concatenate(held_levels)
+            yield codec.synthesise(joined[: codec.chunk_size], joined_levels[: codec.chunk_size])
+            rest, rest_levels = joined[codec.chunk_size :], joined_levels[codec.chunk_size :]
+            held, held_levels = ([rest], [rest_levels]) if rest.shape[0] else ([], [])
+            rows = rest.shape[0]
     if rows:
-        yield codec.synthesise(np.concatenate(held) if len(held) > 1 else held[0])
+        yield codec.synthesise(np.concatenate(held), np.concatenate(held_levels))
 
 
 def _allocate(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -389,7 +431,7 @@ def decode_latents_bytes(codec: Codec, data: bytes, check: bool = True) -> np.nd
     """The integer latents k (N, D) stored in a ``.mnc`` file (float64, exact)."""
     header = _verify(codec, data)
     k = _allocate((header.count, codec.latent_dims), np.float64)
-    for start, piece in _block_latents(codec, header, data, check):
+    for start, piece, _ in _block_latents(codec, header, data, check):
         k[start : start + piece.shape[0]] = piece
     return k
 
@@ -419,6 +461,10 @@ def inspect_bytes(data: bytes) -> dict:
         "payload_bytes": header.payload_size,
         "file_bits_per_digit": 8 * len(data) / count if count else None,
     }
+    if header.version == LEVELS_VERSION:
+        levels = [level for block in iter_blocks(header, data) for level in block.digit_levels()]
+        info["levels"] = levels
+        info["levels_used"] = sorted(set(levels))
     blocks = iter_blocks(header, data)
     if header.mode == "per-digit":
         sizes = [len(s) for block in blocks for s in block.strings]

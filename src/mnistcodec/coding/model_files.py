@@ -5,14 +5,18 @@ Layout (see ``docs/model-format.md``):
 * tensors ``model.<name>``: the ``CompressionModel`` state dict (float32, or
   float16 for compact shipped models; computation is always float32);
 * tensors ``coding.counts`` (int32, D x K+1), ``coding.lower`` (int32, D) and
-  ``coding.offsets`` (float32, D): the frozen coding tables;
+  ``coding.offsets`` (float32, D): the frozen coding tables; a variable-rate
+  model (``arch = "vr"``, :mod:`mnistcodec.model.variable_rate`) has one set
+  per level instead, ``coding.level.<l>.counts``, ``.lower`` and ``.offsets``
+  for ``l = 0 .. L-1``, and its record lists the levels' lambdas (``levels``);
 * metadata key ``mnistcodec``: JSON with the format name and version, the
   :class:`~mnistcodec.model.ModelConfig`, coding parameters, training record
   and the model fingerprint.
 
 The fingerprint is the SHA-256 of everything the decoder needs: the
-architecture and latent size, the coding tables and offsets, and the synthesis
-transform's stored weights. Loading recomputes it and refuses a file whose
+architecture and latent size, the coding tables and offsets (every level's, in
+order), and the synthesis transform's stored weights (and a variable-rate
+model's log-gains, which turn integers back into latents). Loading recomputes it and refuses a file whose
 contents do not match. Files also record ``content_sha256``, a SHA-256 over
 every tensor and the whole JSON record (see :func:`mnistcodec.storage.model_container.content_hash`), so a changed
 byte anywhere (analysis weights and prior included, which the fingerprint
@@ -31,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +51,7 @@ from mnistcodec.coding.tables import (
 )
 from mnistcodec.errors import MnistCodecError, ModelFileError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.variable_rate import LEVEL_COUNT, is_variable_rate, make_model
 from mnistcodec.storage.atomic import atomic_write
 from mnistcodec.storage.model_container import (
     FORMAT_NAME,
@@ -61,10 +67,19 @@ from mnistcodec.storage.model_container import (
 MAX_CONFIG_SIZE = 1 << 16
 WEIGHT_DTYPES = (torch.float32, torch.float16)
 CODING_DTYPES = {
-    "coding.counts": torch.int32,
-    "coding.lower": torch.int32,
-    "coding.offsets": torch.float32,
+    "counts": torch.int32,
+    "lower": torch.int32,
+    "offsets": torch.float32,
 }
+#: The decoder-side state a fingerprint covers, besides the coding tables.
+DECODER_PREFIXES = ("synthesis_transform.", "entropy_bottleneck.log_gains")
+
+
+def table_prefixes(config: ModelConfig) -> list[str]:
+    """Tensor name prefixes of a model's coding tables: one per level for ``vr``."""
+    if config.arch == "vr":
+        return [f"coding.level.{level}." for level in range(LEVEL_COUNT)]
+    return ["coding."]
 
 
 @dataclass
@@ -76,18 +91,36 @@ class LoadedModel:
     fingerprint: str
     metadata: dict = field(default_factory=dict)
     path: Path | None = None
+    #: A variable-rate model's tables, one per level (``tables`` is the reference level's).
+    level_tables: tuple[CodingTables, ...] = ()
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
 
+    @property
+    def variable_rate(self) -> bool:
+        return bool(self.level_tables)
 
-def compute_fingerprint(config: ModelConfig, tables: CodingTables, synthesis: dict) -> str:
-    """SHA-256 over the architecture, coding tables, offsets and synthesis weights."""
+    @property
+    def levels(self) -> int:
+        """How many operating points the model has (1 for a fixed-rate model)."""
+        return len(self.level_tables) or 1
+
+
+def compute_fingerprint(
+    config: ModelConfig, tables: CodingTables | Sequence[CodingTables], synthesis: dict
+) -> str:
+    """SHA-256 over the architecture, coding tables (every level's), offsets and decoder weights."""
+    levels = [tables] if isinstance(tables, CodingTables) else list(tables)
     h = hashlib.sha256()
-    head = {"arch": config.arch, "latent_dims": config.latent_dims, "precision": tables.precision}
+    head = {
+        "arch": config.arch,
+        "latent_dims": config.latent_dims,
+        "precision": levels[0].precision,
+    }
     h.update(json.dumps(head, sort_keys=True).encode())
-    arrays = [tables.counts, tables.lower, tables.offsets]
+    arrays = [array for t in levels for array in (t.counts, t.lower, t.offsets)]
     for array in arrays:
         h.update(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
     for name in sorted(synthesis):
@@ -98,8 +131,25 @@ def compute_fingerprint(config: ModelConfig, tables: CodingTables, synthesis: di
 
 
 def _synthesis_part(state: dict) -> dict:
-    prefix = "synthesis_transform."
-    return {k: v for k, v in state.items() if k.startswith(prefix)}
+    return {k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)}
+
+
+def _all_tables(model: CompressionModel, precision: int, tail_mass: float) -> list[CodingTables]:
+    """The model's tables: one set, or one per level of a variable-rate model."""
+    if not is_variable_rate(model):
+        return [build_tables(model.prior, precision=precision, tail_mass=tail_mass)]
+    bottleneck = model.entropy_bottleneck
+    return [
+        build_tables(bottleneck.level_prior(level), precision=precision, tail_mass=tail_mass)
+        for level in range(bottleneck.levels)
+    ]
+
+
+def _frozen(model: CompressionModel, tables: list[CodingTables], fingerprint: str, metadata: dict):
+    if is_variable_rate(model):
+        reference = tables[model.reference_level]
+        return LoadedModel(model, reference, fingerprint, metadata, level_tables=tuple(tables))
+    return LoadedModel(model, tables[0], fingerprint, metadata)
 
 
 def freeze(
@@ -108,15 +158,21 @@ def freeze(
     tail_mass: float = DEFAULT_TAIL_MASS,
     weights_dtype: torch.dtype = torch.float32,
 ) -> LoadedModel:
-    """Build coding tables and fingerprint for a trained model (done once)."""
+    """Build coding tables and fingerprint for a trained model (done once).
+
+    A variable-rate model takes its stored (possibly float16) weights first, so
+    its tables are built from the gains the coder will use.
+    """
     model = model.cpu().eval()
     state = {k: v.detach().clone().to(weights_dtype) for k, v in model.state_dict().items()}
-    tables = build_tables(model.prior, precision=precision, tail_mass=tail_mass)
+    if is_variable_rate(model) and weights_dtype != torch.float32:
+        model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    tables = _all_tables(model, precision, tail_mass)
     fingerprint = compute_fingerprint(model.config, tables, _synthesis_part(state))
     if weights_dtype != torch.float32:
         model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     metadata = {"coding": {"precision": precision, "tail_mass": tail_mass}}
-    return LoadedModel(model, tables, fingerprint, metadata)
+    return _frozen(model, tables, fingerprint, metadata)
 
 
 def save_model(
@@ -134,9 +190,13 @@ def save_model(
         f"model.{k}": v.detach().cpu().contiguous().to(weights_dtype)
         for k, v in model.state_dict().items()
     }
-    tensors["coding.counts"] = torch.from_numpy(frozen.tables.counts.copy())
-    tensors["coding.lower"] = torch.from_numpy(frozen.tables.lower.copy())
-    tensors["coding.offsets"] = torch.from_numpy(frozen.tables.offsets.copy())
+    all_tables = frozen.level_tables or (frozen.tables,)
+    for prefix, tables in zip(table_prefixes(model.config), all_tables, strict=True):
+        tensors[f"{prefix}counts"] = torch.from_numpy(tables.counts.copy())
+        tensors[f"{prefix}lower"] = torch.from_numpy(tables.lower.copy())
+        tensors[f"{prefix}offsets"] = torch.from_numpy(tables.offsets.copy())
+    if is_variable_rate(model):
+        metadata = {"levels": list(model.lambdas), **(metadata or {})}
     record = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -158,7 +218,9 @@ def _check_record(record: dict, name: str) -> tuple[ModelConfig, int]:
     """The configuration and coding precision of a record, every field type-checked."""
     config, coding = record.get("config"), record.get("coding")
     if not isinstance(config, dict) or not isinstance(coding, dict):
-        raise ModelFileError(f"{name} has an invalid configuration (config and coding must be objects)")
+        raise ModelFileError(
+            f"{name} has an invalid configuration (config and coding must be objects)"
+        )
     for key in ("latent_dims",):
         value = config.get(key, 1)
         if type(value) is not int or not 1 <= value <= MAX_CONFIG_SIZE:
@@ -185,7 +247,7 @@ def _skeleton(config: ModelConfig, name: str) -> CompressionModel:
     """The model built on the ``meta`` device: shapes only, no memory, no initialisation."""
     try:
         with torch.device("meta"):
-            return CompressionModel(config)
+            return make_model(config)
     except (TypeError, ValueError, RuntimeError, MnistCodecError) as exc:
         raise ModelFileError(f"{name} has an invalid configuration: {exc}") from None
 
@@ -201,13 +263,69 @@ def _materialise(skeleton: CompressionModel, state: dict) -> CompressionModel:
     leftover = any(
         isinstance(value, torch.Tensor) and value.is_meta
         for module in skeleton.modules()
-        for value in [*vars(module).values(), *module.parameters(recurse=False), *module.buffers(recurse=False)]
+        for value in [
+            *vars(module).values(),
+            *module.parameters(recurse=False),
+            *module.buffers(recurse=False),
+        ]
     )
     if not leftover:
         return skeleton
-    model = CompressionModel(skeleton.config)
+    model = make_model(skeleton.config)
     model.load_state_dict(state)
     return model
+
+
+def _read_tables(
+    tensors: dict, config: ModelConfig, precision: int, name: str
+) -> list[CodingTables]:
+    """The stored coding tables (one set per level for ``vr``), dtypes and rows checked."""
+    out = []
+    for prefix in table_prefixes(config):
+        for key, dtype in CODING_DTYPES.items():
+            if tensors[prefix + key].dtype != dtype:
+                raise ModelFileError(
+                    f"{name}: tensor {prefix + key} is "
+                    f"{str(tensors[prefix + key].dtype).removeprefix('torch.')}, "
+                    f"expected {str(dtype).removeprefix('torch.')}"
+                )
+        try:
+            tables = CodingTables(
+                counts=tensors[prefix + "counts"].numpy().astype(np.int32),
+                lower=tensors[prefix + "lower"].numpy().astype(np.int32),
+                offsets=tensors[prefix + "offsets"].numpy().astype(np.float32),
+                precision=precision,
+            ).validate()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{name} has invalid coding tables: {exc}") from None
+        if tables.latent_dims != config.latent_dims:
+            raise ModelFileError(
+                f"{name}: coding tables do not match latent_dims={config.latent_dims}"
+            )
+        out.append(tables)
+    return out
+
+
+def _read_state(tensors: dict, skeleton: CompressionModel, name: str) -> dict:
+    """The stored weights, checked against the skeleton's names and shapes."""
+    expected = {f"model.{k}": v.shape for k, v in skeleton.state_dict().items()}
+    coding = {prefix + key for prefix in table_prefixes(skeleton.config) for key in CODING_DTYPES}
+    if set(tensors) != set(expected) | coding:
+        missing = sorted((set(expected) | coding) - set(tensors))[:3]
+        extra = sorted(set(tensors) - set(expected) - coding)[:3]
+        raise ModelFileError(
+            f"{name} does not match its configuration (missing {missing}, unexpected {extra})"
+        )
+    state = {}
+    for key, shape in expected.items():
+        tensor = tensors[key]
+        if tensor.shape != shape or tensor.dtype not in WEIGHT_DTYPES:
+            raise ModelFileError(
+                f"{name}: tensor {key} is {str(tensor.dtype).removeprefix('torch.')} "
+                f"{tuple(tensor.shape)}, expected float32 or float16 {tuple(shape)}"
+            )
+        state[key.removeprefix("model.")] = tensor
+    return state
 
 
 def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
@@ -217,40 +335,8 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
     config, precision = _check_record(record, name)
     tensors = decode_tensors(data, name)
     skeleton = _skeleton(config, name)
-    expected = {f"model.{k}": v.shape for k, v in skeleton.state_dict().items()}
-    expected.update({"coding.counts": None, "coding.lower": None, "coding.offsets": None})
-    if set(tensors) != set(expected):
-        missing = sorted(set(expected) - set(tensors))[:3]
-        extra = sorted(set(tensors) - set(expected))[:3]
-        raise ModelFileError(f"{name} does not match its configuration (missing {missing}, unexpected {extra})")
-    state = {}
-    for key, shape in expected.items():
-        if shape is None:
-            continue
-        tensor = tensors[key]
-        if tensor.shape != shape or tensor.dtype not in WEIGHT_DTYPES:
-            raise ModelFileError(
-                f"{name}: tensor {key} is {str(tensor.dtype).removeprefix('torch.')} "
-                f"{tuple(tensor.shape)}, expected float32 or float16 {tuple(shape)}"
-            )
-        state[key.removeprefix("model.")] = tensor
-    for key, dtype in CODING_DTYPES.items():
-        if key in tensors and tensors[key].dtype != dtype:
-            raise ModelFileError(
-                f"{name}: tensor {key} is {str(tensors[key].dtype).removeprefix('torch.')}, "
-                f"expected {str(dtype).removeprefix('torch.')}"
-            )
-    try:
-        tables = CodingTables(
-            counts=tensors["coding.counts"].numpy().astype(np.int32),
-            lower=tensors["coding.lower"].numpy().astype(np.int32),
-            offsets=tensors["coding.offsets"].numpy().astype(np.float32),
-            precision=precision,
-        ).validate()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{name} has invalid coding tables: {exc}") from None
-    if tables.latent_dims != config.latent_dims:
-        raise ModelFileError(f"{name}: coding tables do not match latent_dims={config.latent_dims}")
+    state = _read_state(tensors, skeleton, name)
+    tables = _read_tables(tensors, config, precision, name)
     fingerprint = compute_fingerprint(config, tables, _synthesis_part(state))
     if fingerprint != record.get("fingerprint"):
         raise ModelFileError(
@@ -262,7 +348,7 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
             raise ModelFileError(f"{name} holds non-finite weights ({key})")
     model = _materialise(skeleton, state)
     model.eval()
-    return LoadedModel(model, tables, fingerprint, record)
+    return _frozen(model, tables, fingerprint, record)
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:

@@ -1,0 +1,129 @@
+"""Short runs that choose the variable-rate model's mechanism and training recipe.
+
+Trains a ``vr`` model on the first ``--limit`` training digits for ``--epochs``
+epochs with one variant of the recipe, then measures every level on the first
+``--val`` test digits: information content (bits per digit under the
+discretised prior), mean PSNR and MAD of the decoded uint8 digits. Prints one
+JSON object per run (appended to ``--log``) with the BD-rate at equal PSNR
+against the stored improved curve (bench/results/improved_bdrate.json; only a
+rough guide at this budget, on information content; the variants are compared with each other)::
+
+    python bench/vr_mechanism.py --variant gains-prior-lr --limit 10000 --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistcodec.data import load_split
+from mnistcodec.experiments import metrics
+from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, compare_curves
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.model.variable_rate import VariableRateModel
+from mnistcodec.training.loop import ADAM_EPS, TrainConfig, train_epoch
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    # name: (prior family, transforms' lr, prior lr, gains' lr)
+    "gains-slow": ("logistic", 1e-3, 1e-2, 1e-3),
+    "gains-prior-lr": ("logistic", 1e-3, 1e-2, 1e-2),
+    "deep-factorized": ("deep-factorized", 1e-3, 1e-2, 1e-2),
+}
+
+
+def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
+    _, lr, prior_lr, gain_lr = VARIANTS[variant]
+    bottleneck = model.entropy_bottleneck
+    groups = [
+        {
+            "params": [
+                *model.analysis_transform.parameters(),
+                *model.synthesis_transform.parameters(),
+            ],
+            "lr": lr,
+        },
+        {"params": list(bottleneck.prior.parameters()), "lr": prior_lr},
+        {"params": [bottleneck.log_gains], "lr": gain_lr},
+    ]
+    return torch.optim.Adam(groups, lr=lr, eps=ADAM_EPS)
+
+
+@torch.no_grad()
+def level_points(model: VariableRateModel, images: np.ndarray) -> list[dict]:
+    model.eval()
+    x = images_to_unit(torch.from_numpy(images))
+    points = []
+    for level in range(model.levels):
+        out = model(x, training=False, levels=level)
+        decoded = (
+            torch.round(out.x_hat * 255).clamp(0, 255).to(torch.uint8).view(-1, 28, 28).numpy()
+        )
+        points.append(
+            {
+                "level": level,
+                "lmbda": model.lambdas[level],
+                "info_bits": float(out.rate_bits.mean()),
+                "psnr_db": metrics.mean_psnr(images, decoded),
+                "mad_decoded": metrics.mad(images, decoded),
+            }
+        )
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="gains-prior-lr")
+    parser.add_argument("--limit", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--val", type=int, default=2000)
+    parser.add_argument("--log", type=Path, default=REPO / "runs" / "vr" / "mechanism.jsonl")
+    args = parser.parse_args(argv)
+    train_images = torch.from_numpy(load_split("train").images[: args.limit])
+    test_images = load_split("test").images[: args.val]
+    torch.manual_seed(0)
+    prior = VARIANTS[args.variant][0]
+    model = VariableRateModel(ModelConfig(arch="vr", prior=prior))
+    optimizer = optimizer_for(model, args.variant)
+    config = TrainConfig(epochs=args.epochs)
+    t0 = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        train_epoch(model, optimizer, train_images, config, epoch, None, False, Path("none"))
+    seconds = time.perf_counter() - t0
+    points = level_points(model, test_images)
+    stored = json.loads((REPO / "bench" / "results" / "improved_bdrate.json").read_text())["points"]
+    improved = stored["improved"]
+    (entry,) = compare_curves(
+        ("improved", [p["info_bits"] for p in improved], [p["psnr_db"] for p in improved]),
+        [("vr", [p["info_bits"] for p in points], [p["psnr_db"] for p in points])],
+        method=PRESET_BD_METHOD,
+    )
+    bd, note = entry["bd_rate_percent"], entry["note"]
+    record = {
+        **vars(args),
+        "log": str(args.log),
+        "seconds": seconds,
+        "bd_vs_improved_psnr": bd,
+        "note": note,
+    }
+    record["points"] = points
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    with args.log.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    print(f"{args.variant}: {seconds:.0f} s, BD-rate vs improved (PSNR) {bd}, {note}")
+    for p in points:
+        print(
+            f"  level {p['level']:2d} lambda {p['lmbda']:7.1f}: {p['info_bits']:6.2f} bits {p['psnr_db']:6.2f} dB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

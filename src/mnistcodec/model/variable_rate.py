@@ -1,0 +1,210 @@
+"""One network for every rate: gain units on the latents (Cui et al. 2021).
+
+The analysis and synthesis transforms are the seed's. What changes with the
+operating point ("level") ``l`` is only how finely the latents are quantised:
+level ``l`` has a positive gain per latent dimension, ``g_l`` (``levels x
+latent_dims`` trainable log-gains), and codes the scaled latents
+``z = g_l * y``::
+
+    z = g_l * y,     k = round(z - o_l),     y^ = (k + o_l) / g_l
+
+so ``1 / g_l`` is the quantisation step of each dimension at that level. The
+prior is one density ``p`` of ``y`` shared by all levels (the analysis
+transform does not depend on the level, so neither does the distribution of
+``y``); level ``l`` discretises it on its own grid, ``P_l(k) = F((k + o_l + 1/2)
+/ g_l) - F((k + o_l - 1/2) / g_l)``, with ``o_l = g_l * median`` (0 for the
+symmetric families). :class:`GainedPrior` is that density of ``z`` as a
+:class:`~mnistcodec.model.priors.Prior`, so each level is frozen into its own
+integer tables exactly as a fixed-rate model is.
+
+Training gives every digit of a batch a level, stratified: digit ``b`` of a
+batch is at level ``b mod L``, so each batch holds every one of the
+:data:`LEVEL_LAMBDAS` (16 lambdas log-uniform from 150 to 8000) equally often,
+and since the digits are shuffled every epoch each digit meets the levels at
+random. The Lagrangian is the batch mean of ``R_b + lambda_{l_b} D_b``. In
+training mode the bottleneck adds uniform noise in ``z`` (of width ``1 /
+g_l`` in ``y``); in evaluation mode it rounds. Without ``levels``, evaluation
+uses :attr:`VariableRateModel.reference_level`, the level nearest to the
+configuration's ``lmbda`` (the one the training loop validates).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mnistcodec.errors import InputError
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig, RDOutput
+from mnistcodec.model.priors import Prior, bits_from_log_prob, make_prior
+from mnistcodec.model.transforms import make_transforms
+
+#: The architecture name of the variable-rate model (``train --arch vr``).
+ARCH = "vr"
+LEVEL_COUNT = 16
+LAMBDA_MIN = 150.0
+LAMBDA_MAX = 8000.0
+#: The operating points: lambda of level ``l``, log-uniform from LAMBDA_MIN to LAMBDA_MAX.
+LEVEL_LAMBDAS: tuple[float, ...] = tuple(
+    LAMBDA_MIN * (LAMBDA_MAX / LAMBDA_MIN) ** (i / (LEVEL_COUNT - 1)) for i in range(LEVEL_COUNT)
+)
+#: Initial gains grow as (lambda / GAIN_REFERENCE) ** GAIN_EXPONENT; training moves them.
+GAIN_REFERENCE = 2000.0
+GAIN_EXPONENT = 0.5
+
+
+def nearest_level(lmbda: float, lambdas: tuple[float, ...] = LEVEL_LAMBDAS) -> int:
+    """The level whose lambda is nearest to ``lmbda`` on a log scale."""
+    if not lmbda > 0 or not math.isfinite(lmbda):
+        raise InputError(f"lambda must be a positive number, got {lmbda}")
+    return min(range(len(lambdas)), key=lambda i: abs(math.log(lambdas[i] / lmbda)))
+
+
+class GainedPrior(Prior):
+    """The density of ``z = gain * y`` when ``y`` has density ``base``.
+
+    ``gain`` has shape ``(D,)`` (one level) or ``(B, D)`` (a level per digit)
+    and broadcasts against the latents; ``logit F_z(z) = logit F_y(z / gain)``.
+    """
+
+    def __init__(self, base: Prior, gain: Tensor) -> None:
+        super().__init__(base.latent_dims)
+        self.base = base
+        self.register_buffer("gain", gain)
+
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return self.base.family
+
+    def cdf_logits(self, x: Tensor) -> Tensor:
+        return self.base.cdf_logits(x / self.gain.to(x.dtype))
+
+    def quantization_offset(self) -> Tensor:
+        """``gain * o`` with ``o`` the base prior's offset (its median)."""
+        return self.base.quantization_offset().to(self.gain) * self.gain
+
+
+class VariableRateBottleneck(nn.Module):
+    """Shared prior of ``y`` and the per-level log-gains; quantises ``g_l * y``."""
+
+    def __init__(self, prior: Prior, lambdas: tuple[float, ...] = LEVEL_LAMBDAS) -> None:
+        super().__init__()
+        self.prior = prior
+        self.lambdas = tuple(float(v) for v in lambdas)
+        init = [GAIN_EXPONENT * math.log(v / GAIN_REFERENCE) for v in self.lambdas]
+        self.log_gains = nn.Parameter(torch.tensor(init)[:, None].repeat(1, prior.latent_dims))
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def gains(self, levels: Tensor) -> Tensor:
+        """The gains of each digit's level, ``(B, D)``."""
+        return torch.exp(self.log_gains)[levels]
+
+    def level_prior(self, level: int) -> GainedPrior:
+        """The prior of level ``level``'s scaled latents (frozen: no gradients)."""
+        return GainedPrior(self.prior, torch.exp(self.log_gains[level]).detach().clone())
+
+    def forward(
+        self, y: Tensor, levels: Tensor, training: bool, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(y~ or y^, bits per digit)`` with digit ``b`` at level ``levels[b]``."""
+        gain = self.gains(levels).to(y.dtype)
+        z = y * gain
+        prior = GainedPrior(self.prior, gain)
+        if training:
+            noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
+            z_out = z + noise
+        else:
+            offset = prior.quantization_offset().to(z)
+            z_out = torch.round(z - offset) + offset
+        return z_out / gain, bits_from_log_prob(prior.log_prob(z_out))
+
+
+class VariableRateModel(CompressionModel):
+    """The seed's transforms, gain units and a shared prior: :data:`LEVEL_COUNT` rates in one model."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        nn.Module.__init__(self)
+        self.config = config or ModelConfig(arch=ARCH)
+        if self.config.arch != ARCH:
+            raise InputError(f"a variable-rate model has arch {ARCH!r}, not {self.config.arch!r}")
+        self.analysis_transform, self.synthesis_transform = make_transforms(
+            "seed", self.config.latent_dims
+        )
+        prior = make_prior(self.config.prior, self.config.latent_dims)
+        self.entropy_bottleneck = VariableRateBottleneck(prior)
+
+    @property
+    def levels(self) -> int:
+        return self.entropy_bottleneck.levels
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        return self.entropy_bottleneck.lambdas
+
+    @property
+    def reference_level(self) -> int:
+        return nearest_level(self.config.lmbda, self.lambdas)
+
+    def check_level(self, level: int) -> int:
+        if not 0 <= int(level) < self.levels:
+            raise InputError(
+                f"level {level} does not exist; this model has levels 0 to {self.levels - 1}"
+            )
+        return int(level)
+
+    def forward(
+        self,
+        x: Tensor,
+        training: bool | None = None,
+        generator: torch.Generator | None = None,
+        levels: Tensor | int | None = None,
+    ) -> RDOutput:
+        """``x`` float (B,1,28,28); ``levels``: one level, one per digit, or drawn (training)."""
+        training = self.training if training is None else training
+        batch = x.shape[0]
+        if levels is None and training:
+            levels = torch.arange(batch, device=x.device) % self.levels
+        elif levels is None or isinstance(levels, int):
+            level = self.reference_level if levels is None else self.check_level(levels)
+            levels = torch.full((batch,), level, dtype=torch.long, device=x.device)
+        y = self.analysis_transform(x)
+        y_hat, rate_bits = self.entropy_bottleneck(y, levels, training, generator)
+        x_hat = self.synthesis_transform(y_hat)
+        per_digit = self.digit_distortion(x, x_hat)
+        lmbda = torch.tensor(self.lambdas, dtype=x.dtype, device=x.device)[levels]
+        return VariableRateOutput(rate_bits, per_digit.mean(), x_hat, y, y_hat, per_digit, lmbda)
+
+    def digit_distortion(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        """Each digit's mean absolute (or squared) pixel error, ``(B,)``."""
+        error = (x - x_hat) ** 2 if self.config.distortion == "mse" else torch.abs(x - x_hat)
+        return error.flatten(1).mean(dim=1)
+
+    def loss(self, out: RDOutput) -> Tensor:
+        """The batch mean of ``R_b + lambda_b D_b`` (bits per digit)."""
+        if isinstance(out, VariableRateOutput):
+            return torch.mean(out.rate_bits + out.lmbda * out.digit_distortion)
+        return super().loss(out)
+
+
+class VariableRateOutput(RDOutput):
+    """:class:`RDOutput` with each digit's distortion and lambda."""
+
+    def __init__(self, rate_bits, distortion, x_hat, y, y_hat, digit_distortion, lmbda) -> None:
+        super().__init__(rate_bits, distortion, x_hat, y, y_hat)
+        self.digit_distortion = digit_distortion
+        self.lmbda = lmbda
+
+
+def is_variable_rate(model: nn.Module) -> bool:
+    return isinstance(model, VariableRateModel)
+
+
+def make_model(config: ModelConfig) -> CompressionModel:
+    """The model a configuration describes: variable-rate for ``arch="vr"``, else fixed-rate."""
+    if config.arch == ARCH:
+        return VariableRateModel(config)
+    return CompressionModel(config)
