@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,9 +37,12 @@ from mnistcodec.coding.files import (
 )
 from mnistcodec.coding.model_files import save_model
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder
+from mnistcodec.coding.tables import CodingTables
+from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.errors import FormatError, InputError, WrongModelError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
 def make_spread_model(tiny_model, digits: np.ndarray, path) -> Codec:
@@ -214,6 +219,43 @@ def test_extreme_latents_decode_to_valid_digits(codec):
     stream = codec.coder.encode_stream(symbols)
     assert np.array_equal(codec.decode_stream_latents(stream, 3), k)
     assert codec.decompress_stream(stream, 3).dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["per-digit", "stream"])
+def test_overflow_golden_files_decode_and_reencode(mode):
+    """The escapes of ``tests/golden/overflow.*`` (see ``make_overflow.py``) keep their bytes."""
+    record = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
+    coder = LatentCoder(resolve_model(record["model"]).tables)
+    data = (GOLDEN_DIR / f"overflow.{mode}.mnc").read_bytes()
+    _, blocks = parse_file(data)
+    first = 0
+    for block in blocks:
+        k = np.array(record["latents"][first : first + block.count], dtype=object)
+        symbols = coder.to_symbols(k)
+        if mode == "per-digit":
+            assert coder.encode_strings(symbols) == block.strings
+            decoded = coder.decode_strings(block.strings)
+        else:
+            assert coder.encode_stream(symbols) == block.stream
+            decoded = coder.decode_stream(block.stream, block.count)
+        assert np.array_equal(decoded.indices, symbols.indices)
+        assert decoded.overflow == symbols.overflow
+        first += block.count
+
+
+def test_start_length_is_exact_where_float_rounding_crosses_a_byte():
+    """``floor(I / 8)`` is exact: ``125 * 41 * 101 * 8101 * 268501 = 2**50 + 1``, so with
+    one more 2-bit symbol ``I = 72 - 1.3e-15``, which float64 rounds to 72."""
+    counts = [125, 41, 101, 8101, 268501, 2**22]
+    rows = np.array([[c, 2**24 - c] for c in counts], dtype=np.int32)
+    zeros = np.zeros(len(counts))
+    tables = CodingTables(rows, zeros.astype(np.int32), zeros.astype(np.float32), 24).validate()
+    coder = LatentCoder(tables)
+    symbols = coder.to_symbols(zeros[None, :])
+    assert float(coder.table_bits(symbols)[0]) == 72.0
+    assert coder.start_lengths(symbols) == [7]
+    strings = coder.encode_strings(symbols)
+    assert np.array_equal(coder.decode_strings(strings).indices, symbols.indices)
 
 
 # -- determinism across processes and thread counts ------------------------------------

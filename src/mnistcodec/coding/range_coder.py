@@ -1,25 +1,40 @@
 """Entropy coding of quantised latents with constriction's range coder.
 
+The complete rules are in ``docs/mnc-format.md``; this module implements them.
+
 Symbols. For latent dimension ``i`` the encoder forms ``k = round(y_i - o_i)``
 (an integer) and codes ``k - lower_i`` with the frozen categorical table of
 that dimension (:mod:`mnistcodec.coding.tables`); a ``k`` outside the table is
 coded as the escape symbol followed by the overflow code of ``k``.
 
+Coded model. constriction codes with 24-bit fixed-point weights. Each row of
+integer counts ``c`` (``n = K + 1`` entries summing to ``2**P``) is passed as
+the float64 probabilities ``c / 2**P`` to ``Categorical(perfect=False)``, which
+makes them (exactly, all sums being dyadic) the cumulative weights
+``left_j = floor(C_j (2**24 - n) / 2**P) + j`` with ``C_j = c_0 + ... + c_{j-1}``,
+the last symbol (the escape) taking what is left up to ``2**24``: about
+``256 c_j + 1`` each for ``P = 16``. The stored integers therefore fix the coded
+model; ``tests/test_conformance.py`` checks it row by row against constriction
+(0.4.0 to 0.5.0 build it identically; float32 probabilities or ``perfect=True``
+would give other weights).
+
 Overflow code. ``z = zigzag(k)`` (``2k`` for ``k >= 0``, ``-2k - 1`` otherwise),
 ``m = z + 1 >= 1`` with ``n = bit_length(m) - 1`` in ``[0, 129]`` (float32
-latents are below 2**128). ``n`` is coded uniformly over 130 values, then the
-``n`` bits of ``m`` below its leading 1 in chunks of at most 16 bits, each
-uniformly. Any finite float32 latent therefore round-trips exactly.
+latents are below 2**128). ``n`` is coded with ``Uniform(130)``, then the ``n``
+bits of ``m`` below its leading 1, most significant first, in chunks of 16 bits
+and a last chunk of the remaining ``n mod 16`` bits, each with
+``Uniform(2**bits)``. Any finite float32 latent therefore round-trips exactly.
 
 Strings. Per-digit mode codes each digit into its own range-coder stream;
 stream mode codes a block of digits into one stream (symbols of all digits
-first, then their overflow values). constriction emits 32-bit words; a string is
-their big-endian bytes, shortened to the shortest prefix that still decodes to
-the same symbols when the decoder pads it with zero bytes: at each length ``L``
-from ``floor(I / 8) - 1`` up (``I`` the information content under the tables),
-the prefix and the prefix plus one (as an ``L``-byte number) are candidates,
-and the first that decodes correctly is kept. Stream mode only drops trailing
-zero bytes.
+first, then their overflow values) with every trailing zero byte removed.
+constriction emits 32-bit words; a string is their big-endian bytes, shortened
+to the shortest prefix that still decodes to the same symbols when the decoder
+pads it with zero bytes: at each length ``L`` from ``max(0, floor(I / 8) - 1)``
+up (``I`` the information content under the integer tables, its ``floor(I / 8)``
+computed exactly), the prefix and the prefix plus one (as an ``L``-byte number)
+are candidates, and the first that decodes correctly is kept, trailing zero
+bytes removed.
 
 Finding that prefix without trial decodes. Read as a binary fraction, a
 zero-padded string decodes to the encoded symbols exactly when it lies in the
@@ -43,6 +58,7 @@ byte; any string that is not exactly what the encoder would write is refused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import constriction
@@ -54,6 +70,8 @@ from mnistcodec.errors import FormatError
 _OVERFLOW_EXPONENTS = 130
 _CHUNK_BITS = 16
 _STREAM_CHUNK = 1024
+# floor(I / 8) is recomputed in integers when I / 8 is this close to an integer.
+_EXACT_MARGIN = 1e-6
 
 
 class DecodeError(FormatError):
@@ -168,11 +186,39 @@ class LatentCoder:
             raise DecodeError(f"string does not decode ({exc})") from None
         return indices, overflow
 
+    def start_lengths(self, symbols: Symbols) -> list[int]:
+        """First prefix length tried per digit: ``max(0, floor(I / 8) - 1)`` bytes.
+
+        ``I`` comes from :meth:`table_bits` (float64); where ``I / 8`` lies within
+        float rounding of an integer, ``floor(I / 8)`` is recomputed exactly.
+        """
+        starts = []
+        for row, eighths in enumerate((self.table_bits(symbols) / 8).tolist()):
+            whole = math.floor(eighths)
+            if min(eighths - whole, whole + 1 - eighths) < _EXACT_MARGIN:
+                whole = self._exact_eighths(symbols.indices[row], symbols.overflow[row])
+            starts.append(max(0, whole - 1))
+        return starts
+
+    def _exact_eighths(self, indices: np.ndarray, overflow: list[int]) -> int:
+        """``floor(I / 8)`` in integers, ``2**I = 2**(P D + N) 130**E / prod(counts)``.
+
+        ``counts``: the count of every coded table entry (escapes included), ``E``
+        the number of escaped latents and ``N`` the sum of their exponents ``n``.
+        """
+        product = 1
+        for count in self.tables.counts[np.arange(indices.shape[0]), indices].tolist():
+            product *= count
+        exponents = sum(_overflow_exponent(value) for value in overflow)
+        numerator = 1 << (self.tables.precision * indices.shape[0] + exponents)
+        ratio = numerator * _OVERFLOW_EXPONENTS ** len(overflow) // product
+        return (ratio.bit_length() - 1) // 8
+
     # -- per-digit strings -----------------------------------------------------------------
 
     def encode_strings(self, symbols: Symbols) -> list[bytes]:
         """One shortest-prefix string per digit."""
-        starts = _start_lengths(self.table_bits(symbols))
+        starts = self.start_lengths(symbols)
         return [
             _shortest_prefix(self._encode_digit(indices, overflow), start)
             for indices, overflow, start in zip(
@@ -199,7 +245,7 @@ class LatentCoder:
             overflow.append(values)
         if check:
             decoded = len(overflow)
-            starts = _start_lengths(self.table_bits(Symbols(indices[:decoded], overflow)))
+            starts = self.start_lengths(Symbols(indices[:decoded], overflow))
             for i in range(decoded):
                 data = strings[i]
                 if data.endswith(b"\0"):
@@ -265,11 +311,6 @@ class LatentCoder:
         return symbols
 
 
-def _start_lengths(info_bits: np.ndarray) -> list[int]:
-    """First prefix length tried per digit: ``max(0, floor(I / 8) - 1)`` bytes."""
-    return [max(0, int(bits // 8) - 1) for bits in info_bits.tolist()]
-
-
 def _shortest_prefix(encoder, start: int) -> bytes:
     """The shortest prefix, from ``start`` bytes up, that decodes like the full string.
 
@@ -312,9 +353,14 @@ def _bytes_to_words(data: bytes) -> np.ndarray:
     return np.frombuffer(data + b"\0" * pad, dtype=">u4").astype(np.uint32)
 
 
-def _overflow_bits(value: int) -> float:
+def _overflow_exponent(value: int) -> int:
+    """``n = bit_length(zigzag(value) + 1) - 1``: the bits the overflow code sends after ``n``."""
     z = 2 * value if value >= 0 else -2 * value - 1
-    return float(np.log2(_OVERFLOW_EXPONENTS)) + (z + 1).bit_length() - 1
+    return (z + 1).bit_length() - 1
+
+
+def _overflow_bits(value: int) -> float:
+    return float(np.log2(_OVERFLOW_EXPONENTS)) + _overflow_exponent(value)
 
 
 def _flatten_in_order(symbols: Symbols, escaped: tuple[np.ndarray, np.ndarray]) -> list[int]:

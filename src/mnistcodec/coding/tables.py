@@ -2,7 +2,9 @@
 
 Done once, when a model is saved; the tables are stored in the model file and
 used as stored by encoder and decoder, which never evaluate the prior in
-floating point. For latent dimension ``i`` with quantisation offset ``o_i``:
+floating point (the range coder's 24-bit models follow from the integer counts
+by the rule of ``docs/mnc-format.md``, "The coded model"). For latent
+dimension ``i`` with quantisation offset ``o_i``:
 
 * the in-table symbols are the integers ``k`` in ``[lower_i, lower_i + K - 1]``
   (the quantised latent is ``y^ = k + o_i``); the window covers at least the

@@ -1,0 +1,613 @@
+"""Conformance: the golden files decoded and re-encoded from the specifications alone.
+
+Everything here is written from ``docs/mnc-format.md`` and ``docs/model-format.md``
+and imports nothing of mnistcodec: the ``.mnc`` container, the coded model that
+follows from the stored integer tables, the range coder's arithmetic (in exact
+integers, as the spec states it), the overflow code, the shortest-prefix rule,
+the synthesis transform (torch's functional layers, from the layer table) and
+the model fingerprint. The golden files of every shipped model must decode to
+the golden digits and re-encode byte for byte; the coded model must equal what
+constriction builds, row by row. A change to the code that breaks the spec,
+or a constriction release that quantises differently, fails here.
+
+``python tests/test_conformance.py`` prints the worked example of the spec.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import constriction
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import load as load_tensors
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = ROOT / "tests" / "golden"
+PRETRAINED_DIR = ROOT / "src" / "mnistcodec" / "pretrained"
+NAMES = sorted(p.name.removesuffix(".safetensors") for p in PRETRAINED_DIR.glob("*.safetensors"))
+MODES = ("per-digit", "stream")
+
+# The coder (docs/mnc-format.md, "The range coder"): 24-bit models, 64-bit state, 32-bit words.
+MODEL_BITS = 24
+TOTAL = 1 << MODEL_BITS
+STATE_MAX = (1 << 64) - 1
+WORD_BITS = 32
+EXPONENTS = 130
+CHUNK_BITS = 16
+
+# -- model files (docs/model-format.md) ---------------------------------------------------------
+
+
+@dataclass
+class Model:
+    """What a decoder reads from a model file."""
+
+    data: bytes
+    header: dict
+    record: dict
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def precision(self) -> int:
+        return self.record["coding"]["precision"]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.tensors["coding.counts"]
+
+    @property
+    def lower(self) -> list[int]:
+        return [int(v) for v in self.tensors["coding.lower"]]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.tensors["coding.offsets"]
+
+    @property
+    def width(self) -> int:
+        return self.counts.shape[1] - 1
+
+    @functools.cached_property
+    def cdfs(self) -> list[Cdf]:
+        """The coded model of every table row."""
+        return [categorical(row, self.precision) for row in self.counts]
+
+    def weight(self, name: str) -> torch.Tensor:
+        """A synthesis tensor as float32 (stored float16 or float32)."""
+        array = self.tensors[f"model.synthesis_transform.{name}"]
+        return torch.from_numpy(array.astype(np.float32))
+
+
+@functools.cache
+def read_model(path: Path) -> Model:
+    data = path.read_bytes()
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    record = json.loads(header["__metadata__"]["mnistcodec"])
+    assert record["format"] == "mnistcodec-model" and record["format_version"] == 1
+    return Model(data, header, record, load_tensors(data))
+
+
+def fingerprint(model: Model) -> str:
+    """SHA-256 over the head JSON, the coding tensors and the synthesis tensors as stored."""
+    config = model.record["config"]
+    head = {
+        "arch": config["arch"],
+        "latent_dims": config["latent_dims"],
+        "precision": model.precision,
+    }
+    h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
+    for name in ("coding.counts", "coding.lower", "coding.offsets"):
+        h.update(stored_bytes(model, name))
+    dtypes = {"F16": "torch.float16", "F32": "torch.float32"}
+    for name in sorted(k for k in model.header if k.startswith("model.synthesis_transform.")):
+        short = name.removeprefix("model.")
+        h.update(short.encode() + b"\0" + dtypes[model.header[name]["dtype"]].encode() + b"\0")
+        h.update(stored_bytes(model, name))
+    return h.hexdigest()
+
+
+def stored_bytes(model: Model, name: str) -> bytes:
+    """A tensor's bytes exactly as the file stores them."""
+    (header_len,) = struct.unpack("<Q", model.data[:8])
+    start, end = model.header[name]["data_offsets"]
+    return model.data[8 + header_len + start : 8 + header_len + end]
+
+
+def content_hash(model: Model) -> str:
+    (header_len,) = struct.unpack("<Q", model.data[:8])
+    entries = {k: v for k, v in model.header.items() if k != "__metadata__"}
+    rest = {k: v for k, v in model.record.items() if k != "content_sha256"}
+    compact = {"sort_keys": True, "separators": (",", ":")}
+    h = hashlib.sha256(b"mnistcodec-content-v1\0")
+    h.update(json.dumps(entries, **compact).encode() + b"\0")
+    h.update(json.dumps(rest, **compact).encode() + b"\0")
+    h.update(model.data[8 + header_len :])
+    return h.hexdigest()
+
+
+# -- coded models: cumulative weights out of 2**24 ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cdf:
+    """``left[s]`` is symbol s's cumulative weight, ``left[-1] == 2**24``."""
+
+    left: tuple[int, ...]
+
+    def interval(self, symbol: int) -> tuple[int, int]:
+        return self.left[symbol], self.left[symbol + 1] - self.left[symbol]
+
+    def find(self, quantile: int) -> int:
+        return bisect.bisect_right(self.left, quantile) - 1
+
+
+def categorical(counts: np.ndarray, precision: int) -> Cdf:
+    """The documented rule: ``left_i = floor(C_i (2**24 - n) / 2**precision) + i``."""
+    n = len(counts)
+    cumulative = [0, *np.cumsum(counts.astype(np.int64)).tolist()[:-1]]
+    left = [(c * (TOTAL - n) >> precision) + i for i, c in enumerate(cumulative)]
+    return Cdf((*left, TOTAL))
+
+
+@functools.cache
+def uniform(size: int) -> Cdf:
+    """constriction's ``Uniform(size)``: ``2**24 // size`` each, the last symbol the rest."""
+    per_bin = TOTAL // size
+    return Cdf((*range(0, size * per_bin, per_bin), TOTAL))
+
+
+# -- the range coder in exact integers ----------------------------------------------------------
+
+
+class Encoder:
+    """``low`` and ``range`` on a grid of ``64 + 32 * shifts`` bits."""
+
+    def __init__(self) -> None:
+        self.low, self.range, self.shifts, self.empty = 0, STATE_MAX, 0, True
+
+    def encode(self, symbol: int, cdf: Cdf) -> None:
+        left, weight = cdf.interval(symbol)
+        scale = self.range >> MODEL_BITS
+        self.low += scale * left
+        self.range = scale * weight
+        self.empty = False
+        if self.range < 1 << WORD_BITS:
+            self.low <<= WORD_BITS
+            self.range <<= WORD_BITS
+            self.shifts += 1
+
+    def sealed(self) -> bytes:
+        """The words constriction's ``get_compressed()`` returns, as big-endian bytes."""
+        if self.empty:
+            return b""
+        point = (self.low + (1 << WORD_BITS) - 1) >> WORD_BITS
+        out = point.to_bytes(4 * (self.shifts + 1), "big")
+        if (self.low + self.range) >> WORD_BITS == point:
+            out += bytes(4)
+        return out
+
+
+class Decoder:
+    """Decodes a byte string padded with zero bytes without end."""
+
+    def __init__(self, data: bytes, trace: list | None = None) -> None:
+        self.data, self.read = data, 8
+        self.point = int.from_bytes(data[:8].ljust(8, b"\0"), "big")
+        self.low, self.range = 0, STATE_MAX
+        self.trace = trace
+
+    def decode(self, cdf: Cdf) -> int:
+        scale = self.range >> MODEL_BITS
+        quantile = (self.point - self.low) // scale
+        if quantile >= TOTAL:
+            raise ValueError("invalid data: the point lies past the last symbol")
+        symbol = cdf.find(quantile)
+        left, weight = cdf.interval(symbol)
+        self.low += scale * left
+        self.range = scale * weight
+        word = None
+        if self.range < 1 << WORD_BITS:
+            word = self.data[self.read : self.read + 4].ljust(4, b"\0")
+            self.read += 4
+            self.low <<= WORD_BITS
+            self.range <<= WORD_BITS
+            self.point = self.point << WORD_BITS | int.from_bytes(word, "big")
+        if self.trace is not None:
+            self.trace.append((scale, quantile, symbol, left, weight, word))
+        return symbol
+
+
+# -- symbols, overflow code, strings ------------------------------------------------------------
+
+
+def table_columns(model: Model, k: list[int]) -> list[int]:
+    width = model.width
+    return [v - lo if 0 <= v - lo < width else width for v, lo in zip(k, model.lower, strict=True)]
+
+
+def zigzag(k: int) -> int:
+    return 2 * k if k >= 0 else -2 * k - 1
+
+
+def encode_overflow(encoder: Encoder, k: int) -> None:
+    m = zigzag(k) + 1
+    n = m.bit_length() - 1
+    encoder.encode(n, uniform(EXPONENTS))
+    remaining = n
+    while remaining:
+        bits = min(CHUNK_BITS, remaining)
+        remaining -= bits
+        encoder.encode((m >> remaining) & ((1 << bits) - 1), uniform(1 << bits))
+
+
+def decode_overflow(decoder: Decoder) -> int:
+    n = decoder.decode(uniform(EXPONENTS))
+    m, remaining = 1, n
+    while remaining:
+        bits = min(CHUNK_BITS, remaining)
+        remaining -= bits
+        m = m << bits | decoder.decode(uniform(1 << bits))
+    z = m - 1
+    return z // 2 if z % 2 == 0 else -(z + 1) // 2
+
+
+def encode_digits(model: Model, latents: list[list[int]]) -> Encoder:
+    """All table symbols digit after digit, then every overflow code (one digit: a string)."""
+    encoder, cdfs = Encoder(), model.cdfs
+    escaped = []
+    for k in latents:
+        for dim, column in enumerate(table_columns(model, k)):
+            encoder.encode(column, cdfs[dim])
+            if column == model.width:
+                escaped.append(k[dim])
+    for value in escaped:
+        encode_overflow(encoder, value)
+    return encoder
+
+
+def decode_digits(
+    model: Model, data: bytes, count: int, trace: list | None = None
+) -> list[list[int]]:
+    """``count`` digits' table symbols, then their overflow codes (one digit: a string)."""
+    decoder, cdfs = Decoder(data, trace), model.cdfs
+    columns = [[decoder.decode(cdf) for cdf in cdfs] for _ in range(count)]
+    latents = []
+    for row in columns:
+        values = [decode_overflow(decoder) if c == model.width else None for c in row]
+        latents.append(values)
+    for row, values in zip(columns, latents, strict=True):
+        for dim, column in enumerate(row):
+            if column != model.width:
+                values[dim] = column + model.lower[dim]
+    return latents
+
+
+def start_length(model: Model, k: list[int]) -> int:
+    """``max(0, floor(I / 8) - 1)``, ``floor(I / 8)`` in exact integers."""
+    columns = table_columns(model, k)
+    product = 1
+    for dim, column in enumerate(columns):
+        product *= int(model.counts[dim, column])
+    escaped = [v for v, c in zip(k, columns, strict=True) if c == model.width]
+    exponent_bits = sum((zigzag(v) + 1).bit_length() - 1 for v in escaped)
+    numerator = (1 << (model.precision * len(k) + exponent_bits)) * EXPONENTS ** len(escaped)
+    floor_log2 = (numerator // product).bit_length() - 1
+    return max(0, floor_log2 // 8 - 1)
+
+
+def shortest_prefix(encoder: Encoder, start: int) -> bytes:
+    full = encoder.sealed().rstrip(b"\0")
+    grid = 64 + 32 * encoder.shifts
+    low, high = encoder.low, encoder.low + encoder.range
+    for length in range(start, len(full)):
+        value = int.from_bytes(full[:length], "big")
+        shift = grid - 8 * length
+        if value << shift >= low:
+            return full[:length].rstrip(b"\0")
+        value += 1
+        if length and value < 1 << (8 * length) and value << shift < high:
+            return value.to_bytes(length, "big").rstrip(b"\0")
+    return full
+
+
+def encode_string(model: Model, k: list[int]) -> bytes:
+    return shortest_prefix(encode_digits(model, [k]), start_length(model, k))
+
+
+def encode_stream(model: Model, latents: list[list[int]]) -> bytes:
+    return encode_digits(model, latents).sealed().rstrip(b"\0")
+
+
+# -- the .mnc container -------------------------------------------------------------------------
+
+MAGIC = b"\x89MNC\r\n\x1a\n"
+FIELDS = struct.Struct(">8sBBHHII32sQ")
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out) + bytes([value])
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+@dataclass
+class Mnc:
+    mode: int
+    count: int
+    block_size: int
+    fingerprint: bytes
+    blocks: list  # per-digit: lists of strings; stream: (count, stream) pairs
+
+
+def parse_mnc(data: bytes) -> Mnc:
+    magic, version, mode, height, width, count, block, fp, payload = FIELDS.unpack_from(data)
+    assert (magic, version, height, width) == (MAGIC, 1, 28, 28)
+    assert struct.unpack_from(">I", data, 62)[0] == zlib.crc32(data[:62])
+    assert len(data) == 70 + payload
+    assert struct.unpack_from(">I", data, 66 + payload)[0] == zlib.crc32(data[: 66 + payload])
+    pos, blocks = 66, []
+    for first in range(0, count, block):
+        n = min(block, count - first)
+        if mode == 0:
+            lengths = []
+            for _ in range(n):
+                length, pos = read_varint(data, pos)
+                lengths.append(length)
+            strings = []
+            for length in lengths:
+                strings.append(data[pos : pos + length])
+                pos += length
+            blocks.append(strings)
+        else:
+            length, pos = read_varint(data, pos)
+            blocks.append((n, data[pos : pos + length]))
+            pos += length
+    assert pos == 66 + payload
+    return Mnc(mode, count, block, fp, blocks)
+
+
+def write_mnc(mnc: Mnc) -> bytes:
+    payload = b""
+    for block in mnc.blocks:
+        if mnc.mode == 0:
+            payload += b"".join([*(varint(len(s)) for s in block), *block])
+        else:
+            payload += varint(len(block[1])) + block[1]
+    fields = FIELDS.pack(
+        MAGIC, 1, mnc.mode, 28, 28, mnc.count, mnc.block_size, mnc.fingerprint, len(payload)
+    )
+    body = fields + struct.pack(">I", zlib.crc32(fields)) + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def decode_mnc(model: Model, mnc: Mnc) -> list[list[int]]:
+    latents = []
+    for block in mnc.blocks:
+        if mnc.mode == 0:
+            for string in block:
+                assert not string.endswith(b"\0")
+                latents += decode_digits(model, string, 1)
+        else:
+            latents += decode_digits(model, block[1], block[0])
+    return latents
+
+
+def reencode_mnc(model: Model, mnc: Mnc, latents: list[list[int]]) -> bytes:
+    blocks, first = [], 0
+    for block in mnc.blocks:
+        n = len(block) if mnc.mode == 0 else block[0]
+        part = latents[first : first + n]
+        if mnc.mode == 0:
+            blocks.append([encode_string(model, k) for k in part])
+        else:
+            blocks.append((n, encode_stream(model, part)))
+        first += n
+    return write_mnc(Mnc(mnc.mode, mnc.count, mnc.block_size, mnc.fingerprint, blocks))
+
+
+# -- the synthesis transform (arch "seed") ------------------------------------------------------
+
+
+def synthesise(model: Model, latents: list[list[int]]) -> np.ndarray:
+    """uint8 (N, 28, 28): float32 layers, ``round_half_even(255 x)`` saturated."""
+    k = torch.tensor(np.array(latents, dtype=np.float64).astype(np.float32))
+    y = k + torch.from_numpy(model.offsets.astype(np.float32))
+    w = model.weight
+    with torch.no_grad():
+        h = F.leaky_relu(F.linear(y, w("fc_1.weight"), w("fc_1.bias")), 0.2)
+        h = F.leaky_relu(F.linear(h, w("fc_2.weight"), w("fc_2.bias")), 0.2).reshape(-1, 50, 7, 7)
+        for layer in ("conv_1", "conv_2"):
+            h = F.conv_transpose2d(
+                h, w(f"{layer}.weight"), w(f"{layer}.bias"), stride=2, padding=2, output_padding=1
+            )
+            h = F.leaky_relu(h, 0.2)
+    pixels = np.nan_to_num(np.rint(h.numpy()[:, 0] * np.float32(255)), nan=0.0)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    magic, n, rows, cols = struct.unpack_from(">IIII", data)
+    assert magic == 0x803 and len(data) == 16 + n * rows * cols
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols)
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+def model_path(name: str) -> Path:
+    return PRETRAINED_DIR / f"{name}.safetensors"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
+    model = read_model(model_path(name))
+    assert fingerprint(model) == model.record["fingerprint"]
+    assert content_hash(model) == model.record["content_sha256"]
+    counts = model.counts
+    assert counts.dtype == np.int32 and np.all(counts >= 1)
+    assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_file_decodes_and_reencodes_from_the_spec(name, mode):
+    model = read_model(model_path(name))
+    data = (GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()
+    mnc = parse_mnc(data)
+    assert mnc.fingerprint.hex() == model.record["fingerprint"]
+    latents = decode_mnc(model, mnc)
+    assert len(latents) == mnc.count == 24
+    assert reencode_mnc(model, mnc, latents) == data
+    expected = read_idx_images(GOLDEN_DIR / f"{name}.decoded.idx")
+    pixels = synthesise(model, latents)
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+    assert np.count_nonzero(pixels != expected) <= pixels.size // 1000
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_both_modes_decode_to_the_same_latents(name):
+    model = read_model(model_path(name))
+    per_digit, stream = (
+        decode_mnc(model, parse_mnc((GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()))
+        for mode in MODES
+    )
+    assert per_digit == stream
+
+
+def constriction_interval(probabilities: np.ndarray | None, symbol: int, model) -> tuple[int, int]:
+    """(left, weight) of ``symbol`` as constriction codes it, read off the encoder's state.
+
+    From a fresh encoder (range ``2**64 - 1``), one symbol leaves ``lower = s * left``
+    and ``range = s * weight`` with ``s = (2**64 - 1) >> 24``.
+    """
+    encoder = constriction.stream.queue.RangeEncoder()
+    if probabilities is None:
+        encoder.encode(np.array([symbol], np.int32), model)
+    else:
+        encoder.encode(np.array([symbol], np.int32), model, probabilities[None, :])
+    position, (lower, size) = encoder.pos()
+    scale = STATE_MAX >> MODEL_BITS
+    assert position == 0 and lower % scale == 0 and size % scale == 0
+    return lower // scale, size // scale
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_coded_model_is_the_documented_rule_for_every_row(name):
+    model = read_model(model_path(name))
+    family = constriction.stream.model.Categorical(perfect=False)
+    probabilities = model.counts.astype(np.float64) / (1 << model.precision)
+    for row, cdf in zip(probabilities, model.cdfs, strict=True):
+        for symbol in range(len(row)):
+            assert constriction_interval(row, symbol, family) == cdf.interval(symbol)
+
+
+def test_overflow_models_are_constriction_uniform_models():
+    for size in (EXPONENTS, *(1 << bits for bits in range(1, CHUNK_BITS + 1))):
+        coder_model, expected = constriction.stream.model.Uniform(size), uniform(size)
+        for symbol in sorted({*range(min(size, 4)), *range(max(0, size - 4), size), size // 2}):
+            assert constriction_interval(None, symbol, coder_model) == expected.interval(symbol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_overflow_vectors_decode_and_reencode_from_the_spec(mode):
+    record = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
+    model = read_model(model_path(record["model"]))
+    data = (GOLDEN_DIR / f"overflow.{mode}.mnc").read_bytes()
+    mnc = parse_mnc(data)
+    assert mnc.block_size == record["block_size"] and len(mnc.blocks) == 3
+    assert mnc.fingerprint.hex() == model.record["fingerprint"]
+    latents = decode_mnc(model, mnc)
+    assert latents == record["latents"]
+    assert reencode_mnc(model, mnc, latents) == data
+
+
+# -- the worked example of docs/mnc-format.md ---------------------------------------------------
+
+EXAMPLE_MODEL = "seed-lmbda2000"
+
+
+def worked_example(name: str = EXAMPLE_MODEL, digit: int = 0) -> str:
+    """Digit ``digit`` of ``<name>.per-digit.mnc`` decoded step by step (text for the doc)."""
+    model = read_model(model_path(name))
+    data = (GOLDEN_DIR / f"{name}.per-digit.mnc").read_bytes()
+    mnc = parse_mnc(data)
+    string = mnc.blocks[0][digit]
+    lines = [
+        f"file {name}.per-digit.mnc: {len(data)} bytes",
+        f"  bytes 0-21: {data[:22].hex(' ')}",
+        f"  mode {mnc.mode}, 28x28, N = {mnc.count}, B = {mnc.block_size}",
+        f"  fingerprint {mnc.fingerprint.hex()}",
+        f"  payload length {int.from_bytes(data[54:62], 'big')}, header CRC {data[62:66].hex()}",
+        f"  block 0: {mnc.count} lengths {data[66 : 66 + mnc.count].hex(' ')}, then the strings",
+        f"digit {digit}: {len(string)} bytes {string.hex(' ')}",
+        "",
+        f"row 0 counts: {model.counts[0].tolist()}",
+        f"row 0 left:   {list(model.cdfs[0].left)}",
+        "",
+        "dim  scale          quantile  column  left      weight    k   word read",
+    ]
+    trace: list = []
+    (k,) = decode_digits(model, string, 1, trace)
+    for dim, (scale, quantile, column, left, weight, word) in enumerate(trace):
+        read = word.hex() if word is not None else ""
+        row = f"{dim:<4} {scale:<14} {quantile:<9} {column:<7} {left:<9} {weight:<9} {k[dim]:<3} {read}"
+        lines.append(row.rstrip())
+    encoder = encode_digits(model, [k])
+    grid, full = 64 + 32 * encoder.shifts, encoder.sealed()
+    start = start_length(model, k)
+    lines += [
+        "",
+        f"re-encoding: s = {encoder.shifts} shifts, grid G = {grid} bits",
+        f"  low  = {encoder.low:#x}",
+        f"  high = {encoder.low + encoder.range:#x}",
+        f"  sealed: {full.hex(' ')}",
+        f"  start = max(0, floor(I / 8) - 1) = {start}",
+    ]
+    for length in range(start, len(full.rstrip(b"\0"))):
+        value = int.from_bytes(full[:length], "big") << (grid - 8 * length)
+        step = 1 << (grid - 8 * length)
+        lines.append(
+            f"  L = {length}: prefix {full[:length].hex()} ({'>=' if value >= encoder.low else '<'} low), "
+            f"plus one ({'<' if value + step < encoder.low + encoder.range else '>='} high)"
+        )
+    lines += [
+        f"  string: {encode_string(model, k).hex(' ')}",
+        "",
+        f"y^ = k + o (every offset of this model is {model.offsets.max():g}); pixels of row 14:",
+        f"  {synthesise(model, [k])[0, 14].tolist()}",
+    ]
+    return "\n".join(lines)
+
+
+def test_the_worked_example_in_the_spec_is_what_this_decoder_prints():
+    spec = (ROOT / "docs" / "mnc-format.md").read_text()
+    assert worked_example() in spec
+
+
+if __name__ == "__main__":
+    print(worked_example())
