@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -11,13 +12,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from mnistcodec.coding.model_files import load_model, save_model
+from mnistcodec.data import load_split
 from mnistcodec.errors import ModelFileError, TrainingError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.entropy_bottleneck import EntropyBottleneck
 from mnistcodec.model.priors import NoisyLogistic, make_prior
-from mnistcodec.training.loop import TrainConfig, train
+from mnistcodec.training.loop import TrainConfig, train, validate
 
 
 @pytest.mark.parametrize("family", ["logistic", "normal", "laplace"])
@@ -66,7 +70,11 @@ def test_seed_architecture_shapes_and_parameter_count():
     assert out.y.shape == (3, 50) and out.x_hat.shape == (3, 1, 28, 28)
     assert sum(p.numel() for p in model.analysis_transform.parameters()) == 1_276_120
     assert sum(p.numel() for p in model.synthesis_transform.parameters()) == 1_278_471
-    assert all(float(layer.bias.detach().abs().max()) == 0 for layer in model.analysis_transform.modules() if hasattr(layer, "bias") and layer.bias is not None)
+    assert all(
+        float(layer.bias.detach().abs().max()) == 0
+        for layer in model.analysis_transform.modules()
+        if hasattr(layer, "bias") and layer.bias is not None
+    )
 
 
 def test_training_lowers_the_loss(tmp_path):
@@ -131,27 +139,55 @@ def test_same_seed_same_numbers(tmp_path):
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
     config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
-    full = train(config, TrainConfig(epochs=2, limit=256, val_limit=128), tmp_path / "full.safetensors", progress=False, log=lambda _: None)
-    train(config, TrainConfig(epochs=1, limit=256, val_limit=128), out, progress=False, log=lambda _: None)
-    resumed = train(config, TrainConfig(epochs=2, limit=256, val_limit=128), out, resume=True, progress=False, log=lambda _: None)
+    full = train(
+        config,
+        TrainConfig(epochs=2, limit=256, val_limit=128),
+        tmp_path / "full.safetensors",
+        progress=False,
+        log=lambda _: None,
+    )
+    train(
+        config,
+        TrainConfig(epochs=1, limit=256, val_limit=128),
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
+    resumed = train(
+        config,
+        TrainConfig(epochs=2, limit=256, val_limit=128),
+        out,
+        resume=True,
+        progress=False,
+        log=lambda _: None,
+    )
     assert [r.loss for r in resumed.history] == [r.loss for r in full.history]
     assert resumed.model.fingerprint == full.model.fingerprint
 
 
 def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypatch):
-    import os
-
-    from mnistcodec.coding.model_files import load_model
-
     config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))  # a busy machine: shards
-        train(config, TrainConfig(epochs=1, limit=256, val_limit=64), out, progress=False, log=lambda _: None)
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # idle now: auto would pick intra-op
-        train(config, TrainConfig(epochs=2, limit=256, val_limit=64), out, resume=True, progress=False,
-              log=lambda _: None)
+        train(
+            config,
+            TrainConfig(epochs=1, limit=256, val_limit=64),
+            out,
+            progress=False,
+            log=lambda _: None,
+        )
+        # Idle now: auto would pick intra-op.
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        train(
+            config,
+            TrainConfig(epochs=2, limit=256, val_limit=64),
+            out,
+            resume=True,
+            progress=False,
+            log=lambda _: None,
+        )
     finally:
         torch.set_num_threads(previous)
     assert load_model(out).metadata["training"]["threading_used"] == "shards"
@@ -159,13 +195,14 @@ def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypa
 
 def test_last_validation_is_that_of_the_saved_model(tmp_path):
     """Validation after each epoch sees the weights the optimizer just wrote (no stale state)."""
-    from mnistcodec.coding.model_files import load_model
-    from mnistcodec.data import load_split
-    from mnistcodec.training.loop import validate
-
     out = tmp_path / "v.safetensors"
-    result = train(ModelConfig(latent_dims=8), TrainConfig(epochs=2, limit=256, val_limit=300), out,
-                   progress=False, log=lambda _: None)
+    result = train(
+        ModelConfig(latent_dims=8),
+        TrainConfig(epochs=2, limit=256, val_limit=300),
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
     val = torch.from_numpy(load_split("test").images[:300])
     rate, distortion, _ = validate(load_model(out).model, val)
     last = result.history[-1]
@@ -175,13 +212,28 @@ def test_last_validation_is_that_of_the_saved_model(tmp_path):
 
 def test_resume_with_other_options_is_refused(tmp_path):
     out = tmp_path / "r.safetensors"
-    train(ModelConfig(latent_dims=8), TrainConfig(epochs=1, limit=128, val_limit=64), out, progress=False, log=lambda _: None)
+    train(
+        ModelConfig(latent_dims=8),
+        TrainConfig(epochs=1, limit=128, val_limit=64),
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
     with pytest.raises(TrainingError, match="different model"):
-        train(ModelConfig(latent_dims=9), TrainConfig(epochs=2, limit=128, val_limit=64), out, resume=True, progress=False, log=lambda _: None)
+        train(
+            ModelConfig(latent_dims=9),
+            TrainConfig(epochs=2, limit=128, val_limit=64),
+            out,
+            resume=True,
+            progress=False,
+            log=lambda _: None,
+        )
 
 
 def run_cli(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "mnistcodec", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistcodec", *args], capture_output=True, text=True, timeout=300
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -194,12 +246,24 @@ def test_cli_summary():
 
 def test_cli_train_and_evaluate_json(tmp_path):
     model = tmp_path / "cli.safetensors"
-    proc = run_cli("train", "--limit", "256", "--val-limit", "128", "--epochs", "1", "--latent-dims", "8", "--out", str(model), "--quiet")
+    options = "--limit 256 --val-limit 128 --epochs 1 --latent-dims 8 --quiet".split()
+    proc = run_cli("train", *options, "--out", str(model))
     assert "epoch 1/1" in proc.stdout and model.exists()
-    again = run_cli("train", "--limit", "256", "--epochs", "1", "--out", str(model), "--quiet", check=False)
+    again = run_cli(
+        "train", "--limit", "256", "--epochs", "1", "--out", str(model), "--quiet", check=False
+    )
     assert again.returncode == 2 and "already exists" in again.stderr
     result = json.loads(run_cli("evaluate", str(model), "--json", "--limit", "200").stdout)
-    for key in ("rate_bound_bits", "info_bits", "psnr_db", "psnr_of_mean_mse_db", "mad", "n", "string_bits", "stream_bits_per_digit"):
+    for key in (
+        "rate_bound_bits",
+        "info_bits",
+        "psnr_db",
+        "psnr_of_mean_mse_db",
+        "mad",
+        "n",
+        "string_bits",
+        "stream_bits_per_digit",
+    ):
         assert key in result
     assert result["n"] == 200 and result["string_bits"] >= result["info_bits"] - 1
 
@@ -214,20 +278,24 @@ def test_cli_bad_model_is_a_clear_error(tmp_path):
 
 def test_non_finite_training_is_stopped(tmp_path):
     with pytest.raises(TrainingError, match="non-finite"):
-        train(ModelConfig(latent_dims=8, lmbda=1e38), TrainConfig(epochs=1, limit=256, val_limit=64, lr=1e30), tmp_path / "nan.safetensors", progress=False, log=lambda _: None)
+        train(
+            ModelConfig(latent_dims=8, lmbda=1e38),
+            TrainConfig(epochs=1, limit=256, val_limit=64, lr=1e30),
+            tmp_path / "nan.safetensors",
+            progress=False,
+            log=lambda _: None,
+        )
     assert not (tmp_path / "nan.safetensors").exists()
 
 
 def test_model_file_shape_mismatch_is_refused(tmp_path, tiny_model_path):
-    from safetensors.torch import load, save
-
     data = tiny_model_path.read_bytes()
-    tensors = load(data)
+    tensors = st_load(data)
     header_len = int.from_bytes(data[:8], "little")
     meta = json.loads(data[8 : 8 + header_len])["__metadata__"]
     tensors["model.synthesis_transform.fc_1.bias"] = torch.zeros(3)
     bad = tmp_path / "shape.safetensors"
-    bad.write_bytes(save(tensors, metadata=meta))
+    bad.write_bytes(st_save(tensors, metadata=meta))
     with pytest.raises(ModelFileError):
         load_model(bad)
 

@@ -35,10 +35,12 @@ def test_unknown_preset_is_a_clear_error():
 
 def test_improved_preset_trains_from_the_command_line_and_codes_round_trip(tmp_path, test_digits):
     out = tmp_path / "improved.safetensors"
+    options = "--preset improved --epochs 1 --limit 256 --val-limit 64 --latent-dims 16 --quiet"
     proc = subprocess.run(
-        [sys.executable, "-m", "mnistcodec", "train", "--preset", "improved", "--epochs", "1",
-         "--limit", "256", "--val-limit", "64", "--latent-dims", "16", "--quiet", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "mnistcodec", "train", *options.split(), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     loaded = load_model(out)

@@ -36,7 +36,8 @@ from mnistcodec.errors import InputError, TrainingError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.storage.atomic import atomic_write, remove_stale_temporaries
 from mnistcodec.storage.images import open_inputs, png_grid, write_image_pieces
-from mnistcodec.training.loop import TrainConfig, load_checkpoint, train
+from mnistcodec.training.checkpoints import load_checkpoint
+from mnistcodec.training.loop import TrainConfig, train
 from test_coding import make_spread_model
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
