@@ -13,9 +13,9 @@ from mnistcodec.coding.api import Codec
 from mnistcodec.coding.tables import build_tables
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.evaluate import model_terms
-from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.priors import PRIORS, NoisyDeepFactorized, make_prior
-from mnistcodec.training.loop import TrainConfig, train
+from mnistcodec.training.loop import TrainConfig, make_optimizer, train
 
 
 def _randomised(prior: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -67,6 +67,23 @@ def test_deep_factorized_offset_is_the_median_cached_and_refreshed():
     moved = prior.quantization_offset()
     assert not torch.equal(moved, offset)
     assert torch.allclose(prior.cdf(moved), torch.full((5,), 0.5, dtype=torch.float64), atol=1e-12)
+
+
+def test_deep_factorized_offset_follows_fused_adam_steps():
+    """Fused Adam updates parameters without bumping their version: the cache must still notice."""
+    torch.manual_seed(0)
+    model = CompressionModel(ModelConfig(latent_dims=5, prior="deep-factorized"))
+    prior = model.prior
+    optimizer = make_optimizer(model, lr=0.05)
+    assert optimizer.defaults["fused"]
+    before = prior.quantization_offset()
+    loss = -prior.log_prob(torch.randn(64, 5) * 3 + 2).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    after = prior.quantization_offset()
+    assert not torch.equal(after, before)
+    torch.testing.assert_close(after, prior.median(), rtol=0, atol=0)
 
 
 def test_deep_factorized_tables_use_the_same_offset_as_the_bottleneck():

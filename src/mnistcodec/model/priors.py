@@ -209,8 +209,10 @@ class NoisyDeepFactorized(Prior):
     ``init_scale`` (broad, so the latents can move before the prior fits).
 
     The quantisation offset is the median of each density, found by bisection
-    in float64 (without gradients) and cached until a parameter changes, so
-    evaluation-mode forwards pay for it once per parameter update.
+    in float64 (without gradients) and cached with a copy of the parameters'
+    values, so evaluation-mode forwards pay for it once per parameter update.
+    (Values, not tensor versions: fused Adam updates parameters in place
+    without bumping their version.)
     """
 
     family = "deep-factorized"
@@ -220,7 +222,9 @@ class NoisyDeepFactorized(Prior):
     ) -> None:
         super().__init__(latent_dims)
         if not init_scale > 0 or any(int(f) < 1 for f in filters):
-            raise InputError(f"invalid deep factorized prior: filters {filters}, init_scale {init_scale}")
+            raise InputError(
+                f"invalid deep factorized prior: filters {filters}, init_scale {init_scale}"
+            )
         self.filters = tuple(int(f) for f in filters)
         self.init_scale = float(init_scale)
         widths = (1, *self.filters, 1)
@@ -235,7 +239,7 @@ class NoisyDeepFactorized(Prior):
             self.biases.append(nn.Parameter(torch.rand(self.latent_dims, widths[k + 1], 1) - 0.5))
             if k < len(self.filters):
                 self.factors.append(nn.Parameter(torch.zeros(self.latent_dims, widths[k + 1], 1)))
-        self._median_cache: tuple[tuple, Tensor] | None = None
+        self._median_cache: tuple[list[Tensor], Tensor] | None = None
 
     def cdf_logits(self, x: Tensor) -> Tensor:
         """The chain's output; runs in ``x``'s dtype (parameters are cast to it)."""
@@ -247,8 +251,16 @@ class NoisyDeepFactorized(Prior):
                 h = h + torch.tanh(self.factors[k].to(h.dtype)) * torch.tanh(h)
         return h.squeeze(1).T.reshape(shape)
 
-    def _parameters_key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+    def _cache_is_current(self) -> bool:
+        """Whether the cached median was computed from the parameters' present values."""
+        if self._median_cache is None:
+            return False
+        values = self._median_cache[0]
+        params = list(self.parameters())
+        return len(values) == len(params) and all(
+            v.dtype == p.dtype and v.device == p.device and torch.equal(v, p)
+            for v, p in zip(values, params, strict=True)
+        )
 
     @torch.no_grad()
     def median(self, iterations: int = 64) -> Tensor:
@@ -258,9 +270,9 @@ class NoisyDeepFactorized(Prior):
 
     def quantization_offset(self) -> Tensor:
         """The median (float64, shape (D,)), recomputed only when a parameter changed."""
-        key = self._parameters_key()
-        if self._median_cache is None or self._median_cache[0] != key:
-            self._median_cache = (key, self.median())
+        if not self._cache_is_current():
+            values = [p.detach().clone() for p in self.parameters()]
+            self._median_cache = (values, self.median())
         return self._median_cache[1].clone()
 
     def extra_repr(self) -> str:
