@@ -1,8 +1,10 @@
 """The optimised paths compute what the plain ones do, and the benchmark runs.
 
-* transforms: the CPU fast path against ``reference_forward`` (outputs and
-  gradients), in training and in chunked inference;
-* training: one step with the fast path against the reference path;
+* transforms: the CPU kernels (:mod:`mnistcodec.model.cpu_kernels`) against the
+  reference layers (``reference_forward``), outputs and gradients, at batch
+  sizes on both sides of every threshold, and the dispatch between them;
+* training: Adam steps with the kernels against the reference path, fused Adam
+  against the default, shards and threads against one thread;
 * entropy coding: strings against a golden digest of the pre-optimisation
   coder, and against the trial-decode search it replaced (kept here as the
   reference), including the decoder's canonical-string check;
@@ -21,15 +23,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import load_bench_module
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.model_files import load_model
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols, _bytes_to_words
 from mnistcodec.coding.tables import CodingTables
+from mnistcodec.errors import InputError
+from mnistcodec.model import cpu_kernels
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
-from mnistcodec.model.transforms import CPU_CHUNK, GRID_ORDER_MIN_BATCH, images_to_unit
-from mnistcodec.training.loop import ADAM_EPS, make_optimizer
+from mnistcodec.model.cpu_kernels import (
+    CPU_CHUNK,
+    GRID_ORDER_MIN_BATCH,
+    TAPS_MIN_BATCH,
+    TransposedConvToOne,
+)
+from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.training.loop import ADAM_EPS, TrainConfig, make_optimizer, train
+from mnistcodec.training.threading import choose_threading
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Batch sizes on both sides of each threshold of the kernels (with gradients only the
+# taps switch applies; without, the grid-order weights and the chunking too).
+GRADIENT_BATCHES = [1, TAPS_MIN_BATCH - 1, TAPS_MIN_BATCH, 24]
+INFERENCE_BATCHES = [
+    3,
+    TAPS_MIN_BATCH - 1,
+    TAPS_MIN_BATCH,
+    GRID_ORDER_MIN_BATCH - 1,
+    GRID_ORDER_MIN_BATCH,
+    CPU_CHUNK + 37,
+]
 
 
 # -- transforms --------------------------------------------------------------------------------
@@ -49,24 +75,37 @@ def _set_fast(model: CompressionModel, fast: bool) -> None:
     model.synthesis_transform.cpu_fast_path = fast
 
 
+def assert_same_function(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
+    """Equal up to float32 rounding: ``rtol`` 1e-5, ``atol`` scaled by the output's magnitude.
+
+    An absolute tolerance below the float32 spacing of the values compared means
+    nothing, so ``atol`` applies as given to outputs of magnitude up to 1 and
+    grows with ``max |expected|`` beyond.
+    """
+    scale = max(1.0, float(expected.detach().abs().max()))
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=atol * scale)
+
+
 def _loss_and_grads(model: CompressionModel, x: torch.Tensor, fast: bool):
     _set_fast(model, fast)
     model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
     out = model(x, training=True, generator=torch.Generator().manual_seed(1))
     loss = model.loss(out)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    grads["input"] = x.grad.clone()
     return out, loss.detach(), grads
 
 
-@pytest.mark.parametrize("batch", [3, 24])  # below and above the batch switch of the last layer
-def test_fast_path_matches_reference_forward_and_gradients(batch):
+@pytest.mark.parametrize("batch", GRADIENT_BATCHES)
+def test_kernels_match_reference_forward_and_gradients(batch):
     model = _model()
     x = torch.rand(batch, 1, 28, 28)
     ref_out, ref_loss, ref_grads = _loss_and_grads(model, x, fast=False)
     out, loss, grads = _loss_and_grads(model, x, fast=True)
-    torch.testing.assert_close(out.y, ref_out.y, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.x_hat, ref_out.x_hat, rtol=1e-5, atol=1e-6)
+    assert_same_function(out.y, ref_out.y, atol=1e-5)
+    assert_same_function(out.x_hat, ref_out.x_hat, atol=1e-6)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-4)
     for name, grad in ref_grads.items():
         # Float32 sums over the batch in another order: bias gradients sum B*784 terms.
@@ -74,18 +113,69 @@ def test_fast_path_matches_reference_forward_and_gradients(batch):
         assert float((grads[name] - grad).abs().max()) <= 1e-3 * scale, name
 
 
-def test_chunked_inference_matches_reference():
+@pytest.mark.parametrize("batch", INFERENCE_BATCHES)
+def test_gradient_free_kernels_match_reference(batch):
     model = _model().eval()
-    x = torch.rand(CPU_CHUNK + 37, 1, 28, 28)
+    analysis, synthesis = model.analysis_transform, model.synthesis_transform
+    x = torch.rand(batch, 1, 28, 28)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            y = cpu_kernels.analysis_forward(analysis, x)
+            assert_same_function(y, analysis.reference_forward(x), atol=1e-5)
+            x_hat = cpu_kernels.synthesis_forward(synthesis, y)
+            assert_same_function(x_hat, synthesis.reference_forward(y), atol=1e-6)
+        assert x_hat.shape == (batch, 1, 28, 28) and x_hat.is_contiguous()
+
+
+@pytest.mark.parametrize("batch", [1, TAPS_MIN_BATCH])
+def test_transposed_conv_to_one_is_the_transposed_convolution(batch):
+    """Forward and backward against ``F.conv_transpose2d`` in float64."""
+    g = torch.Generator().manual_seed(batch)
+    h = torch.randn(batch, 20, 14, 14, generator=g, dtype=torch.float64)
+    weight = torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64)
+    bias = torch.randn(1, generator=g, dtype=torch.float64)
+    grad_out = torch.randn(batch, 1, 28, 28, generator=g, dtype=torch.float64)
+    results = []
+    for function in (
+        TransposedConvToOne.apply,
+        lambda h, w, b: F.conv_transpose2d(h, w, b, stride=2, padding=2, output_padding=1),
+    ):
+        inputs = [
+            h.contiguous(memory_format=torch.channels_last).requires_grad_(True),
+            weight.clone().requires_grad_(True),
+            bias.clone().requires_grad_(True),
+        ]
+        out = function(*inputs)
+        out.backward(grad_out)
+        results.append([out.detach(), *(t.grad for t in inputs)])
+    for name, got, expected in zip(("output", "h", "weight", "bias"), *results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+
+
+def test_transposed_conv_to_one_passes_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    inputs = (
+        torch.randn(2, 2, 14, 14, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(2, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(TransposedConvToOne.apply, inputs, fast_mode=True)
+
+
+def test_forward_takes_the_kernels_only_where_they_apply():
+    model = _model().eval()
+    analysis, synthesis = model.analysis_transform, model.synthesis_transform
+    x, y = torch.rand(20, 1, 28, 28), torch.randn(20, 50)
     with torch.no_grad():
-        y = model.analysis_transform(x)
-        x_hat = model.synthesis_transform(y)
-        torch.testing.assert_close(
-            y, model.analysis_transform.reference_forward(x), rtol=1e-5, atol=1e-5
-        )
-        ref = model.synthesis_transform.reference_forward(y)
-    torch.testing.assert_close(x_hat, ref, rtol=1e-5, atol=1e-6)
-    assert x_hat.shape == (CPU_CHUNK + 37, 1, 28, 28) and x_hat.is_contiguous()
+        assert torch.equal(analysis(x), cpu_kernels.analysis_forward(analysis, x))
+        assert torch.equal(synthesis(y), cpu_kernels.synthesis_forward(synthesis, y))
+        _set_fast(model, False)
+        assert torch.equal(analysis(x), analysis.reference_forward(x))
+        assert torch.equal(synthesis(y), synthesis.reference_forward(y))
+        _set_fast(model, True)
+        model.double()
+        assert not cpu_kernels.applies(analysis, x.double())
+        assert torch.equal(analysis(x.double()), analysis.reference_forward(x.double()))
 
 
 def test_inference_reads_strided_inputs_correctly():
@@ -94,9 +184,12 @@ def test_inference_reads_strided_inputs_correctly():
     x = torch.rand(n, 1, 28, 28)
     with torch.no_grad():
         expected = model.analysis_transform.reference_forward(x)
-        for view in (x.transpose(2, 3).contiguous().transpose(2, 3), x.contiguous(memory_format=torch.channels_last),
-                     torch.rand(2 * n, 1, 28, 28)[::2].copy_(x)):
-            torch.testing.assert_close(model.analysis_transform(view), expected, rtol=1e-5, atol=1e-5)
+        for view in (
+            x.transpose(2, 3).contiguous().transpose(2, 3),
+            x.contiguous(memory_format=torch.channels_last),
+            torch.rand(2 * n, 1, 28, 28)[::2].copy_(x),
+        ):
+            assert_same_function(model.analysis_transform(view), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("batch", [GRID_ORDER_MIN_BATCH - 1, GRID_ORDER_MIN_BATCH + 5])
@@ -115,10 +208,10 @@ def test_inference_follows_optimizer_steps(batch):
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        torch.testing.assert_close(analysis(x), analysis.reference_forward(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(synthesis(y), synthesis.reference_forward(y), rtol=1e-5, atol=1e-6)
+        assert_same_function(analysis(x), analysis.reference_forward(x), atol=1e-5)
+        assert_same_function(synthesis(y), synthesis.reference_forward(y), atol=1e-6)
     with torch.inference_mode():
-        torch.testing.assert_close(synthesis(y), synthesis.reference_forward(y), rtol=1e-5, atol=1e-6)
+        assert_same_function(synthesis(y), synthesis.reference_forward(y), atol=1e-6)
 
 
 def test_parameters_are_those_of_the_plain_layers():
@@ -195,9 +288,6 @@ def test_training_losses_match_reference_path():
 
 
 def _train_with_threads(tmp_path, name: str, threads: int, threading: str):
-    from mnistcodec.coding.model_files import load_model
-    from mnistcodec.training.loop import TrainConfig, train
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -226,12 +316,12 @@ def test_two_threads_match_one_thread_and_repeat_exactly(tmp_path, threading):
     assert (b.loss, b.val_loss) == (c.loss, c.val_loss)
     assert two.model.fingerprint == again.model.fingerprint
     figures = ("loss", "rate", "distortion", "val_loss", "val_rate", "val_distortion")
-    np.testing.assert_allclose([getattr(b, f) for f in figures], [getattr(a, f) for f in figures], rtol=1e-5)
+    np.testing.assert_allclose(
+        [getattr(b, f) for f in figures], [getattr(a, f) for f in figures], rtol=1e-5
+    )
 
 
 def test_auto_threading_follows_the_load(monkeypatch):
-    from mnistcodec.training.loop import choose_threading
-
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cores = os.cpu_count()
     monkeypatch.setattr(os, "getloadavg", lambda: (0.5 * cores, 0.0, 0.0))
@@ -250,9 +340,6 @@ def test_auto_threading_follows_the_load(monkeypatch):
 
 
 def test_unknown_threading_mode_is_refused():
-    from mnistcodec.errors import InputError
-    from mnistcodec.training.loop import TrainConfig
-
     with pytest.raises(InputError, match="threading must be one of"):
         TrainConfig(threading="many")
 
@@ -359,8 +446,6 @@ def test_interval_prefix_equals_trial_decoding_on_random_tables(seed):
 
 
 def test_interval_prefix_equals_trial_decoding_on_real_digits(tiny_model, test_digits):
-    from mnistcodec.coding.api import Codec
-
     codec = Codec(tiny_model)
     k, _ = codec.analyse(test_digits)
     symbols = codec.coder.to_symbols(k)
@@ -461,8 +546,16 @@ def test_floor_counts_the_seed_networks_multiply_adds():
     model = CompressionModel(ModelConfig())
     analysis = dict(floor.layer_macs(model.analysis_transform, torch.zeros(1, 1, 28, 28)))
     synthesis = dict(floor.layer_macs(model.synthesis_transform, torch.zeros(1, 50)))
-    assert analysis == {"conv_1": 14 * 14 * 20 * 25, "conv_2": 7 * 7 * 50 * 20 * 25,
-                        "fc_1": 2450 * 500, "fc_2": 500 * 50}
-    assert synthesis == {"fc_1": 50 * 500, "fc_2": 500 * 2450, "conv_1": 7 * 7 * 50 * 20 * 25,
-                         "conv_2": 14 * 14 * 20 * 25}
+    assert analysis == {
+        "conv_1": 14 * 14 * 20 * 25,
+        "conv_2": 7 * 7 * 50 * 20 * 25,
+        "fc_1": 2450 * 500,
+        "fc_2": 500 * 50,
+    }
+    assert synthesis == {
+        "fc_1": 50 * 500,
+        "fc_2": 500 * 2450,
+        "conv_1": 7 * 7 * 50 * 20 * 25,
+        "conv_2": 14 * 14 * 20 * 25,
+    }
     assert sum(analysis.values()) == sum(synthesis.values()) == 2_573_000

@@ -74,7 +74,9 @@ class CompressionModel(nn.Module):
         self.analysis_transform, self.synthesis_transform = make_transforms(
             self.config.arch, self.config.latent_dims
         )
-        self.entropy_bottleneck = EntropyBottleneck(make_prior(self.config.prior, self.config.latent_dims))
+        self.entropy_bottleneck = EntropyBottleneck(
+            make_prior(self.config.prior, self.config.latent_dims)
+        )
 
     @property
     def prior(self) -> Prior:

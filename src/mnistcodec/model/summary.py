@@ -6,9 +6,12 @@ import torch
 from torch import nn
 
 from mnistcodec.model.compression_model import CompressionModel
+from mnistcodec.storage.digits import IMAGE_SHAPE
 
 
-def _leaf_rows(module: nn.Module, example: torch.Tensor, prefix: str) -> list[tuple[str, str, str, int]]:
+def _leaf_rows(
+    module: nn.Module, example: torch.Tensor, prefix: str
+) -> list[tuple[str, str, str, int]]:
     rows: list[tuple[str, str, str, int]] = []
     hooks = []
     for name, layer in module.named_modules():
@@ -33,18 +36,26 @@ def _leaf_rows(module: nn.Module, example: torch.Tensor, prefix: str) -> list[tu
 def model_summary(model: CompressionModel) -> str:
     """Text table of every layer of both transforms and the prior."""
     model = model.cpu().eval()
-    x = torch.zeros(1, 1, 28, 28)
+    x = torch.zeros(1, 1, *IMAGE_SHAPE)
     y = model.analysis_transform(x)
     rows = _leaf_rows(model.analysis_transform, x, "analysis_transform")
     rows += _leaf_rows(model.synthesis_transform, y, "synthesis_transform")
     prior_params = sum(p.numel() for p in model.prior.parameters())
     rows.append(
-        (f"prior ({model.config.prior})", type(model.prior).__name__, f"({model.latent_dims},)", prior_params)
+        (
+            f"prior ({model.config.prior})",
+            type(model.prior).__name__,
+            f"({model.latent_dims},)",
+            prior_params,
+        )
     )
     widths = (44, 18, 20, 10)
     head = ("Layer", "Type", "Output shape", "Params")
     line = "-" * sum(widths)
-    out = [f"Model: {model.config.arch} (latent_dims={model.latent_dims}, prior={model.config.prior})", line]
+    out = [
+        f"Model: {model.config.arch} (latent_dims={model.latent_dims}, prior={model.config.prior})",
+        line,
+    ]
     out.append("".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     out.append("=" * sum(widths))
     for name, kind, shape, params in rows:

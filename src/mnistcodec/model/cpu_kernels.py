@@ -1,0 +1,262 @@
+"""Fast CPU kernels behind the seed transforms: the same function, computed faster.
+
+:class:`~mnistcodec.model.transforms.SeedAnalysisTransform` and
+:class:`~mnistcodec.model.transforms.SeedSynthesisTransform` state the layers
+as the paper does (``reference_forward``). On the CPU in float32 their
+``forward`` calls :func:`analysis_forward` and :func:`synthesis_forward`
+instead, which use the same parameters and return the same values up to float
+rounding (tests compare outputs and gradients):
+
+* the 20->50 convolution and the 50->20 transposed convolution run on
+  channels-last tensors (oneDNN's kernels for these shapes are faster in NHWC);
+* the 20->1 transposed convolution, from batches of :data:`TAPS_MIN_BATCH`
+  digits up, is one matrix product giving the 25 kernel taps of every input
+  pixel, accumulated into the four output phases of the stride-2 grid (oneDNN
+  is slow for a single output channel); its backward is an im2col of the
+  output gradient and two matrix products (:class:`TransposedConvToOne`);
+* activations are applied in place where autograd allows it;
+* without gradients (inference, validation, coding), batches of at least
+  :data:`GRID_ORDER_MIN_BATCH` digits use, for the two dense layers next to the
+  7x7x50 grid, copies of their weights with the 2450 inputs or outputs in (row,
+  column, channel) order (:func:`grid_order_weights`), made once per call, so
+  the channels-last grid is read and written without a layout copy; the
+  single-channel input is read as channels-last; and batches larger than
+  :data:`CPU_CHUNK` digits run in sub-batches of that size, which keeps
+  activations in cache. Nothing is cached between calls: optimizers such as
+  fused Adam update parameters without any trace a cache could check.
+
+The kernels call the functional ops with each layer's parameters rather than
+the layer modules, so hooks on a layer would not fire: :func:`applies` sends
+a transform with hooks (summaries, feature extraction) down the reference
+path, as it does one whose ``cpu_fast_path`` is ``False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules import module as torch_module
+
+from mnistcodec.storage.digits import IMAGE_SHAPE
+
+CPU_CHUNK = 512  # digits per sub-batch for gradient-free CPU inference
+TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is faster
+GRID_ORDER_MIN_BATCH = 256  # below this, reordering a dense weight costs more than it saves
+
+_CHANNELS_LAST = torch.channels_last
+
+
+def applies(transform: nn.Module, x: Tensor) -> bool:
+    """Whether the fast route computes ``transform(x)``: float32 on the CPU, no hooks, not switched off."""
+    return (
+        transform.cpu_fast_path
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not has_layer_hooks(transform)
+    )
+
+
+def has_layer_hooks(transform: nn.Module) -> bool:
+    """Whether hooks watch the layers: only the reference path calls each layer module."""
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(
+        layer._forward_hooks
+        or layer._forward_pre_hooks
+        or layer._backward_hooks
+        or layer._backward_pre_hooks
+        for layer in transform.children()
+    )
+
+
+def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)``, in sub-batches of :data:`CPU_CHUNK` digits."""
+    if x.shape[0] <= CPU_CHUNK:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
+
+
+def grid_order_weights(layer: nn.Linear, grid_side: str) -> tuple[Tensor, Tensor]:
+    """``layer``'s weight and bias with its 7x7x50 side in (h, w, c) order instead of (c, h, w).
+
+    ``grid_side`` is ``"in"`` (the 2450 inputs, for the analysis' fc_1) or ``"out"``
+    (the 2450 outputs, for the synthesis' fc_2). With ``P`` that permutation,
+    ``W x = (W P^T)(P x)`` and ``P (W h + b) = (P W) h + P b``.
+    """
+    w, b = layer.weight, layer.bias
+    if grid_side == "in":
+        return w.view(-1, 50, 7, 7).permute(0, 2, 3, 1).reshape(w.shape[0], -1), b
+    weight = w.view(50, 7, 7, -1).permute(1, 2, 0, 3).reshape(-1, w.shape[1])
+    return weight, b.view(50, 7, 7).permute(1, 2, 0).reshape(-1)
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+
+def analysis_forward(transform: nn.Module, x: Tensor) -> Tensor:
+    """``transform.reference_forward(x)`` for a ``SeedAnalysisTransform``, by the CPU kernels."""
+    if torch.is_grad_enabled() or x.shape[0] < GRID_ORDER_MIN_BATCH:
+        return _analysis_channels_last(transform, x)
+    weight, bias = grid_order_weights(transform.fc_1, "in")
+    return _in_chunks(lambda part: _analysis_grid_order(transform, part, weight, bias), x)
+
+
+def _analysis_channels_last(transform: nn.Module, x: Tensor) -> Tensor:
+    conv_1, conv_2, fc_1, fc_2 = transform.conv_1, transform.conv_2, transform.fc_1, transform.fc_2
+    slope = transform.act.negative_slope
+    x = x.reshape(-1, 1, *IMAGE_SHAPE)
+    h = F.conv2d(x, conv_1.weight, conv_1.bias, stride=2, padding=2)
+    # Each activation runs on the layout its gradient comes back in (mixed layouts make
+    # the activation's backward a slow strided loop).
+    h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
+    h = F.conv2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2)
+    h = F.leaky_relu_(h.contiguous(), slope)
+    h = F.leaky_relu_(F.linear(h.flatten(1), fc_1.weight, fc_1.bias), slope)
+    return F.linear(h, fc_2.weight, fc_2.bias)
+
+
+def _analysis_grid_order(
+    transform: nn.Module, x: Tensor, fc_1_weight: Tensor, fc_1_bias: Tensor
+) -> Tensor:
+    """Gradient-free forward; ``fc_1``'s weight comes in grid order (:func:`grid_order_weights`)."""
+    conv_1, conv_2, fc_2 = transform.conv_1, transform.conv_2, transform.fc_2
+    slope = transform.act.negative_slope
+    x = x.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
+    # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
+    x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
+    h = F.conv2d(x, conv_1.weight, conv_1.bias, stride=2, padding=2)
+    h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
+    h = F.conv2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2)
+    h = F.leaky_relu_(h, slope).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
+    h = F.leaky_relu_(F.linear(h, fc_1_weight, fc_1_bias), slope)
+    return F.linear(h, fc_2.weight, fc_2.bias)
+
+
+# -- synthesis -----------------------------------------------------------------------------------
+
+
+def synthesis_forward(transform: nn.Module, y: Tensor) -> Tensor:
+    """``transform.reference_forward(y)`` for a ``SeedSynthesisTransform``, by the CPU kernels."""
+    if torch.is_grad_enabled() or y.shape[0] < GRID_ORDER_MIN_BATCH:
+        return _synthesis_channels_last(transform, y)
+    weight, bias = grid_order_weights(transform.fc_2, "out")
+    return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
+
+
+def _synthesis_channels_last(transform: nn.Module, y: Tensor) -> Tensor:
+    fc_1, fc_2 = transform.fc_1, transform.fc_2
+    slope = transform.act.negative_slope
+    h = F.leaky_relu_(F.linear(y, fc_1.weight, fc_1.bias), slope)
+    # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
+    # channels-last below is needed anyway.
+    h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t())
+    h = F.leaky_relu_(h, slope).t().reshape(-1, 50, 7, 7)
+    return _synthesis_convolutions(transform, h.contiguous(memory_format=_CHANNELS_LAST))
+
+
+def _synthesis_grid_order(
+    transform: nn.Module, y: Tensor, fc_2_weight: Tensor, fc_2_bias: Tensor
+) -> Tensor:
+    """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`)."""
+    fc_1 = transform.fc_1
+    slope = transform.act.negative_slope
+    h = F.leaky_relu_(F.linear(y, fc_1.weight, fc_1.bias), slope)
+    h = F.leaky_relu_(F.linear(h, fc_2_weight, fc_2_bias), slope)
+    # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
+    return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2))
+
+
+def _synthesis_convolutions(transform: nn.Module, h: Tensor) -> Tensor:
+    """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
+    conv_1, conv_2 = transform.conv_1, transform.conv_2
+    slope = transform.act.negative_slope
+    h = F.conv_transpose2d(h, conv_1.weight, conv_1.bias, stride=2, padding=2, output_padding=1)
+    h = F.leaky_relu_(h, slope)
+    if h.shape[0] >= TAPS_MIN_BATCH:
+        h = TransposedConvToOne.apply(h, conv_2.weight, conv_2.bias)
+    else:
+        h = F.conv_transpose2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2, output_padding=1)
+    return F.leaky_relu_(h, slope)
+
+
+# -- the 20->1 transposed convolution of the seed ------------------------------------------------
+#
+# A 5x5 stride-2 layer from a 14x14 grid of C channels to a 28x28 single-channel
+# image, with padding 2 ("same"). Output pixel ``o`` of the transposed
+# convolution receives tap ``k`` of input pixel ``i`` when ``o = 2 i + k - 2``;
+# on a grid padded by 2 on each side (32 x 32), that is position ``2 i + k``.
+# Writing ``k = 2 a + p`` puts the tap in phase ``p`` (the parity of the padded
+# position) at phase-grid position ``i + a`` (16 x 16).
+
+
+def _image_taps(image: Tensor) -> Tensor:
+    """im2col of (B,28,28) for 5x5/2, pad 2: (25, B*196), row ``5 kh + kw``, column NHW.
+
+    The padded image is split into its four phases first, so that every tap is a
+    window with unit stride along rows; taps of one phase are copied together.
+    """
+    batch = image.shape[0]
+    padded = F.pad(image, (2, 2, 2, 2))
+    phases = padded.view(batch, 16, 2, 16, 2).permute(2, 4, 0, 1, 3).contiguous()
+    s_batch, s_row, s_col = phases.stride()[2:]
+    taps = image.new_empty(5, 5, batch, 14, 14)
+    for p in range(2):
+        for q in range(2):
+            windows = phases[p, q].as_strided(
+                (3 - p, 3 - q, batch, 14, 14), (s_row, s_col, s_batch, s_row, s_col)
+            )
+            taps[p::2, q::2] = windows
+    return taps.view(25, batch * 196)
+
+
+def _taps_to_image(taps: Tensor) -> Tensor:
+    """Sum the 25 taps (25, B*196) into their 28x28 output pixels: (B,28,28)."""
+    batch = taps.shape[1] // 196
+    taps = taps.view(5, 5, batch, 14, 14)
+    phases = taps.new_zeros(2, 2, batch, 16, 16)
+    for kh in range(5):
+        a, p = divmod(kh, 2)
+        for kw in range(5):
+            b, q = divmod(kw, 2)
+            phases[p, q, :, a : a + 14, b : b + 14] += taps[kh, kw]
+    return phases.permute(2, 3, 0, 4, 1).reshape(batch, 32, 32)[:, 2:30, 2:30]
+
+
+def _nhwc_rows(h: Tensor) -> Tensor:
+    """(B,C,14,14) -> (B*196, C) rows in NHW order (a view for channels-last input)."""
+    return h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])
+
+
+class TransposedConvToOne(torch.autograd.Function):
+    """ConvTranspose2d(C->1, 5x5, stride 2, padding 2, output_padding 1) as taps + phases.
+
+    Forward: taps ``T = W^T H`` with ``H`` the (C, B*196) input pixels and ``W``
+    the (C, 25) kernel, scattered into the output by :func:`_taps_to_image`,
+    plus the bias. Backward, with ``G`` the im2col of the output gradient
+    (:func:`_image_taps`): ``dH = W G``, ``dW = H G^T``, ``db = sum(grad)``.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        rows = _nhwc_rows(h)  # (B*196, C)
+        taps = torch.mm(weight.reshape(-1, 25).t(), rows.t())  # (25, B*196)
+        ctx.save_for_backward(rows, weight)
+        ctx.channels = h.shape[1]
+        return _taps_to_image(taps).unsqueeze(1) + bias
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        rows, weight = ctx.saved_tensors
+        taps = _image_taps(grad.reshape(-1, *IMAGE_SHAPE))  # (25, B*196)
+        grad_h = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_rows = torch.mm(taps.t(), weight.reshape(-1, 25).t())  # (B*196, C)
+            grad_h = grad_rows.view(-1, 14, 14, ctx.channels).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(taps, rows).t().reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum().reshape(1)
+        return grad_h, grad_w, grad_b
