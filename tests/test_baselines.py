@@ -9,14 +9,8 @@ import pytest
 imagecodecs = pytest.importorskip("imagecodecs")
 
 from mnistcodec.errors import InputError  # noqa: E402
-from mnistcodec.experiments import baselines  # noqa: E402
 from mnistcodec.experiments.baselines import (  # noqa: E402
-    CODECS,
-    LOSSLESS,
     BaselinePoint,
-    CodecSpec,
-    available_codecs,
-    codec_status,
     encode_per_file,
     measure_per_file,
     measure_tiled,
@@ -24,6 +18,15 @@ from mnistcodec.experiments.baselines import (  # noqa: E402
     quality_changes_output,
     run_baselines,
 )
+from mnistcodec.experiments.classical_codecs import (  # noqa: E402
+    CODECS,
+    LOSSLESS,
+    CodecSpec,
+    available_codecs,
+    codec_status,
+    grey_to_rgb,
+)
+from mnistcodec.experiments.metrics import mean_psnr  # noqa: E402
 from mnistcodec.storage.digits import grid_shape, tile, untile  # noqa: E402
 
 
@@ -72,7 +75,9 @@ def test_tiling_round_trip(n):
     assert rows * cols >= n and cols == int(np.ceil(np.sqrt(n))) and rows <= cols
     mosaic = tile(x)
     assert mosaic.shape == (rows * 28, cols * 28) and mosaic.flags.c_contiguous
-    assert np.array_equal(mosaic[28:56, :28] if rows > 1 else mosaic[:28, :28], x[cols] if rows > 1 else x[0])
+    assert np.array_equal(
+        mosaic[28:56, :28] if rows > 1 else mosaic[:28, :28], x[cols] if rows > 1 else x[0]
+    )
     assert np.array_equal(untile(mosaic, n), x)
     assert mosaic[:, :].sum() == x.astype(np.int64).sum()  # padding tiles are black
 
@@ -108,7 +113,7 @@ def test_ignored_knob_is_detected():
     spec = dataclasses.replace(
         CODECS["webp"],
         name="webp-level-only",
-        encode=lambda img, q: imagecodecs.webp_encode(baselines._rgb(img), level=q),
+        encode=lambda img, q: imagecodecs.webp_encode(grey_to_rgb(img), level=q),
     )
     assert not quality_changes_output(spec, DIGITS)
     with pytest.raises(InputError, match="lossless"):
@@ -152,45 +157,72 @@ def test_tiled_shares_the_header_cost():
     assert tiled.total_bits == pytest.approx(tiled.bits_per_digit * 12)
     assert tiled.bits_per_digit < per_file.bits_per_digit
     mosaic = tile(x)
-    decoded = untile(imagecodecs.jpeg8_decode(imagecodecs.jpeg8_encode(mosaic, level=50, optimize=True)), 12)
-    from mnistcodec.experiments.metrics import mean_psnr
-
+    decoded = untile(
+        imagecodecs.jpeg8_decode(imagecodecs.jpeg8_encode(mosaic, level=50, optimize=True)), 12
+    )
     assert tiled.psnr_db == pytest.approx(mean_psnr(x, decoded))
 
 
 def test_run_baselines_rows_and_skips():
     broken = CodecSpec(
-        name="broken", label="Broken", encode=lambda img, q: 1 / 0, decode=lambda b: b,
-        qualities=(1, 2), lossless=False, feature="JPEG8", quality_meaning="", settings="",
+        name="broken",
+        label="Broken",
+        encode=lambda img, q: 1 / 0,
+        decode=lambda b: b,
+        qualities=(1, 2),
+        lossless=False,
+        feature="JPEG8",
+        quality_meaning="",
+        settings="",
     )
     missing = dataclasses.replace(broken, name="missing", feature="NO_SUCH_CODEC")
     skipped: dict[str, str] = {}
     with pytest.warns(UserWarning, match="skipping codec"):
         points = run_baselines(
-            DIGITS, codecs=["jpeg", "png", broken, missing],
-            qualities={"jpeg": [20, 80]}, progress=False, skipped=skipped,
+            DIGITS,
+            codecs=["jpeg", "png", broken, missing],
+            qualities={"jpeg": [20, 80]},
+            progress=False,
+            skipped=skipped,
         )
     assert set(skipped) == {"broken", "missing"}
     assert "ZeroDivisionError" in skipped["broken"] and "NO_SUCH_CODEC" in skipped["missing"]
     keys = [(p.codec, p.quality, p.mode) for p in points]
     assert keys == [
-        ("jpeg", 20, "per-file"), ("jpeg", 20, "tiled"),
-        ("jpeg", 80, "per-file"), ("jpeg", 80, "tiled"),
-        ("png", LOSSLESS, "per-file"), ("png", LOSSLESS, "tiled"),
+        ("jpeg", 20, "per-file"),
+        ("jpeg", 20, "tiled"),
+        ("jpeg", 80, "per-file"),
+        ("jpeg", 80, "tiled"),
+        ("png", LOSSLESS, "per-file"),
+        ("png", LOSSLESS, "tiled"),
     ]
     assert all(isinstance(p, BaselinePoint) for p in points)
     rows = points_to_rows(points)
     assert list(rows[0]) == [
-        "codec", "label", "quality", "mode", "bits_per_digit", "psnr_db",
-        "psnr_of_mean_mse_db", "mad", "n", "lossless", "total_bits",
+        "codec",
+        "label",
+        "quality",
+        "mode",
+        "bits_per_digit",
+        "psnr_db",
+        "psnr_of_mean_mse_db",
+        "mad",
+        "n",
+        "lossless",
+        "total_bits",
     ]
     assert rows[0]["label"] == "JPEG"
     json.dumps(rows)  # plain types only
 
 
 def test_run_baselines_one_quality_list_and_mode():
-    points = run_baselines(DIGITS[:2], codecs=["jpeg", "png"], qualities=[30], modes=["tiled"], progress=False)
-    assert [(p.codec, p.quality, p.mode) for p in points] == [("jpeg", 30, "tiled"), ("png", LOSSLESS, "tiled")]
+    points = run_baselines(
+        DIGITS[:2], codecs=["jpeg", "png"], qualities=[30], modes=["tiled"], progress=False
+    )
+    assert [(p.codec, p.quality, p.mode) for p in points] == [
+        ("jpeg", 30, "tiled"),
+        ("png", LOSSLESS, "tiled"),
+    ]
 
 
 def test_bad_inputs():
@@ -204,3 +236,14 @@ def test_bad_inputs():
         run_baselines(DIGITS, codecs=["jpeg"], modes=["mosaic"], progress=False)
     with pytest.raises(InputError):
         untile(np.zeros((28, 28), np.uint8), 2)
+
+
+def test_a_decoder_returning_the_wrong_shape_is_skipped_with_its_reason():
+    needs("jpeg")
+    cropped = dataclasses.replace(
+        CODECS["jpeg"], name="cropped", decode=lambda data: imagecodecs.jpeg8_decode(data)[:-1]
+    )
+    skipped: dict[str, str] = {}
+    with pytest.warns(UserWarning, match="skipping codec cropped"):
+        assert run_baselines(DIGITS, codecs=[cropped], progress=False, skipped=skipped) == []
+    assert "decoded a (28, 28) image as shape (27, 28)" in skipped["cropped"]

@@ -101,3 +101,20 @@ def test_bad_inputs_are_input_errors(a, b):
         with pytest.raises(InputError):
             fn(a, b)
     assert issubclass(InputError, MnistCodecError)
+
+
+def test_errors_name_the_bad_array_and_the_fix():
+    good = _digits()
+    with pytest.raises(InputError, match=r"decoded images: .*uint8.*np\.clip"):
+        mad(good, good.astype(np.float32) / 255)
+    with pytest.raises(InputError, match=r"original images: no digits"):
+        psnr_per_image(good[:0], good[:0])
+    with pytest.raises(InputError, match=r"differ in shape: \(3, 28, 28\) vs \(2, 28, 28\)"):
+        mse_per_image(good, good[:2])
+
+
+def test_single_images_and_other_sizes_are_accepted():
+    a = np.zeros((28, 28), np.uint8)
+    assert psnr_per_image(a, a + 16).shape == ()
+    b = np.zeros((4, 10, 12), np.uint8)
+    assert mse_per_image(b, b + 2).tolist() == [4.0] * 4

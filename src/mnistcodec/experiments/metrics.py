@@ -25,9 +25,12 @@ is therefore bounded and finite.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from mnistcodec.errors import InputError
+from mnistcodec.storage.digits import check_digits
 
 PEAK = 255.0
 """Peak signal value of 8-bit images."""
@@ -39,23 +42,33 @@ MSE_FLOOR = PEAK**2 * 10.0 ** (-PSNR_MAX / 10.0)
 """Smallest MSE used in a PSNR: ``255^2 * 1e-10`` (about 6.5e-6)."""
 
 
+def _check_images(name: str, images: np.ndarray) -> np.ndarray:
+    """``images`` ``(..., H, W)`` as an array, validated as digits by :func:`check_digits`.
+
+    The leading axes are flattened for the check only: ``(H, W)`` is one
+    image, ``(N, H, W)`` a batch, ``(A, B, H, W)`` a batch of ``A * B``.
+    """
+    images = np.asarray(images)
+    if images.ndim < 2:
+        raise InputError(
+            f"{name} images must have at least 2 dimensions (H, W), got shape {images.shape}"
+        )
+    batch = images.reshape(math.prod(images.shape[:-2]), *images.shape[-2:])
+    try:
+        check_digits(batch, shape=None, allow_empty=False, allow_single=False)
+    except InputError as exc:
+        raise InputError(f"{name} images: {exc}") from None
+    return images
+
+
 def _check_pair(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    original = np.asarray(original)
-    decoded = np.asarray(decoded)
-    for name, arr in (("original", original), ("decoded", decoded)):
-        if arr.dtype != np.uint8:
-            raise InputError(
-                f"{name} images must be uint8 on the 0..255 scale, got dtype {arr.dtype}; "
-                "convert with np.clip(np.round(x * 255), 0, 255).astype(np.uint8) if they are in [0, 1]"
-            )
-        if arr.ndim < 2:
-            raise InputError(f"{name} images must have at least 2 dimensions (H, W), got shape {arr.shape}")
+    """Both arrays validated (:func:`_check_images`), and of the same shape."""
+    original = _check_images("original", original)
+    decoded = _check_images("decoded", decoded)
     if original.shape != decoded.shape:
         raise InputError(
             f"original and decoded images differ in shape: {original.shape} vs {decoded.shape}"
         )
-    if original.size == 0:
-        raise InputError("no images given (empty array)")
     return original, decoded
 
 
