@@ -25,7 +25,7 @@ of ``BENCHMARKS.md`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->``
 
 Threads: the peer uses TensorFlow's default pools (one thread per core). Ours
 is measured with torch's default (one thread per core: training splits each
-batch across threads, see ``mnistcodec.training.loop``) and, in the full suite, also
+batch across threads, see ``mnistcodec.training.threading``) and, in the full suite, also
 with one thread (``--ours-threads``); on a shared, loaded machine the two differ.
 Training uses the library's default threading (``auto``: intra-op threads on a
 machine that is not oversubscribed, batch shards on a busy one); the mode used

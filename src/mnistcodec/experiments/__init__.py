@@ -2,7 +2,9 @@
 
 Owns evaluation on a split (:mod:`.evaluate`), image quality metrics
 (:mod:`.metrics`), sweeps over lambda, latent size and prior with their cache
-(:mod:`.sweep`), rate-distortion curves and BD-rates (:mod:`.bdrate`), and the
-classical codecs (:mod:`.baselines`). Everything here returns numbers; nothing
-draws.
+(:mod:`.sweep`), rate-distortion curves and BD-rates (:mod:`.bdrate`), the
+classical codecs (:mod:`.classical_codecs`) and their measurement
+(:mod:`.baselines`), the learned-against-classical comparison
+(:mod:`.comparison`) and the re-evaluation of shipped models (:mod:`.shipped`).
+Everything here returns numbers; nothing draws.
 """

@@ -52,7 +52,8 @@ from mnistcodec.experiments.bdrate import learned_bd_rates
 from mnistcodec.experiments.evaluate import evaluate
 from mnistcodec.model.compression_model import ModelConfig
 from mnistcodec.storage.atomic import atomic_write_text
-from mnistcodec.training.loop import TrainConfig, checkpoint_path, train
+from mnistcodec.training.checkpoints import checkpoint_path
+from mnistcodec.training.loop import TrainConfig, train
 
 CACHE_VERSION = 1
 """Bumped when the meaning of a cached trial changes (invalidates every cache)."""

@@ -266,7 +266,7 @@ def baselines(
     log: Callable[[str], None],
 ) -> dict:
     """Classical codecs on ``images``, cached by settings and imagecodecs version."""
-    import imagecodecs  # optional dependency (mnistcodec[baselines]); needed only here
+    import imagecodecs  # lazy: optional dependency (mnistcodec[baselines]), needed only here
 
     qualities = {name: list(q) for name, q in protocol.baseline_qualities}
     settings = {
