@@ -83,7 +83,9 @@ def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
 
 
 def newest_full_results() -> Path | None:
-    files = sorted(p for p in (REPO / "bench" / "results").glob("bench-*.json") if "quick" not in p.name)
+    files = sorted(
+        p for p in (REPO / "bench" / "results").glob("bench-*.json") if "quick" not in p.name
+    )
     return files[-1] if files else None
 
 
@@ -99,7 +101,9 @@ def medians(results: dict) -> dict[str, tuple[float | None, float | None]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=None, help="bench/run.py results JSON (default: newest full suite)")
+    parser.add_argument(
+        "--results", default=None, help="bench/run.py results JSON (default: newest full suite)"
+    )
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args()
 
@@ -111,7 +115,11 @@ def main() -> int:
     train_flops = 2 * (3 * (a_macs + s_macs) - first_layer)  # forward, input and weight gradients
     peak = matmul_gflops(4096, 4096, 4096)
     fc = statistics.median(
-        [matmul_gflops(BATCH, 2450, 500), matmul_gflops(BATCH, 500, 2450), matmul_gflops(2450, BATCH, 500)]
+        [
+            matmul_gflops(BATCH, 2450, 500),
+            matmul_gflops(BATCH, 500, 2450),
+            matmul_gflops(2450, BATCH, 500),
+        ]
     )
     floors = {
         "train_part": TRAIN_DIGITS * train_flops / (peak * 1e9),
@@ -168,7 +176,9 @@ def main() -> int:
                 rates = (peer * per_digit / 1e9, target * per_digit / 1e9, ours * per_digit / 1e9)
                 values = (f"{peer:,.0f}/s", f"{target:,.0f}/s", f"{ours:,.0f}/s")
             peer_cell, need_cell, ours_cell = (f"{r:.0f} GFLOP/s ({r / peak:.0%})" for r in rates)
-            lines.append(f"| {label} | {values[0]}: {peer_cell} | {values[1]} | {need_cell} | {values[2]}: {ours_cell} |")
+            lines.append(
+                f"| {label} | {values[0]}: {peer_cell} | {values[1]} | {need_cell} | {values[2]}: {ours_cell} |"
+            )
         lines += [
             "",
             "Shares count only the multiply-adds (activations, noise, the prior, the optimizer and entropy"

@@ -90,8 +90,10 @@ def summarise(curves: dict[str, list[dict]]) -> dict:
     for label, entry in bd.items():
         result[f"bd_rate_{label}_percent"] = entry["bd_rate_percent"]
         result[f"bd_rate_{label}_note"] = entry["note"]
-        result[f"{label}_ranges"] = {"seed": entry["anchor_quality_range"],
-                                    "improved": entry["test_quality_range"]}
+        result[f"{label}_ranges"] = {
+            "seed": entry["anchor_quality_range"],
+            "improved": entry["test_quality_range"],
+        }
     for name, points in curves.items():
         seconds = [s for p in points for s in p.get("epoch_seconds", [])]
         result[f"{name}_epoch_seconds_median"] = statistics.median(seconds) if seconds else None
@@ -130,9 +132,12 @@ def markdown(result: dict) -> str:
         f"quality range (PSNR: seed {psnr['seed'][0]:.2f}-{psnr['seed'][1]:.2f} dB, improved"
         f" {psnr['improved'][0]:.2f}-{psnr['improved'][1]:.2f} dB; MAD: seed {mad['seed'][0]:.4f}-{mad['seed'][1]:.4f},"
         f" improved {mad['improved'][0]:.4f}-{mad['improved'][1]:.4f}); the BD-rate averages over the shared part",
-        "(\"small overlap\" is the bjontegaard package's flag for less than 75 % shared).",
+        '("small overlap" is the bjontegaard package\'s flag for less than 75 % shared).',
     ]
-    seed_s, improved_s = result["seed_epoch_seconds_median"], result["improved_epoch_seconds_median"]
+    seed_s, improved_s = (
+        result["seed_epoch_seconds_median"],
+        result["improved_epoch_seconds_median"],
+    )
     if seed_s and improved_s:
         lines.append(
             f"Training budget, both sides: 5 epochs of 60,000 digits; median epoch {seed_s:.1f} s (seed)"
@@ -145,8 +150,12 @@ def markdown(result: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--curves", default=str(REPO / "runs" / "curves"))
-    parser.add_argument("--train", action="store_true", help="train and evaluate missing points first")
-    parser.add_argument("--from-json", help="recompute from a stored results file instead of --curves")
+    parser.add_argument(
+        "--train", action="store_true", help="train and evaluate missing points first"
+    )
+    parser.add_argument(
+        "--from-json", help="recompute from a stored results file instead of --curves"
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "improved_bdrate.json"))
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args()
@@ -157,18 +166,26 @@ def main() -> int:
             train_missing(Path(args.curves))
         curves = {name: load_curve(Path(args.curves), name) for name in PRESETS}
     if any(len(curves[name]) < 2 for name in PRESETS):
-        print(f"error: each preset needs at least 2 evaluated points in {args.curves} (try --train)",
-              file=sys.stderr)
+        print(
+            f"error: each preset needs at least 2 evaluated points in {args.curves} (try --train)",
+            file=sys.stderr,
+        )
         return 2
-    print(f"{'preset':<10}{'lambda':>8}{'string bits':>13}{'info bits':>11}{'PSNR dB':>9}{'MAD':>9}")
+    print(
+        f"{'preset':<10}{'lambda':>8}{'string bits':>13}{'info bits':>11}{'PSNR dB':>9}{'MAD':>9}"
+    )
     for name in PRESETS:
         for p in curves[name]:
-            print(f"{name:<10}{p['lmbda']:>8g}{p['string_bits']:>13.2f}{p['info_bits']:>11.2f}"
-                  f"{p['psnr_db']:>9.2f}{p['mad']:>9.4f}")
+            print(
+                f"{name:<10}{p['lmbda']:>8g}{p['string_bits']:>13.2f}{p['info_bits']:>11.2f}"
+                f"{p['psnr_db']:>9.2f}{p['mad']:>9.4f}"
+            )
     result = summarise(curves)
     for label in ("psnr", "mad"):
-        print(f"BD-rate at equal {label}: "
-              f"{bd_text(result[f'bd_rate_{label}_percent'], result[f'bd_rate_{label}_note'])}")
+        print(
+            f"BD-rate at equal {label}: "
+            f"{bd_text(result[f'bd_rate_{label}_percent'], result[f'bd_rate_{label}_note'])}"
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     replace_section(Path(args.markdown), START, END, markdown(result))

@@ -24,7 +24,13 @@ from mnistcodec.experiments.evaluate import evaluate
 from mnistcodec.model.compression_model import ModelConfig
 from mnistcodec.training.loop import TrainConfig, train
 
-REFERENCE = {"val_rate": 48.7, "val_distortion": 0.0415, "info_bits": 48.7, "string_bits": 51.3, "psnr_db": 18.6}
+REFERENCE = {
+    "val_rate": 48.7,
+    "val_distortion": 0.0415,
+    "info_bits": 48.7,
+    "string_bits": 51.3,
+    "psnr_db": 18.6,
+}
 TOLERANCE = 0.05
 
 
@@ -34,7 +40,9 @@ def main() -> int:
     parser.add_argument("--json", default="bench/results/reproduce_seed.json")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", action="store_true", help="evaluate an existing --out instead of training")
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate an existing --out instead of training"
+    )
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -46,7 +54,9 @@ def main() -> int:
         loaded = load_model(out)
         history = loaded.metadata.get("history", [])
     else:
-        result = train(ModelConfig(), TrainConfig(epochs=args.epochs, seed=args.seed), out, force=True)
+        result = train(
+            ModelConfig(), TrainConfig(epochs=args.epochs, seed=args.seed), out, force=True
+        )
         loaded, history = result.model, [vars(r) for r in result.history]
     train_seconds = time.perf_counter() - t0
     figures = evaluate(loaded, load_split("test").images)
@@ -58,7 +68,9 @@ def main() -> int:
     }
     print("\nepoch  val_rate  val_distortion  seconds")
     for r in history:
-        print(f"{r['epoch']:>5}  {r['val_rate']:8.2f}  {r['val_distortion']:14.4f}  {r['seconds']:7.1f}")
+        print(
+            f"{r['epoch']:>5}  {r['val_rate']:8.2f}  {r['val_distortion']:14.4f}  {r['seconds']:7.1f}"
+        )
     print("\nfigure            ours      seed (TF)  within 5 %")
     ok = True
     for key, (ours, ref) in checks.items():
@@ -69,7 +81,12 @@ def main() -> int:
         print(f"{key:<16}{figures[key]:9.4f}  {REFERENCE[key]:9.4f}")
     record = {
         "command": "python bench/reproduce_seed.py",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "history": history,
         "evaluation": figures,
         "reference": REFERENCE,

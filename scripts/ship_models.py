@@ -77,8 +77,10 @@ def main(argv: list[str]) -> int:
             "evaluation": record["evaluation"],
             "training_command": record["training_command"],
         }
-        print(f"{name}: {size / 1e6:.2f} MB, fingerprint {final.fingerprint[:16]}, "
-              f"strings {record['evaluation']['string_bits']:.2f} bits, PSNR {record['evaluation']['psnr_db']:.2f} dB")
+        print(
+            f"{name}: {size / 1e6:.2f} MB, fingerprint {final.fingerprint[:16]}, "
+            f"strings {record['evaluation']['string_bits']:.2f} bits, PSNR {record['evaluation']['psnr_db']:.2f} dB"
+        )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return 0
 

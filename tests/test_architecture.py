@@ -81,10 +81,10 @@ def test_imports_only_go_downward(path):
 
 def test_the_contract_catches_an_upward_import():
     tree = ast.parse("def f():\n    from mnistcodec.lab import figures\n")
-    (line, name), = imported_modules(tree, "mnistcodec.experiments.sweep", False)
+    ((line, name),) = imported_modules(tree, "mnistcodec.experiments.sweep", False)
     assert layer_of(name) > layer_of("mnistcodec.experiments.sweep")
     tree = ast.parse("from ..cli import main\n")
-    (line, name), = imported_modules(tree, "mnistcodec.coding.files", False)
+    ((line, name),) = imported_modules(tree, "mnistcodec.coding.files", False)
     assert name == "mnistcodec.cli" and layer_of(name) > layer_of("mnistcodec.coding.files")
 
 
@@ -99,13 +99,17 @@ def test_late_imports_say_why(path):
             context = " ".join(lines[max(0, node.lineno - 2) : node.end_lineno]).lower()
             if "lazy" not in context:
                 unexplained.append(node.lineno)
-    assert not unexplained, f"{module_name(path)}: imports inside functions without a reason, lines {unexplained}"
+    assert not unexplained, (
+        f"{module_name(path)}: imports inside functions without a reason, lines {unexplained}"
+    )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
 def test_modules_and_functions_stay_short(path):
     text = path.read_text()
-    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{module_name(path)} is over {MAX_MODULE_LINES} lines"
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, (
+        f"{module_name(path)} is over {MAX_MODULE_LINES} lines"
+    )
     long = [
         f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
         for node in ast.walk(ast.parse(text))

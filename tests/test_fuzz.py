@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
-
 @pytest.fixture(scope="module")
 def mnc_fixture(tmp_path_factory):
     return fuzz.make_mnc_fixture(tmp_path_factory.mktemp("fuzz-mnc"))

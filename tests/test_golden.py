@@ -23,7 +23,9 @@ MODES = {"per-digit": [], "stream": ["--stream"]}
 
 def test_every_shipped_model_has_golden_files():
     shipped = Path(__file__).resolve().parents[1] / "src" / "mnistcodec" / "pretrained"
-    assert NAMES == sorted(p.name.removesuffix(".safetensors") for p in shipped.glob("*.safetensors"))
+    assert NAMES == sorted(
+        p.name.removesuffix(".safetensors") for p in shipped.glob("*.safetensors")
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -164,7 +164,11 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path,
 
     def loss_that_fails_in_epoch_2(self, rd):
         value = real_loss(self, rd)
-        return value * float("nan") if any(line.startswith("epoch 1/") for line in epochs_done) else value
+        return (
+            value * float("nan")
+            if any(line.startswith("epoch 1/") for line in epochs_done)
+            else value
+        )
 
     monkeypatch.setattr(CompressionModel, "loss", loss_that_fails_in_epoch_2)
     with pytest.raises(TrainingError, match=r"epoch 2, step 1\b.*last good checkpoint"):

@@ -35,7 +35,10 @@ def test_shipped_model_matches_manifest_and_codes_round_trip(name, test_digits):
     assert np.array_equal(codec.decompress(strings), codec.reconstruct(digits))
     recorded = loaded.metadata["evaluation"]
     # A few digits are a noisy estimate of the recorded whole-test-set figure.
-    assert abs(np.mean([8 * len(s) for s in strings]) - recorded["string_bits"]) < 0.5 * recorded["string_bits"]
+    assert (
+        abs(np.mean([8 * len(s) for s in strings]) - recorded["string_bits"])
+        < 0.5 * recorded["string_bits"]
+    )
 
 
 def test_unknown_model_name_is_a_clear_error():
@@ -44,7 +47,9 @@ def test_unknown_model_name_is_a_clear_error():
 
 
 def test_models_command_lists_shipped_models():
-    proc = subprocess.run([sys.executable, "-m", "mnistcodec", "models"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistcodec", "models"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     for name in SHIPPED:
         assert name in proc.stdout

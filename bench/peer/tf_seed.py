@@ -60,6 +60,7 @@ class PeerError(Exception):
 # Data: IDX files (gzipped or raw) -> numpy, no tfds.
 # --------------------------------------------------------------------------
 
+
 def _read_sums(data_dir):
     path = os.path.join(data_dir, "SHA256SUMS.raw")
     sums = {}
@@ -88,11 +89,10 @@ def _read_idx(data_dir, name, sums):
     else:
         raise PeerError(f"MNIST file missing: neither {gz} nor {raw} exists")
     if name in sums and hashlib.sha256(data).hexdigest() != sums[name]:
-        raise PeerError(f"{where}: SHA-256 of the uncompressed data does not "
-                        f"match SHA256SUMS.raw")
+        raise PeerError(f"{where}: SHA-256 of the uncompressed data does not match SHA256SUMS.raw")
     magic = int.from_bytes(data[0:4], "big")
     if magic == 2051:  # images: magic, count, rows, cols (16-byte header)
-        n, rows, cols = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
+        n, rows, cols = (int.from_bytes(data[i : i + 4], "big") for i in (4, 8, 12))
         body = data[16:]
         if len(body) != n * rows * cols:
             raise PeerError(f"{where}: truncated image file")
@@ -109,9 +109,11 @@ def _read_idx(data_dir, name, sums):
 def load_mnist(data_dir):
     """Returns dict of the four arrays; images (N, 28, 28, 1) uint8."""
     if not data_dir:
-        raise PeerError("no MNIST directory: pass --data-dir or set "
-                        "MNISTCODEC_DATA_DIR (it must hold the four IDX "
-                        "files, e.g. train-images-idx3-ubyte.gz)")
+        raise PeerError(
+            "no MNIST directory: pass --data-dir or set "
+            "MNISTCODEC_DATA_DIR (it must hold the four IDX "
+            "files, e.g. train-images-idx3-ubyte.gz)"
+        )
     if not os.path.isdir(data_dir):
         raise PeerError(f"MNIST directory {data_dir!r} does not exist")
     sums = _read_sums(data_dir)
@@ -126,6 +128,7 @@ def load_mnist(data_dir):
 # The seed, as in the tutorial / lab.
 # --------------------------------------------------------------------------
 
+
 def build_seed():
     """Defines the tutorial's classes; imports TF lazily (after arg parsing)."""
     import tensorflow as tf
@@ -133,35 +136,61 @@ def build_seed():
 
     def make_analysis_transform(latent_dims):
         """Creates the analysis (encoder) transform."""
-        return tf.keras.Sequential([
-            tf.keras.layers.Conv2D(
-                20, 5, use_bias=True, strides=2, padding="same",
-                activation="leaky_relu", name="conv_1"),
-            tf.keras.layers.Conv2D(
-                50, 5, use_bias=True, strides=2, padding="same",
-                activation="leaky_relu", name="conv_2"),
-            tf.keras.layers.Flatten(),
-            tf.keras.layers.Dense(
-                500, use_bias=True, activation="leaky_relu", name="fc_1"),
-            tf.keras.layers.Dense(
-                latent_dims, use_bias=True, activation=None, name="fc_2"),
-        ], name="analysis_transform")
+        return tf.keras.Sequential(
+            [
+                tf.keras.layers.Conv2D(
+                    20,
+                    5,
+                    use_bias=True,
+                    strides=2,
+                    padding="same",
+                    activation="leaky_relu",
+                    name="conv_1",
+                ),
+                tf.keras.layers.Conv2D(
+                    50,
+                    5,
+                    use_bias=True,
+                    strides=2,
+                    padding="same",
+                    activation="leaky_relu",
+                    name="conv_2",
+                ),
+                tf.keras.layers.Flatten(),
+                tf.keras.layers.Dense(500, use_bias=True, activation="leaky_relu", name="fc_1"),
+                tf.keras.layers.Dense(latent_dims, use_bias=True, activation=None, name="fc_2"),
+            ],
+            name="analysis_transform",
+        )
 
     def make_synthesis_transform():
         """Creates the synthesis (decoder) transform."""
-        return tf.keras.Sequential([
-            tf.keras.layers.Dense(
-                500, use_bias=True, activation="leaky_relu", name="fc_1"),
-            tf.keras.layers.Dense(
-                2450, use_bias=True, activation="leaky_relu", name="fc_2"),
-            tf.keras.layers.Reshape((7, 7, 50)),
-            tf.keras.layers.Conv2DTranspose(
-                20, 5, use_bias=True, strides=2, padding="same",
-                activation="leaky_relu", name="conv_1"),
-            tf.keras.layers.Conv2DTranspose(
-                1, 5, use_bias=True, strides=2, padding="same",
-                activation="leaky_relu", name="conv_2"),
-        ], name="synthesis_transform")
+        return tf.keras.Sequential(
+            [
+                tf.keras.layers.Dense(500, use_bias=True, activation="leaky_relu", name="fc_1"),
+                tf.keras.layers.Dense(2450, use_bias=True, activation="leaky_relu", name="fc_2"),
+                tf.keras.layers.Reshape((7, 7, 50)),
+                tf.keras.layers.Conv2DTranspose(
+                    20,
+                    5,
+                    use_bias=True,
+                    strides=2,
+                    padding="same",
+                    activation="leaky_relu",
+                    name="conv_1",
+                ),
+                tf.keras.layers.Conv2DTranspose(
+                    1,
+                    5,
+                    use_bias=True,
+                    strides=2,
+                    padding="same",
+                    activation="leaky_relu",
+                    name="conv_2",
+                ),
+            ],
+            name="synthesis_transform",
+        )
 
     class MNISTCompressionTrainer(tf.keras.Model):
         """Model that trains a compressor/decompressor for MNIST."""
@@ -174,12 +203,12 @@ def build_seed():
 
         @property
         def prior(self):
-            return tfc.NoisyLogistic(loc=0., scale=tf.exp(self.prior_log_scales))
+            return tfc.NoisyLogistic(loc=0.0, scale=tf.exp(self.prior_log_scales))
 
         def call(self, x, training):
             """Computes rate and distortion losses."""
             # Ensure inputs are floats in the range (0, 1).
-            x = tf.cast(x, self.compute_dtype) / 255.
+            x = tf.cast(x, self.compute_dtype) / 255.0
             x = tf.reshape(x, (-1, 28, 28, 1))
 
             # Compute latent space representation y, perturb it and model its
@@ -187,7 +216,8 @@ def build_seed():
             # representation x_hat.
             y = self.analysis_transform(x)
             entropy_model = tfc.ContinuousBatchedEntropyModel(
-                self.prior, coding_rank=1, compression=False)
+                self.prior, coding_rank=1, compression=False
+            )
             y_tilde, rate = entropy_model(y, training=training)
             x_tilde = self.synthesis_transform(y_tilde)
 
@@ -211,14 +241,14 @@ def build_seed():
             # Just pass through rate and distortion as losses/metrics.
             loss=dict(rate=pass_through_loss, distortion=pass_through_loss),
             metrics=dict(rate=pass_through_loss, distortion=pass_through_loss),
-            loss_weights=dict(rate=1., distortion=lmbda),
+            loss_weights=dict(rate=1.0, distortion=lmbda),
         )
         return trainer
 
     def add_rd_targets(image, label):
         # Training is unsupervised, so labels aren't necessary here. However,
         # we need to add "dummy" targets for rate and distortion.
-        return image, dict(rate=0., distortion=0.)
+        return image, dict(rate=0.0, distortion=0.0)
 
     class MNISTCompressor(tf.keras.Model):
         """Compresses MNIST images to strings."""
@@ -230,7 +260,7 @@ def build_seed():
 
         def call(self, x):
             # Ensure inputs are floats in the range (0, 1).
-            x = tf.cast(x, self.compute_dtype) / 255.
+            x = tf.cast(x, self.compute_dtype) / 255.0
             y = self.analysis_transform(x)
             # Also return the exact information content of each digit.
             _, bits = self.entropy_model(y, training=False)
@@ -248,19 +278,21 @@ def build_seed():
             y_hat = self.entropy_model.decompress(string, ())
             x_hat = self.synthesis_transform(y_hat)
             # Scale and cast back to 8-bit integer.
-            return tf.saturate_cast(tf.round(x_hat * 255.), tf.uint8)
+            return tf.saturate_cast(tf.round(x_hat * 255.0), tf.uint8)
 
     def make_mnist_codec(trainer, **kwargs):
         # The entropy model must be created with `compression=True` and the
         # same instance must be shared between compressor and decompressor.
         entropy_model = tfc.ContinuousBatchedEntropyModel(
-            trainer.prior, coding_rank=1, compression=True, **kwargs)
+            trainer.prior, coding_rank=1, compression=True, **kwargs
+        )
         compressor = MNISTCompressor(trainer.analysis_transform, entropy_model)
         decompressor = MNISTDecompressor(entropy_model, trainer.synthesis_transform)
         return compressor, decompressor
 
     return argparse.Namespace(
-        tf=tf, tfc=tfc,
+        tf=tf,
+        tfc=tfc,
         MNISTCompressionTrainer=MNISTCompressionTrainer,
         make_mnist_compression_trainer=make_mnist_compression_trainer,
         add_rd_targets=add_rd_targets,
@@ -271,6 +303,7 @@ def build_seed():
 # --------------------------------------------------------------------------
 # Measurement helpers.
 # --------------------------------------------------------------------------
+
 
 def peak_rss_mib():
     # Linux reports ru_maxrss in KiB (macOS in bytes).
@@ -296,8 +329,15 @@ def environment(seed, args):
 
     tf = seed.tf
     versions = {}
-    for pkg in ("tensorflow-cpu", "tensorflow", "tensorflow-compression",
-                "tensorflow-probability", "keras", "numpy", "scipy"):
+    for pkg in (
+        "tensorflow-cpu",
+        "tensorflow",
+        "tensorflow-compression",
+        "tensorflow-probability",
+        "keras",
+        "numpy",
+        "scipy",
+    ):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -328,7 +368,8 @@ def make_datasets(seed, data, limit, batch):
         x_train, y_train = x_train[:limit], y_train[:limit]
     training_dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
     validation_dataset = tf.data.Dataset.from_tensor_slices(
-        (data["test_images"], data["test_labels"]))
+        (data["test_images"], data["test_labels"])
+    )
     train = training_dataset.map(seed.add_rd_targets).batch(batch).prefetch(8)
     val = validation_dataset.map(seed.add_rd_targets).batch(batch).cache()
     return train, val, len(x_train)
@@ -361,13 +402,15 @@ def train_model(seed, data, args, log=print):
 
         def on_epoch_end(self, epoch, logs=None):
             total = time.perf_counter() - self._t0
-            self.epochs.append({
-                "epoch": epoch + 1,
-                "seconds": total,
-                "validation_seconds": self._val,
-                "train_seconds": total - self._val,
-                "peak_rss_mib": peak_rss_mib(),
-            })
+            self.epochs.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": total,
+                    "validation_seconds": self._val,
+                    "train_seconds": total - self._val,
+                    "peak_rss_mib": peak_rss_mib(),
+                }
+            )
 
     timer = EpochTimer()
     t0 = time.perf_counter()
@@ -384,17 +427,21 @@ def train_model(seed, data, args, log=print):
     epochs = []
     for i, rec in enumerate(timer.epochs):
         row = dict(rec)
-        row.update({
-            "rate": h["rate_pass_through_loss"][i],
-            "distortion": h["distortion_pass_through_loss"][i],
-            "loss": h["loss"][i],
-        })
+        row.update(
+            {
+                "rate": h["rate_pass_through_loss"][i],
+                "distortion": h["distortion_pass_through_loss"][i],
+                "loss": h["loss"][i],
+            }
+        )
         if "val_loss" in h and i < len(h["val_loss"]):
-            row.update({
-                "val_rate": h["val_rate_pass_through_loss"][i],
-                "val_distortion": h["val_distortion_pass_through_loss"][i],
-                "val_loss": h["val_loss"][i],
-            })
+            row.update(
+                {
+                    "val_rate": h["val_rate_pass_through_loss"][i],
+                    "val_distortion": h["val_distortion_pass_through_loss"][i],
+                    "val_loss": h["val_loss"][i],
+                }
+            )
         row["history"] = {k: float(v[i]) for k, v in h.items() if i < len(v)}
         epochs.append(row)
     record = {
@@ -417,8 +464,9 @@ def get_trainer(seed, data, args, log=print):
         trainer(data["test_images"][:1], training=False)  # build variables
         index = args.weights + ".index"
         if not os.path.exists(index) and not os.path.exists(args.weights):
-            raise PeerError(f"weights {args.weights!r} not found "
-                            f"(expected a TF checkpoint, e.g. {index})")
+            raise PeerError(
+                f"weights {args.weights!r} not found (expected a TF checkpoint, e.g. {index})"
+            )
         trainer.load_weights(args.weights).expect_partial()
         return trainer, {"weights": args.weights}
     trainer, record = train_model(seed, data, args, log=log)
@@ -432,12 +480,12 @@ def psnr_stats(originals, reconstructions):
     b = reconstructions.reshape(len(reconstructions), -1).astype(np.float64)
     mse = ((a - b) ** 2).mean(axis=1)
     with np.errstate(divide="ignore"):
-        per = 10 * np.log10(255.0 ** 2 / mse)
+        per = 10 * np.log10(255.0**2 / mse)
     finite = np.isfinite(per)
     return {
         "psnr_mean_of_per_digit_db": float(per[finite].mean()) if finite.any() else None,
         "digits_with_infinite_psnr": int((~finite).sum()),
-        "psnr_of_mean_mse_db": float(10 * np.log10(255.0 ** 2 / mse.mean())),
+        "psnr_of_mean_mse_db": float(10 * np.log10(255.0**2 / mse.mean())),
         "mad": float(np.abs(a - b).mean() / 255.0),
     }
 
@@ -445,6 +493,7 @@ def psnr_stats(originals, reconstructions):
 # --------------------------------------------------------------------------
 # Subcommands.
 # --------------------------------------------------------------------------
+
 
 def write_json(path, obj):
     if not path:
@@ -466,20 +515,25 @@ def cmd_train(args):
     if args.save_weights:
         trainer.save_weights(args.save_weights)
         record["saved_weights"] = args.save_weights
-    out = {"command": "train", "environment": env, **record,
-           "loadavg_end": list(os.getloadavg())}
+    out = {"command": "train", "environment": env, **record, "loadavg_end": list(os.getloadavg())}
     write_json(args.json, out)
-    print(f"\nTF {env['tf_version']}, {env['cpu_count']} CPUs, threads: "
-          f"{env['threads_requested']}, load {env['loadavg_start'][0]:.1f}; "
-          f"lambda {args.lmbda}, "
-          f"{args.latent_dims} latents, {record['train_digits']} training digits")
-    print(f"{'epoch':>5} {'s':>7} {'val s':>6} {'rate':>8} {'dist':>7} "
-          f"{'val rate':>9} {'val dist':>8}")
+    print(
+        f"\nTF {env['tf_version']}, {env['cpu_count']} CPUs, threads: "
+        f"{env['threads_requested']}, load {env['loadavg_start'][0]:.1f}; "
+        f"lambda {args.lmbda}, "
+        f"{args.latent_dims} latents, {record['train_digits']} training digits"
+    )
+    print(
+        f"{'epoch':>5} {'s':>7} {'val s':>6} {'rate':>8} {'dist':>7} "
+        f"{'val rate':>9} {'val dist':>8}"
+    )
     for e in record["epochs"]:
-        print(f"{e['epoch']:>5} {e['seconds']:7.1f} {e['validation_seconds']:6.1f} "
-              f"{e['rate']:8.2f} {e['distortion']:7.4f} "
-              f"{e.get('val_rate', float('nan')):9.2f} "
-              f"{e.get('val_distortion', float('nan')):8.4f}")
+        print(
+            f"{e['epoch']:>5} {e['seconds']:7.1f} {e['validation_seconds']:6.1f} "
+            f"{e['rate']:8.2f} {e['distortion']:7.4f} "
+            f"{e.get('val_rate', float('nan')):9.2f} "
+            f"{e.get('val_distortion', float('nan')):8.4f}"
+        )
     print(f"peak RSS {record['peak_rss_mib']:.0f} MiB")
     if args.json:
         print(f"wrote {args.json}")
@@ -538,8 +592,7 @@ def cmd_code(args):
         "command": "code",
         "environment": env,
         "training": train_record,
-        "codec": {"range_coder_precision": 12, "tail_mass": 2 ** -8,
-                  "build_seconds": build_seconds},
+        "codec": {"range_coder_precision": 12, "tail_mass": 2**-8, "build_seconds": build_seconds},
         "test_digits": n,
         "repeats": args.repeats,
         "compress_seconds": comp_times,
@@ -564,28 +617,41 @@ def cmd_code(args):
     }
     write_json(args.json, out)
 
-    print(f"\nTF {env['tf_version']}, {env['cpu_count']} CPUs, threads: "
-          f"{env['threads_requested']}, load {env['loadavg_start'][0]:.1f}; "
-          f"codec tables built in {build_seconds:.2f} s")
+    print(
+        f"\nTF {env['tf_version']}, {env['cpu_count']} CPUs, threads: "
+        f"{env['threads_requested']}, load {env['loadavg_start'][0]:.1f}; "
+        f"codec tables built in {build_seconds:.2f} s"
+    )
+
     def fmt(xs):
         return ", ".join(f"{x:,.0f}" for x in xs)
 
-    print(f"compress   {n} digits in one call: "
-          f"{', '.join(f'{t:.3f}' for t in comp_times)} s  "
-          f"({fmt(out['compress_digits_per_s'])} digits/s)")
-    print(f"decompress {n} digits in one call: "
-          f"{', '.join(f'{t:.3f}' for t in decomp_times)} s  "
-          f"({fmt(out['decompress_digits_per_s'])} digits/s)")
+    print(
+        f"compress   {n} digits in one call: "
+        f"{', '.join(f'{t:.3f}' for t in comp_times)} s  "
+        f"({fmt(out['compress_digits_per_s'])} digits/s)"
+    )
+    print(
+        f"decompress {n} digits in one call: "
+        f"{', '.join(f'{t:.3f}' for t in decomp_times)} s  "
+        f"({fmt(out['decompress_digits_per_s'])} digits/s)"
+    )
     sd = out["single_digit"]
-    print(f"one digit (median of {args.latency_calls}): compress "
-          f"{sd['compress_median_ms']:.2f} ms, decompress "
-          f"{sd['decompress_median_ms']:.2f} ms")
-    print(f"string {out['string_bits_mean']:.2f} bits/digit vs information "
-          f"{out['information_bits_mean']:.2f} bits/digit "
-          f"({out['string_overhead_percent']:+.1f} %)")
-    print(f"PSNR {quality['psnr_mean_of_per_digit_db']:.2f} dB (mean of per-digit), "
-          f"{quality['psnr_of_mean_mse_db']:.2f} dB (of mean MSE); "
-          f"MAD {quality['mad']:.4f}; peak RSS {out['peak_rss_mib']:.0f} MiB")
+    print(
+        f"one digit (median of {args.latency_calls}): compress "
+        f"{sd['compress_median_ms']:.2f} ms, decompress "
+        f"{sd['decompress_median_ms']:.2f} ms"
+    )
+    print(
+        f"string {out['string_bits_mean']:.2f} bits/digit vs information "
+        f"{out['information_bits_mean']:.2f} bits/digit "
+        f"({out['string_overhead_percent']:+.1f} %)"
+    )
+    print(
+        f"PSNR {quality['psnr_mean_of_per_digit_db']:.2f} dB (mean of per-digit), "
+        f"{quality['psnr_of_mean_mse_db']:.2f} dB (of mean MSE); "
+        f"MAD {quality['mad']:.4f}; peak RSS {out['peak_rss_mib']:.0f} MiB"
+    )
     if args.json:
         print(f"wrote {args.json}")
     return 0
@@ -613,39 +679,52 @@ def cmd_sample(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="The seed's TensorFlow Compression MNIST model "
-                    "(benchmark peer for mnistcodec).")
+        description="The seed's TensorFlow Compression MNIST model (benchmark peer for mnistcodec)."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, epochs_default):
-        sp.add_argument("--data-dir", default=os.environ.get("MNISTCODEC_DATA_DIR"),
-                        help="directory with the four MNIST IDX files "
-                             "(default: $MNISTCODEC_DATA_DIR)")
+        sp.add_argument(
+            "--data-dir",
+            default=os.environ.get("MNISTCODEC_DATA_DIR"),
+            help="directory with the four MNIST IDX files (default: $MNISTCODEC_DATA_DIR)",
+        )
         sp.add_argument("--epochs", type=int, default=epochs_default)
         sp.add_argument("--lmbda", type=float, default=2000.0)
         sp.add_argument("--latent-dims", type=int, default=50)
         sp.add_argument("--batch-size", type=int, default=128)
-        sp.add_argument("--limit", type=int, default=0,
-                        help="train on the first N training digits only")
-        sp.add_argument("--threads", type=int, default=0,
-                        help="intra- and inter-op threads (default 0: "
-                             "TensorFlow's own choice)")
-        sp.add_argument("--seed", type=int, default=None,
-                        help="tf.keras.utils.set_random_seed (default: none, "
-                             "as in the tutorial)")
+        sp.add_argument(
+            "--limit", type=int, default=0, help="train on the first N training digits only"
+        )
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=0,
+            help="intra- and inter-op threads (default 0: TensorFlow's own choice)",
+        )
+        sp.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help="tf.keras.utils.set_random_seed (default: none, as in the tutorial)",
+        )
         sp.add_argument("--json", default=None, help="write results here")
 
     sp = sub.add_parser("train", help="train and time epochs")
     common(sp, 5)
-    sp.add_argument("--save-weights", default=None,
-                    help="save the trained weights (TF checkpoint prefix)")
+    sp.add_argument(
+        "--save-weights", default=None, help="save the trained weights (TF checkpoint prefix)"
+    )
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("code", help="time compress/decompress of the test set")
     common(sp, 1)
-    sp.add_argument("--weights", default=None,
-                    help="load trained weights (checkpoint prefix from "
-                         "train --save-weights) instead of training")
+    sp.add_argument(
+        "--weights",
+        default=None,
+        help="load trained weights (checkpoint prefix from "
+        "train --save-weights) instead of training",
+    )
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--latency-calls", type=int, default=50)
     sp.set_defaults(func=cmd_code)
@@ -667,8 +746,11 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:
-        print(f"error: {e}\nrun this script with the peer venv's python "
-              f"(bash bench/peer/setup_peer.sh prints its path)", file=sys.stderr)
+        print(
+            f"error: {e}\nrun this script with the peer venv's python "
+            f"(bash bench/peer/setup_peer.sh prints its path)",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -26,11 +26,28 @@ def write_golden() -> None:
     for name in shipped_names():
         for mode, flags in MODES.items():
             out = GOLDEN_DIR / f"{name}.{mode}.mnc"
-            argv = ["compress", name, "--split", "test", "--index", INDEX, "-o", str(out), "--force"]
+            argv = [
+                "compress",
+                name,
+                "--split",
+                "test",
+                "--index",
+                INDEX,
+                "-o",
+                str(out),
+                "--force",
+            ]
             if main(argv + flags) != 0:
                 sys.exit(f"compress failed for {name} ({mode})")
         decoded = GOLDEN_DIR / f"{name}.decoded.idx"
-        argv = ["decompress", name, str(GOLDEN_DIR / f"{name}.per-digit.mnc"), "-o", str(decoded), "--force"]
+        argv = [
+            "decompress",
+            name,
+            str(GOLDEN_DIR / f"{name}.per-digit.mnc"),
+            "-o",
+            str(decoded),
+            "--force",
+        ]
         if main(argv) != 0:
             sys.exit(f"decompress failed for {name}")
 

@@ -19,13 +19,25 @@ def sweep_handler(args: argparse.Namespace) -> int:
     from mnistcodec.training.loop import TrainConfig  # lazy: PyTorch
 
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prior_lr=args.prior_lr, device=args.device,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        prior_lr=args.prior_lr,
+        device=args.device,
         limit=args.limit,
-        val_limit=args.val_limit, dataset=args.dataset, data_dir=args.data_dir,
+        val_limit=args.val_limit,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
     )
     specs = make_grid(
-        args.lmbda, args.latent_dims, args.prior, train_config, seeds=args.seeds, eval_limit=args.eval_limit,
-        arch=args.arch, distortion=args.distortion,
+        args.lmbda,
+        args.latent_dims,
+        args.prior,
+        train_config,
+        seeds=args.seeds,
+        eval_limit=args.eval_limit,
+        arch=args.arch,
+        distortion=args.distortion,
     )
     print(f"sweep: {len(specs)} trial(s) -> {args.out}")
     t0 = time.perf_counter()
@@ -69,20 +81,32 @@ def baselines_handler(args: argparse.Namespace) -> int:
     from mnistcodec.lab import figures  # lazy: matplotlib
 
     result = compare_with_baselines(
-        args.out, n=args.n, codecs=args.codecs, modes=args.modes, workers=args.workers,
-        learned_rows=read_learned_rows(args.learned or []), dataset=args.dataset, data_dir=args.data_dir,
+        args.out,
+        n=args.n,
+        codecs=args.codecs,
+        modes=args.modes,
+        workers=args.workers,
+        learned_rows=read_learned_rows(args.learned or []),
+        dataset=args.dataset,
+        data_dir=args.data_dir,
         progress=not args.quiet,
     )
     print(format_baseline_table(result.rows))
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
     out = Path(args.out)
-    figures.plot_rd_curves(result.learned_curves, result.rows, out / "rd.png",
-                           title=f"classical codecs on {result.n} test digits")
+    figures.plot_rd_curves(
+        result.learned_curves,
+        result.rows,
+        out / "rd.png",
+        title=f"classical codecs on {result.n} test digits",
+    )
     if result.bd_rates:
         print("BD-rates (PSNR as quality; negative = fewer bits than the anchor):")
         print(format_bd_table(result.bd_rates))
-    print(f"wrote {out / 'baselines.csv'}, {out / 'baselines.json'}, {out / 'bd_rates.json'}, {out / 'rd.png'}")
+    print(
+        f"wrote {out / 'baselines.csv'}, {out / 'baselines.json'}, {out / 'bd_rates.json'}, {out / 'rd.png'}"
+    )
     return 0
 
 
@@ -90,8 +114,16 @@ def report_handler(args: argparse.Namespace) -> int:
     from mnistcodec.lab.report import build_report  # lazy: loads torch and matplotlib
 
     protocol = "full" if args.full else args.protocol
-    result = build_report(args.out, protocol, force=args.force, progress=not args.quiet, dataset=args.dataset,
-                          data_dir=args.data_dir, jobs=args.jobs, lang=args.lang)
+    result = build_report(
+        args.out,
+        protocol,
+        force=args.force,
+        progress=not args.quiet,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        jobs=args.jobs,
+        lang=args.lang,
+    )
     print(f"open {result.index.resolve().as_uri()}")
     return 0
 
@@ -101,53 +133,131 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from mnistcodec.experiments.baselines import CODECS, MODES
 
     p = subparsers.add_parser(
-        "sweep", help="train and evaluate a grid of models (cached, resumable, parallel)",
+        "sweep",
+        help="train and evaluate a grid of models (cached, resumable, parallel)",
         description="Train and evaluate every combination of --lmbda, --latent-dims, --prior and --seeds. "
         "Each trial is cached in OUT/trials/<hash of its configuration>/, so an interrupted sweep resumes "
         "and a repeated one is free. Writes OUT/results.{csv,json}, OUT/bd_rates.json and plots.",
     )
-    p.add_argument("--lmbda", type=positive_float, nargs="+", default=[2000.0], metavar="L", help="lambdas (default 2000)")
-    p.add_argument("--latent-dims", type=positive_int, nargs="+", default=[50], metavar="D", help="latent sizes (default 50)")
-    p.add_argument("--prior", nargs="+", default=["logistic"], choices=sorted(PRIORS), help="prior families (default logistic)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S", help="seeds (default 0)")
-    p.add_argument("--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)")
-    p.add_argument("--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)")
+    p.add_argument(
+        "--lmbda",
+        type=positive_float,
+        nargs="+",
+        default=[2000.0],
+        metavar="L",
+        help="lambdas (default 2000)",
+    )
+    p.add_argument(
+        "--latent-dims",
+        type=positive_int,
+        nargs="+",
+        default=[50],
+        metavar="D",
+        help="latent sizes (default 50)",
+    )
+    p.add_argument(
+        "--prior",
+        nargs="+",
+        default=["logistic"],
+        choices=sorted(PRIORS),
+        help="prior families (default logistic)",
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], metavar="S", help="seeds (default 0)"
+    )
+    p.add_argument(
+        "--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)"
+    )
+    p.add_argument(
+        "--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)"
+    )
     p.add_argument("--epochs", type=positive_int, default=5, help="epochs per trial (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--prior-lr", type=positive_float, default=None, metavar="LR",
-                   help="learning rate of the prior's parameters (default: --lr)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
-    p.add_argument("--val-limit", type=positive_int, default=None, metavar="N", help="validate on the first N test digits")
-    p.add_argument("--eval-limit", type=positive_int, default=None, metavar="N",
-                   help="evaluate (with coding) on the first N test digits (default all)")
+    p.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
+    p.add_argument(
+        "--prior-lr",
+        type=positive_float,
+        default=None,
+        metavar="LR",
+        help="learning rate of the prior's parameters (default: --lr)",
+    )
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N digits only",
+    )
+    p.add_argument(
+        "--val-limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate on the first N test digits",
+    )
+    p.add_argument(
+        "--eval-limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="evaluate (with coding) on the first N test digits (default all)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--jobs", "-j", type=positive_int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--out", "-o", default="sweep", metavar="DIR", help="output directory (default sweep/)")
+    p.add_argument(
+        "--jobs", "-j", type=positive_int, default=1, help="parallel worker processes (default 1)"
+    )
+    p.add_argument(
+        "--out", "-o", default="sweep", metavar="DIR", help="output directory (default sweep/)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)
     p.set_defaults(handler=sweep_handler)
 
     p = subparsers.add_parser(
-        "baselines", help="classical codecs (JPEG, JPEG 2000, WebP, AVIF, JPEG XL, PNG) on test digits",
+        "baselines",
+        help="classical codecs (JPEG, JPEG 2000, WebP, AVIF, JPEG XL, PNG) on test digits",
         description="Measure classical codecs on the first N test digits, per file and tiled; write "
         "OUT/baselines.{csv,json}, OUT/bd_rates.json and OUT/rd.png. BD-rates are given against JPEG, and "
         "for learned curves passed with --learned against every codec.",
     )
-    p.add_argument("--n", type=positive_int, default=1000, help="number of test digits (default 1000)")
-    p.add_argument("--codecs", nargs="+", default=None, choices=list(CODECS), metavar="CODEC",
-                   help=f"codecs to run (default all available: {', '.join(CODECS)})")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="per-file and/or tiled")
+    p.add_argument(
+        "--n", type=positive_int, default=1000, help="number of test digits (default 1000)"
+    )
+    p.add_argument(
+        "--codecs",
+        nargs="+",
+        default=None,
+        choices=list(CODECS),
+        metavar="CODEC",
+        help=f"codecs to run (default all available: {', '.join(CODECS)})",
+    )
+    p.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=list(MODES), help="per-file and/or tiled"
+    )
     p.add_argument("--workers", type=positive_int, default=None, help="threads for per-file coding")
-    p.add_argument("--learned", nargs="+", default=None, metavar="JSON",
-                   help="results.json of a sweep or report: add its learned curves and BD-rates")
-    p.add_argument("--out", "-o", default="baselines", metavar="DIR", help="output directory (default baselines/)")
+    p.add_argument(
+        "--learned",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="results.json of a sweep or report: add its learned curves and BD-rates",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        default="baselines",
+        metavar="DIR",
+        help="output directory (default baselines/)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_data_args(p)
     p.set_defaults(handler=baselines_handler)
 
     p = subparsers.add_parser(
-        "report", help="the lab report: train, code, compare and plot; writes OUT/index.html",
+        "report",
+        help="the lab report: train, code, compare and plot; writes OUT/index.html",
         description="Answer every manipulation of the lab with numbers and figures computed by this run; "
         "write OUT/index.html (self-contained), OUT/results.json and OUT/figures/. --quick (default) takes "
         "about 10 minutes on 2 CPU cores; --full follows the lab's protocol (hours). Trials and classical-codec "
@@ -156,17 +266,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "measurements, and allows writing into a non-empty directory that is not a report.",
     )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--quick", dest="protocol", action="store_const", const="quick",
-                       help="short protocol, subsets and 2 epochs (default)")
-    group.add_argument("--full", action="store_true", help="the lab's protocol: 5 epochs on all data")
-    group.add_argument("--protocol", dest="protocol", choices=["micro", "quick", "full"],
-                       help="protocol by name (micro: seconds, for smoke tests)")
-    p.add_argument("--out", "-o", default="report", metavar="DIR", help="output directory (default report/)")
-    p.add_argument("--lang", default="en", metavar="LANG",
-                   help="language of the page: en (default) or fr; cached measurements serve every language")
+    group.add_argument(
+        "--quick",
+        dest="protocol",
+        action="store_const",
+        const="quick",
+        help="short protocol, subsets and 2 epochs (default)",
+    )
+    group.add_argument(
+        "--full", action="store_true", help="the lab's protocol: 5 epochs on all data"
+    )
+    group.add_argument(
+        "--protocol",
+        dest="protocol",
+        choices=["micro", "quick", "full"],
+        help="protocol by name (micro: seconds, for smoke tests)",
+    )
+    p.add_argument(
+        "--out", "-o", default="report", metavar="DIR", help="output directory (default report/)"
+    )
+    p.add_argument(
+        "--lang",
+        default="en",
+        metavar="LANG",
+        help="language of the page: en (default) or fr; cached measurements serve every language",
+    )
     p.add_argument("--force", action="store_true", help="recompute cached trials and measurements")
-    p.add_argument("--jobs", "-j", type=positive_int, default=None,
-                   help="worker processes for training (default: the protocol's, 2)")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=None,
+        help="worker processes for training (default: the protocol's, 2)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)
     p.set_defaults(handler=report_handler, protocol="quick", full=False)

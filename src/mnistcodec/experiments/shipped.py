@@ -16,7 +16,9 @@ from mnistcodec.experiments.evaluate import evaluate
 CHECKED_FIGURES = ("info_bits", "string_bits", "stream_bits_per_digit", "psnr_db", "mad")
 
 
-def check_shipped(name: str, images, tolerance: float = 1e-4) -> dict[str, tuple[float, float, bool]]:
+def check_shipped(
+    name: str, images, tolerance: float = 1e-4
+) -> dict[str, tuple[float, float, bool]]:
     """Re-evaluate a shipped model; ``figure -> (recorded, measured, equal)``."""
     loaded = resolve_model(name)
     recorded = loaded.metadata.get("evaluation") or {}
