@@ -32,15 +32,17 @@ from mnistcodec.training.loop import ADAM_EPS, TrainConfig, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
-    # name: (prior family, transforms' lr, prior lr, gains' lr)
-    "gains-slow": ("logistic", 1e-3, 1e-2, 1e-3),
-    "gains-prior-lr": ("logistic", 1e-3, 1e-2, 1e-2),
-    "deep-factorized": ("deep-factorized", 1e-3, 1e-2, 1e-2),
+    # name: (prior family, transforms' lr, prior lr, gains' lr, gain exponent, decoder rounding)
+    "gains-slow": ("logistic", 1e-3, 1e-2, 1e-3, 0.5, False),
+    "gains-prior-lr": ("logistic", 1e-3, 1e-2, 1e-2, 0.5, False),
+    "gain-exponent-1": ("logistic", 1e-3, 1e-2, 1e-2, 1.0, False),
+    "ste-decoder": ("logistic", 1e-3, 1e-2, 1e-2, 0.5, True),
+    "deep-factorized": ("deep-factorized", 1e-3, 1e-2, 1e-2, 0.5, False),
 }
 
 
 def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
-    _, lr, prior_lr, gain_lr = VARIANTS[variant]
+    _, lr, prior_lr, gain_lr, _, _ = VARIANTS[variant]
     bottleneck = model.entropy_bottleneck
     groups = [
         {
@@ -89,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     train_images = torch.from_numpy(load_split("train").images[: args.limit])
     test_images = load_split("test").images[: args.val]
     torch.manual_seed(0)
-    prior = VARIANTS[args.variant][0]
+    prior, _, _, _, exponent, rounding = VARIANTS[args.variant]
     model = VariableRateModel(ModelConfig(arch="vr", prior=prior))
+    bottleneck = model.entropy_bottleneck
+    bottleneck.__init__(bottleneck.prior, bottleneck.lambdas, exponent, rounding)
     optimizer = optimizer_for(model, args.variant)
     config = TrainConfig(epochs=args.epochs)
     t0 = time.perf_counter()

@@ -18,9 +18,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from mnistcodec.cli.common import add_data_args, positive_int
+from mnistcodec.cli.common import (
+    add_data_args,
+    add_level_args,
+    choose_level,
+    positive_float,
+    positive_int,
+)
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import MAX_BLOCK
+from mnistcodec.coding.container import MAX_BLOCK, parse_header
 from mnistcodec.coding.files import (
     DEFAULT_BLOCK_SIZE,
     CompressionSummary,
@@ -30,7 +36,13 @@ from mnistcodec.coding.files import (
     iter_decompress,
     read_compressed,
 )
-from mnistcodec.coding.zoo import resolve_model
+from mnistcodec.coding.rate_control import LevelChoice, RateTarget
+from mnistcodec.coding.zoo import (
+    DEFAULT_MODEL,
+    is_model_reference,
+    resolve_model,
+    shipped_for_fingerprint,
+)
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.storage.atomic import check_writable, is_stdio
@@ -81,7 +93,9 @@ def _load_inputs(
             if args.index is not None
             else slice(0, images.shape[0])
         )
-        names = [f"{split}[{i}]" for i in range(part.start, min(part.stop, part.start + MAX_LISTED))]
+        names = [
+            f"{split}[{i}]" for i in range(part.start, min(part.stop, part.start + MAX_LISTED))
+        ]
         count = part.stop - part.start
         return [images[part]], count, names, f"{args.dataset} {split}[{part.start}:{part.stop}]"
     if not args.inputs:
@@ -101,8 +115,19 @@ def _refuse_terminal(out: str) -> None:
         )
 
 
-def _load_codec(name: str) -> Codec:
+def _load_codec(name: str | None) -> Codec:
     return Codec(resolve_model(name))
+
+
+def _model_or_input(args: argparse.Namespace) -> None:
+    """``compress INPUT...`` without a model: the first word is an input, the model the default.
+
+    With a dataset slice (``--split``/``--index``) the word is always the model.
+    """
+    slice_given = args.split is not None or args.index is not None
+    if args.model is not None and not slice_given and not is_model_reference(args.model):
+        args.inputs.insert(0, args.model)
+        args.model = None
 
 
 def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool, out) -> None:
@@ -164,10 +189,13 @@ def compress_handler(args: argparse.Namespace) -> int:
         check_writable(args.out, force=args.force)
     if not 1 <= args.block_size <= MAX_BLOCK:
         raise InputError(f"--block-size must be between 1 and {MAX_BLOCK}")
+    _model_or_input(args)
     pieces, count, names, source = _load_inputs(args)
     codec = _load_codec(args.model)
     mode = "stream" if args.stream else "per-digit"
-    options = {"mode": mode, "block_size": args.block_size, "listed": MAX_LISTED}
+    choice = _level_choice(codec, args)
+    choice.check(codec, mode)
+    options = {"mode": mode, "block_size": args.block_size, "listed": MAX_LISTED, "choice": choice}
     if to_stdout:
         data, result = compress_to_bytes_io(codec, pieces, count, **options)
         sys.stdout.buffer.write(data)
@@ -181,14 +209,53 @@ def compress_handler(args: argparse.Namespace) -> int:
         file=report,
     )
     _print_compressed(result, names, args.quiet, report)
+    if codec.loaded.variable_rate:
+        _print_levels(codec, result, choice, report)
     return 0
+
+
+def _level_choice(codec: Codec, args: argparse.Namespace) -> LevelChoice:
+    """``--level``/``--lmbda`` or ``--target-bits``/``--target-psnr`` as a :class:`LevelChoice`."""
+    level = choose_level(codec.loaded, args)
+    if args.target_bits is None and args.target_psnr is None:
+        return LevelChoice(level=level)
+    if level is not None:
+        raise InputError(
+            "give a level (--level/--lmbda) or a rate target (--target-bits/--target-psnr), not both"
+        )
+    return LevelChoice(target=RateTarget(bits=args.target_bits, psnr=args.target_psnr))
+
+
+def _print_levels(codec: Codec, result: CompressionSummary, choice: LevelChoice, out) -> None:
+    levels = result.listed_levels
+    if choice.target is None:
+        level = levels[0]
+        print(
+            f"level                      {level} of 0-{codec.levels - 1} (lambda {codec.lambdas[level]:.1f})",
+            file=out,
+        )
+        return
+    counts = np.bincount(np.asarray(levels), minlength=codec.levels)
+    used = ", ".join(f"{level}: {n}" for level, n in enumerate(counts) if n)
+    shown = "" if len(levels) == result.count else f" (first {len(levels)} digits)"
+    print(f"levels (level: digits)     {used}{shown}", file=out)
+    if choice.target.psnr is not None and result.missed:
+        print(
+            f"below the PSNR target      {result.missed} digits (coded at their best level)",
+            file=out,
+        )
 
 
 def decompress_handler(args: argparse.Namespace) -> int:
     _refuse_terminal(args.out)
     kind = check_output(args.out, force=args.force)
-    codec = _load_codec(args.model)
-    header, pieces = iter_decompress(codec, read_compressed(args.file))
+    data = read_compressed(args.file)
+    model = args.model
+    if model is None:
+        # No model named: the shipped model that wrote the file, else the default.
+        model = shipped_for_fingerprint(parse_header(data).fingerprint_hex) or DEFAULT_MODEL
+    codec = _load_codec(model)
+    header, pieces = iter_decompress(codec, data)
     write_image_pieces(args.out, header.count, pieces, force=args.force)
     described = {
         "grid": "PNG grid",
@@ -219,6 +286,9 @@ def format_inspection(info: dict, show_all: bool = False) -> str:
     ]
     if count:
         lines.append(f"bits per digit  {info['file_bits_per_digit']:.2f} (whole file)")
+    if "levels" in info:
+        used = ", ".join(map(str, info["levels_used"]))
+        lines.append(f"levels          {used} (variable-rate model)")
     if info["mode"] == "per-digit":
         sizes = info["string_bytes"]
         if sizes:
@@ -227,8 +297,15 @@ def format_inspection(info: dict, show_all: bool = False) -> str:
                 f"strings         mean {bits.mean():.2f} bits, min {bits.min()}, max {bits.max()}"
             )
         listed = sizes if show_all else sizes[:MAX_LISTED]
-        lines.append(f"{'#':>6}  {'bytes':>5}  {'bits':>5}")
-        lines.extend(f"{i:>6}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed))
+        levels = info.get("levels")
+        if levels is None:
+            lines.append(f"{'#':>6}  {'bytes':>5}  {'bits':>5}")
+            lines.extend(f"{i:>6}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed))
+        else:
+            lines.append(f"{'#':>6}  {'level':>5}  {'bytes':>5}  {'bits':>5}")
+            lines.extend(
+                f"{i:>6}  {levels[i]:>5}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed)
+            )
     else:
         sizes = info["stream_bytes"]
         if count:
@@ -280,7 +357,13 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
         help="compress digits into a .mnc file",
         description="Compress PNG files, IDX image files or a dataset slice into a .mnc file.",
     )
-    p.add_argument("model", metavar="MODEL", help="model file or shipped model name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=None,
+        help=f"model file (.safetensors) or shipped model name (default: {DEFAULT_MODEL})",
+    )
     p.add_argument(
         "inputs",
         nargs="*",
@@ -288,7 +371,11 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
         help="28x28 8-bit greyscale PNG files or IDX images files (-: standard input)",
     )
     p.add_argument(
-        "-o", "--out", required=True, metavar="OUT.mnc", help="compressed file to write (-: standard output)"
+        "-o",
+        "--out",
+        required=True,
+        metavar="OUT.mnc",
+        help="compressed file to write (-: standard output)",
     )
     p.add_argument(
         "--stream", action="store_true", help="one stream per block instead of one string per digit"
@@ -314,6 +401,21 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--quiet", "-q", action="store_true", help="print the totals only")
+    add_level_args(p)
+    p.add_argument(
+        "--target-bits",
+        type=positive_float,
+        default=None,
+        metavar="B",
+        help="per digit, the best level whose string fits in B bits (variable-rate models)",
+    )
+    p.add_argument(
+        "--target-psnr",
+        type=positive_float,
+        default=None,
+        metavar="P",
+        help="per digit, the fewest bits that reach P dB (variable-rate models)",
+    )
     add_data_args(p)
     p.set_defaults(handler=compress_handler)
 
@@ -326,7 +428,12 @@ def register_decompress(subparsers: argparse._SubParsersAction) -> None:
         "-ubyte: an IDX file; anything else: a directory of digit-NNNNN.png files.",
     )
     p.add_argument(
-        "model", metavar="MODEL", help="the model file (or shipped name) that wrote the file"
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=None,
+        help="the model file (or shipped name) that wrote the file (default: the shipped model "
+        f"that did, else {DEFAULT_MODEL})",
     )
     p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
     p.add_argument(
@@ -357,7 +464,13 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
         description="Decode random byte strings with the decode check off: digits sampled from the "
         "learned distribution. The same seed gives the same digits.",
     )
-    p.add_argument("model", metavar="MODEL", help="model file or shipped model name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=None,
+        help=f"model file or shipped model name (default: {DEFAULT_MODEL})",
+    )
     p.add_argument("--n", type=positive_int, default=16, help="number of digits (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--bytes", type=int, default=8, help="bytes per random string (default 8)")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.data import DATASETS
+from mnistcodec.errors import InputError
+from mnistcodec.model.variable_rate import nearest_level
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default mnist)")
+    parser.add_argument(
+        "--dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default mnist)"
+    )
     parser.add_argument(
         "--data-dir",
         default=None,
@@ -29,3 +34,42 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def add_level_args(parser: argparse.ArgumentParser) -> None:
+    """``--level`` and ``--lmbda``: the operating point of a variable-rate model."""
+    parser.add_argument(
+        "--level",
+        type=non_negative_int,
+        default=None,
+        metavar="K",
+        help="level K of a variable-rate model (default: its reference level)",
+    )
+    parser.add_argument(
+        "--lmbda",
+        type=positive_float,
+        default=None,
+        metavar="L",
+        help="the level whose lambda is nearest to L (log scale)",
+    )
+
+
+def choose_level(loaded: LoadedModel, args: argparse.Namespace) -> int | None:
+    """The level ``--level`` or ``--lmbda`` names (``None``: the model's default), checked."""
+    if args.level is not None and args.lmbda is not None:
+        raise InputError("give --level or --lmbda, not both")
+    lambdas = loaded.model.lambdas if loaded.variable_rate else (float(loaded.config.lmbda),)
+    if args.lmbda is not None:
+        return nearest_level(args.lmbda, lambdas)
+    if args.level is not None and args.level >= len(lambdas):
+        raise InputError(
+            f"level {args.level} does not exist; this model has levels 0 to {len(lambdas) - 1}"
+        )
+    return args.level

@@ -6,26 +6,50 @@ import argparse
 import json
 from pathlib import Path
 
-from mnistcodec.cli.common import add_data_args, positive_float, positive_int
+from mnistcodec.cli.common import (
+    add_data_args,
+    add_level_args,
+    choose_level,
+    positive_float,
+    positive_int,
+)
 from mnistcodec.coding.model_files import load_model
-from mnistcodec.coding.zoo import resolve_model, shipped_models
+from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.data import load_split
-from mnistcodec.experiments.evaluate import evaluate, format_evaluation
+from mnistcodec.errors import InputError
+from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
 from mnistcodec.experiments.shipped import check_shipped
 from mnistcodec.model.compression_model import DISTORTIONS, CompressionModel, ModelConfig
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.summary import model_summary
 from mnistcodec.model.transforms import ARCHITECTURES
-from mnistcodec.training.loop import THREADING_MODES, TrainConfig, train
+from mnistcodec.training.loop import TrainConfig, train
 from mnistcodec.training.presets import PRESETS, get_preset
+from mnistcodec.training.threading import THREADING_MODES
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)")
-    parser.add_argument("--latent-dims", type=positive_int, default=50, help="latent size (default 50)")
-    parser.add_argument("--prior", default="logistic", choices=sorted(PRIORS), help="prior family (default logistic)")
-    parser.add_argument("--lmbda", type=positive_float, default=2000.0, help="Lagrange multiplier lambda (default 2000)")
-    parser.add_argument("--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)")
+    parser.add_argument(
+        "--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)"
+    )
+    parser.add_argument(
+        "--latent-dims", type=positive_int, default=50, help="latent size (default 50)"
+    )
+    parser.add_argument(
+        "--prior",
+        default="logistic",
+        choices=sorted(PRIORS),
+        help="prior family (default logistic)",
+    )
+    parser.add_argument(
+        "--lmbda",
+        type=positive_float,
+        default=2000.0,
+        help="Lagrange multiplier lambda (default 2000)",
+    )
+    parser.add_argument(
+        "--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)"
+    )
 
 
 def model_config_from(args: argparse.Namespace) -> ModelConfig:
@@ -40,7 +64,10 @@ def model_config_from(args: argparse.Namespace) -> ModelConfig:
 
 def default_model_path(config: ModelConfig) -> Path:
     lmbda = f"{config.lmbda:g}"
-    return Path("runs") / f"{config.arch}-lmbda{lmbda}-d{config.latent_dims}-{config.prior}.safetensors"
+    return (
+        Path("runs")
+        / f"{config.arch}-lmbda{lmbda}-d{config.latent_dims}-{config.prior}.safetensors"
+    )
 
 
 def train_handler(args: argparse.Namespace) -> int:
@@ -66,7 +93,9 @@ def train_handler(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         threading=args.threading,
     )
-    result = train(config, train_config, out, resume=args.resume, force=args.force, progress=not args.quiet)
+    result = train(
+        config, train_config, out, resume=args.resume, force=args.force, progress=not args.quiet
+    )
     print(f"model written to {out} (fingerprint {result.model.fingerprint[:16]})")
     return 0
 
@@ -74,12 +103,19 @@ def train_handler(args: argparse.Namespace) -> int:
 def evaluate_handler(args: argparse.Namespace) -> int:
     loaded = resolve_model(args.model)
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
-    result = evaluate(loaded, images, coding=not args.no_coding)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    if args.all_levels:
+        if args.level is not None or args.lmbda is not None:
+            raise InputError("give --all-levels, --level or --lmbda, not several")
+        results = evaluate_levels(loaded, images, coding=not args.no_coding)
     else:
-        print(f"model {args.model} on {args.dataset} {args.split}")
-        print(format_evaluation(result))
+        results = [
+            evaluate(loaded, images, coding=not args.no_coding, level=choose_level(loaded, args))
+        ]
+    if args.json:
+        print(json.dumps(results if args.all_levels else results[0], indent=2))
+        return 0
+    print(f"model {args.model or DEFAULT_MODEL} on {args.dataset} {args.split}")
+    print("\n\n".join(format_evaluation(result) for result in results))
     return 0
 
 
@@ -97,8 +133,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--prior-lr", type=positive_float, default=None, help="learning rate of the prior (default: --lr)")
+    p.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
+    p.add_argument(
+        "--prior-lr",
+        type=positive_float,
+        default=None,
+        help="learning rate of the prior (default: --lr)",
+    )
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -115,30 +158,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shards (each batch split across threads; robust on a busy, shared machine) or auto "
         "(shards when the load average exceeds the cores; default)",
     )
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="train on the first N digits only")
-    p.add_argument("--val-limit", type=positive_int, default=None, metavar="N", help="validate on the first N test digits only")
-    p.add_argument("--out", "-o", default=None, metavar="PATH", help="model file (default runs/<config>.safetensors)")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N digits only",
+    )
+    p.add_argument(
+        "--val-limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate on the first N test digits only",
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        metavar="PATH",
+        help="model file (default runs/<config>.safetensors)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)
     p.set_defaults(handler=train_handler)
-
-    p = subparsers.add_parser("evaluate", help="rate, PSNR and distortion of a model on a split")
-    p.add_argument("model", help="model file or shipped model name")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="split (default test)")
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="first N digits only")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.add_argument("--no-coding", action="store_true", help="skip the entropy coder (no string_bits)")
-    add_data_args(p)
-    p.set_defaults(handler=evaluate_handler)
+    register_evaluate(subparsers)
 
     p = subparsers.add_parser("summary", help="layers, output shapes and parameter counts")
-    p.add_argument("model", nargs="?", default=None, help="model file or shipped name (default: a new model)")
+    p.add_argument(
+        "model", nargs="?", default=None, help="model file or shipped name (default: a new model)"
+    )
     add_model_args(p)
     p.set_defaults(handler=summary_handler)
 
     register_models(subparsers)
+
+
+def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("evaluate", help="rate, PSNR and distortion of a model on a split")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help=f"model file or shipped model name (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--split", default="test", choices=["train", "test"], help="split (default test)"
+    )
+    p.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="first N digits only"
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument(
+        "--no-coding", action="store_true", help="skip the entropy coder (no string_bits)"
+    )
+    add_level_args(p)
+    p.add_argument(
+        "--all-levels",
+        action="store_true",
+        help="every level of a variable-rate model (--json: a list)",
+    )
+    add_data_args(p)
+    p.set_defaults(handler=evaluate_handler)
 
 
 def models_handler(args: argparse.Namespace) -> int:
@@ -154,17 +237,30 @@ def models_handler(args: argparse.Namespace) -> int:
             f"{name:<24} {cfg.arch}/{cfg.prior} lambda={cfg.lmbda:g} d={cfg.latent_dims}  "
             f"{path.stat().st_size / 1e6:.1f} MB  info {ev.get('info_bits', float('nan')):.2f} bits  "
             f"strings {ev.get('string_bits', float('nan')):.2f} bits  PSNR {ev.get('psnr_db', float('nan')):.2f} dB"
+            + ("  (default)" if name == DEFAULT_MODEL else "")
         )
+        if loaded.variable_rate:
+            lambdas = loaded.model.lambdas
+            print(
+                f"    {loaded.levels} levels (--level 0-{loaded.levels - 1}, lambda {lambdas[0]:g} to {lambdas[-1]:g}); "
+                f"figures above at the reference level {loaded.model.reference_level} (lambda {lambdas[loaded.model.reference_level]:.0f})"
+            )
         if args.check:
             images = load_split("test", args.dataset, args.data_dir).images
             for key, (recorded, measured, same) in check_shipped(name, images).items():
                 failed |= not same
-                print(f"    {key:<22} recorded {recorded:.6f}  measured {measured:.6f}  {'ok' if same else 'MISMATCH'}")
+                print(
+                    f"    {key:<22} recorded {recorded:.6f}  measured {measured:.6f}  {'ok' if same else 'MISMATCH'}"
+                )
     return 1 if failed else 0
 
 
 def register_models(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("models", help="list the pretrained models that ship with the package")
-    p.add_argument("--check", action="store_true", help="re-derive each model's recorded evaluation figures")
+    p = subparsers.add_parser(
+        "models", help="list the pretrained models that ship with the package"
+    )
+    p.add_argument(
+        "--check", action="store_true", help="re-derive each model's recorded evaluation figures"
+    )
     add_data_args(p)
     p.set_defaults(handler=models_handler)

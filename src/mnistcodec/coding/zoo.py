@@ -10,6 +10,7 @@ from the file.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,23 +18,48 @@ from mnistcodec.coding.model_files import LoadedModel, load_model
 from mnistcodec.errors import ModelFileError
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+#: The model used when none is named: the shipped variable-rate model.
+DEFAULT_MODEL = "vr"
 
 
 def shipped_models() -> dict[str, Path]:
     """Names of the models that ship with the package and their files."""
     if not PRETRAINED_DIR.is_dir():
         return {}
-    return {p.name.removesuffix(".safetensors"): p for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))}
+    return {
+        p.name.removesuffix(".safetensors"): p for p in sorted(PRETRAINED_DIR.glob("*.safetensors"))
+    }
 
 
-def resolve_model(name_or_path: str | os.PathLike) -> LoadedModel:
-    """Load a shipped model by name, or a model file by path (a path that exists wins)."""
-    name_or_path = os.fspath(name_or_path)
+def is_model_reference(text: str) -> bool:
+    """Whether a command-line word names a model: a shipped name or a ``.safetensors`` file."""
+    return text in shipped_models() or text.endswith(".safetensors")
+
+
+def shipped_for_fingerprint(fingerprint: str) -> str | None:
+    """The shipped model with this fingerprint (from ``MANIFEST.json``), if any."""
+    manifest = PRETRAINED_DIR / "MANIFEST.json"
+    if not manifest.is_file():
+        return None
+    entries = json.loads(manifest.read_text())
+    return next(
+        (name for name, entry in entries.items() if entry.get("fingerprint") == fingerprint), None
+    )
+
+
+def resolve_model(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
+    """Load a shipped model by name, or a model file by path (a path that exists wins).
+
+    ``None`` is :data:`DEFAULT_MODEL`.
+    """
+    name_or_path = os.fspath(DEFAULT_MODEL if name_or_path is None else name_or_path)
     shipped = shipped_models()
     if name_or_path in shipped and not Path(name_or_path).exists():
         return load_model(shipped[name_or_path])
     path = Path(name_or_path)
     if not path.exists():
         names = ", ".join(shipped) or "none"
-        raise ModelFileError(f"no model file {name_or_path!r} and no shipped model of that name (shipped: {names})")
+        raise ModelFileError(
+            f"no model file {name_or_path!r} and no shipped model of that name (shipped: {names})"
+        )
     return load_model(path)

@@ -13,6 +13,10 @@ Figures (all per digit, averaged over the split):
 * ``mad``: mean absolute error on [0, 1] of the model's float reconstruction of
   the quantised latents (the seed's validation distortion); ``mad_decoded``: the
   same for the decoded uint8 digits.
+
+A variable-rate model is evaluated at one level (``level``, default its
+reference level; the result then holds ``level`` and ``lmbda``), or at every
+level by :func:`evaluate_levels`.
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from mnistcodec.storage.digits import check_digits
 
 @torch.no_grad()
 def model_terms(
-    loaded: LoadedModel, images: np.ndarray, seed: int = 0, batch_size: int = 1000
+    loaded: LoadedModel,
+    images: np.ndarray,
+    seed: int = 0,
+    batch_size: int = 1000,
+    level: int | None = None,
 ) -> dict[str, float]:
-    """Rate bound, information content and float MAD over ``images``."""
+    """Rate bound, information content and float MAD over ``images`` (at ``level``)."""
     model = loaded.model.eval()
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
@@ -39,10 +47,15 @@ def model_terms(
     n = images.shape[0]
     for start in range(0, n, batch_size):
         x = images_to_unit(torch.from_numpy(images[start : start + batch_size]).to(device))
-        y = model.analysis_transform(x)
-        _, bound_bits = model.entropy_bottleneck(y, training=True, generator=g)
-        y_hat, info_bits = model.entropy_bottleneck(y, training=False)
-        x_hat = model.synthesis_transform(y_hat)
+        if loaded.variable_rate:
+            bound_bits = model(x, training=True, generator=g, levels=level).rate_bits
+            out = model(x, training=False, levels=level)
+            info_bits, x_hat = out.rate_bits, out.x_hat
+        else:
+            y = model.analysis_transform(x)
+            _, bound_bits = model.entropy_bottleneck(y, training=True, generator=g)
+            y_hat, info_bits = model.entropy_bottleneck(y, training=False)
+            x_hat = model.synthesis_transform(y_hat)
         bound += float(bound_bits.sum())
         info += float(info_bits.sum())
         mad += float(torch.abs(x - x_hat).mean(dim=(1, 2, 3)).sum())
@@ -50,31 +63,50 @@ def model_terms(
 
 
 def evaluate(
-    loaded: LoadedModel, images: np.ndarray, coding: bool = True, seed: int = 0
+    loaded: LoadedModel,
+    images: np.ndarray,
+    coding: bool = True,
+    seed: int = 0,
+    level: int | None = None,
 ) -> dict[str, float]:
     """Every figure of the module docstring; ``coding=False`` skips the entropy coder."""
     images = check_digits(images)
-    result: dict[str, float] = {"n": int(images.shape[0])}
-    result.update(model_terms(loaded, images, seed=seed))
     codec = Codec(loaded, device=next(loaded.model.parameters()).device)
+    level = int(codec.digit_levels(level, 1)[0])
+    result: dict[str, float] = {"n": int(images.shape[0])}
+    if loaded.variable_rate:
+        result.update({"level": level, "lmbda": codec.lambdas[level]})
+    result.update(model_terms(loaded, images, seed=seed, level=level))
+    levels = (level,) if loaded.variable_rate else ()
     if coding:
-        strings, _ = codec.compress(images)
-        decoded = codec.decompress(strings)
-        stream, _ = codec.compress_stream(images)
+        strings, _ = codec.compress(images, *levels)
+        decoded = codec.decompress(strings, levels=level)
+        stream, _ = codec.compress_stream(images, *levels)
         result["string_bits"] = float(np.mean([8 * len(s) for s in strings]))
         result["stream_bits_per_digit"] = 8 * len(stream) / max(1, images.shape[0])
         result["string_overhead_bits"] = result["string_bits"] - result["info_bits"]
     else:
-        decoded = codec.reconstruct(images)
+        decoded = codec.reconstruct(images, level)
     result["psnr_db"] = metrics.mean_psnr(images, decoded)
     result["psnr_of_mean_mse_db"] = metrics.psnr_of_mean_mse(images, decoded)
     result["mad_decoded"] = metrics.mad(images, decoded)
     return result
 
 
+def evaluate_levels(
+    loaded: LoadedModel, images: np.ndarray, coding: bool = True, seed: int = 0
+) -> list[dict[str, float]]:
+    """:func:`evaluate` at every level of the model, in level order."""
+    return [evaluate(loaded, images, coding, seed, level) for level in range(loaded.levels)]
+
+
 def format_evaluation(result: dict[str, float]) -> str:
     """Human-readable lines, labelled as in the module docstring."""
     lines = [f"digits evaluated            {result['n']}"]
+    if "level" in result:
+        lines.append(
+            f"level                       {result['level']} (lambda {result['lmbda']:.1f})"
+        )
     labels = [
         ("rate_bound_bits", "rate bound (noisy)", "bits/digit"),
         ("info_bits", "information content", "bits/digit"),

@@ -52,6 +52,8 @@ LEVEL_LAMBDAS: tuple[float, ...] = tuple(
 #: Initial gains grow as (lambda / GAIN_REFERENCE) ** GAIN_EXPONENT; training moves them.
 GAIN_REFERENCE = 2000.0
 GAIN_EXPONENT = 0.5
+#: Training proxy: noise for the rate; for the decoder, noise (False) or straight-through rounding.
+DECODER_ROUNDING = True
 
 
 def nearest_level(lmbda: float, lambdas: tuple[float, ...] = LEVEL_LAMBDAS) -> int:
@@ -88,11 +90,18 @@ class GainedPrior(Prior):
 class VariableRateBottleneck(nn.Module):
     """Shared prior of ``y`` and the per-level log-gains; quantises ``g_l * y``."""
 
-    def __init__(self, prior: Prior, lambdas: tuple[float, ...] = LEVEL_LAMBDAS) -> None:
+    def __init__(
+        self,
+        prior: Prior,
+        lambdas: tuple[float, ...] = LEVEL_LAMBDAS,
+        gain_exponent: float = GAIN_EXPONENT,
+        decoder_rounding: bool = DECODER_ROUNDING,
+    ) -> None:
         super().__init__()
         self.prior = prior
         self.lambdas = tuple(float(v) for v in lambdas)
-        init = [GAIN_EXPONENT * math.log(v / GAIN_REFERENCE) for v in self.lambdas]
+        self.decoder_rounding = decoder_rounding
+        init = [gain_exponent * math.log(v / GAIN_REFERENCE) for v in self.lambdas]
         self.log_gains = nn.Parameter(torch.tensor(init)[:, None].repeat(1, prior.latent_dims))
 
     @property
@@ -114,13 +123,17 @@ class VariableRateBottleneck(nn.Module):
         gain = self.gains(levels).to(y.dtype)
         z = y * gain
         prior = GainedPrior(self.prior, gain)
-        if training:
-            noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
-            z_out = z + noise
-        else:
-            offset = prior.quantization_offset().to(z)
+        offset = prior.quantization_offset().to(z) if not training or self.decoder_rounding else 0.0
+        if not training:
             z_out = torch.round(z - offset) + offset
-        return z_out / gain, bits_from_log_prob(prior.log_prob(z_out))
+            return z_out / gain, bits_from_log_prob(prior.log_prob(z_out))
+        noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
+        bits = bits_from_log_prob(prior.log_prob(z + noise))
+        if not self.decoder_rounding:
+            return (z + noise) / gain, bits
+        # Straight-through rounding: the decoder sees round(z - o) + o, gradients pass as identity.
+        z_hat = z + (torch.round(z - offset) + offset - z).detach()
+        return z_hat / gain, bits
 
 
 class VariableRateModel(CompressionModel):
