@@ -5,8 +5,10 @@
 Each model is re-saved with float16 weights (its integer coding tables are
 kept exact) into ``src/mnistcodec/pretrained/NAME.safetensors``, with its
 training command, the SHA-256 of its training data and its evaluation on all
-10,000 MNIST test digits, measured on the shipped file itself. A manifest
-(``MANIFEST.json``) records each file's fingerprint and SHA-256.
+10,000 MNIST test digits, measured on the shipped file itself (a
+variable-rate model: at its reference level, and at every level in
+``evaluation_levels``). A manifest (``MANIFEST.json``) records each file's
+fingerprint and SHA-256.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from mnistcodec.coding.model_files import load_model, save_model, update_metadata
 from mnistcodec.coding.zoo import PRETRAINED_DIR
 from mnistcodec.data import load_split
-from mnistcodec.experiments.evaluate import evaluate
+from mnistcodec.experiments.evaluate import evaluate, evaluate_levels
 from mnistcodec.storage.atomic import atomic_write_text
 
 MAX_BYTES = 6_000_000
@@ -64,7 +66,10 @@ def main(argv: list[str]) -> int:
         save_model(loaded.model, out, metadata=record, weights_dtype=torch.float16)
         shipped = load_model(out)
         record["evaluation"] = evaluate(shipped, images)
-        update_metadata(out, {"evaluation": record["evaluation"]})
+        extra = {"evaluation": record["evaluation"]}
+        if shipped.variable_rate:
+            extra["evaluation_levels"] = evaluate_levels(shipped, images)
+        update_metadata(out, extra)
         final = load_model(out)
         assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"
         size = out.stat().st_size
@@ -77,6 +82,8 @@ def main(argv: list[str]) -> int:
             "evaluation": record["evaluation"],
             "training_command": record["training_command"],
         }
+        if "evaluation_levels" in extra:
+            manifest[name]["evaluation_levels"] = extra["evaluation_levels"]
         print(
             f"{name}: {size / 1e6:.2f} MB, fingerprint {final.fingerprint[:16]}, "
             f"strings {record['evaluation']['string_bits']:.2f} bits, PSNR {record['evaluation']['psnr_db']:.2f} dB"

@@ -5,7 +5,8 @@ and imports nothing of mnistcodec: the ``.mnc`` container, the coded model that
 follows from the stored integer tables, the range coder's arithmetic (in exact
 integers, as the spec states it), the overflow code, the shortest-prefix rule,
 the synthesis transform (torch's functional layers, from the layer table) and
-the model fingerprint. The golden files of every shipped model must decode to
+the model fingerprint; for a variable-rate model (``arch = "vr"``), its
+per-level tables and gains and the levels of a version-2 file. The golden files of every shipped model must decode to
 the golden digits and re-encode byte for byte; the coded model must equal what
 constriction builds, row by row. A change to the code that breaks the spec,
 or a constriction release that quantises differently, fails here.
@@ -56,6 +57,31 @@ class Model:
     header: dict
     record: dict
     tensors: dict[str, np.ndarray]
+    level: int = 0
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.record["config"]["arch"] == "vr"
+
+    @property
+    def levels(self) -> int:
+        return len(self.record["levels"]) if self.variable_rate else 1
+
+    def table_names(self, level: int) -> list[str]:
+        prefix = f"coding.level.{level}." if self.variable_rate else "coding."
+        return [prefix + key for key in ("counts", "lower", "offsets")]
+
+    def at_level(self, level: int) -> Model:
+        """The same model, coding with level ``level``'s tables."""
+        assert 0 <= level < self.levels
+        return Model(self.data, self.header, self.record, self.tensors, level)
+
+    def gains(self) -> np.ndarray:
+        """``g_l = exp(log_gains[l])`` in float32 (1 for a fixed-rate model)."""
+        if not self.variable_rate:
+            return np.ones_like(self.offsets)
+        log_gains = self.tensors["model.entropy_bottleneck.log_gains"][self.level]
+        return torch.exp(torch.from_numpy(log_gains.astype(np.float32))).numpy()
 
     @property
     def precision(self) -> int:
@@ -63,15 +89,15 @@ class Model:
 
     @property
     def counts(self) -> np.ndarray:
-        return self.tensors["coding.counts"]
+        return self.tensors[self.table_names(self.level)[0]]
 
     @property
     def lower(self) -> list[int]:
-        return [int(v) for v in self.tensors["coding.lower"]]
+        return [int(v) for v in self.tensors[self.table_names(self.level)[1]]]
 
     @property
     def offsets(self) -> np.ndarray:
-        return self.tensors["coding.offsets"]
+        return self.tensors[self.table_names(self.level)[2]]
 
     @property
     def width(self) -> int:
@@ -107,10 +133,12 @@ def fingerprint(model: Model) -> str:
         "precision": model.precision,
     }
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    for name in ("coding.counts", "coding.lower", "coding.offsets"):
-        h.update(stored_bytes(model, name))
+    for level in range(model.levels):
+        for name in model.table_names(level):
+            h.update(stored_bytes(model, name))
     dtypes = {"F16": "torch.float16", "F32": "torch.float32"}
-    for name in sorted(k for k in model.header if k.startswith("model.synthesis_transform.")):
+    decoder = ("model.synthesis_transform.", "model.entropy_bottleneck.log_gains")
+    for name in sorted(k for k in model.header if k.startswith(decoder)):
         short = name.removeprefix("model.")
         h.update(short.encode() + b"\0" + dtypes[model.header[name]["dtype"]].encode() + b"\0")
         h.update(stored_bytes(model, name))
@@ -361,17 +389,38 @@ class Mnc:
     block_size: int
     fingerprint: bytes
     blocks: list  # per-digit: lists of strings; stream: (count, stream) pairs
+    version: int = 1
+    levels: list = (
+        None  # version 2: each block's levels ([l] for the whole block, or one per digit)
+    )
+
+    def digit_levels(self, index: int, count: int) -> list[int]:
+        if self.version == 1:
+            return [0] * count
+        levels = self.levels[index]
+        return levels if len(levels) == count else levels * count
+
+
+def read_levels(data: bytes, pos: int, mode: int, n: int) -> tuple[list[int], int]:
+    """A version-2 block's levels: ``00 l`` or, per-digit blocks only, ``01 l_1 .. l_n``."""
+    kind = data[pos]
+    assert kind == 0 or (kind == 1 and mode == 0)
+    size = 1 if kind == 0 else n
+    return list(data[pos + 1 : pos + 1 + size]), pos + 1 + size
 
 
 def parse_mnc(data: bytes) -> Mnc:
     magic, version, mode, height, width, count, block, fp, payload = FIELDS.unpack_from(data)
-    assert (magic, version, height, width) == (MAGIC, 1, 28, 28)
+    assert (magic, height, width) == (MAGIC, 28, 28) and version in (1, 2)
     assert struct.unpack_from(">I", data, 62)[0] == zlib.crc32(data[:62])
     assert len(data) == 70 + payload
     assert struct.unpack_from(">I", data, 66 + payload)[0] == zlib.crc32(data[: 66 + payload])
-    pos, blocks = 66, []
+    pos, blocks, levels = 66, [], []
     for first in range(0, count, block):
         n = min(block, count - first)
+        if version == 2:
+            block_levels, pos = read_levels(data, pos, mode, n)
+            levels.append(block_levels)
         if mode == 0:
             lengths = []
             for _ in range(n):
@@ -387,55 +436,83 @@ def parse_mnc(data: bytes) -> Mnc:
             blocks.append((n, data[pos : pos + length]))
             pos += length
     assert pos == 66 + payload
-    return Mnc(mode, count, block, fp, blocks)
+    return Mnc(mode, count, block, fp, blocks, version, levels)
 
 
 def write_mnc(mnc: Mnc) -> bytes:
     payload = b""
-    for block in mnc.blocks:
+    for index, block in enumerate(mnc.blocks):
+        if mnc.version == 2:
+            levels = mnc.levels[index]
+            payload += bytes([0, levels[0]]) if len(levels) == 1 else bytes([1, *levels])
         if mnc.mode == 0:
             payload += b"".join([*(varint(len(s)) for s in block), *block])
         else:
             payload += varint(len(block[1])) + block[1]
     fields = FIELDS.pack(
-        MAGIC, 1, mnc.mode, 28, 28, mnc.count, mnc.block_size, mnc.fingerprint, len(payload)
+        MAGIC,
+        mnc.version,
+        mnc.mode,
+        28,
+        28,
+        mnc.count,
+        mnc.block_size,
+        mnc.fingerprint,
+        len(payload),
     )
     body = fields + struct.pack(">I", zlib.crc32(fields)) + payload
     return body + struct.pack(">I", zlib.crc32(body))
 
 
+def mnc_levels(mnc: Mnc) -> list[int]:
+    """Every digit's level, in order (0 throughout a version-1 file)."""
+    out = []
+    for index, block in enumerate(mnc.blocks):
+        out += mnc.digit_levels(index, len(block) if mnc.mode == 0 else block[0])
+    return out
+
+
 def decode_mnc(model: Model, mnc: Mnc) -> list[list[int]]:
     latents = []
-    for block in mnc.blocks:
+    for index, block in enumerate(mnc.blocks):
         if mnc.mode == 0:
-            for string in block:
+            for string, level in zip(block, mnc.digit_levels(index, len(block)), strict=True):
                 assert not string.endswith(b"\0")
-                latents += decode_digits(model, string, 1)
+                latents += decode_digits(model.at_level(level), string, 1)
         else:
-            latents += decode_digits(model, block[1], block[0])
+            (level,) = set(mnc.digit_levels(index, block[0]))
+            latents += decode_digits(model.at_level(level), block[1], block[0])
     return latents
 
 
 def reencode_mnc(model: Model, mnc: Mnc, latents: list[list[int]]) -> bytes:
     blocks, first = [], 0
-    for block in mnc.blocks:
+    for index, block in enumerate(mnc.blocks):
         n = len(block) if mnc.mode == 0 else block[0]
-        part = latents[first : first + n]
+        part, levels = latents[first : first + n], mnc.digit_levels(index, n)
         if mnc.mode == 0:
-            blocks.append([encode_string(model, k) for k in part])
+            blocks.append(
+                [encode_string(model.at_level(lv), k) for k, lv in zip(part, levels, strict=True)]
+            )
         else:
-            blocks.append((n, encode_stream(model, part)))
+            blocks.append((n, encode_stream(model.at_level(levels[0]), part)))
         first += n
-    return write_mnc(Mnc(mnc.mode, mnc.count, mnc.block_size, mnc.fingerprint, blocks))
+    fields = (mnc.mode, mnc.count, mnc.block_size, mnc.fingerprint, blocks, mnc.version, mnc.levels)
+    return write_mnc(Mnc(*fields))
 
 
 # -- the synthesis transform (arch "seed") ------------------------------------------------------
 
 
-def synthesise(model: Model, latents: list[list[int]]) -> np.ndarray:
-    """uint8 (N, 28, 28): float32 layers, ``round_half_even(255 x)`` saturated."""
+def synthesise(
+    model: Model, latents: list[list[int]], levels: list[int] | None = None
+) -> np.ndarray:
+    """uint8 (N, 28, 28): ``y^ = (k + o_l) / g_l``, float32 layers, ``round_half_even(255 x)`` saturated."""
     k = torch.tensor(np.array(latents, dtype=np.float64).astype(np.float32))
-    y = k + torch.from_numpy(model.offsets.astype(np.float32))
+    levels = levels or [0] * len(latents)
+    offsets = np.stack([model.at_level(level).offsets.astype(np.float32) for level in levels])
+    gains = np.stack([model.at_level(level).gains() for level in levels])
+    y = (k + torch.from_numpy(offsets)) / torch.from_numpy(gains)
     w = model.weight
     with torch.no_grad():
         h = F.leaky_relu(F.linear(y, w("fc_1.weight"), w("fc_1.bias")), 0.2)
@@ -468,9 +545,10 @@ def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
     model = read_model(model_path(name))
     assert fingerprint(model) == model.record["fingerprint"]
     assert content_hash(model) == model.record["content_sha256"]
-    counts = model.counts
-    assert counts.dtype == np.int32 and np.all(counts >= 1)
-    assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
+    for level in range(model.levels):
+        counts = model.at_level(level).counts
+        assert counts.dtype == np.int32 and np.all(counts >= 1)
+        assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -484,7 +562,7 @@ def test_golden_file_decodes_and_reencodes_from_the_spec(name, mode):
     assert len(latents) == mnc.count == 24
     assert reencode_mnc(model, mnc, latents) == data
     expected = read_idx_images(GOLDEN_DIR / f"{name}.decoded.idx")
-    pixels = synthesise(model, latents)
+    pixels = synthesise(model, latents, mnc_levels(mnc))
     assert np.abs(pixels.astype(int) - expected).max() <= 1
     assert np.count_nonzero(pixels != expected) <= pixels.size // 1000
 
@@ -518,12 +596,14 @@ def constriction_interval(probabilities: np.ndarray | None, symbol: int, model) 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_coded_model_is_the_documented_rule_for_every_row(name):
-    model = read_model(model_path(name))
     family = constriction.stream.model.Categorical(perfect=False)
-    probabilities = model.counts.astype(np.float64) / (1 << model.precision)
-    for row, cdf in zip(probabilities, model.cdfs, strict=True):
-        for symbol in range(len(row)):
-            assert constriction_interval(row, symbol, family) == cdf.interval(symbol)
+    model = read_model(model_path(name))
+    for level in range(model.levels):
+        model = model.at_level(level)
+        probabilities = model.counts.astype(np.float64) / (1 << model.precision)
+        for row, cdf in zip(probabilities, model.cdfs, strict=True):
+            for symbol in range(len(row)):
+                assert constriction_interval(row, symbol, family) == cdf.interval(symbol)
 
 
 def test_overflow_models_are_constriction_uniform_models():
