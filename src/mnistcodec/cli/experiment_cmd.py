@@ -129,16 +129,13 @@ def report_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    # Lazy: loads NumPy, only once the parser is built (importing mnistcodec.cli stays light).
-    from mnistcodec.experiments.baselines import CODECS, MODES
+    register_sweep(subparsers)
+    register_baselines(subparsers)
+    register_report(subparsers)
 
-    p = subparsers.add_parser(
-        "sweep",
-        help="train and evaluate a grid of models (cached, resumable, parallel)",
-        description="Train and evaluate every combination of --lmbda, --latent-dims, --prior and --seeds. "
-        "Each trial is cached in OUT/trials/<hash of its configuration>/, so an interrupted sweep resumes "
-        "and a repeated one is free. Writes OUT/results.{csv,json}, OUT/bd_rates.json and plots.",
-    )
+
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
+    """The sweep's grid: every combination of these values is one trial."""
     p.add_argument(
         "--lmbda",
         type=positive_float,
@@ -168,6 +165,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)"
     )
+
+
+def register_sweep(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="train and evaluate a grid of models (cached, resumable, parallel)",
+        description="Train and evaluate every combination of --lmbda, --latent-dims, --prior and --seeds. "
+        "Each trial is cached in OUT/trials/<hash of its configuration>/, so an interrupted sweep resumes "
+        "and a repeated one is free. Writes OUT/results.{csv,json}, OUT/bd_rates.json and plots.",
+    )
+    _add_grid_args(p)
     p.add_argument(
         "--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)"
     )
@@ -215,6 +223,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.set_defaults(handler=sweep_handler)
 
+
+def register_baselines(subparsers: argparse._SubParsersAction) -> None:
+    # Lazy: loads NumPy, only once the parser is built (importing mnistcodec.cli stays light).
+    from mnistcodec.experiments.baselines import CODECS, MODES
+
     p = subparsers.add_parser(
         "baselines",
         help="classical codecs (JPEG, JPEG 2000, WebP, AVIF, JPEG XL, PNG) on test digits",
@@ -255,6 +268,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.set_defaults(handler=baselines_handler)
 
+
+def register_report(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
         help="the lab report: train, code, compare and plot; writes OUT/index.html",
