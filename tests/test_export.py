@@ -1,0 +1,202 @@
+"""ONNX export: the exported graphs and tables decode the golden files as PyTorch does.
+
+A shipped model is exported once; onnxruntime runs its synthesis graph on the
+latents of a golden file and its analysis graph on the golden digits (MNIST
+test digits 0-23), and the example of ``docs/onnx-export.md`` (onnxruntime,
+numpy and constriction, no mnistcodec) decodes the golden files from the
+exported files alone, the overflow vectors included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnistcodec.cli import main
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.files import decode_latents_bytes
+from mnistcodec.coding.onnx_export import OPSET, export_onnx
+from mnistcodec.coding.zoo import resolve_model
+from mnistcodec.data import load_split, read_idx
+from mnistcodec.errors import InputError, MnistCodecError
+
+onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install 'mnistcodec[onnx]'")
+onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra")
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_DIR = ROOT / "tests" / "golden"
+MODEL = "seed-lmbda2000"
+FILES = {"analysis.onnx", "synthesis.onnx", "tables.json", "manifest.json"}
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return resolve_model(MODEL)
+
+
+@pytest.fixture(scope="module")
+def exported(loaded, tmp_path_factory) -> Path:
+    return export_onnx(loaded, tmp_path_factory.mktemp("export") / "seed-onnx")
+
+
+@pytest.fixture(scope="module")
+def golden_latents(loaded) -> np.ndarray:
+    data = (GOLDEN_DIR / f"{MODEL}.per-digit.mnc").read_bytes()
+    return decode_latents_bytes(Codec(loaded), data)
+
+
+def run(path: Path, inputs: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    return session.run(None, {name: inputs})[0]
+
+
+def to_pixels(x_hat: np.ndarray) -> np.ndarray:
+    pixels = np.nan_to_num(np.rint(x_hat * np.float32(255)), nan=0.0)
+    return np.clip(pixels, 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+
+
+def test_the_export_holds_valid_graphs_with_a_dynamic_batch(exported, loaded):
+    assert {p.name for p in exported.iterdir()} == FILES
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["fingerprint"] == loaded.fingerprint
+    for role, names in (("analysis", ("x", "y")), ("synthesis", ("y_hat", "x_hat"))):
+        graph = onnx.load(str(exported / f"{role}.onnx"))
+        onnx.checker.check_model(graph)
+        assert graph.opset_import[0].version >= OPSET
+        (inp,), (out,) = graph.graph.input, graph.graph.output
+        assert (inp.name, out.name) == names
+        assert (manifest[role]["input"]["name"], manifest[role]["output"]["name"]) == names
+        assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((exported / name).read_bytes()).hexdigest() == digest
+
+
+def test_onnx_synthesis_decodes_the_golden_file_within_one_grey_level(
+    exported, loaded, golden_latents
+):
+    y_hat = golden_latents.astype(np.float32) + loaded.tables.offsets
+    x_hat = run(exported / "synthesis.onnx", y_hat)
+    with torch.no_grad():
+        reference = loaded.model.synthesis_transform.reference_forward(torch.from_numpy(y_hat))
+    np.testing.assert_allclose(x_hat, reference.numpy(), rtol=0, atol=1e-5)
+    expected = read_idx(GOLDEN_DIR / f"{MODEL}.decoded.idx")
+    difference = np.abs(to_pixels(x_hat).astype(np.int16) - expected)
+    print(
+        f"onnxruntime vs PyTorch: max {difference.max()} grey level(s), {np.count_nonzero(difference)} pixel(s)"
+    )
+    assert difference.max() <= 1
+    assert np.count_nonzero(difference) <= expected.size // 1000
+    one_at_a_time = np.concatenate(
+        [run(exported / "synthesis.onnx", row[None]) for row in y_hat[:3]]
+    )
+    np.testing.assert_allclose(one_at_a_time, x_hat[:3], rtol=0, atol=1e-6)
+
+
+def test_onnx_analysis_gives_the_golden_latents(exported, loaded, golden_latents):
+    images = load_split("test").images[:24]
+    x = (images.astype(np.float32) / np.float32(255)).reshape(-1, 1, 28, 28)
+    y = run(exported / "analysis.onnx", x)
+    np.testing.assert_allclose(y, Codec(loaded).latents(images).numpy(), rtol=0, atol=1e-4)
+    k = np.rint(y - loaded.tables.offsets)
+    np.testing.assert_array_equal(k, golden_latents)
+
+
+def test_the_json_tables_are_the_model_files_tables(exported, loaded):
+    tables = json.loads((exported / "tables.json").read_text())
+    np.testing.assert_array_equal(np.asarray(tables["counts"], np.int32), loaded.tables.counts)
+    np.testing.assert_array_equal(np.asarray(tables["lower"], np.int32), loaded.tables.lower)
+    offsets = np.asarray(tables["offsets"], np.float64).astype(np.float32)
+    assert offsets.tobytes() == loaded.tables.offsets.tobytes()
+    assert tables["precision"] == loaded.tables.precision == 16
+    assert tables["tail_mass"] == loaded.metadata["coding"]["tail_mass"]
+    assert tables["fingerprint"] == loaded.fingerprint
+    left = np.asarray(tables["coded_model"]["left"])
+    assert left.shape == (loaded.tables.latent_dims, loaded.tables.width + 2)
+    assert (left[:, 0] == 0).all() and (left[:, -1] == 1 << 24).all()
+    assert (np.diff(left, axis=1) >= 1).all()
+    # Row 0 as the worked example of docs/mnc-format.md lists it.
+    assert left[0].tolist()[:6] == [0, 256, 513, 770, 8963, 1212676]
+
+
+def documented_example() -> str:
+    text = (ROOT / "docs" / "onnx-export.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    return code
+
+
+@pytest.mark.parametrize("mode", ["per-digit", "stream"])
+def test_the_documented_example_decodes_the_golden_files(exported, mode):
+    code = documented_example()
+    assert "mnistcodec" not in re.sub(r"#.*", "", code) and "torch" not in code
+    namespace: dict = {}
+    exec(compile(code, "docs/onnx-export.md", "exec"), namespace)
+    digits = namespace["decode_mnc"](exported, GOLDEN_DIR / f"{MODEL}.{mode}.mnc")
+    expected = read_idx(GOLDEN_DIR / f"{MODEL}.decoded.idx")
+    assert digits.shape == expected.shape and digits.dtype == np.uint8
+    assert np.abs(digits.astype(np.int16) - expected).max() <= 1
+    overflow = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
+    latents = namespace["decode_latents"](exported, GOLDEN_DIR / f"overflow.{mode}.mnc")
+    assert latents.tolist() == overflow["latents"]  # escapes of every kind, exactly
+
+
+def test_an_existing_export_is_refused_without_force(exported, capsys):
+    before = {p.name: p.read_bytes() for p in exported.iterdir()}
+    assert main(["export", MODEL, "--onnx", str(exported)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err
+    assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+
+
+def test_force_replaces_only_an_export(tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert main(["export", MODEL, "--onnx", str(other), "--force"]) == 2
+    assert "holds no mnistcodec export" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    out = tmp_path / "export"
+    assert main(["export", MODEL, "--onnx", str(out)]) == 0
+    (out / "tables.json").write_text("{}")
+    assert main(["export", MODEL, "--onnx", str(out), "--force"]) == 0
+    assert {p.name for p in out.iterdir()} == FILES
+    assert json.loads((out / "tables.json").read_text())["precision"] == 16
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "no-such-model", "--onnx", "OUT"],
+        ["export", "missing.safetensors", "--onnx", "OUT"],
+        ["export", MODEL, "--onnx", "FILE"],
+    ],
+    ids=["unknown-name", "missing-file", "output-is-a-file"],
+)
+def test_bad_arguments_are_one_error_line(argv, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("x")
+    argv = [str(tmp_path / a) if a in ("OUT", "FILE") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnistcodec: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_without_onnx_the_error_says_what_to_install(loaded, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(MnistCodecError, match=re.escape("pip install 'mnistcodec[onnx]'")):
+        export_onnx(loaded, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_variable_rate_models_are_refused_for_now(loaded, tmp_path):
+    variable = dataclasses.replace(loaded, level_tables=(loaded.tables, loaded.tables))
+    with pytest.raises(InputError, match="variable-rate"):
+        export_onnx(variable, tmp_path / "out")
