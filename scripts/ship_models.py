@@ -65,10 +65,13 @@ def main(argv: list[str]) -> int:
         }
         save_model(loaded.model, out, metadata=record, weights_dtype=torch.float16)
         shipped = load_model(out)
-        record["evaluation"] = evaluate(shipped, images)
-        extra = {"evaluation": record["evaluation"]}
+        extra = {}
         if shipped.variable_rate:
             extra["evaluation_levels"] = evaluate_levels(shipped, images)
+            record["evaluation"] = extra["evaluation_levels"][shipped.model.reference_level]
+        else:
+            record["evaluation"] = evaluate(shipped, images)
+        extra["evaluation"] = record["evaluation"]
         update_metadata(out, extra)
         final = load_model(out)
         assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"

@@ -19,10 +19,12 @@ from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
 from mnistcodec.experiments.shipped import check_shipped
-from mnistcodec.model.compression_model import DISTORTIONS, CompressionModel, ModelConfig
+from mnistcodec.model.compression_model import DISTORTIONS, ModelConfig
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.summary import model_summary
 from mnistcodec.model.transforms import ARCHITECTURES
+from mnistcodec.model.variable_rate import ARCH as VARIABLE_RATE_ARCH
+from mnistcodec.model.variable_rate import make_model
 from mnistcodec.training.loop import TrainConfig, train
 from mnistcodec.training.presets import PRESETS, get_preset
 from mnistcodec.training.threading import THREADING_MODES
@@ -30,7 +32,10 @@ from mnistcodec.training.threading import THREADING_MODES
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)"
+        "--arch",
+        default="seed",
+        choices=sorted({*ARCHITECTURES, VARIABLE_RATE_ARCH}),
+        help="architecture (default seed; vr: one variable-rate model for 16 lambdas)",
     )
     parser.add_argument(
         "--latent-dims", type=positive_int, default=50, help="latent size (default 50)"
@@ -123,7 +128,7 @@ def summary_handler(args: argparse.Namespace) -> int:
     if args.model:
         model = resolve_model(args.model).model
     else:
-        model = CompressionModel(model_config_from(args))
+        model = make_model(model_config_from(args))
     print(model_summary(model))
     return 0
 
@@ -146,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default=None,
-        help="named configuration: seed (the tutorial's) or improved (faster prior); sets --arch, --prior, --prior-lr",
+        help="named configuration: seed (the tutorial's), improved (faster prior) or vr (one variable-rate model); sets --arch, --prior, --prior-lr",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")

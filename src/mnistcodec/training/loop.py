@@ -38,6 +38,7 @@ from mnistcodec.data import DATASETS, load_split
 from mnistcodec.errors import InputError, TrainingError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.transforms import images_to_unit
+from mnistcodec.model.variable_rate import make_model
 from mnistcodec.storage.atomic import check_writable
 from mnistcodec.training.checkpoints import (
     checkpoint_path,
@@ -145,7 +146,7 @@ def train(
 
     # The model and Adam, seeded; or both as the last complete epoch left them.
     torch.manual_seed(train_config.seed)
-    model = CompressionModel(model_config).to(device)
+    model = make_model(model_config).to(device)
     optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     threading = choose_threading(train_config.threading, threads, device)
@@ -287,8 +288,12 @@ def validate(
 def make_optimizer(
     model: CompressionModel, lr: float, prior_lr: float | None = None
 ) -> torch.optim.Adam:
-    """Adam with Keras' epsilon, as one fused kernel; the prior may have its own rate."""
-    prior_params = list(model.prior.parameters())
+    """Adam with Keras' epsilon, as one fused kernel; the prior may have its own rate.
+
+    The prior's rate applies to every parameter of the entropy bottleneck: the
+    prior's, and a variable-rate model's gains.
+    """
+    prior_params = list(model.entropy_bottleneck.parameters())
     prior_ids = {id(p) for p in prior_params}
     transform_params = [p for p in model.parameters() if id(p) not in prior_ids]
     groups = [

@@ -8,6 +8,9 @@
   can move by at most about 1e-3 per step, so after 5 epochs (2345 steps) the
   prior still lags the latents and the rate is far from converged; a faster
   prior removes that bottleneck at no cost in time (docs/improvements.md).
+* ``vr``: the variable-rate model (:mod:`mnistcodec.model.variable_rate`):
+  the seed network with gain units, 16 levels from lambda 150 to 8000 in one
+  model; the prior and the gains learn at 1e-2, as in ``improved``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ PRESETS: dict[str, Preset] = {
     "improved": Preset(
         "improved",
         "seed network and budget; the prior learns at 1e-2 (10x the transforms' rate)",
+        prior_lr=1e-2,
+    ),
+    "vr": Preset(
+        "vr",
+        "one variable-rate model for 16 lambdas (150-8000): gain units; prior and gains at 1e-2",
+        arch="vr",
         prior_lr=1e-2,
     ),
 }
