@@ -2,7 +2,9 @@
 
 For every shipped model: test digits 0-23 coded per digit and as one stream
 (``<model>.per-digit.mnc``, ``<model>.stream.mnc``), and the digits both decode
-to (``<model>.decoded.idx``). Usage: ``python tests/golden/make_golden.py``.
+to (``<model>.decoded.idx``); a variable-rate model codes them at its
+reference level (the default of ``compress``). Usage:
+``python tests/golden/make_golden.py [NAME ...]`` (default: every shipped model).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ def shipped_names() -> list[str]:
     return sorted(p.name.removesuffix(".safetensors") for p in manifest.glob("*.safetensors"))
 
 
-def write_golden() -> None:
-    for name in shipped_names():
+def write_golden(names: list[str] | None = None) -> None:
+    for name in names or shipped_names():
         for mode, flags in MODES.items():
             out = GOLDEN_DIR / f"{name}.{mode}.mnc"
             argv = [
@@ -53,4 +55,4 @@ def write_golden() -> None:
 
 
 if __name__ == "__main__":
-    write_golden()
+    write_golden(sys.argv[1:])

@@ -48,9 +48,12 @@ def model_terms(
     for start in range(0, n, batch_size):
         x = images_to_unit(torch.from_numpy(images[start : start + batch_size]).to(device))
         if loaded.variable_rate:
-            bound_bits = model(x, training=True, generator=g, levels=level).rate_bits
-            out = model(x, training=False, levels=level)
-            info_bits, x_hat = out.rate_bits, out.x_hat
+            y = model.analysis_transform(x)
+            level = model.reference_level if level is None else model.check_level(level)
+            levels = torch.full((y.shape[0],), level, device=device)
+            _, bound_bits = model.entropy_bottleneck(y, levels, True, g)
+            y_hat, info_bits = model.entropy_bottleneck(y, levels, False)
+            x_hat = model.synthesis_transform(y_hat)
         else:
             y = model.analysis_transform(x)
             _, bound_bits = model.entropy_bottleneck(y, training=True, generator=g)

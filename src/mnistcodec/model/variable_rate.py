@@ -102,7 +102,7 @@ class VariableRateBottleneck(nn.Module):
         self.lambdas = tuple(float(v) for v in lambdas)
         self.decoder_rounding = decoder_rounding
         init = [gain_exponent * math.log(v / GAIN_REFERENCE) for v in self.lambdas]
-        self.log_gains = nn.Parameter(torch.tensor(init)[:, None].repeat(1, prior.latent_dims))
+        self.log_gains = nn.Parameter(torch.tensor([[v] * prior.latent_dims for v in init]))
 
     @property
     def levels(self) -> int:
