@@ -7,7 +7,7 @@
 Targets:
 
 * ``mnc``: :func:`mnistcodec.coding.files.decompress_bytes` with a real (tiny)
-  model, and :func:`~mnistcodec.coding.files.inspect_bytes`, on mutated
+  model, and :func:`~mnistcodec.coding.inspection.inspect_bytes`, on mutated
   ``.mnc`` files;
 * ``model``: :func:`mnistcodec.coding.model_files.load_model_bytes` on mutated model
   files.
@@ -62,7 +62,8 @@ import torch
 
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import HEADER_SIZE, MAGIC, Block, Header, encode_file
-from mnistcodec.coding.files import compress_to_bytes, decompress_bytes, inspect_bytes
+from mnistcodec.coding.files import compress_to_bytes, decompress_bytes
+from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.model_files import load_model_bytes, save_model
 from mnistcodec.errors import MnistCodecError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig

@@ -33,8 +33,8 @@ from mnistcodec.coding.files import (
     decode_latents_bytes,
     decompress_bytes,
     decompress_file,
-    inspect_file,
 )
+from mnistcodec.coding.inspection import inspect_file
 from mnistcodec.coding.model_files import save_model
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder
 from mnistcodec.coding.tables import CodingTables

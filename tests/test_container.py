@@ -21,7 +21,7 @@ from mnistcodec.coding.container import (
     parse_file,
     parse_header,
 )
-from mnistcodec.coding.files import inspect_bytes
+from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.errors import FormatError, WrongModelError
 
 FINGERPRINT = bytes(range(32))
@@ -200,7 +200,7 @@ def test_inspect_without_a_model():
 
 
 def test_a_file_of_no_digits_parses_and_inspects():
-    from mnistcodec.cli.coding_cmd import format_inspection
+    from mnistcodec.cli.inspect_cmd import format_inspection
 
     for mode in ("per-digit", "stream"):
         data = encode_file(Header(mode, 0, 16, FINGERPRINT), [])

@@ -28,8 +28,8 @@ from mnistcodec.coding.files import (
     compress_to_file,
     decompress_file,
     iter_decompress,
-    read_compressed,
 )
+from mnistcodec.coding.inspection import read_compressed
 from mnistcodec.coding.model_files import load_model
 from mnistcodec.data import encode_idx, read_idx
 from mnistcodec.errors import InputError, TrainingError

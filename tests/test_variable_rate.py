@@ -13,7 +13,8 @@ import torch
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import HEADER_SIZE, LEVELS_VERSION, VERSION
-from mnistcodec.coding.files import compress_to_bytes, decompress_bytes, inspect_bytes
+from mnistcodec.coding.files import compress_to_bytes, decompress_bytes
+from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.model_files import load_model, save_model
 from mnistcodec.coding.rate_control import LevelChoice, RateTarget, all_levels, choose_levels
 from mnistcodec.errors import FormatError, InputError

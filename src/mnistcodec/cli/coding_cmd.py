@@ -1,4 +1,4 @@
-"""``compress``, ``decompress``, ``inspect`` and ``sample`` commands.
+"""``compress``, ``decompress`` and ``sample`` commands (``inspect``: :mod:`mnistcodec.cli.inspect_cmd`).
 
 Each one checks its output path before doing any work, writes atomically and
 overwrites nothing without ``--force``; see :mod:`mnistcodec.coding.files` and
@@ -12,13 +12,13 @@ sample ``-o -`` write raw IDX); the report then goes to standard error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable
 
 import numpy as np
 
 from mnistcodec.cli.common import (
+    MAX_LISTED,
     add_data_args,
     add_level_args,
     choose_level,
@@ -32,7 +32,6 @@ from mnistcodec.coding.files import (
     CompressionSummary,
     compress_to_bytes_io,
     compress_to_file,
-    inspect_file,
     iter_decompress,
     read_compressed,
 )
@@ -47,9 +46,6 @@ from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.storage.atomic import check_writable, is_stdio
 from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces, write_images
-
-#: Digits listed one per line before the listing is cut short.
-MAX_LISTED = 64
 
 
 def parse_index(text: str, length: int) -> slice:
@@ -270,66 +266,6 @@ def decompress_handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_inspection(info: dict, show_all: bool = False) -> str:
-    """Human-readable lines for :func:`mnistcodec.coding.files.inspect_bytes`."""
-    count = info["count"]
-    blocks = info["blocks"]
-    lines = [
-        f"file            {info.get('path', '-')}",
-        f"format version  {info['format_version']}",
-        f"mode            {info['mode']}",
-        f"digits          {count} ({info['digit_shape'][0]}x{info['digit_shape'][1]})",
-        f"block size      {info['block_size']} ({blocks} block{'s' * (blocks != 1)})",
-        f"model           {info['fingerprint']}",
-        f"size            {info['file_bytes']} bytes: {info['header_bytes']} header + "
-        f"{info['payload_bytes']} payload + 4 checksum",
-    ]
-    if count:
-        lines.append(f"bits per digit  {info['file_bits_per_digit']:.2f} (whole file)")
-    if "levels" in info:
-        used = ", ".join(map(str, info["levels_used"]))
-        lines.append(f"levels          {used} (variable-rate model)")
-    if info["mode"] == "per-digit":
-        sizes = info["string_bytes"]
-        if sizes:
-            bits = 8 * np.asarray(sizes)
-            lines.append(
-                f"strings         mean {bits.mean():.2f} bits, min {bits.min()}, max {bits.max()}"
-            )
-        listed = sizes if show_all else sizes[:MAX_LISTED]
-        levels = info.get("levels")
-        if levels is None:
-            lines.append(f"{'#':>6}  {'bytes':>5}  {'bits':>5}")
-            lines.extend(f"{i:>6}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed))
-        else:
-            lines.append(f"{'#':>6}  {'level':>5}  {'bytes':>5}  {'bits':>5}")
-            lines.extend(
-                f"{i:>6}  {levels[i]:>5}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed)
-            )
-    else:
-        sizes = info["stream_bytes"]
-        if count:
-            per_digit = info["stream_bits_per_digit"]
-            lines.append(f"streams         {sum(sizes)} bytes = {per_digit:.2f} bits/digit")
-        listed = sizes if show_all else sizes[:MAX_LISTED]
-        lines.append(f"{'block':>6}  {'digits':>6}  {'bytes':>7}")
-        for i, size in enumerate(listed):
-            digits = min(info["block_size"], count - i * info["block_size"])
-            lines.append(f"{i:>6}  {digits:>6}  {size:>7}")
-    if len(listed) < len(sizes):
-        lines.append(f"   ... {len(sizes) - len(listed)} more (--all lists every one)")
-    return "\n".join(lines)
-
-
-def inspect_handler(args: argparse.Namespace) -> int:
-    info = inspect_file(args.file)
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(format_inspection(info, show_all=args.all))
-    return 0
-
-
 def sample_handler(args: argparse.Namespace) -> int:
     if args.bytes < 0:
         raise InputError(f"--bytes must be non-negative, got {args.bytes}")
@@ -347,7 +283,7 @@ def sample_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    for add in (register_compress, register_decompress, register_inspect, register_sample):
+    for add in (register_compress, register_decompress, register_sample):
         add(subparsers)
 
 
@@ -445,16 +381,6 @@ def register_decompress(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     p.set_defaults(handler=decompress_handler)
-
-
-def register_inspect(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inspect", help="header and sizes of a .mnc file (no model needed)")
-    p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
-    p.add_argument(
-        "--all", action="store_true", help=f"list every digit (default: the first {MAX_LISTED})"
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.set_defaults(handler=inspect_handler)
 
 
 def register_sample(subparsers: argparse._SubParsersAction) -> None:

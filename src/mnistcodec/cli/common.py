@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from mnistcodec.coding.model_files import LoadedModel
-from mnistcodec.data import DATASETS
 from mnistcodec.errors import InputError
-from mnistcodec.model.variable_rate import nearest_level
+
+if TYPE_CHECKING:
+    from mnistcodec.coding.model_files import LoadedModel
+
+#: Digits listed one per line (compress, inspect) before the listing is cut short.
+MAX_LISTED = 64
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
+    from mnistcodec.data.registry import DATASETS  # lazy: the data package loads NumPy
+
     parser.add_argument(
         "--dataset", default="mnist", choices=sorted(DATASETS), help="dataset (default mnist)"
     )
@@ -63,6 +69,8 @@ def add_level_args(parser: argparse.ArgumentParser) -> None:
 
 def choose_level(loaded: LoadedModel, args: argparse.Namespace) -> int | None:
     """The level ``--level`` or ``--lmbda`` names (``None``: the model's default), checked."""
+    from mnistcodec.model.variable_rate import nearest_level  # lazy: PyTorch
+
     if args.level is not None and args.lmbda is not None:
         raise InputError("give --level or --lmbda, not both")
     lambdas = loaded.model.lambdas if loaded.variable_rate else (float(loaded.config.lmbda),)

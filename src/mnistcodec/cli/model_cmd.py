@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnistcodec.cli.common import (
     add_data_args,
@@ -13,28 +14,24 @@ from mnistcodec.cli.common import (
     positive_float,
     positive_int,
 )
-from mnistcodec.coding.model_files import load_model
-from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
-from mnistcodec.data import load_split
+from mnistcodec.coding.zoo import DEFAULT_MODEL, shipped_models
 from mnistcodec.errors import InputError
-from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
-from mnistcodec.experiments.shipped import check_shipped
-from mnistcodec.model.compression_model import DISTORTIONS, ModelConfig
-from mnistcodec.model.priors import PRIORS
-from mnistcodec.model.summary import model_summary
-from mnistcodec.model.transforms import ARCHITECTURES
-from mnistcodec.model.variable_rate import ARCH as VARIABLE_RATE_ARCH
-from mnistcodec.model.variable_rate import make_model
-from mnistcodec.training.loop import TrainConfig, train
+from mnistcodec.model.names import ARCHITECTURE_NAMES, DISTORTIONS, PRIOR_NAMES
+from mnistcodec.training.names import THREADING_MODES
 from mnistcodec.training.presets import PRESETS, get_preset
-from mnistcodec.training.threading import THREADING_MODES
+
+if TYPE_CHECKING:
+    from mnistcodec.model.compression_model import ModelConfig
+
+# The handlers import the library lazily: PyTorch loads only for a command that runs a model,
+# so ``mnistcodec --help`` and ``--version`` start at once.
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch",
         default="seed",
-        choices=sorted({*ARCHITECTURES, VARIABLE_RATE_ARCH}),
+        choices=ARCHITECTURE_NAMES,
         help="architecture (default seed; vr: one variable-rate model for 16 lambdas)",
     )
     parser.add_argument(
@@ -43,7 +40,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prior",
         default="logistic",
-        choices=sorted(PRIORS),
+        choices=PRIOR_NAMES,
         help="prior family (default logistic)",
     )
     parser.add_argument(
@@ -58,6 +55,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config_from(args: argparse.Namespace) -> ModelConfig:
+    from mnistcodec.model.compression_model import ModelConfig  # lazy: PyTorch
+
     return ModelConfig(
         arch=args.arch,
         latent_dims=args.latent_dims,
@@ -76,6 +75,8 @@ def default_model_path(config: ModelConfig) -> Path:
 
 
 def train_handler(args: argparse.Namespace) -> int:
+    from mnistcodec.training.loop import TrainConfig, train  # lazy: PyTorch
+
     if args.preset:
         preset = get_preset(args.preset)
         args.arch, args.prior = preset.arch, preset.prior
@@ -106,6 +107,11 @@ def train_handler(args: argparse.Namespace) -> int:
 
 
 def evaluate_handler(args: argparse.Namespace) -> int:
+    # lazy: PyTorch and the model
+    from mnistcodec.coding.zoo import resolve_model
+    from mnistcodec.data import load_split
+    from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
+
     loaded = resolve_model(args.model)
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
     if args.all_levels:
@@ -125,6 +131,11 @@ def evaluate_handler(args: argparse.Namespace) -> int:
 
 
 def summary_handler(args: argparse.Namespace) -> int:
+    # lazy: PyTorch and the model
+    from mnistcodec.coding.zoo import resolve_model
+    from mnistcodec.model.summary import model_summary
+    from mnistcodec.model.variable_rate import make_model
+
     if args.model:
         model = resolve_model(args.model).model
     else:
@@ -230,6 +241,11 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 
 def models_handler(args: argparse.Namespace) -> int:
+    # lazy: PyTorch and the models
+    from mnistcodec.coding.model_files import load_model
+    from mnistcodec.data import load_split
+    from mnistcodec.experiments.shipped import check_shipped
+
     shipped = shipped_models()
     if not shipped:
         print("no shipped models")

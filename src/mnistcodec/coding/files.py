@@ -5,7 +5,6 @@
     result = compress_file(codec, images, "digits.mnc")            # per-digit strings
     result = compress_file(codec, images, "digits.mnc", mode="stream")
     images = decompress_file(codec, "digits.mnc")                   # uint8 (N, 28, 28)
-    info = inspect_file("digits.mnc")                               # no model needed
 
 The format is specified in ``docs/mnc-format.md`` (see
 :mod:`mnistcodec.coding.container`). Digits are coded in blocks of
@@ -45,7 +44,6 @@ import numpy as np
 
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import (
-    HEADER_SIZE,
     LEVELS_VERSION,
     MAX_BLOCK,
     MODE_CODES,
@@ -56,14 +54,14 @@ from mnistcodec.coding.container import (
     verify_file,
     write_file,
 )
+from mnistcodec.coding.inspection import read_compressed
 from mnistcodec.coding.range_coder import DecodeError
 from mnistcodec.coding.rate_control import LevelChoice, code_block
 from mnistcodec.errors import FormatError, InputError
-from mnistcodec.storage.atomic import atomic_open, atomic_write, check_writable, read_input
+from mnistcodec.storage.atomic import atomic_open, atomic_write, check_writable
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
 DEFAULT_BLOCK_SIZE = 4096
-MAX_FILE_BYTES = 1 << 30
 MODES = tuple(MODE_CODES)
 
 
@@ -301,11 +299,6 @@ def compress_to_bytes_io(
     return buffer.getvalue(), summary
 
 
-def read_compressed(path: str | os.PathLike) -> bytes:
-    """The bytes of a ``.mnc`` file (``-``: standard input), with clear errors for paths that are not one."""
-    return read_input(path, "a compressed file", MAX_FILE_BYTES, allow_stdin=True)
-
-
 def _stream_fits(codec: Codec, count: int, stream: bytes) -> bool:
     """Whether ``stream`` is long enough to hold ``count`` digits (a sanity bound).
 
@@ -439,44 +432,3 @@ def decode_latents_bytes(codec: Codec, data: bytes, check: bool = True) -> np.nd
 def decompress_file(codec: Codec, path: str | os.PathLike, check: bool = True) -> np.ndarray:
     """Decode a ``.mnc`` file into uint8 digits (N, 28, 28)."""
     return decompress_bytes(codec, read_compressed(path), check=check)
-
-
-def inspect_bytes(data: bytes) -> dict:
-    """Header fields and per-digit (or per-block) sizes of a ``.mnc`` file; no model needed.
-
-    The file is fully verified (structure and CRC), not decoded.
-    """
-    header = verify_file(data)
-    count = header.count
-    info: dict = {
-        "format_version": header.version,
-        "mode": header.mode,
-        "count": count,
-        "digit_shape": [header.height, header.width],
-        "block_size": header.block_size,
-        "blocks": header.block_count,
-        "fingerprint": header.fingerprint_hex,
-        "file_bytes": len(data),
-        "header_bytes": HEADER_SIZE,
-        "payload_bytes": header.payload_size,
-        "file_bits_per_digit": 8 * len(data) / count if count else None,
-    }
-    if header.version == LEVELS_VERSION:
-        levels = [level for block in iter_blocks(header, data) for level in block.digit_levels()]
-        info["levels"] = levels
-        info["levels_used"] = sorted(set(levels))
-    blocks = iter_blocks(header, data)
-    if header.mode == "per-digit":
-        sizes = [len(s) for block in blocks for s in block.strings]
-        info["string_bytes"] = sizes
-        info["mean_string_bits"] = 8 * float(np.mean(sizes)) if sizes else None
-    else:
-        sizes = [len(block.stream) for block in blocks]
-        info["stream_bytes"] = sizes
-        info["stream_bits_per_digit"] = 8 * sum(sizes) / count if count else None
-    return info
-
-
-def inspect_file(path: str | os.PathLike) -> dict:
-    """:func:`inspect_bytes` of a file, with its path."""
-    return {"path": str(path), **inspect_bytes(read_compressed(path))}

@@ -5,7 +5,8 @@ coding tables) in ``mnistcodec/pretrained/``; its metadata records how it was
 trained (``training_command``), the SHA-256 of the data it was trained on and
 its evaluation on the 10,000 MNIST test digits (``evaluation``).
 :func:`mnistcodec.experiments.shipped.check_shipped` re-derives those figures
-from the file.
+from the file. The catalogue (names, files, the default) imports no PyTorch;
+:func:`resolve_model` loads.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mnistcodec.coding.model_files import LoadedModel, load_model
 from mnistcodec.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from mnistcodec.coding.model_files import LoadedModel
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: The model used when none is named: the shipped variable-rate model.
@@ -52,6 +56,9 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
 
     ``None`` is :data:`DEFAULT_MODEL`.
     """
+    # lazy: PyTorch; the catalogue above serves the command line without it
+    from mnistcodec.coding.model_files import load_model
+
     name_or_path = os.fspath(DEFAULT_MODEL if name_or_path is None else name_or_path)
     shipped = shipped_models()
     if name_or_path in shipped and not Path(name_or_path).exists():

@@ -19,10 +19,9 @@ from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
 from mnistcodec.model.entropy_bottleneck import EntropyBottleneck
+from mnistcodec.model.names import DISTORTIONS
 from mnistcodec.model.priors import Prior, make_prior
 from mnistcodec.model.transforms import make_transforms
-
-DISTORTIONS = ("mad", "mse")
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ from mnistcodec.training.checkpoints import (
     save_checkpoint,
     write_history,
 )
+from mnistcodec.training.names import THREADING_MODES
 from mnistcodec.training.threading import (
-    THREADING_MODES,
     ShardedStep,
     Workers,
     choose_threading,

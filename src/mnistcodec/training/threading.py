@@ -40,8 +40,6 @@ import torch
 
 from mnistcodec.model.compression_model import CompressionModel
 
-THREADING_MODES = ("auto", "intra-op", "shards")
-
 
 def choose_threading(requested: str, threads: int, device: torch.device) -> str:
     """The CPU threading mode to train with (see the module docstring): ``intra-op`` or ``shards``."""

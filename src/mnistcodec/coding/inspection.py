@@ -1,0 +1,64 @@
+"""What a ``.mnc`` file holds, read without a model and without PyTorch (``mnistcodec inspect``).
+
+::
+
+    info = inspect_file("digits.mnc")     # header fields, per-digit or per-block sizes, levels
+
+The file is verified (structure and both CRCs, :func:`~mnistcodec.coding.container.verify_file`)
+but not decoded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mnistcodec.coding.container import HEADER_SIZE, LEVELS_VERSION, iter_blocks, verify_file
+from mnistcodec.storage.atomic import read_input
+
+MAX_FILE_BYTES = 1 << 30
+
+
+def read_compressed(path: str | os.PathLike) -> bytes:
+    """The bytes of a ``.mnc`` file (``-``: standard input), with clear errors for paths that are not one."""
+    return read_input(path, "a compressed file", MAX_FILE_BYTES, allow_stdin=True)
+
+
+def inspect_bytes(data: bytes) -> dict:
+    """Header fields and per-digit (or per-block) sizes of a ``.mnc`` file; no model needed.
+
+    The file is fully verified (structure and CRC), not decoded.
+    """
+    header = verify_file(data)
+    count = header.count
+    info: dict = {
+        "format_version": header.version,
+        "mode": header.mode,
+        "count": count,
+        "digit_shape": [header.height, header.width],
+        "block_size": header.block_size,
+        "blocks": header.block_count,
+        "fingerprint": header.fingerprint_hex,
+        "file_bytes": len(data),
+        "header_bytes": HEADER_SIZE,
+        "payload_bytes": header.payload_size,
+        "file_bits_per_digit": 8 * len(data) / count if count else None,
+    }
+    if header.version == LEVELS_VERSION:
+        levels = [level for block in iter_blocks(header, data) for level in block.digit_levels()]
+        info["levels"] = levels
+        info["levels_used"] = sorted(set(levels))
+    blocks = iter_blocks(header, data)
+    if header.mode == "per-digit":
+        sizes = [len(s) for block in blocks for s in block.strings]
+        info["string_bytes"] = sizes
+        info["mean_string_bits"] = 8 * sum(sizes) / len(sizes) if sizes else None
+    else:
+        sizes = [len(block.stream) for block in blocks]
+        info["stream_bytes"] = sizes
+        info["stream_bits_per_digit"] = 8 * sum(sizes) / count if count else None
+    return info
+
+
+def inspect_file(path: str | os.PathLike) -> dict:
+    """:func:`inspect_bytes` of a file, with its path."""
+    return {"path": str(path), **inspect_bytes(read_compressed(path))}
