@@ -45,3 +45,13 @@ def test_golden_digits_reencode_to_the_same_bytes(name, mode, tmp_path):
     argv = ["compress", name, "--split", "test", "--index", "0:24", "-o", str(out)]
     assert main(argv + MODES[mode]) == 0
     assert out.read_bytes() == (GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()
+
+
+def test_the_python_api_takes_shipped_names_like_the_cli():
+    from mnistcodec.coding.api import Codec
+    from mnistcodec.coding.files import decompress_bytes
+
+    name = "seed-lmbda2000"
+    codec = Codec.from_model(name)
+    decoded = decompress_bytes(codec, (GOLDEN_DIR / f"{name}.per-digit.mnc").read_bytes())
+    np.testing.assert_array_equal(decoded, read_idx(GOLDEN_DIR / f"{name}.decoded.idx"))
