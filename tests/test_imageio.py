@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from mnistcodec.data import encode_idx, read_idx
-from mnistcodec.errors import InputError
+from mnistcodec.errors import InputError, OutputError
 from mnistcodec.storage import images as imageio
 from mnistcodec.storage.images import (
     check_output,
@@ -178,9 +178,13 @@ def test_nothing_is_overwritten_without_force(tmp_path, digits):
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):
         check_output(folder)
+    with pytest.raises(InputError, match="not a digit PNG file"):
+        write_images(folder, digits, force=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    (folder / "notes.txt").unlink()
     write_images(folder, digits, force=True)
-    assert (folder / "notes.txt").read_text() == "mine"
-    assert len(list(folder.glob("digit-*.png"))) == 5
+    write_images(folder, digits[:3], force=True)
+    assert sorted(p.name for p in folder.iterdir()) == [f"digit-0000{i}.png" for i in range(3)]
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
         write_images(tmp_path / "afile", digits, force=True)
@@ -205,7 +209,7 @@ def test_failed_directory_write_leaves_nothing(tmp_path, digits, monkeypatch, ex
         return real(image)
 
     monkeypatch.setattr(imageio, "encode_png", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No space left on device"):
         write_images(target, digits)
     if existing:
         assert list(target.iterdir()) == []

@@ -32,3 +32,7 @@ class InputError(MnistCodecError):
 
 class TrainingError(MnistCodecError):
     """Training cannot continue (non-finite loss, bad checkpoint, ...)."""
+
+
+class OutputError(MnistCodecError):
+    """An output could not be written (full disk, quota, file size limit, closed stream)."""

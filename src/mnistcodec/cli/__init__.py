@@ -3,17 +3,27 @@
 Each command group lives in its own module exposing ``register(subparsers)``;
 every handler is a function ``(args) -> int`` that calls one library function
 and prints its result. Errors of the :class:`MnistCodecError` family are printed
-on one line (``mnistcodec: error: ...``) with exit status 2; no traceback.
+on one line (``mnistcodec: error: ...``) with exit status 2; no traceback. So
+are failed writes (a full disk, a closed standard output). SIGINT, SIGTERM and
+SIGHUP stop a command cleanly (no temporary file is left) with status 128 + the
+signal number. Control characters in messages and in reports on standard
+output are printed as ``\\xNN``, never sent to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import re
+import signal
 import sys
+from collections.abc import Iterator
 
 from mnistcodec import __version__
-from mnistcodec.errors import MnistCodecError
+from mnistcodec.errors import MnistCodecError, OutputError
+from mnistcodec.storage.atomic import StdoutWriter, stdout_failed
 
 #: Every command: its module (which registers its arguments) and its one-line help.
 COMMANDS = {
@@ -76,16 +86,103 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C, so no temporary file is left."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _termination_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` while a command runs (unless ignored)."""
+    saved = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                saved[signum] = signal.signal(signum, _terminate)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (terminal escape sequences) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+class _PrintableText:
+    """Standard output while a command runs.
+
+    Text is written with control characters as ``\\xNN`` (file names reach
+    reports); binary data (``.buffer``) is written whole or not at all.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text))
+
+    @property
+    def buffer(self) -> StdoutWriter:
+        """The binary stream, every write checked whole (-o - output)."""
+        return StdoutWriter(self._stream.buffer)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _error(message: str) -> int:
+    print(f"mnistcodec: error: {printable(message)}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout() -> None:
+    """Point a failed standard output at /dev/null, so exiting does not fail on it again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _PrintableText(stdout)
     try:
-        return int(args.handler(args) or 0)
+        with _termination_signals():
+            status = int(args.handler(args) or 0)
+            sys.stdout.flush()
+            return status
     except MnistCodecError as exc:
-        print(f"mnistcodec: error: {exc}", file=sys.stderr)
-        return 2
+        if isinstance(exc, OutputError) and "standard output" in str(exc):
+            _silence_stdout()
+        return _error(str(exc))
     except KeyboardInterrupt:
         print("mnistcodec: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"mnistcodec: terminated by {name}; no output file was written", file=sys.stderr)
+        return 128 + exc.signum
+    except OSError as exc:
+        if exc.filename is None:
+            _silence_stdout()
+            return _error(str(stdout_failed(exc)))
+        return _error(f"{exc.filename}: {exc.strerror or exc}")
+    finally:
+        sys.stdout = stdout

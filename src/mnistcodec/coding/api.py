@@ -48,6 +48,11 @@ from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.model.variable_rate import GainedPrior, nearest_level
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
+#: Most digits one call to :meth:`Codec.sample` decodes (784 MiB of digits).
+MAX_SAMPLES = 1 << 20
+#: Longest random string :meth:`Codec.sample` draws per digit.
+MAX_SAMPLE_BYTES = 1 << 16
+
 DEFAULT_CHUNK = 4096
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -288,10 +293,14 @@ class Codec:
         generator's next one, so the result depends only on ``(n, seed, nbytes)``
         and the model.
         """
-        if n < 1:
-            raise InputError(f"number of samples must be at least 1, got {n}")
-        if nbytes < 0:
-            raise InputError(f"bytes per string must be non-negative, got {nbytes}")
+        if not 1 <= n <= MAX_SAMPLES:
+            raise InputError(
+                f"number of samples must be at least 1 and at most {MAX_SAMPLES}, got {n}"
+            )
+        if not 0 <= nbytes <= MAX_SAMPLE_BYTES:
+            raise InputError(
+                f"bytes per string must be non-negative and at most {MAX_SAMPLE_BYTES}, got {nbytes}"
+            )
         if seed < 0:
             raise InputError(f"seed must be non-negative, got {seed}")
         rng = np.random.default_rng(seed)

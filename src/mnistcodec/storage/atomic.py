@@ -23,6 +23,8 @@ caller allows it, and every failure is one clear error.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
 import shutil
@@ -33,12 +35,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.errors import InputError, MnistCodecError, OutputError
 
 #: The path that means standard input or standard output.
 STDIO = "-"
 
 _TEMP_SUFFIX = ".tmp"
+
+#: Errors of a write that the disk refused: full, over quota, over the file size
+#: limit (``RLIMIT_FSIZE``), read-only.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 def is_stdio(path: str | os.PathLike | None) -> bool:
@@ -46,21 +52,74 @@ def is_stdio(path: str | os.PathLike | None) -> bool:
     return path is not None and os.fspath(path) == STDIO
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     """Validate an output path before any work is done.
 
-    Refuses an existing file unless ``force``, a directory in its place and a
-    missing parent directory, with a message that says what to do.
+    An output is a new path or, with ``force``, an existing regular file (or a
+    symbolic link, which is replaced, not followed). Anything else in its place
+    (a directory, device, FIFO or socket) is refused whatever ``force`` says,
+    as are an existing file without ``force`` (a dangling symbolic link
+    included) and a missing parent directory, each with a message that says
+    what to do.
     """
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"output {path} is a directory; give a file name")
-    if path.exists() and not force:
-        raise InputError(f"output {path} already exists; pass --force to overwrite it")
+    try:
+        link = os.lstat(path)
+    except FileNotFoundError:
+        link = None
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if link is not None:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = link.st_mode  # a dangling symbolic link: the link itself
+        if stat.S_ISDIR(mode):
+            raise InputError(f"output {path} is a directory; give a file name")
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise InputError(
+                f"output {path} is {_file_kind(mode)}, not a regular file; mnistcodec writes "
+                "only regular files (-o - writes to standard output)"
+            )
+        if not force:
+            state = (
+                "is a symbolic link to a missing file" if stat.S_ISLNK(mode) else "already exists"
+            )
+            raise InputError(f"output {path} {state}; pass --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"output directory {parent} does not exist")
     return path
+
+
+def _temp_prefix(directory: str | os.PathLike, name: str) -> str:
+    """``.<name>.<pid>.``, the name cut so that a temporary name fits wherever ``name`` fits.
+
+    A temporary name adds the dots, the process id, 8 random characters and
+    ``.tmp`` (at most 22 bytes); a name within that of the file system's limit
+    (``NAME_MAX``) is cut, on a character boundary, to make room.
+    """
+    try:
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    room = max(1, name_max - len(f"..{os.getpid()}.") - 8 - len(_TEMP_SUFFIX))
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        name = os.fsdecode(encoded[:room].decode("utf-8", "ignore").encode("utf-8"))
+    return f".{name}.{os.getpid()}."
 
 
 def _process_exists(pid: int) -> bool:
@@ -79,7 +138,8 @@ def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> list[Pa
     Returns the removed paths. Temporary files (and staging directories, see
     :func:`atomic_directory`) of live processes, this one included, are kept.
     """
-    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\.[A-Za-z0-9_]+" + re.escape(_TEMP_SUFFIX))
+    prefix = _temp_prefix(directory, name).removesuffix(f"{os.getpid()}.")
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[A-Za-z0-9_]+" + re.escape(_TEMP_SUFFIX))
     removed = []
     try:
         entries = list(os.scandir(directory))
@@ -100,19 +160,55 @@ def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> list[Pa
     return removed
 
 
+def _write_failed(exc: BaseException, path: Path) -> BaseException:
+    """A full disk, a quota or a file size limit as one :class:`OutputError`; else ``exc``."""
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return OutputError(f"cannot write {path}: {exc.strerror}; {path} is unchanged")
+    return exc
+
+
+def _publish(tmp_name: str, path: Path, force: bool) -> None:
+    """Rename ``tmp_name`` to ``path``; without ``force``, never over a file that appeared meanwhile.
+
+    The new file is linked to its name (``link`` fails if the name exists, so
+    of two writers racing for one new output exactly one wins), then the
+    temporary name is removed. File systems without hard links fall back to a
+    last check and a rename.
+    """
+    if force:
+        check_writable(path, force=True)
+        os.replace(tmp_name, path)
+        return
+    try:
+        os.link(tmp_name, path, follow_symlinks=False)
+    except FileExistsError:
+        raise InputError(
+            f"output {path} appeared while this was being written; it was kept "
+            "(pass --force to overwrite it)"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        check_writable(path, force=False)
+        os.replace(tmp_name, path)
+        return
+    os.unlink(tmp_name)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, force: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file that replaces ``path`` only when the block succeeds.
 
     The handle is opened for reading and writing (``w+b``), so a writer may
-    seek back to fill in a header.
+    seek back to fill in a header. A full disk (or quota, or file size limit)
+    while writing is an :class:`OutputError`, and ``path`` is left as it was.
     """
     path = check_writable(path, force=force)
     parent = path.parent if str(path.parent) else Path(".")
     remove_stale_temporaries(parent, path.name)
     try:
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=parent
+            prefix=_temp_prefix(parent, path.name), suffix=_TEMP_SUFFIX, dir=parent
         )
     except OSError as exc:
         raise InputError(f"cannot create a file in {parent} ({exc.strerror or exc})") from exc
@@ -124,11 +220,14 @@ def atomic_open(path: str | os.PathLike, force: bool = True) -> Iterator[BinaryI
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
+        _publish(tmp_name, path, force)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        raise
+        failure = _write_failed(exc, path)
+        if failure is exc:
+            raise
+        raise failure from None
     fsync_directory(parent)
 
 
@@ -154,52 +253,152 @@ def atomic_write_text(path: str | os.PathLike, text: str, force: bool = True) ->
     return atomic_write(path, text.encode("utf-8"), force=force)
 
 
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); ``False`` if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(
+        at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), ctypes.c_uint(rename_exchange)
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(second))
+
+
+def _replace_directory(staging: Path, path: Path) -> None:
+    """Put directory ``staging`` in the place of directory ``path``; the old one ends at ``staging``.
+
+    One atomic exchange where the system has it; elsewhere two renames, with
+    the old directory kept under the staging name until the new one is in.
+    """
+    if _exchange(staging, path):
+        return
+    old = staging.with_name(staging.name + ".old" + _TEMP_SUFFIX)
+    os.rename(path, old)
+    try:
+        os.rename(staging, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    os.rename(old, staging)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Callable[[str, bytes], None]]:
-    """Yield ``put(name, data)``; the files appear in directory ``path`` only if the block succeeds.
+    """Yield ``put(name, data)``; directory ``path`` holds these files only if the block succeeds.
 
-    Files are written into a staging directory, flushed to disk (one
-    ``sync`` for all of them: an fsync per file costs milliseconds each),
-    then a new directory is renamed into place as a whole, or, when ``path``
-    already exists, each file is renamed into it (replacing files of the same
-    names, other files are kept). On any failure the staging directory is
-    removed and ``path`` is left as it was. The caller checks ``path`` first
-    (existing, empty, ...).
+    Files are written into a staging directory beside ``path``, flushed to
+    disk (one ``sync`` for all of them: an fsync per file costs milliseconds
+    each), then the staging directory takes the place of ``path`` as a whole:
+    renamed into place if ``path`` is new, exchanged with it in one step if it
+    exists (its old files go, none is mixed with the new ones). On any failure
+    (a full disk is an :class:`OutputError`) the staging directory is removed
+    and ``path`` is left as it was. The caller checks ``path`` first
+    (existing, empty, ``--force``, ...).
     """
     path = Path(path)
     existing = path.is_dir()
-    parent = path if existing else (path.parent if str(path.parent) else Path("."))
+    parent = path.parent if str(path.parent) else Path(".")
     remove_stale_temporaries(parent, path.name)
     try:
         staging = Path(
-            tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=parent)
+            tempfile.mkdtemp(
+                prefix=_temp_prefix(parent, path.name), suffix=_TEMP_SUFFIX, dir=parent
+            )
         )
     except OSError as exc:
         raise InputError(f"cannot create a directory in {parent} ({exc.strerror or exc})") from None
-    names: list[str] = []
 
     def put(name: str, data: bytes) -> None:
         if os.sep in name or name in ("", ".", ".."):
             raise ValueError(f"not a plain file name: {name!r}")
         (staging / name).write_bytes(data)
-        names.append(name)
 
     try:
         yield put
         os.sync()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, (path.stat().st_mode & 0o7777) if existing else 0o777 & ~umask)
         if existing:
-            for name in names:
-                os.replace(staging / name, path / name)
-            staging.rmdir()
+            _replace_directory(staging, path)
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)
             os.rename(staging, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    fsync_directory(path if existing else parent)
+        failure = _write_failed(exc, path)
+        if failure is exc:
+            raise
+        raise failure from None
+    if existing:
+        shutil.rmtree(staging, ignore_errors=True)
+    fsync_directory(parent)
+
+
+def write_stdout(data: bytes, flush: bool = True) -> int:
+    """Write all of ``data`` to standard output; a failed write is an :class:`OutputError`.
+
+    See :class:`StdoutWriter`.
+    """
+    stdout = StdoutWriter()
+    stdout.write(data)
+    if flush:
+        stdout.flush()
+    return len(data)
+
+
+class StdoutWriter:
+    """Standard output (or ``stream``) as a binary file whose every write is whole.
+
+    A write to a pipe can take only part of the data without an error (the
+    reader went away); the rest is written again until the system takes it
+    all or refuses with an error. A full device, a closed pipe (``| head``) or
+    any other refusal ends in one :class:`OutputError` that says the output is
+    incomplete, never in a report of success.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._stream = stream
+
+    def _target(self) -> BinaryIO:
+        return sys.stdout.buffer if self._stream is None else self._stream
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                written = self._target().write(view)
+                if not written:
+                    raise OSError(errno.EIO, "the write was refused")
+                view = view[written:]
+        except OSError as exc:
+            raise stdout_failed(exc) from None
+        return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._target().flush()
+        except OSError as exc:
+            raise stdout_failed(exc) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._target(), name)
+
+
+def stdout_failed(exc: OSError) -> OutputError:
+    """The error for a write to standard output that failed with ``exc``."""
+    if isinstance(exc, BrokenPipeError):
+        reason = "it was closed by the reader (broken pipe)"
+    else:
+        reason = exc.strerror or str(exc)
+    return OutputError(f"cannot write standard output: {reason}; the output is incomplete")
 
 
 def check_readable(

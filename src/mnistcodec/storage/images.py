@@ -10,8 +10,9 @@ image, ``*.idx``, ``*.idx3-ubyte`` or ``*-ubyte`` (optionally ``.gz``) an IDX
 file, ``-`` a raw IDX stream on standard output, any other name a directory of
 PNG files ``digit-00000.png``, ...  Every write is atomic
 (:mod:`mnistcodec.storage.atomic`) and nothing is overwritten unless ``force``; a
-directory is filled through a temporary directory, so a failed run leaves no
-partial files.
+directory is filled through a temporary directory that then takes its place as
+a whole, so a failed run leaves no partial files and old digits never mix with
+new ones (``force`` replaces only a directory that holds digit files alone).
 
 Any number of digits is read and written in constant memory:
 :func:`open_inputs` checks the inputs and counts their digits without
@@ -26,8 +27,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import struct
-import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from PIL import Image
 
 from mnistcodec.errors import DataError, InputError
 from mnistcodec.storage.atomic import (
+    StdoutWriter,
     atomic_directory,
     atomic_open,
     atomic_write,
@@ -58,6 +60,7 @@ MAX_INPUT_BYTES = 1 << 30
 GRID_GAP = 2
 GRID_BACKGROUND = 128
 DIGIT_PREFIX = "digit-"
+_DIGIT_FILE = re.compile(re.escape(DIGIT_PREFIX) + r"[0-9]{5,}\.png")
 IDX_SUFFIXES = (".idx", ".idx3-ubyte", "-ubyte")
 REFUSED_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".npy", ".mnc")
 
@@ -309,11 +312,28 @@ def digit_file_names(count: int) -> list[str]:
 
 
 def _check_directory(path: Path, force: bool) -> None:
-    if path.exists() and not path.is_dir():
+    """A directory output: new, empty, or (with ``force``) one holding only digit files.
+
+    ``force`` replaces the directory as a whole, so it is refused if anything
+    else is inside (files of other names, subdirectories, links).
+    """
+    if os.path.lexists(path) and not path.is_dir():
         raise InputError(f"output {path} exists and is not a directory")
     if path.is_dir():
-        if not force and any(path.iterdir()):
-            raise InputError(f"output directory {path} is not empty; pass --force to write into it")
+        entries = list(os.scandir(path))
+        if entries and not force:
+            raise InputError(f"output directory {path} is not empty; pass --force to replace it")
+        foreign = [
+            entry.name
+            for entry in entries
+            if not (_DIGIT_FILE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+        ]
+        if foreign:
+            raise InputError(
+                f"output directory {path} holds {foreign[0]!r}, which is not a digit PNG file; "
+                "--force replaces only a directory of digit-NNNNN.png files (choose another "
+                "directory, or empty this one)"
+            )
         return
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -442,8 +462,9 @@ def write_image_pieces(
     if count < 1:
         raise InputError("no digits to write")
     if kind == "stdout":
-        _write_idx_pieces(sys.stdout.buffer, count, pieces)
-        sys.stdout.buffer.flush()
+        stdout = StdoutWriter()
+        _write_idx_pieces(stdout, count, pieces)
+        stdout.flush()
     elif kind == "dir":
         _write_dir_pieces(Path(path), count, pieces, force)
     else:
