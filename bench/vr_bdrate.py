@@ -15,7 +15,9 @@ the same way (``mnistcodec train --preset improved --lmbda 4000``, then
 Prints and writes (``bench/results/vr_bdrate.json`` and the section of
 ``BENCHMARKS.md`` between ``<!-- vr:start -->`` and ``<!-- vr:end -->``) the
 BD-rate of each variable-rate curve at equal PSNR and at equal MAD against
-the improved curve (lambda 300-4000) and the seed curve (300-2000), with
+the improved curve (lambda 300-4000) and the seed curve (300-2000), and
+against each variable-rate curve of a smaller training budget (the gain bought
+by more epochs), with
 :func:`mnistcodec.experiments.bdrate.preset_bd_rates` (pchip, on string bits).
 Every variable-rate level enters the fit; the BD-rate integrates over the
 quality range both curves cover, that is the anchor's lambda range.
@@ -40,10 +42,11 @@ ANCHORS = ("improved", "seed")
 def summarise(points: dict[str, list[dict]], budgets: dict[str, int]) -> dict:
     """BD-rates of every variable-rate curve (``points`` keys other than the anchors)."""
     result: dict = {"points": points, "budgets": budgets, "method": PRESET_BD_METHOD, "bd": {}}
-    for name in points:
-        if name in ANCHORS:
-            continue
-        for anchor in ANCHORS:
+    curves = [name for name in points if name not in ANCHORS]
+    for name in curves:
+        # Against the anchors, and against each variable-rate curve of a smaller budget.
+        smaller = [other for other in curves if budgets[other] < budgets[name]]
+        for anchor in [*ANCHORS, *smaller]:
             bd = preset_bd_rates((anchor, points[anchor]), (name, points[name]))
             result["bd"][f"{name} vs {anchor}"] = {
                 label: {

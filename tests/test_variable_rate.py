@@ -27,7 +27,7 @@ from mnistcodec.model.variable_rate import (
 )
 from mnistcodec.training.loop import TrainConfig, train
 
-DIGITS = 48
+DIGITS = 24
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,12 @@ def vr_codec(vr_path):
 @pytest.fixture(scope="module")
 def digits(test_digits):
     return test_digits[:DIGITS]
+
+
+@pytest.fixture(scope="module")
+def every_level(vr_codec, digits):
+    """Strings, information and PSNR of every digit at every level."""
+    return all_levels(vr_codec, digits)
 
 
 def test_levels_span_the_lambdas():
@@ -87,8 +93,9 @@ def test_round_trip_at_every_level(vr_codec, digits):
         strings, info = vr_codec.compress(digits, level)
         decoded = vr_codec.decompress(strings, levels=level)
         assert np.array_equal(decoded, vr_codec.reconstruct(digits, level))
-        stream, _ = vr_codec.compress_stream(digits, level)
-        assert np.array_equal(vr_codec.decompress_stream(stream, DIGITS, level=level), decoded)
+        if level in (0, 7, vr_codec.levels - 1):
+            stream, _ = vr_codec.compress_stream(digits, level)
+            assert np.array_equal(vr_codec.decompress_stream(stream, DIGITS, level=level), decoded)
         mean_bits.append(info.mean())
     assert mean_bits[-1] > mean_bits[0]
 
@@ -133,8 +140,8 @@ def test_a_level_the_model_lacks_is_a_clean_error(vr_codec, digits, tmp_path, ca
         vr_codec.compress(digits[:2], LEVEL_COUNT)
 
 
-def test_rate_control_never_exceeds_the_bits(vr_codec, digits):
-    strings, _, psnr = all_levels(vr_codec, digits)
+def test_rate_control_never_exceeds_the_bits(vr_codec, digits, every_level):
+    strings, _, psnr = every_level
     bits = np.array([[8 * len(s) for s in row] for row in strings])
     target = float(np.median(bits))
     choice = choose_levels(vr_codec, digits, RateTarget(bits=target))
@@ -146,8 +153,8 @@ def test_rate_control_never_exceeds_the_bits(vr_codec, digits):
         choose_levels(vr_codec, digits, RateTarget(bits=1))
 
 
-def test_rate_control_meets_the_psnr_when_a_level_can(vr_codec, digits):
-    strings, _, psnr = all_levels(vr_codec, digits)
+def test_rate_control_meets_the_psnr_when_a_level_can(vr_codec, digits, every_level):
+    strings, _, psnr = every_level
     target = float(np.median(psnr))
     choice = choose_levels(vr_codec, digits, RateTarget(psnr=target))
     reachable = psnr.max(axis=0) >= target
@@ -167,7 +174,7 @@ def test_rate_control_meets_the_psnr_when_a_level_can(vr_codec, digits):
 def test_cli_levels_targets_and_evaluation(vr_path, tmp_path, capsys):
     model = str(vr_path)
     out = tmp_path / "d.mnc"
-    args = ["compress", model, "--split", "test", "--index", "0:8", "-o", str(out), "--force"]
+    args = ["compress", model, "--split", "test", "--index", "0:4", "-o", str(out), "--force"]
     assert main([*args, "--lmbda", "300"]) == 0
     assert f"level                      {nearest_level(300)} of 0-15" in capsys.readouterr().out
     assert main(["inspect", str(out), "--json"]) == 0
@@ -181,9 +188,9 @@ def test_cli_levels_targets_and_evaluation(vr_path, tmp_path, capsys):
     ):
         assert main([*args, *bad]) == 2
         assert "error" in capsys.readouterr().err
-    assert main(["evaluate", model, "--limit", "32", "--all-levels", "--json", "--no-coding"]) == 0
+    assert main(["evaluate", model, "--limit", "16", "--all-levels", "--json", "--no-coding"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["level"] for row in rows] == list(range(LEVEL_COUNT))
-    assert main(["evaluate", model, "--limit", "32", "--lmbda", "4000", "--json"]) == 0
+    assert main(["evaluate", model, "--limit", "16", "--lmbda", "4000", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["level"] == nearest_level(4000) and row["string_bits"] > 0
