@@ -39,7 +39,7 @@ from mnistcodec.coding.model_files import save_model
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.coding.zoo import resolve_model
-from mnistcodec.errors import FormatError, InputError, WrongModelError
+from mnistcodec.errors import FormatError, InputError, OutputError, WrongModelError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -448,7 +448,8 @@ def test_failed_write_leaves_no_partial_or_temporary_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(mnistcodec.storage.atomic.os, "replace", failing_replace)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(mnistcodec.storage.atomic.os, "link", failing_replace)
+    with pytest.raises(OutputError, match="No space left on device"):
         compress_file(codec, test_digits[:10], tmp_path / "out.mnc")
     assert list(tmp_path.iterdir()) == []
 

@@ -21,13 +21,17 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from mnistcodec.cli import main
-from mnistcodec.errors import InputError
-from mnistcodec.storage.atomic import atomic_directory, atomic_open, atomic_write
+from mnistcodec.coding import limits, model_files
+from mnistcodec.errors import InputError, TrainingError
+from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.storage.atomic import atomic_directory, atomic_open, atomic_write, read_input
+from mnistcodec.training.loop import TrainConfig, train
 
 MODEL = "seed-lmbda2000"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -383,3 +387,101 @@ def test_sample_count_and_string_size_are_bounded(capsys, tmp_path):
         status, _, err = _cli(capsys, "sample", MODEL, *args, "-o", tmp_path / "s.idx")
         assert status == 2 and "at most" in _one_error_line(err), args
     assert list(tmp_path.iterdir()) == []
+
+
+# -- 2. the writer keeps the loader's limits; 9. training checks before any work ---------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--latent-dims", "100000", "expected an integer from 1 to 65536"),
+        ("--lmbda", "inf", "lambda must be finite"),
+        ("--lr", "1e30", "learning rate must be positive and at most 1.0"),
+    ],
+)
+def test_train_refuses_what_the_loader_would_refuse_before_any_work(
+    tmp_path, capsys, option, value, message
+):
+    out = tmp_path / "model.safetensors"
+    started = time.monotonic()
+    status, _, err = _cli(
+        capsys, "train", option, value, "--limit", "64", "--epochs", "1", "--out", out, "--quiet"
+    )
+    assert status == 2 and message in _one_error_line(err)
+    assert time.monotonic() - started < 10
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_loader_and_the_trainer_share_one_table_of_limits():
+    assert model_files.MAX_CONFIG_SIZE == limits.MAX_LATENT_DIMS
+    assert limits.latent_dims_problem(limits.MAX_LATENT_DIMS) is None
+    assert limits.latent_dims_problem(limits.MAX_LATENT_DIMS + 1) is not None
+
+
+def test_train_into_a_read_only_place_fails_before_training(tmp_path, capsys):
+    place = tmp_path / "ro"
+    place.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(place)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        started = time.monotonic()
+        status, out, err = _cli(
+            capsys, "train", "--limit", "64", "--epochs", "1", "--out", place / "m.safetensors"
+        )
+        assert status == 2 and "cannot create a file in" in _one_error_line(err)
+        assert "Read-only file system" in err and "epoch" not in out
+        assert time.monotonic() - started < 10
+    finally:
+        subprocess.run(["umount", "-l", str(place)], check=False)
+
+
+def test_a_first_epoch_that_fails_names_no_checkpoint(tmp_path, monkeypatch):
+    real_loss = CompressionModel.loss
+    monkeypatch.setattr(
+        CompressionModel, "loss", lambda self, rd: real_loss(self, rd) * float("nan")
+    )
+    with pytest.raises(TrainingError, match="no checkpoint was written") as failure:
+        train(
+            ModelConfig(latent_dims=8),
+            TrainConfig(epochs=1, limit=64, val_limit=64),
+            tmp_path / "nan.safetensors",
+            progress=False,
+            log=lambda _: None,
+        )
+    assert "last good checkpoint" not in str(failure.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Endless(io.RawIOBase):
+    """A standard input that never ends (``yes``, ``cat /dev/zero``)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        buffer[:] = b"\0" * len(buffer)
+        return len(buffer)
+
+
+def test_endless_standard_input_is_refused_at_the_limit_in_bounded_memory(monkeypatch):
+    limit = 32 << 20
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(_Endless())))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as refused:
+            read_input("-", "a compressed file", limit, allow_stdin=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "more than 32 MiB (33554432 bytes), the limit for a compressed file" in str(
+        refused.value
+    )
+    assert peak < 1.5 * limit
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"x" * (limit - 1))))
+    assert len(read_input("-", "a compressed file", limit, allow_stdin=True)) == limit - 1

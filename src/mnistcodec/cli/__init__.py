@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from mnistcodec import __version__
 from mnistcodec.errors import MnistCodecError, OutputError
-from mnistcodec.storage.atomic import StdoutWriter, stdout_failed
+from mnistcodec.storage.stdout import StdoutWriter, stdout_failed
 
 #: Every command: its module (which registers its arguments) and its one-line help.
 COMMANDS = {

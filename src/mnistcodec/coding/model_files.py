@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from mnistcodec import __version__
+from mnistcodec.coding.limits import MAX_LATENT_DIMS, latent_dims_problem
 from mnistcodec.coding.tables import (
     DEFAULT_PRECISION,
     DEFAULT_TAIL_MASS,
@@ -63,8 +65,8 @@ from mnistcodec.storage.model_container import (
     read_record,
 )
 
-#: Largest latent size a model file may declare.
-MAX_CONFIG_SIZE = 1 << 16
+#: Largest latent size a model file may declare (see :mod:`mnistcodec.coding.limits`).
+MAX_CONFIG_SIZE = MAX_LATENT_DIMS
 WEIGHT_DTYPES = (torch.float32, torch.float16)
 CODING_DTYPES = {
     "counts": torch.int32,
@@ -221,19 +223,15 @@ def _check_record(record: dict, name: str) -> tuple[ModelConfig, int]:
         raise ModelFileError(
             f"{name} has an invalid configuration (config and coding must be objects)"
         )
-    for key in ("latent_dims",):
-        value = config.get(key, 1)
-        if type(value) is not int or not 1 <= value <= MAX_CONFIG_SIZE:
-            raise ModelFileError(
-                f"{name} has an invalid configuration: {key} = {value!r:.40} "
-                f"(expected an integer from 1 to {MAX_CONFIG_SIZE})"
-            )
+    problem = latent_dims_problem(config.get("latent_dims", 1))
+    if problem is not None:
+        raise ModelFileError(f"{name} has an invalid configuration: {problem}")
     for key in ("arch", "prior", "distortion"):
         if key in config and not isinstance(config[key], str):
             raise ModelFileError(f"{name} has an invalid configuration: {key} must be a string")
     lmbda = config.get("lmbda", 1.0)
-    if type(lmbda) not in (int, float):
-        raise ModelFileError(f"{name} has an invalid configuration: lmbda must be a number")
+    if type(lmbda) not in (int, float) or not math.isfinite(lmbda):
+        raise ModelFileError(f"{name} has an invalid configuration: lmbda must be a finite number")
     precision = coding.get("precision")
     if type(precision) is not int:
         raise ModelFileError(f"{name} has invalid coding parameters: precision = {precision!r:.40}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import os
 import re
 import shutil
@@ -52,16 +53,17 @@ def is_stdio(path: str | os.PathLike | None) -> bool:
     return path is not None and os.fspath(path) == STDIO
 
 
-def _file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
+def file_kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words: "a directory", "a FIFO", ..."""
     kinds = (
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
         (stat.S_ISFIFO, "a FIFO"),
         (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
     )
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
+    return next((name for test, name in kinds if test(mode)), "a regular file")
 
 
 def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
@@ -90,7 +92,7 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
             raise InputError(f"output {path} is a directory; give a file name")
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
             raise InputError(
-                f"output {path} is {_file_kind(mode)}, not a regular file; mnistcodec writes "
+                f"output {path} is {file_kind(mode)}, not a regular file; mnistcodec writes "
                 "only regular files (-o - writes to standard output)"
             )
         if not force:
@@ -101,7 +103,21 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"output directory {parent} does not exist")
+    _check_can_create(parent)
     return path
+
+
+def _check_can_create(directory: Path) -> None:
+    """Create and remove a file in ``directory``: a read-only place fails now, not after the work."""
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=_temp_prefix(directory, "probe"), suffix=_TEMP_SUFFIX, dir=directory
+        )
+    except OSError as exc:
+        raise InputError(f"cannot create a file in {directory} ({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 def _temp_prefix(directory: str | os.PathLike, name: str) -> str:
@@ -180,7 +196,7 @@ def _publish(tmp_name: str, path: Path, force: bool) -> None:
         os.replace(tmp_name, path)
         return
     try:
-        os.link(tmp_name, path, follow_symlinks=False)
+        os.link(tmp_name, path)
     except FileExistsError:
         raise InputError(
             f"output {path} appeared while this was being written; it was kept "
@@ -342,65 +358,6 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Callable[[str, bytes],
     fsync_directory(parent)
 
 
-def write_stdout(data: bytes, flush: bool = True) -> int:
-    """Write all of ``data`` to standard output; a failed write is an :class:`OutputError`.
-
-    See :class:`StdoutWriter`.
-    """
-    stdout = StdoutWriter()
-    stdout.write(data)
-    if flush:
-        stdout.flush()
-    return len(data)
-
-
-class StdoutWriter:
-    """Standard output (or ``stream``) as a binary file whose every write is whole.
-
-    A write to a pipe can take only part of the data without an error (the
-    reader went away); the rest is written again until the system takes it
-    all or refuses with an error. A full device, a closed pipe (``| head``) or
-    any other refusal ends in one :class:`OutputError` that says the output is
-    incomplete, never in a report of success.
-    """
-
-    def __init__(self, stream: BinaryIO | None = None) -> None:
-        self._stream = stream
-
-    def _target(self) -> BinaryIO:
-        return sys.stdout.buffer if self._stream is None else self._stream
-
-    def write(self, data: bytes) -> int:
-        view = memoryview(data).cast("B")
-        try:
-            while view:
-                written = self._target().write(view)
-                if not written:
-                    raise OSError(errno.EIO, "the write was refused")
-                view = view[written:]
-        except OSError as exc:
-            raise stdout_failed(exc) from None
-        return len(data)
-
-    def flush(self) -> None:
-        try:
-            self._target().flush()
-        except OSError as exc:
-            raise stdout_failed(exc) from None
-
-    def __getattr__(self, name: str):
-        return getattr(self._target(), name)
-
-
-def stdout_failed(exc: OSError) -> OutputError:
-    """The error for a write to standard output that failed with ``exc``."""
-    if isinstance(exc, BrokenPipeError):
-        reason = "it was closed by the reader (broken pipe)"
-    else:
-        reason = exc.strerror or str(exc)
-    return OutputError(f"cannot write standard output: {reason}; the output is incomplete")
-
-
 def check_readable(
     path: str | os.PathLike,
     what: str,
@@ -450,7 +407,10 @@ def read_input(
         except (OSError, AttributeError, ValueError) as exc:
             raise error(f"cannot read standard input: {exc}") from None
         if data is None:
-            raise error(f"standard input holds more than {limit} bytes, too large for {what}")
+            raise error(
+                f"standard input holds more than {describe_size(limit)}, the limit for {what}; "
+                "nothing more was read"
+            )
         return data
     size = check_readable(path, what, limit, error, allow_stdin)
     try:
@@ -459,8 +419,16 @@ def read_input(
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
     if data is None:
-        raise error(f"{path} is larger than {limit} bytes, too large for {what}")
+        raise error(f"{path} is larger than {describe_size(limit)}, the limit for {what}")
     return data
+
+
+def describe_size(nbytes: int) -> str:
+    """``1 GiB (1073741824 bytes)``: a size limit in words people read, and exactly."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
+            return f"{nbytes >> shift} {unit} ({nbytes} bytes)"
+    return f"{nbytes} bytes"
 
 
 def _read_bounded(handle: BinaryIO, expected: int, limit: int) -> bytes | None:
@@ -470,16 +438,22 @@ def _read_bounded(handle: BinaryIO, expected: int, limit: int) -> bytes | None:
     in 1 MiB pieces (files that grow, pipes, ``/proc`` files reporting 0), so no
     buffer is ever much larger than the data.
     """
-    chunks: list[bytes] = []
-    total = 0
-    step = min(expected + 1, limit + 1)
-    while True:
-        chunk = handle.read(step)
-        if not chunk:
-            break
-        chunks.append(chunk)
+    first = handle.read(min(expected + 1, limit + 1))
+    if len(first) > limit:
+        return None
+    chunk = handle.read(min(1 << 20, limit + 1 - len(first))) if first else b""
+    if not chunk:
+        return first
+    # More than the file system said (a pipe): gathered in one growing buffer,
+    # whose value is then taken without a copy, so memory stays near the data.
+    gathered = io.BytesIO()
+    gathered.write(first)
+    total = len(first)
+    while chunk:
+        gathered.write(chunk)
         total += len(chunk)
         if total > limit:
             return None
-        step = min(1 << 20, limit + 1 - total)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunk = handle.read(min(1 << 20, limit + 1 - total))
+    del first, chunk
+    return gathered.getvalue()

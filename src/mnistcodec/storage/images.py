@@ -40,17 +40,18 @@ from PIL import Image
 
 from mnistcodec.errors import DataError, InputError
 from mnistcodec.storage.atomic import (
-    StdoutWriter,
     atomic_directory,
     atomic_open,
     atomic_write,
     check_readable,
     check_writable,
+    file_kind,
     is_stdio,
     read_input,
 )
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits, grid_shape, tile
 from mnistcodec.storage.idx import IdxInfo, idx_header, iter_idx_rows, read_idx_bytes, scan_idx
+from mnistcodec.storage.stdout import StdoutWriter
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"
@@ -318,7 +319,8 @@ def _check_directory(path: Path, force: bool) -> None:
     else is inside (files of other names, subdirectories, links).
     """
     if os.path.lexists(path) and not path.is_dir():
-        raise InputError(f"output {path} exists and is not a directory")
+        kind = file_kind(path.lstat().st_mode)
+        raise InputError(f"output {path} exists and is {kind}, not a directory")
     if path.is_dir():
         entries = list(os.scandir(path))
         if entries and not force:

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mnistcodec.coding.limits import check_learning_rate, check_model_config
 from mnistcodec.coding.model_files import LoadedModel, save_model
 from mnistcodec.data import DATASETS, load_split
 from mnistcodec.errors import InputError, TrainingError
@@ -83,8 +84,9 @@ class TrainConfig:
             raise InputError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise InputError(f"learning rate must be positive, got {self.lr}")
+        check_learning_rate(self.lr)
+        if self.prior_lr is not None:
+            check_learning_rate(self.prior_lr, "the prior's learning rate")
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit must be at least 1, got {self.limit}")
 
@@ -132,6 +134,7 @@ def train(
     """Train a model and write it (with history and checkpoint) to ``out``."""
     out = Path(out)
     ckpt = checkpoint_path(out)
+    check_model_config(model_config)
     if not resume:
         check_writable(out, force=force)
     elif not ckpt.exists():
@@ -236,8 +239,7 @@ def train_epoch(
             loss_v, rate_v, dist_v = (sums / min(n, (step + 1) * config.batch_size)).tolist()
             if not math.isfinite(loss_v):
                 raise TrainingError(
-                    f"non-finite loss at epoch {epoch}, step {step + 1}; "
-                    f"the last good checkpoint is {ckpt}"
+                    f"non-finite loss at epoch {epoch}, step {step + 1}; {_last_good(ckpt)}"
                 )
         if progress and (step % 20 == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{loss_v:.2f}", rate=f"{rate_v:.2f}", dist=f"{dist_v:.4f}")
@@ -246,10 +248,15 @@ def train_epoch(
     if not all(math.isfinite(v) for v in (loss_v, rate_v, dist_v)) or not all(
         torch.isfinite(p).all() for p in model.parameters()
     ):
-        raise TrainingError(
-            f"non-finite loss or parameters in epoch {epoch}; the last good checkpoint is {ckpt}"
-        )
+        raise TrainingError(f"non-finite loss or parameters in epoch {epoch}; {_last_good(ckpt)}")
     return loss_v, rate_v, dist_v
+
+
+def _last_good(ckpt: Path) -> str:
+    """Where a failed run can resume from: its checkpoint, if one was written."""
+    if ckpt.exists():
+        return f"the last good checkpoint is {ckpt}"
+    return "no checkpoint was written (it is written at the end of each epoch)"
 
 
 @torch.inference_mode()

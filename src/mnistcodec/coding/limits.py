@@ -1,0 +1,70 @@
+"""The limits a model file must keep, in one table the writer and the loader share.
+
+The loader (:func:`mnistcodec.coding.model_files.load_model_bytes`) refuses a
+file that breaks any of them; training checks a configuration against the
+same table (:func:`check_model_config`) before any work starts, so no run
+ends in a model that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.variable_rate import make_model
+from mnistcodec.storage.model_container import MAX_HEADER_BYTES, MAX_MODEL_BYTES
+
+#: Largest latent size a model file may declare.
+MAX_LATENT_DIMS = 1 << 16
+#: Largest learning rate training accepts (Adam's steps are about this size).
+MAX_LEARNING_RATE = 1.0
+
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_LATENT_DIMS",
+    "MAX_LEARNING_RATE",
+    "MAX_MODEL_BYTES",
+    "check_learning_rate",
+    "check_model_config",
+    "latent_dims_problem",
+]
+
+
+def latent_dims_problem(value: object) -> str | None:
+    """Why ``value`` is not a latent size a model file may have, or ``None``."""
+    if type(value) is not int or not 1 <= value <= MAX_LATENT_DIMS:
+        return f"latent_dims = {value!r:.40} (expected an integer from 1 to {MAX_LATENT_DIMS})"
+    return None
+
+
+def check_model_config(config: ModelConfig) -> None:
+    """Refuse a configuration whose model file the loader would refuse, before any work.
+
+    The latent size, a finite lambda and the weights' size (from a build on
+    PyTorch's meta device: no memory) against :data:`MAX_MODEL_BYTES`.
+    """
+    problem = latent_dims_problem(config.latent_dims)
+    if problem is not None:
+        raise InputError(f"cannot train this model: {problem}")
+    if not math.isfinite(config.lmbda):
+        raise InputError(f"cannot train this model: lambda must be finite, got {config.lmbda}")
+    try:
+        with torch.device("meta"):
+            model = make_model(config)
+    except (TypeError, ValueError, RuntimeError, MnistCodecError) as exc:
+        raise InputError(f"cannot train this model: {exc}") from None
+    weight_bytes = sum(4 * tensor.numel() for tensor in model.state_dict().values())
+    if weight_bytes > MAX_MODEL_BYTES - MAX_HEADER_BYTES:
+        raise InputError(
+            f"cannot train this model: its weights take {weight_bytes} bytes, more than a model "
+            f"file may hold ({MAX_MODEL_BYTES} bytes)"
+        )
+
+
+def check_learning_rate(lr: float, what: str = "learning rate") -> None:
+    """A learning rate must be positive, finite and at most :data:`MAX_LEARNING_RATE`."""
+    if not 0 < lr <= MAX_LEARNING_RATE:
+        raise InputError(f"{what} must be positive and at most {MAX_LEARNING_RATE}, got {lr}")
