@@ -19,7 +19,7 @@ import torch
 
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.model_files import LoadedModel
-from mnistcodec.coding.zoo import resolve_model, shipped_models
+from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.experiments import metrics
 from mnistcodec.experiments.baselines import codec_status, points_to_rows, run_baselines
 from mnistcodec.experiments.evaluate import evaluate
@@ -252,6 +252,17 @@ def shipped_comparison(images: np.ndarray) -> list[dict]:
             }
         )
     return rows
+
+
+def shipped_levels(name: str = DEFAULT_MODEL) -> list[dict]:
+    """A shipped variable-rate model's recorded evaluation at every level, or ``[]``.
+
+    The figures are those the shipped file records (all 10,000 MNIST test
+    digits, real per-digit strings): one row per level with ``lmbda``.
+    """
+    if name not in shipped_models():
+        return []
+    return list(resolve_model(name).metadata.get("evaluation_levels") or [])
 
 
 # ----------------------------------------------------------------------------- classical codecs

@@ -304,11 +304,16 @@ class _Run:
         }
         stars = [{**r["measured"], "lmbda": r["lmbda"], "label": r["name"]} for r in shipped]
         digits = proto.train_limit or len(self.train_split)
+        # The shipped variable-rate model's every level, as its file records them.
+        levels = [{**r, "lmbda": float(round(r["lmbda"]))} for r in measurements.shipped_levels()]
+        curves = (
+            {**rows, "vr, every level (shipped, 10,000 test digits)": levels} if levels else rows
+        )
         figures.plot_preset_curves(
-            rows,
+            curves,
             self.fig_dir / "preset_curves.png",
-            extra_points={"shipped models (5 epochs)": stars},
-            title=f"seed vs improved preset ({proto.epochs} epoch(s), {digits:,} digits)",
+            extra_points={"shipped models": stars},
+            title=f"seed vs improved preset ({proto.epochs} epoch(s), {digits:,} digits) and the vr model",
         )
         return shipped, {"rows": rows, "bd_rates": preset_bd_rates(*rows.items())}
 
