@@ -49,6 +49,9 @@ def model_summary(model: CompressionModel) -> str:
             prior_params,
         )
     )
+    gains = getattr(model.entropy_bottleneck, "log_gains", None)
+    if gains is not None:  # a variable-rate model: one gain per level and latent
+        rows.append(("gains (log, per level)", "Parameter", str(tuple(gains.shape)), gains.numel()))
     widths = (44, 18, 20, 10)
     head = ("Layer", "Type", "Output shape", "Params")
     line = "-" * sum(widths)
@@ -65,7 +68,13 @@ def model_summary(model: CompressionModel) -> str:
         ("analysis_transform", model.analysis_transform),
         ("synthesis_transform", model.synthesis_transform),
         ("prior", model.prior),
+        *([("gains", model.entropy_bottleneck.log_gains)] if gains is not None else []),
     ):
-        out.append(f"{label} params: {sum(p.numel() for p in part.parameters()):,}")
+        count = (
+            part.numel()
+            if isinstance(part, torch.Tensor)
+            else sum(p.numel() for p in part.parameters())
+        )
+        out.append(f"{label} params: {count:,}")
     out.append(f"Total params: {sum(p.numel() for p in model.parameters()):,}")
     return "\n".join(out)
