@@ -5,5 +5,7 @@ Owns the analysis and synthesis transforms as the paper states them
 to the reference layers), the prior families (:mod:`.priors`), the entropy
 bottleneck that quantises and measures rate (:mod:`.entropy_bottleneck`), and
 the compression model that computes the rate-distortion Lagrangian
-(:mod:`.compression_model`). It imports only storage and errors.
+(:mod:`.compression_model`), and the variable-rate model that codes at 16
+levels with gain units on the latents (:mod:`.variable_rate`). It imports
+only storage and errors.
 """
