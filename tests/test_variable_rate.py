@@ -194,3 +194,14 @@ def test_cli_levels_targets_and_evaluation(vr_path, tmp_path, capsys):
     assert main(["evaluate", model, "--limit", "16", "--lmbda", "4000", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["level"] == nearest_level(4000) and row["string_bits"] > 0
+
+
+def test_a_low_level_stream_passes_the_stream_length_bound(test_digits):
+    # The bound that refuses streams too short for their digits uses the block's own level.
+    codec = Codec.from_model("vr")
+    result = compress_to_bytes(codec, test_digits, mode="stream", choice=LevelChoice(level=0))
+    assert (
+        8 * len(result.data) / len(test_digits)
+        < 0.5 * codec.loaded.tables.symbol_bits().min(axis=1).sum()
+    )
+    assert np.array_equal(decompress_bytes(codec, result.data), codec.reconstruct(test_digits, 0))

@@ -299,15 +299,16 @@ def compress_to_bytes_io(
     return buffer.getvalue(), summary
 
 
-def _stream_fits(codec: Codec, count: int, stream: bytes) -> bool:
+def _stream_fits(codec: Codec, count: int, stream: bytes, level: int = 0) -> bool:
     """Whether ``stream`` is long enough to hold ``count`` digits (a sanity bound).
 
     Each digit costs at least ``min_bits`` (its most probable symbols); a real
     stream is never much shorter than its information. The bound is loose
     (half, plus 64 bits) and only stops a corrupt header from making the
-    decoder allocate for millions of digits held in a few bytes.
+    decoder allocate for millions of digits held in a few bytes. ``level``: the
+    block's level, whose tables coded it.
     """
-    min_bits = float(codec.coder.tables.symbol_bits().min(axis=1).sum())
+    min_bits = float(codec.coders[level].tables.symbol_bits().min(axis=1).sum())
     return 0.5 * count * min_bits <= 8 * len(stream) + 64
 
 
@@ -317,7 +318,9 @@ def _check_streams(codec: Codec, header: Header, data: bytes) -> None:
         return
     start = 0
     for index, block in enumerate(iter_blocks(header, data)):
-        if not _stream_fits(codec, block.count, block.stream):
+        levels = np.asarray(block.digit_levels(), dtype=np.int64)
+        codec.check_file_levels(levels)
+        if not _stream_fits(codec, block.count, block.stream, int(levels[0])):
             raise DecodeError(
                 f"block {index} (digits {start} to {start + block.count - 1}) does not decode: "
                 f"a {len(block.stream)}-byte stream cannot hold {block.count} digits"
