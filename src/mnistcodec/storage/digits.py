@@ -70,11 +70,15 @@ def tile(tiles: np.ndarray, columns: int | None = None, gap: int = 0, fill: int 
     return np.ascontiguousarray(grid[: grid.shape[0] - gap, : grid.shape[1] - gap])
 
 
-def untile(grid: np.ndarray, n: int, h: int = IMAGE_SHAPE[0], w: int = IMAGE_SHAPE[1]) -> np.ndarray:
+def untile(
+    grid: np.ndarray, n: int, h: int = IMAGE_SHAPE[0], w: int = IMAGE_SHAPE[1]
+) -> np.ndarray:
     """Inverse of :func:`tile` without gaps: the first ``n`` ``(h, w)`` tiles of ``grid``."""
     rows, columns = grid_shape(n)
     grid = np.asarray(grid)
     if grid.shape != (rows * h, columns * w):
-        raise InputError(f"mosaic has shape {grid.shape}, expected {(rows * h, columns * w)} for {n} digits")
+        raise InputError(
+            f"mosaic has shape {grid.shape}, expected {(rows * h, columns * w)} for {n} digits"
+        )
     tiles = grid.reshape(rows, h, columns, w).transpose(0, 2, 1, 3).reshape(rows * columns, h, w)
     return np.ascontiguousarray(tiles[:n])

@@ -82,7 +82,9 @@ def read_record(data: bytes, name: str) -> dict:
     try:
         record = json.loads(header["__metadata__"][METADATA_KEY])
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ModelFileError(f"{name} is not an mnistcodec model file ({type(exc).__name__}: {exc})") from None
+        raise ModelFileError(
+            f"{name} is not an mnistcodec model file ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{name} is not an mnistcodec model file")
     if record.get("format_version") != FORMAT_VERSION:
