@@ -81,3 +81,36 @@ def choose_level(loaded: LoadedModel, args: argparse.Namespace) -> int | None:
             f"level {args.level} does not exist; this model has levels 0 to {len(lambdas) - 1}"
         )
     return args.level
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The optimisation options shared by ``train`` and ``sweep``: epochs, batch, Adam, subsets."""
+    parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, help="batch size (default 128)"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
+    )
+    parser.add_argument(
+        "--prior-lr",
+        type=positive_float,
+        default=None,
+        metavar="LR",
+        help="learning rate of the prior's parameters (default: --lr)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N digits only",
+    )
+    parser.add_argument(
+        "--val-limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="validate on the first N test digits only",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")

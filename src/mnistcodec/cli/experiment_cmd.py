@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mnistcodec.cli.common import add_data_args, positive_float, positive_int
+from mnistcodec.cli.common import add_data_args, add_training_args, positive_float, positive_int
 from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.transforms import ARCHITECTURES
@@ -179,32 +179,7 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)"
     )
-    p.add_argument("--epochs", type=positive_int, default=5, help="epochs per trial (default 5)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    p.add_argument(
-        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
-    )
-    p.add_argument(
-        "--prior-lr",
-        type=positive_float,
-        default=None,
-        metavar="LR",
-        help="learning rate of the prior's parameters (default: --lr)",
-    )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="train on the first N digits only",
-    )
-    p.add_argument(
-        "--val-limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="validate on the first N test digits",
-    )
+    add_training_args(p)
     p.add_argument(
         "--eval-limit",
         type=positive_int,
@@ -212,7 +187,6 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="evaluate (with coding) on the first N test digits (default all)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument(
         "--jobs", "-j", type=positive_int, default=1, help="parallel worker processes (default 1)"
     )

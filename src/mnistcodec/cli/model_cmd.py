@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from mnistcodec.cli.common import (
     add_data_args,
     add_level_args,
+    add_training_args,
     choose_level,
     positive_float,
     positive_int,
@@ -147,17 +148,7 @@ def summary_handler(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model with the rate-distortion Lagrangian")
     add_model_args(p)
-    p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    p.add_argument(
-        "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
-    )
-    p.add_argument(
-        "--prior-lr",
-        type=positive_float,
-        default=None,
-        help="learning rate of the prior (default: --lr)",
-    )
+    add_training_args(p)
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -165,7 +156,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="named configuration: seed (the tutorial's), improved (faster prior) or vr (one variable-rate model); sets --arch, --prior, --prior-lr",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument(
         "--threading",
         choices=THREADING_MODES,
@@ -173,20 +163,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CPU threads: intra-op (each operation on all cores; fastest on a machine of your own), "
         "shards (each batch split across threads; robust on a busy, shared machine) or auto "
         "(shards when the load average exceeds the cores; default)",
-    )
-    p.add_argument(
-        "--limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="train on the first N digits only",
-    )
-    p.add_argument(
-        "--val-limit",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="validate on the first N test digits only",
     )
     p.add_argument(
         "--out",
