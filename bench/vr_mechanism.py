@@ -9,6 +9,7 @@ against the stored improved curve (bench/results/improved_bdrate.json; only a
 rough guide at this budget, on information content; the variants are compared with each other)::
 
     python bench/vr_mechanism.py --variant gains-prior-lr --limit 10000 --epochs 3
+    python bench/vr_mechanism.py --variant ste-decoder --lr-decay 0.3   # a decaying schedule
 """
 
 from __future__ import annotations
@@ -86,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--val", type=int, default=2000)
+    parser.add_argument(
+        "--lr-decay",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every learning rate by F after each epoch (default 1: constant)",
+    )
     parser.add_argument("--log", type=Path, default=REPO / "runs" / "vr" / "mechanism.jsonl")
     args = parser.parse_args(argv)
     train_images = torch.from_numpy(load_split("train").images[: args.limit])
@@ -100,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         train_epoch(model, optimizer, train_images, config, epoch, None, False, Path("none"))
+        for group in optimizer.param_groups:
+            group["lr"] *= args.lr_decay
     seconds = time.perf_counter() - t0
     points = level_points(model, test_images)
     stored = json.loads((REPO / "bench" / "results" / "improved_bdrate.json").read_text())["points"]
