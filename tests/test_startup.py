@@ -69,6 +69,7 @@ class _Recorder:
         self.names: list[str] = []
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        assert "help" not in kwargs, f"{name}: its one-line help belongs in COMMANDS"
         self.names.append(name)
         return argparse.ArgumentParser(add_help=False)
 

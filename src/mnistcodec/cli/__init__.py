@@ -25,9 +25,10 @@ from mnistcodec import __version__
 from mnistcodec.errors import MnistCodecError, OutputError
 from mnistcodec.storage.stdout import StdoutWriter, stdout_failed
 
-#: Every command: its module (which registers its arguments) and its one-line help.
+#: Every command: its module (which registers its arguments) and its one-line help, given
+#: here only, so that ``--help`` lists every command without importing any module.
 COMMANDS = {
-    "data": ("mnistcodec.cli.data_cmd", "dataset information and download"),
+    "data": ("mnistcodec.cli.data_cmd", "inspect and fetch the datasets"),
     "train": ("mnistcodec.cli.model_cmd", "train a model with the rate-distortion Lagrangian"),
     "evaluate": ("mnistcodec.cli.model_cmd", "rate, PSNR and distortion of a model on a split"),
     "summary": ("mnistcodec.cli.model_cmd", "layers, output shapes and parameter counts"),
@@ -44,8 +45,14 @@ COMMANDS = {
         "mnistcodec.cli.experiment_cmd",
         "classical codecs (JPEG, JPEG 2000, WebP, AVIF, JPEG XL, PNG) on test digits",
     ),
-    "report": ("mnistcodec.cli.experiment_cmd", "the lab report: one self-contained HTML page"),
-    "export": ("mnistcodec.cli.export_cmd", "export a model as ONNX with its coding tables"),
+    "report": (
+        "mnistcodec.cli.experiment_cmd",
+        "the lab report: train, code, compare and plot; writes OUT/index.html",
+    ),
+    "export": (
+        "mnistcodec.cli.export_cmd",
+        "write a model's transforms as ONNX and its coding tables as JSON",
+    ),
 }
 
 

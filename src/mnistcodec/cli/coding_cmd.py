@@ -290,7 +290,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def register_compress(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compress",
-        help="compress digits into a .mnc file",
         description="Compress PNG files, IDX image files or a dataset slice into a .mnc file.",
     )
     p.add_argument(
@@ -359,7 +358,6 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
 def register_decompress(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "decompress",
-        help="decode a .mnc file into PNGs or an IDX file",
         description="Decode a .mnc file. OUT ending in .png: one grid image; .idx, .idx3-ubyte or "
         "-ubyte: an IDX file; anything else: a directory of digit-NNNNN.png files.",
     )
@@ -386,7 +384,6 @@ def register_decompress(subparsers: argparse._SubParsersAction) -> None:
 def register_sample(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sample",
-        help="decode random bytes into digits (generative use)",
         description="Decode random byte strings with the decode check off: digits sampled from the "
         "learned distribution. The same seed gives the same digits.",
     )

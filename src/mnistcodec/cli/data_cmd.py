@@ -27,9 +27,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     """Add the ``data`` command group."""
-    parser = subparsers.add_parser(
-        "data", help="inspect and fetch the datasets", description=__doc__
-    )
+    parser = subparsers.add_parser("data", description=__doc__)
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     actions.required = True
 

@@ -170,7 +170,6 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
 def register_sweep(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep",
-        help="train and evaluate a grid of models (cached, resumable, parallel)",
         description="Train and evaluate every combination of --lmbda, --latent-dims, --prior and --seeds. "
         "Each trial is cached in OUT/trials/<hash of its configuration>/, so an interrupted sweep resumes "
         "and a repeated one is free. Writes OUT/results.{csv,json}, OUT/bd_rates.json and plots.",
@@ -204,7 +203,6 @@ def register_baselines(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "baselines",
-        help="classical codecs (JPEG, JPEG 2000, WebP, AVIF, JPEG XL, PNG) on test digits",
         description="Measure classical codecs on the first N test digits, per file and tiled; write "
         "OUT/baselines.{csv,json}, OUT/bd_rates.json and OUT/rd.png. BD-rates are given against JPEG, and "
         "for learned curves passed with --learned against every codec.",
@@ -246,7 +244,6 @@ def register_baselines(subparsers: argparse._SubParsersAction) -> None:
 def register_report(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
-        help="the lab report: train, code, compare and plot; writes OUT/index.html",
         description="Answer every manipulation of the lab with numbers and figures computed by this run; "
         "write OUT/index.html (self-contained), OUT/results.json and OUT/figures/. --quick (default) takes "
         "about 10 minutes on 2 CPU cores; --full follows the lab's protocol (hours). Trials and classical-codec "

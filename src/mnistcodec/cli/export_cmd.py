@@ -21,7 +21,6 @@ def export_handler(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="write a model's transforms as ONNX and its coding tables as JSON",
         description=(
             "Write the analysis and synthesis transforms as ONNX (opset 17, dynamic batch), "
             "the coding tables as JSON and a manifest into directory DIR "

@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register_inspect(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inspect", help="header and sizes of a .mnc file (no model needed)")
+    p = subparsers.add_parser("inspect")
     p.add_argument("file", metavar="FILE.mnc", help="compressed file (-: standard input)")
     p.add_argument(
         "--all", action="store_true", help=f"list every digit (default: the first {MAX_LISTED})"

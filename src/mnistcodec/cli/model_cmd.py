@@ -146,7 +146,7 @@ def summary_handler(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a model with the rate-distortion Lagrangian")
+    p = subparsers.add_parser("train")
     add_model_args(p)
     add_training_args(p)
     p.add_argument(
@@ -178,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=train_handler)
     register_evaluate(subparsers)
 
-    p = subparsers.add_parser("summary", help="layers, output shapes and parameter counts")
+    p = subparsers.add_parser("summary")
     p.add_argument(
         "model", nargs="?", default=None, help="model file or shipped name (default: a new model)"
     )
@@ -189,7 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="rate, PSNR and distortion of a model on a split")
+    p = subparsers.add_parser("evaluate")
     p.add_argument(
         "model",
         nargs="?",
@@ -253,9 +253,7 @@ def models_handler(args: argparse.Namespace) -> int:
 
 
 def register_models(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "models", help="list the pretrained models that ship with the package"
-    )
+    p = subparsers.add_parser("models")
     p.add_argument(
         "--check", action="store_true", help="re-derive each model's recorded evaluation figures"
     )
