@@ -38,6 +38,8 @@ def write_golden(names: list[str] | None = None) -> None:
                 "-o",
                 str(out),
                 "--force",
+                "--precision",
+                "fp32",
             ]
             if main(argv + flags) != 0:
                 sys.exit(f"compress failed for {name} ({mode})")
@@ -49,6 +51,8 @@ def write_golden(names: list[str] | None = None) -> None:
             "-o",
             str(decoded),
             "--force",
+            "--precision",
+            "fp32",
         ]
         if main(argv) != 0:
             sys.exit(f"decompress failed for {name}")

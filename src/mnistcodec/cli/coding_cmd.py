@@ -20,6 +20,7 @@ import numpy as np
 from mnistcodec.cli.common import (
     MAX_LISTED,
     add_data_args,
+    add_device_args,
     add_level_args,
     choose_level,
     positive_float,
@@ -44,6 +45,7 @@ from mnistcodec.coding.zoo import (
 )
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
+from mnistcodec.model.precision import resolve_device
 from mnistcodec.storage.atomic import check_writable, is_stdio
 from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces, write_images
 
@@ -111,8 +113,9 @@ def _refuse_terminal(out: str) -> None:
         )
 
 
-def _load_codec(name: str | None) -> Codec:
-    return Codec(resolve_model(name))
+def _load_codec(name: str | None, args: argparse.Namespace) -> Codec:
+    device = resolve_device(args.device)
+    return Codec(resolve_model(name), device=device, precision=args.precision)
 
 
 def _model_or_input(args: argparse.Namespace) -> None:
@@ -187,7 +190,7 @@ def compress_handler(args: argparse.Namespace) -> int:
         raise InputError(f"--block-size must be between 1 and {MAX_BLOCK}")
     _model_or_input(args)
     pieces, count, names, source = _load_inputs(args)
-    codec = _load_codec(args.model)
+    codec = _load_codec(args.model, args)
     mode = "stream" if args.stream else "per-digit"
     choice = _level_choice(codec, args)
     choice.check(codec, mode)
@@ -250,7 +253,7 @@ def decompress_handler(args: argparse.Namespace) -> int:
     if model is None:
         # No model named: the shipped model that wrote the file, else the default.
         model = shipped_for_fingerprint(parse_header(data).fingerprint_hex) or DEFAULT_MODEL
-    codec = _load_codec(model)
+    codec = _load_codec(model, args)
     header, pieces = iter_decompress(codec, data)
     write_image_pieces(args.out, header.count, pieces, force=args.force)
     described = {
@@ -271,7 +274,7 @@ def sample_handler(args: argparse.Namespace) -> int:
         raise InputError(f"--bytes must be non-negative, got {args.bytes}")
     _refuse_terminal(args.out)
     kind = check_output(args.out, force=args.force)
-    codec = _load_codec(args.model)
+    codec = _load_codec(args.model, args)
     images = codec.sample(args.n, seed=args.seed, nbytes=args.bytes)
     write_images(args.out, images, force=args.force)
     print(
@@ -352,6 +355,7 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
         help="per digit, the fewest bits that reach P dB (variable-rate models)",
     )
     add_data_args(p)
+    add_device_args(p)
     p.set_defaults(handler=compress_handler)
 
 
@@ -378,6 +382,7 @@ def register_decompress(subparsers: argparse._SubParsersAction) -> None:
         help="PNG grid, IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    add_device_args(p)
     p.set_defaults(handler=decompress_handler)
 
 
@@ -405,4 +410,5 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
         help="PNG grid (.png), IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    add_device_args(p)
     p.set_defaults(handler=sample_handler)

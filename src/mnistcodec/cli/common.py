@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from mnistcodec.errors import InputError
+from mnistcodec.model.names import PRECISIONS
 
 if TYPE_CHECKING:
     from mnistcodec.coding.model_files import LoadedModel
@@ -113,4 +114,20 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="validate on the first N test digits only",
     )
+    add_device_args(parser)
+
+
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision``: where the transforms run, and in what precision."""
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    add_precision_arg(parser)
+
+
+def add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the transforms' products: fp32 (exact reference), bf16, or auto: bf16 where the "
+        "device has bf16 matrix units, with a decoder kept within 1 grey level (default auto)",
+    )

@@ -6,7 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from mnistcodec.cli.common import add_data_args, add_training_args, positive_float, positive_int
+from mnistcodec.cli.common import (
+    add_data_args,
+    add_precision_arg,
+    add_training_args,
+    positive_float,
+    positive_int,
+)
 from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.transforms import ARCHITECTURES
@@ -28,6 +34,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
         val_limit=args.val_limit,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        precision=args.precision,
     )
     specs = make_grid(
         args.lmbda,
@@ -123,6 +130,7 @@ def report_handler(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         jobs=args.jobs,
         lang=args.lang,
+        precision=args.precision,
     )
     print(f"open {result.index.resolve().as_uri()}")
     return 0
@@ -287,4 +295,5 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)
+    add_precision_arg(p)
     p.set_defaults(handler=report_handler, protocol="quick", full=False)

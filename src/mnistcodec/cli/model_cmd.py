@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from mnistcodec.cli.common import (
     add_data_args,
+    add_device_args,
     add_level_args,
     add_training_args,
     choose_level,
@@ -99,6 +100,7 @@ def train_handler(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         data_dir=args.data_dir,
         threading=args.threading,
+        precision=args.precision,
     )
     result = train(
         config, train_config, out, resume=args.resume, force=args.force, progress=not args.quiet
@@ -112,17 +114,19 @@ def evaluate_handler(args: argparse.Namespace) -> int:
     from mnistcodec.coding.zoo import resolve_model
     from mnistcodec.data import load_split
     from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
+    from mnistcodec.model.precision import resolve_device
 
     loaded = resolve_model(args.model)
+    loaded.model.to(resolve_device(args.device))
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
+    coding, precision = not args.no_coding, args.precision
     if args.all_levels:
         if args.level is not None or args.lmbda is not None:
             raise InputError("give --all-levels, --level or --lmbda, not several")
-        results = evaluate_levels(loaded, images, coding=not args.no_coding)
+        results = evaluate_levels(loaded, images, coding=coding, precision=precision)
     else:
-        results = [
-            evaluate(loaded, images, coding=not args.no_coding, level=choose_level(loaded, args))
-        ]
+        level = choose_level(loaded, args)
+        results = [evaluate(loaded, images, coding=coding, level=level, precision=precision)]
     if args.json:
         print(json.dumps(results if args.all_levels else results[0], indent=2))
         return 0
@@ -213,6 +217,7 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         help="every level of a variable-rate model (--json: a list)",
     )
     add_data_args(p)
+    add_device_args(p)
     p.set_defaults(handler=evaluate_handler)
 
 

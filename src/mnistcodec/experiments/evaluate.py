@@ -16,7 +16,10 @@ Figures (all per digit, averaged over the split):
 
 A variable-rate model is evaluated at one level (``level``, default its
 reference level; the result then holds ``level`` and ``lmbda``), or at every
-level by :func:`evaluate_levels`.
+level by :func:`evaluate_levels`. ``precision`` is that of the codec
+(:class:`~mnistcodec.coding.api.Codec`); the model's float terms are computed at
+the same precision, and the result records it (``precision``: ``fp32``,
+``bf16`` or ``mixed``, the conformant decoder).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.experiments import metrics
+from mnistcodec.model.precision import FP32, TransformPrecision, model_precision
 from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.storage.digits import check_digits
 
@@ -38,9 +42,18 @@ def model_terms(
     seed: int = 0,
     batch_size: int = 1000,
     level: int | None = None,
+    precision: TransformPrecision = FP32,
 ) -> dict[str, float]:
     """Rate bound, information content and float MAD over ``images`` (at ``level``)."""
     model = loaded.model.eval()
+    with model_precision(model, precision):
+        return _model_terms(loaded, images, seed, batch_size, level)
+
+
+def _model_terms(
+    loaded: LoadedModel, images: np.ndarray, seed: int, batch_size: int, level: int | None
+) -> dict[str, float]:
+    model = loaded.model
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     bound = info = mad = 0.0
@@ -71,15 +84,17 @@ def evaluate(
     coding: bool = True,
     seed: int = 0,
     level: int | None = None,
-) -> dict[str, float]:
+    precision: str = "auto",
+) -> dict:
     """Every figure of the module docstring; ``coding=False`` skips the entropy coder."""
     images = check_digits(images)
-    codec = Codec(loaded, device=next(loaded.model.parameters()).device)
+    device = next(loaded.model.parameters()).device
+    codec = Codec(loaded, device=device, precision=precision)
     level = int(codec.digit_levels(level, 1)[0])
-    result: dict[str, float] = {"n": int(images.shape[0])}
+    result: dict = {"n": int(images.shape[0]), "precision": codec.precision.name}
     if loaded.variable_rate:
         result.update({"level": level, "lmbda": codec.lambdas[level]})
-    result.update(model_terms(loaded, images, seed=seed, level=level))
+    result.update(model_terms(loaded, images, seed=seed, level=level, precision=codec.precision))
     levels = (level,) if loaded.variable_rate else ()
     if coding:
         strings, _ = codec.compress(images, *levels)
@@ -97,10 +112,16 @@ def evaluate(
 
 
 def evaluate_levels(
-    loaded: LoadedModel, images: np.ndarray, coding: bool = True, seed: int = 0
-) -> list[dict[str, float]]:
+    loaded: LoadedModel,
+    images: np.ndarray,
+    coding: bool = True,
+    seed: int = 0,
+    precision: str = "auto",
+) -> list[dict]:
     """:func:`evaluate` at every level of the model, in level order."""
-    return [evaluate(loaded, images, coding, seed, level) for level in range(loaded.levels)]
+    return [
+        evaluate(loaded, images, coding, seed, level, precision) for level in range(loaded.levels)
+    ]
 
 
 def format_evaluation(result: dict[str, float]) -> str:

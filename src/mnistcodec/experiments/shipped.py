@@ -19,12 +19,14 @@ CHECKED_FIGURES = ("info_bits", "string_bits", "stream_bits_per_digit", "psnr_db
 def check_shipped(
     name: str, images, tolerance: float = 1e-4
 ) -> dict[str, tuple[float, float, bool]]:
-    """Re-evaluate a shipped model; ``figure -> (recorded, measured, equal)``."""
+    """Re-evaluate a shipped model on the float32 reference path; ``figure -> (recorded,
+    measured, equal)``."""
     loaded = resolve_model(name)
     recorded = loaded.metadata.get("evaluation") or {}
     if not recorded:
         raise ModelFileError(f"shipped model {name} records no evaluation figures")
-    measured = evaluate(loaded, images[: int(recorded.get("n", len(images)))])
+    n = int(recorded.get("n", len(images)))
+    measured = evaluate(loaded, images[:n], precision="fp32")
     out = {}
     for key in CHECKED_FIGURES:
         a, b = float(recorded[key]), float(measured[key])

@@ -22,10 +22,9 @@ a trial with a model file but no (matching) result is only evaluated; a trial
 interrupted during training resumes from its checkpoint. So an interrupted
 sweep continues where it stopped, and repeating a sweep costs nothing.
 
-Parallelism. ``jobs > 1`` runs trials in worker processes
-(``ProcessPoolExecutor`` with the ``spawn`` start method), each limited to
-``cores // jobs`` PyTorch threads; each worker's epoch progress bar gets its
-own terminal line.
+Parallelism. ``jobs > 1`` runs trials in worker processes (``ProcessPoolExecutor``,
+``spawn``), each limited to ``cores // jobs`` PyTorch threads; each worker's epoch
+progress bar gets its own terminal line.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from mnistcodec.errors import InputError, MnistCodecError, ModelFileError
 from mnistcodec.experiments.bdrate import learned_bd_rates
 from mnistcodec.experiments.evaluate import evaluate
 from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.precision import precision_for_device
 from mnistcodec.storage.atomic import atomic_write_text
 from mnistcodec.training.checkpoints import checkpoint_path
 from mnistcodec.training.loop import TrainConfig, train
@@ -99,10 +99,13 @@ class TrialSpec:
 
     def config(self) -> dict:
         """The hashed configuration: model and training configs, minus the data directory and
-        the CPU threading mode (neither changes what is computed beyond float rounding)."""
+        the CPU threading mode (neither changes what is computed beyond float rounding); the
+        precision only when it resolves to bf16, so float32 trials keep their keys."""
         train = asdict(self.train)
-        train.pop("data_dir", None)
-        train.pop("threading", None)
+        for name in ("data_dir", "threading"):
+            train.pop(name, None)
+        if precision_for_device(train.pop("precision", "auto"), self.train.device) == "bf16":
+            train["precision"] = "bf16"
         return {"model": self.model.to_dict(), "train": train}
 
     @property
@@ -272,7 +275,7 @@ def run_trial(
     if not isinstance(history, list):
         history = loaded.metadata.get("history", [])
     images = load_split("test", spec.train.dataset, spec.train.data_dir).images[: spec.eval_limit]
-    evaluation = evaluate(loaded, images, coding=True, seed=0)
+    evaluation = evaluate(loaded, images, coding=True, seed=0, precision=spec.train.precision)
     record = {
         "key": spec.key,
         "config": spec.config(),

@@ -68,6 +68,7 @@ class ReportProtocol:
     prior_lr: float | None = None
     seed: int = 0
     jobs: int = 2
+    precision: str = "auto"  # of the trials' training and evaluation
 
     def __post_init__(self) -> None:
         if self.main_lmbda not in self.lmbdas:
@@ -94,6 +95,7 @@ class ReportProtocol:
             dataset=dataset,
             data_dir=data_dir,
             device="cpu",
+            precision=self.precision,
         )
 
     def spec(self, lmbda: float, latent_dims: int, prior: str, train: TrainConfig) -> TrialSpec:

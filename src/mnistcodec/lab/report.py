@@ -56,6 +56,7 @@ from mnistcodec.lab.protocol import (
     resolve_protocol,
 )
 from mnistcodec.model.compression_model import CompressionModel
+from mnistcodec.model.precision import check_precision
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.summary import model_summary
 from mnistcodec.storage.atomic import atomic_write_text
@@ -402,12 +403,15 @@ def build_report(
     data_dir: str | None = None,
     jobs: int | None = None,
     lang: str = "en",
+    precision: str | None = None,
 ) -> ReportResult:
     """Run ``protocol`` and write ``<out>/index.html`` (in ``lang``) and ``<out>/results.json``."""
     check_language(lang)
     proto = resolve_protocol(protocol)
     if jobs is not None:
         proto = replace(proto, jobs=int(jobs))
+    if precision is not None:
+        proto = replace(proto, precision=check_precision(precision))
     out = Path(out)
     _prepare_out(out, force)
     run = _Run(out, proto, force, progress, log, dataset, data_dir)

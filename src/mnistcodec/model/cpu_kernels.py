@@ -25,6 +25,10 @@ rounding (tests compare outputs and gradients):
   activations in cache. Nothing is cached between calls: optimizers such as
   fused Adam update parameters without any trace a cache could check.
 
+Layers named in the transform's ``bf16_layers`` run their products in bf16
+through :mod:`mnistcodec.model.precision`, on the same layouts; the reordered
+dense weights are then rounded to bfloat16 once per call.
+
 The kernels call the functional ops with each layer's parameters rather than
 the layer modules, so hooks on a layer would not fire: :func:`applies` sends
 a transform with hooks (summaries, feature extraction) down the reference
@@ -40,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as torch_module
 
+from mnistcodec.model import precision
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 CPU_CHUNK = 512  # digits per sub-batch for gradient-free CPU inference
@@ -101,21 +106,23 @@ def analysis_forward(transform: nn.Module, x: Tensor) -> Tensor:
     if torch.is_grad_enabled() or x.shape[0] < GRID_ORDER_MIN_BATCH:
         return _analysis_channels_last(transform, x)
     weight, bias = grid_order_weights(transform.fc_1, "in")
+    if "fc_1" in transform.bf16_layers:
+        weight = weight.to(precision.BF16)
     return _in_chunks(lambda part: _analysis_grid_order(transform, part, weight, bias), x)
 
 
 def _analysis_channels_last(transform: nn.Module, x: Tensor) -> Tensor:
     conv_1, conv_2, fc_1, fc_2 = transform.conv_1, transform.conv_2, transform.fc_1, transform.fc_2
-    slope = transform.act.negative_slope
+    slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     x = x.reshape(-1, 1, *IMAGE_SHAPE)
-    h = F.conv2d(x, conv_1.weight, conv_1.bias, stride=2, padding=2)
+    h = precision.conv2d(x, conv_1, "conv_1" in bf16)
     # Each activation runs on the layout its gradient comes back in (mixed layouts make
     # the activation's backward a slow strided loop).
     h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
-    h = F.conv2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2)
+    h = precision.conv2d(h, conv_2, "conv_2" in bf16)
     h = F.leaky_relu_(h.contiguous(), slope)
-    h = F.leaky_relu_(F.linear(h.flatten(1), fc_1.weight, fc_1.bias), slope)
-    return F.linear(h, fc_2.weight, fc_2.bias)
+    h = F.leaky_relu_(precision.linear(h.flatten(1), fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
+    return precision.linear(h, fc_2.weight, fc_2.bias, "fc_2" in bf16)
 
 
 def _analysis_grid_order(
@@ -123,16 +130,16 @@ def _analysis_grid_order(
 ) -> Tensor:
     """Gradient-free forward; ``fc_1``'s weight comes in grid order (:func:`grid_order_weights`)."""
     conv_1, conv_2, fc_2 = transform.conv_1, transform.conv_2, transform.fc_2
-    slope = transform.act.negative_slope
+    slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     x = x.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
     # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
     x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
-    h = F.conv2d(x, conv_1.weight, conv_1.bias, stride=2, padding=2)
+    h = precision.conv2d(x, conv_1, "conv_1" in bf16)
     h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
-    h = F.conv2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2)
+    h = precision.conv2d(h, conv_2, "conv_2" in bf16)
     h = F.leaky_relu_(h, slope).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
-    h = F.leaky_relu_(F.linear(h, fc_1_weight, fc_1_bias), slope)
-    return F.linear(h, fc_2.weight, fc_2.bias)
+    h = F.leaky_relu_(precision.linear(h, fc_1_weight, fc_1_bias, "fc_1" in bf16), slope)
+    return precision.linear(h, fc_2.weight, fc_2.bias, "fc_2" in bf16)
 
 
 # -- synthesis -----------------------------------------------------------------------------------
@@ -143,17 +150,23 @@ def synthesis_forward(transform: nn.Module, y: Tensor) -> Tensor:
     if torch.is_grad_enabled() or y.shape[0] < GRID_ORDER_MIN_BATCH:
         return _synthesis_channels_last(transform, y)
     weight, bias = grid_order_weights(transform.fc_2, "out")
+    if "fc_2" in transform.bf16_layers:
+        weight = weight.to(precision.BF16)
     return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
 
 
 def _synthesis_channels_last(transform: nn.Module, y: Tensor) -> Tensor:
     fc_1, fc_2 = transform.fc_1, transform.fc_2
-    slope = transform.act.negative_slope
-    h = F.leaky_relu_(F.linear(y, fc_1.weight, fc_1.bias), slope)
-    # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
-    # channels-last below is needed anyway.
-    h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t())
-    h = F.leaky_relu_(h, slope).t().reshape(-1, 50, 7, 7)
+    slope, bf16 = transform.act.negative_slope, transform.bf16_layers
+    h = F.leaky_relu_(precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
+    if "fc_2" in bf16:
+        h = precision.linear(h, fc_2.weight, fc_2.bias, True)
+        h = F.leaky_relu_(h, slope).view(-1, 50, 7, 7)
+    else:
+        # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
+        # channels-last below is needed anyway.
+        h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t())
+        h = F.leaky_relu_(h, slope).t().reshape(-1, 50, 7, 7)
     return _synthesis_convolutions(transform, h.contiguous(memory_format=_CHANNELS_LAST))
 
 
@@ -162,9 +175,9 @@ def _synthesis_grid_order(
 ) -> Tensor:
     """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`)."""
     fc_1 = transform.fc_1
-    slope = transform.act.negative_slope
-    h = F.leaky_relu_(F.linear(y, fc_1.weight, fc_1.bias), slope)
-    h = F.leaky_relu_(F.linear(h, fc_2_weight, fc_2_bias), slope)
+    slope, bf16 = transform.act.negative_slope, transform.bf16_layers
+    h = F.leaky_relu_(precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
+    h = F.leaky_relu_(precision.linear(h, fc_2_weight, fc_2_bias, "fc_2" in bf16), slope)
     # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
     return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2))
 
@@ -172,10 +185,11 @@ def _synthesis_grid_order(
 def _synthesis_convolutions(transform: nn.Module, h: Tensor) -> Tensor:
     """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
     conv_1, conv_2 = transform.conv_1, transform.conv_2
-    slope = transform.act.negative_slope
-    h = F.conv_transpose2d(h, conv_1.weight, conv_1.bias, stride=2, padding=2, output_padding=1)
-    h = F.leaky_relu_(h, slope)
-    if h.shape[0] >= TAPS_MIN_BATCH:
+    slope, bf16 = transform.act.negative_slope, transform.bf16_layers
+    h = F.leaky_relu_(precision.conv_transpose2d(h, conv_1, "conv_1" in bf16), slope)
+    if "conv_2" in bf16:
+        h = precision.conv_transpose2d(h, conv_2, True)
+    elif h.shape[0] >= TAPS_MIN_BATCH:
         h = TransposedConvToOne.apply(h, conv_2.weight, conv_2.bias)
     else:
         h = F.conv_transpose2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2, output_padding=1)

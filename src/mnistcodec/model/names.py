@@ -15,3 +15,5 @@ ARCHITECTURE_NAMES = ("seed", "vr")
 PRIOR_NAMES = ("deep-factorized", "laplace", "logistic", "normal")
 #: Distortion terms of the Lagrangian: mean absolute or mean squared pixel error.
 DISTORTIONS = ("mad", "mse")
+#: Numeric precision of the transforms' products (:mod:`mnistcodec.model.precision`).
+PRECISIONS = ("auto", "fp32", "bf16")

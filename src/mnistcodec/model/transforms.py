@@ -16,7 +16,9 @@ modules. ``forward`` computes the same function: on the CPU in float32 it goes
 through the kernels of :mod:`mnistcodec.model.cpu_kernels` (tested equal to
 the reference), elsewhere (GPUs, other dtypes, layers with hooks, or
 ``cpu_fast_path = False``) through ``reference_forward``. The parameters are
-those of the plain layers, so model files do not depend on the route.
+those of the plain layers, so model files do not depend on the route. Both
+routes run the layers named in ``bf16_layers`` with bf16 products
+(:mod:`mnistcodec.model.precision`); by default none.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
 from mnistcodec.model import cpu_kernels
+from mnistcodec.model.precision import apply_layer
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 LEAKY_SLOPE = 0.2  # Keras' leaky_relu default
@@ -61,6 +64,7 @@ class SeedAnalysisTransform(nn.Module):
         self.fc_2 = nn.Linear(500, latent_dims)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
         self.cpu_fast_path = True
+        self.bf16_layers: frozenset[str] = frozenset()  # see mnistcodec.model.precision
         keras_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -69,11 +73,12 @@ class SeedAnalysisTransform(nn.Module):
         return self.reference_forward(x)
 
     def reference_forward(self, x: Tensor) -> Tensor:
-        h = self.act(self.conv_1(x))
-        h = self.act(self.conv_2(h))
+        bf16 = self.bf16_layers
+        h = self.act(apply_layer(self.conv_1, x, "conv_1" in bf16))
+        h = self.act(apply_layer(self.conv_2, h, "conv_2" in bf16))
         # Keras flattens NHWC; the order is a fixed permutation absorbed by fc_1.
-        h = self.act(self.fc_1(h.flatten(1)))
-        return self.fc_2(h)
+        h = self.act(apply_layer(self.fc_1, h.flatten(1), "fc_1" in bf16))
+        return apply_layer(self.fc_2, h, "fc_2" in bf16)
 
 
 class SeedSynthesisTransform(nn.Module):
@@ -91,6 +96,7 @@ class SeedSynthesisTransform(nn.Module):
         self.conv_2 = nn.ConvTranspose2d(20, 1, 5, stride=2, padding=2, output_padding=1)
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
         self.cpu_fast_path = True
+        self.bf16_layers: frozenset[str] = frozenset()  # see mnistcodec.model.precision
         keras_init_(self)
 
     def forward(self, y: Tensor) -> Tensor:
@@ -99,10 +105,11 @@ class SeedSynthesisTransform(nn.Module):
         return self.reference_forward(y)
 
     def reference_forward(self, y: Tensor) -> Tensor:
-        h = self.act(self.fc_1(y))
-        h = self.act(self.fc_2(h)).view(-1, 50, 7, 7)
-        h = self.act(self.conv_1(h))
-        return self.act(self.conv_2(h))
+        bf16 = self.bf16_layers
+        h = self.act(apply_layer(self.fc_1, y, "fc_1" in bf16))
+        h = self.act(apply_layer(self.fc_2, h, "fc_2" in bf16)).view(-1, 50, 7, 7)
+        h = self.act(apply_layer(self.conv_1, h, "conv_1" in bf16))
+        return self.act(apply_layer(self.conv_2, h, "conv_2" in bf16))
 
 
 TransformFactory = Callable[[int], tuple[nn.Module, nn.Module]]

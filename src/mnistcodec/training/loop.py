@@ -38,6 +38,13 @@ from mnistcodec.coding.model_files import LoadedModel, save_model
 from mnistcodec.data import DATASETS, load_split
 from mnistcodec.errors import InputError, TrainingError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
+from mnistcodec.model.precision import (
+    FP32,
+    check_precision,
+    resolve_device,
+    set_precision,
+    training_precision,
+)
 from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.model.variable_rate import make_model
 from mnistcodec.storage.atomic import check_writable
@@ -74,8 +81,10 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     threading: str = "auto"
+    precision: str = "auto"  # fp32, bf16 or auto (mnistcodec.model.precision)
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.threading not in THREADING_MODES:
             raise InputError(
                 f"threading must be one of {', '.join(THREADING_MODES)}, got {self.threading!r}"
@@ -150,6 +159,8 @@ def train(
     # The model and Adam, seeded; or both as the last complete epoch left them.
     torch.manual_seed(train_config.seed)
     model = make_model(model_config).to(device)
+    precision = training_precision(train_config.precision, device)
+    set_precision(model, precision)
     optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     threading = choose_threading(train_config.threading, threads, device)
@@ -183,7 +194,9 @@ def train(
             )
 
     # Freeze for coding (integer tables) and write the model with its history.
+    set_precision(model, FP32)
     metadata = _training_metadata(train_config, history, train_split.source, threading, threads)
+    metadata["training"]["precision_used"] = precision.describe()
     frozen = save_model(model, out, metadata=metadata, force=True)
     model.to(device)
     write_history(out, [asdict(r) for r in history])
@@ -313,19 +326,6 @@ def make_optimizer(
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     """The generator for one epoch's shuffling and noise, seeded by (seed, epoch)."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but no CUDA device is available")
-    return device
 
 
 def _training_metadata(
