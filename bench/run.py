@@ -120,6 +120,7 @@ def worker_train(spec: dict) -> dict:
         val_limit=spec["val_limit"],
         seed=spec["seed"],
         device="cpu",
+        precision=spec.get("precision", "auto"),
     )
     t0 = time.perf_counter()
     result = train(
@@ -149,6 +150,7 @@ def worker_train(spec: dict) -> dict:
         "peak_rss_mib": train_rss,
         "threads": torch.get_num_threads(),
         "threading": loaded.metadata["training"]["threading_used"],
+        "precision": loaded.metadata["training"]["precision_used"],
     }
 
 
@@ -163,9 +165,9 @@ def worker_code(spec: dict) -> dict:
 
     images = load_split("test").images[: spec["limit"]]
     n = int(images.shape[0])
-    codec = Codec.from_model(spec["model"])
+    codec = Codec.from_model(spec["model"], precision=spec.get("precision", "auto"))
     codec.decompress(codec.compress(images[:256])[0])  # warm-up
-    out: dict = {"digits": n, "threads": torch.get_num_threads()}
+    out: dict = {"digits": n, "threads": torch.get_num_threads(), **codec.precision.describe()}
     encode, decode, stream_encode, stream_decode = [], [], [], []
     strings = stream = decoded = None
     for _ in range(spec["repeats"]):
@@ -280,6 +282,8 @@ def machine_info() -> dict:
     import numpy
     import torch
 
+    from mnistcodec.model.precision import bf16_matrix_units
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -308,6 +312,7 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "constriction": importlib.metadata.version("constriction"),
         "omp_wait_policy": child_env().get("OMP_WAIT_POLICY"),
+        "bf16_matrix_units": bf16_matrix_units("cpu"),
     }
 
 
@@ -335,6 +340,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "plan": plan,
+        "precision": args.precision,
         "machine": machine_info(),
         "load_average_start": os.getloadavg(),
         "peer": {"available": has_peer, "reason": peer_reason},
@@ -353,6 +359,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                     "limit": plan["train_limit"],
                     "val_limit": plan["val_limit"],
                     "seed": r,
+                    "precision": args.precision,
                     "out": str(models[label] if r == 0 else tmp / f"scratch-{r}.safetensors"),
                 }
                 results["ours"][label]["train"].append(run_ours("train", spec, tmp, threads))
@@ -372,6 +379,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                     "limit": plan["code_limit"],
                     "repeats": plan["code_repeats"],
                     "latency_calls": plan["latency_calls"],
+                    "precision": args.precision,
                 }
                 results["ours"][label]["code"].append(run_ours("code", spec, tmp, threads))
             if has_peer:
@@ -514,6 +522,17 @@ def thread_label(label: str, train_runs: list[dict]) -> str:
     return f"{label}: {threads}" + (f", training {'/'.join(modes)}" if threads > 1 else "")
 
 
+def precision_note(results: dict) -> str:
+    """The precision asked for, and what the coding workers ran."""
+    units = results["machine"].get("bf16_matrix_units")
+    ran = sorted({c.get("precision", "fp32") for o in results["ours"].values() for c in o["code"]})
+    hardware = "with" if units else "without"
+    return (
+        f"precision `{results.get('precision', 'auto')}` on a CPU {hardware} bf16 matrix units"
+        f" (ran: {', '.join(ran) or 'fp32'})"
+    )
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     peer = results["peer"]
@@ -532,7 +551,7 @@ def markdown(results: dict) -> str:
         " (the sides alternate run by run so that all see the same load).",
         f"- Ours: Python {m['python']}, torch {m['torch']}, {'; '.join(m['blas'])}, numpy"
         f" {m['numpy']}, constriction {m['constriction']}; `OMP_WAIT_POLICY={m['omp_wait_policy'] or 'unset'}`;"
-        f" torch threads ({thread_note}).",
+        f" torch threads ({thread_note}); {precision_note(results)}.",
     ]
     if peer["available"] and results["peer_runs"]["train"]:
         env = results["peer_runs"]["train"][0]["environment"]
@@ -648,6 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--markdown", default=str(MARKDOWN), help="file to write the section into")
     p.add_argument("--results-dir", default=str(RESULTS_DIR), help="where the JSON goes")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="precision of ours (default auto: bf16 only on bf16 matrix units)",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.argv = argv
