@@ -6,6 +6,10 @@ subsets and 2 short epochs, evaluations and classical codecs on subsets),
 300..2000, latent sizes, every prior at every lambda, evaluation and
 classical codecs on all 10,000 test digits) and ``micro`` (seconds; for
 tests). The page states the protocol it used (``templates/<lang>/protocol.txt``).
+
+The lab notebook (``notebooks/lab.ipynb``) runs the same trials under the
+names of :data:`NOTEBOOK_PROTOCOLS`: ``tiny`` (seconds: a few hundred training
+digits, one epoch), ``quick`` and ``lab`` (the lab's protocol, ``full``).
 """
 
 from __future__ import annotations
@@ -220,4 +224,22 @@ def resolve_protocol(protocol: str | ReportProtocol) -> ReportProtocol:
     except KeyError:
         raise InputError(
             f"unknown report protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+NOTEBOOK_PROTOCOLS: dict[str, ReportProtocol] = {
+    "tiny": replace(PROTOCOLS["micro"], name="tiny", train_limit=512),
+    "quick": PROTOCOLS["quick"],
+    "lab": PROTOCOLS["full"],
+}
+"""The lab notebook's protocols (``MNISTCODEC_NOTEBOOK_PROTOCOL``): ``lab`` is the lab's own."""
+
+
+def notebook_protocol(name: str) -> ReportProtocol:
+    """The lab notebook's protocol called ``name`` (one of :data:`NOTEBOOK_PROTOCOLS`)."""
+    try:
+        return NOTEBOOK_PROTOCOLS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown notebook protocol {name!r}; choose one of {', '.join(NOTEBOOK_PROTOCOLS)}"
         ) from None
