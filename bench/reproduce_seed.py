@@ -7,6 +7,11 @@ seed's TensorFlow stack (docs/seed-reference.md). Writes a JSON record and, with
 ``--markdown``, a table for BENCHMARKS.md.
 
     python bench/reproduce_seed.py [--out runs/seed-reproduction.safetensors] [--json bench/results/reproduce_seed.json]
+    python bench/reproduce_seed.py --precision bf16 --out runs/seed5-bf16.safetensors \
+        --json bench/results/reproduce_seed_bf16.json     # trained with bf16 products
+
+The final model is evaluated on the float32 reference path whatever it was
+trained in, so that only the training precision differs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ def main() -> int:
     parser.add_argument("--json", default="bench/results/reproduce_seed.json")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument(
         "--reuse", action="store_true", help="evaluate an existing --out instead of training"
     )
@@ -53,13 +59,19 @@ def main() -> int:
 
         loaded = load_model(out)
         history = loaded.metadata.get("history", [])
+        trained = loaded.metadata.get("training", {}).get("precision_used", {}).get("precision")
+        if trained != args.precision and args.precision != "auto":
+            raise SystemExit(f"{out} was trained in {trained}, not {args.precision}")
     else:
         result = train(
-            ModelConfig(), TrainConfig(epochs=args.epochs, seed=args.seed), out, force=True
+            ModelConfig(),
+            TrainConfig(epochs=args.epochs, seed=args.seed, precision=args.precision),
+            out,
+            force=True,
         )
         loaded, history = result.model, [vars(r) for r in result.history]
     train_seconds = time.perf_counter() - t0
-    figures = evaluate(loaded, load_split("test").images)
+    figures = evaluate(loaded, load_split("test").images, precision="fp32")
 
     final = history[-1]
     checks = {
@@ -80,7 +92,9 @@ def main() -> int:
     for key in ("info_bits", "string_bits", "psnr_db"):
         print(f"{key:<16}{figures[key]:9.4f}  {REFERENCE[key]:9.4f}")
     record = {
-        "command": "python bench/reproduce_seed.py",
+        "command": "python bench/reproduce_seed.py"
+        + (f" --precision {args.precision}" if args.precision != "auto" else ""),
+        "precision": loaded.metadata.get("training", {}).get("precision_used"),
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor(),
