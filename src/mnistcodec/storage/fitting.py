@@ -172,6 +172,10 @@ def open_image(data: bytes, name: str = "<image>") -> Image.Image:
             image.load()
     except InputError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"{name}: too large an image; images to fit may have at most {MAX_FIT_PIXELS} pixels"
+        ) from None
     except UnidentifiedImageError:
         raise NotAnImageError(f"{name} is not an image Pillow can read") from None
     except (
@@ -179,8 +183,6 @@ def open_image(data: bytes, name: str = "<image>") -> Image.Image:
         SyntaxError,
         ValueError,
         EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
     ) as exc:
         raise InputError(f"{name}: corrupt or truncated image ({exc})") from None
     return image
