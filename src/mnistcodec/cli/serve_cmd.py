@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 
+from mnistcodec.cli import Terminated
 from mnistcodec.cli.common import positive_int
 from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.errors import InputError
@@ -26,14 +28,18 @@ def serve_handler(args: argparse.Namespace) -> int:
     # lazy: PyTorch and the web stack (an optional extra) load only when serving
     from mnistcodec.playground.server import serve
 
-    serve(
-        args.host,
-        args.port,
-        args.model,
-        torch_threads=args.threads,
-        announce=lambda line: print(line, flush=True),
-        log_level="info" if args.verbose else "warning",
-    )
+    try:
+        serve(
+            args.host,
+            args.port,
+            args.model,
+            torch_threads=args.threads,
+            announce=lambda line: print(line, flush=True),
+            log_level="info" if args.verbose else "warning",
+        )
+    except (KeyboardInterrupt, Terminated):
+        pass  # the way to stop a server: uvicorn has already shut it down cleanly
+    print("mnistcodec playground stopped", file=sys.stderr)
     return 0
 
 

@@ -201,12 +201,12 @@ def _add_coding_routes(app: FastAPI, playground: Playground) -> None:
         level: Level = None,
         lmbda: Lmbda = None,
         fit: Fit = True,
-    ) -> dict:
+    ) -> JSONResponse:
         """The image fitted to MNIST's form and coded: ``string_hex``, ``string_bits``,
         ``info_bits``, ``psnr_db``, ``mad``, ``input_png`` and ``reconstruction_png``
         (base64 PNG), the level and its lambda, and the latents against their prior."""
         data = await read_body(request)
-        return await run(playground.compress, data, model, level, lmbda, fit)
+        return JSONResponse(await run(playground.compress, data, model, level, lmbda, fit))
 
     @app.post(
         "/api/mnc",
@@ -235,13 +235,13 @@ def _add_coding_routes(app: FastAPI, playground: Playground) -> None:
         level: Level = None,
         lmbda: Lmbda = None,
         fit: Fit = True,
-    ) -> dict:
+    ) -> JSONResponse:
         """Each classical codec at the quality whose file is nearest the learned string's size."""
         data = await read_body(request)
-        return await run(playground.compare, data, model, level, lmbda, fit)
+        return JSONResponse(await run(playground.compare, data, model, level, lmbda, fit))
 
     @app.post("/api/decode", summary="decode a .mnc file", openapi_extra=MNC_BODY)
-    async def decode(request: Request, model: Model = None) -> dict:
+    async def decode(request: Request, model: Model = None) -> JSONResponse:
         """The file's digits as a PNG grid (base64); the model is the one that wrote it."""
         data = await read_body(request)
-        return await run(playground.decode_mnc, data, model)
+        return JSONResponse(await run(playground.decode_mnc, data, model))

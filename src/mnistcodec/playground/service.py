@@ -216,10 +216,9 @@ class Playground:
         codec = self.models.get(model)
         level = choose_level(codec, level, lmbda)
         digit = self.digit(data, fit)[None]
-        strings, info = codec.compress(digit, level)
-        decoded = codec.decompress(strings, levels=level)
-        k, _ = codec.analyse(digit, level)
-        string = strings[0]
+        k, info = codec.analyse(digit, level)  # what Codec.compress does, keeping k
+        string = codec.encode_latents(k, level)[0]
+        decoded = codec.decompress([string], levels=level)
         return {
             "model": model or self.models.default,
             "level": level,
