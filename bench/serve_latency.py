@@ -1,7 +1,8 @@
 """Latency and throughput of the playground's ``POST /api/compress`` under 16 concurrent clients.
 
 Starts ``mnistcodec serve --port 0`` (a fresh process per PyTorch thread
-setting), then ``--clients`` client threads, each on its own keep-alive HTTP
+setting), then ``--clients`` client threads (16, then 1 for the latency of a
+request alone), each on its own keep-alive HTTP
 connection, post digits one request after another until ``--requests``
 requests are answered; each request's latency is timed from sending to the
 last byte of the answer. Two kinds of body, timed separately:
@@ -18,7 +19,7 @@ alone. Prints a table, writes ``bench/results/serve_latency.json`` and the
 section of ``BENCHMARKS.md`` between ``<!-- serve:start -->`` and
 ``<!-- serve:end -->``::
 
-    python bench/serve_latency.py                      # 16 clients, 1000 requests per run
+    python bench/serve_latency.py                      # 16 clients, then 1; 1000 requests per run
     python bench/serve_latency.py --threads 1,2        # server PyTorch threads 1, then 2
     python bench/serve_latency.py --quick --no-write   # a smoke run
 """
@@ -144,8 +145,9 @@ def markdown(result: dict) -> str:
         "## The playground under load",
         "",
         f"Written by `python bench/serve_latency.py` (`bench/results/serve_latency.json`): "
-        f"`mnistcodec serve --model {config['model']}` and {config['clients']} client threads on "
-        f"the same {result['machine']['cpus']}-core machine, each on its own keep-alive connection, "
+        f"`mnistcodec serve --model {config['model']}` and {config['clients']} concurrent client "
+        f"threads on the same {result['machine']['cpus']}-core machine, each on its own keep-alive "
+        "connection, "
         f"posting to `POST /api/compress` (default level) until {config['requests']} requests are "
         "answered, after a warm-up; latency from sending to the last byte of the answer. "
         "*Test digits*: 28x28 MNIST PNGs coded as they are (`fit=false`); *drawings*: the "
@@ -153,13 +155,14 @@ def markdown(result: dict) -> str:
         f"Load average {result['machine']['load_before'][0]:.1f} before, "
         f"{result['machine']['load_after'][0]:.1f} after (other work shares the machine).",
         "",
-        "| server PyTorch threads | requests | p50 ms | p90 ms | p99 ms | max ms | requests/s | failed |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| clients | body | server PyTorch threads | requests | p50 ms | p90 ms | p99 ms | max ms "
+        "| requests/s | failed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in result["runs"]:
         s = run["summary"]
         lines.append(
-            f"| {run['threads']} ({run['kind']}) | {s['requests']} | {s['p50_ms']:.1f} | "
+            f"| {run['clients']} | {run['kind']} | {run['threads']} | {s['requests']} | {s['p50_ms']:.1f} | "
             f"{s['p90_ms']:.1f} | {s['p99_ms']:.1f} | {s['max_ms']:.1f} | "
             f"{s['requests_per_s']:.0f} | {s['failures']} |"
         )
@@ -177,7 +180,9 @@ def markdown(result: dict) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="vr")
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--clients", default="16,1", help="concurrent clients, comma-separated (default 16,1)"
+    )
     parser.add_argument("--requests", type=int, default=1000, help="timed requests per run")
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--threads", default="1", help="server PyTorch threads, comma-separated")
@@ -202,18 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for threads in [int(t) for t in args.threads.split(",")]:
         with server(args.model, threads) as (host, port):
-            for kind, (query, payloads) in kinds.items():
-                run_clients(host, port, query, payloads, args.clients, args.warmup)
-                run = run_clients(host, port, query, payloads, args.clients, args.requests)
-                if run["failures"]:
-                    print(f"failed requests: {run['failures'][:3]}", file=sys.stderr)
-                runs.append({"threads": threads, "kind": kind, "summary": summary(run)})
-                s = runs[-1]["summary"]
-                print(
-                    f"threads {threads}, {kind}: p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
-                    f"p99 {s['p99_ms']:.1f} ms, {s['requests_per_s']:.0f} requests/s, "
-                    f"{s['failures']} failed"
-                )
+            for clients in [int(c) for c in args.clients.split(",")]:
+                for kind, (query, payloads) in kinds.items():
+                    run_clients(host, port, query, payloads, clients, args.warmup)
+                    run = run_clients(host, port, query, payloads, clients, args.requests)
+                    if run["failures"]:
+                        print(f"failed requests: {run['failures'][:3]}", file=sys.stderr)
+                    runs.append(
+                        {
+                            "threads": threads,
+                            "clients": clients,
+                            "kind": kind,
+                            "summary": summary(run),
+                        }
+                    )
+                    s = runs[-1]["summary"]
+                    print(
+                        f"threads {threads}, {clients} clients, {kind}: p50 {s['p50_ms']:.1f} ms, "
+                        f"p90 {s['p90_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, "
+                        f"{s['requests_per_s']:.0f} requests/s, {s['failures']} failed"
+                    )
     machine["load_after"] = list(os.getloadavg())
     config = {k: getattr(args, k) for k in ("model", "clients", "requests", "warmup")}
     result = {"config": config, "machine": machine, "runs": runs}

@@ -30,9 +30,13 @@ def open_socket(host: str, port: int) -> socket.socket:
         raise InputError(f"port must be from 0 to 65535, got {port}")
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return socket.create_server((host, port), family=family, backlog=128)
+        sock = socket.create_server((host, port), family=family, backlog=128)
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Accepted connections inherit it: an answer's last segment is not held back (Nagle)
+    # waiting for the client's delayed acknowledgement.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def serve(
