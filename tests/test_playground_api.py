@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from conftest import load_bench_module
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_bytes
 from mnistcodec.experiments.metrics import mad, psnr_per_image
@@ -228,3 +229,11 @@ def test_concurrent_requests_are_all_served(playground_url, vr, test_digits):
         together = list(pool.map(post, bodies))
     strings, _ = vr.compress(test_digits[:32], 10)
     assert together == [s.hex() for s in strings]
+
+
+def test_the_latency_bench_runs(capsys):
+    bench = load_bench_module("serve_latency")
+    args = ["--no-write", "--threads", "1", "--clients", "4", "--requests", "40", "--warmup", "8"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 clients, test digits: p50" in out and "0 failed" in out
