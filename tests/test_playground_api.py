@@ -11,6 +11,7 @@ import base64
 import http.client
 import io
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,8 +24,11 @@ from PIL import Image, ImageDraw
 from conftest import load_bench_module
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_bytes
+from mnistcodec.coding.zoo import PRETRAINED_DIR
+from mnistcodec.errors import InputError
 from mnistcodec.experiments.metrics import mad, psnr_per_image
-from mnistcodec.playground.service import MAX_BODY_BYTES
+from mnistcodec.playground.server import open_socket
+from mnistcodec.playground.service import MAX_BODY_BYTES, ModelCatalogue, UnknownModelError
 from mnistcodec.storage.fitting import fit_image_bytes
 from mnistcodec.storage.images import encode_png, png_grid
 
@@ -237,3 +241,17 @@ def test_the_latency_bench_runs(capsys):
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "4 clients, test digits: p50" in out and "0 failed" in out
+
+
+def test_the_server_refuses_a_port_in_use_and_unknown_models(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(InputError, match=f"cannot listen on 127.0.0.1:{port}"):
+            open_socket("127.0.0.1", port)
+    with pytest.raises(UnknownModelError, match="no model file"):
+        ModelCatalogue("no-such-model")
+    copy = tmp_path / "mine.safetensors"
+    copy.write_bytes((PRETRAINED_DIR / "seed-lmbda2000.safetensors").read_bytes())
+    catalogue = ModelCatalogue(str(copy))
+    assert catalogue.default == "mine" and "vr" in catalogue.names()
+    assert catalogue.get(None).fingerprint == catalogue.get("seed-lmbda2000").fingerprint

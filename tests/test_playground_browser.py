@@ -112,6 +112,15 @@ def test_draw_change_the_rate_and_sample(browser, playground_url):
     )
     assert size == [4 * 28 + 3 * 2, 4 * 28 + 3 * 2]  # 16 digits in a 4x4 grid, 2-pixel gaps
     browser.save_screenshot(str(shots / "3-sampled.png"))
+
+    index = browser.find_element(By.ID, "test-index")
+    index.clear()
+    index.send_keys("3")
+    browser.find_element(By.ID, "test-button").click()
+    wait.until(lambda d: "test digit 3" in text_of(d, "status"))
+    wait.until(lambda d: "level 0" in text_of(d, "status"))
+    assert text_of(browser, "bits").isdigit()
+    browser.save_screenshot(str(shots / "4-test-digit.png"))
     errors = [
         entry
         for entry in browser.get_log("browser")
