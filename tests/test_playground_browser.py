@@ -121,10 +121,6 @@ def test_draw_change_the_rate_and_sample(browser, playground_url):
     wait.until(lambda d: "level 0" in text_of(d, "status"))
     assert text_of(browser, "bits").isdigit()
     browser.save_screenshot(str(shots / "4-test-digit.png"))
-    errors = [
-        entry
-        for entry in browser.get_log("browser")
-        if entry["level"] == "SEVERE" and "favicon" not in entry["message"]
-    ]
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
     print(f"playground screenshots in {shots}")

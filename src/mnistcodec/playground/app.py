@@ -180,13 +180,13 @@ def _add_pages(app: FastAPI, playground: Playground) -> None:
         n: Annotated[int, Query(ge=1, le=MAX_WEB_SAMPLES)] = 16,
         bytes_: Annotated[int, Query(alias="bytes", ge=0, le=MAX_WEB_SAMPLE_BYTES)] = 8,
     ) -> Response:
-        """``n`` random strings of ``bytes`` bytes from ``seed``, decoded: a PNG grid."""
+        """`n` random strings of `bytes` bytes from `seed`, decoded: a PNG grid."""
         content = await run(playground.sample_png, model, seed, n, bytes_)
         return Response(content, media_type="image/png")
 
     @app.get("/api/test-digit", summary="an MNIST test digit")
     async def test_digit(index: Annotated[int, Query(ge=0)] = 0) -> dict:
-        """Test digit ``index``: its ``label`` and ``png`` (base64, 28x28)."""
+        """Test digit `index`: its `label` and `png` (base64, 28x28)."""
         return await run(playground.test_digit, index)
 
 
@@ -202,8 +202,8 @@ def _add_coding_routes(app: FastAPI, playground: Playground) -> None:
         lmbda: Lmbda = None,
         fit: Fit = True,
     ) -> JSONResponse:
-        """The image fitted to MNIST's form and coded: ``string_hex``, ``string_bits``,
-        ``info_bits``, ``psnr_db``, ``mad``, ``input_png`` and ``reconstruction_png``
+        """The image fitted to MNIST's form and coded: `string_hex`, `string_bits`,
+        `info_bits`, `psnr_db`, `mad`, `input_png` and `reconstruction_png`
         (base64 PNG), the level and its lambda, and the latents against their prior."""
         data = await read_body(request)
         return JSONResponse(await run(playground.compress, data, model, level, lmbda, fit))
