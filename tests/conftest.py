@@ -1,10 +1,12 @@
-"""Shared test setup: the shared MNIST data directory and an isolated cache."""
+"""Shared test setup: the shared MNIST data directory, an isolated cache, a playground server."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,38 @@ def test_digits(_data_environment):
     from mnistcodec.data import load_split
 
     return load_split("test").images[:300].copy()
+
+
+@pytest.fixture(scope="session")
+def playground_url(_data_environment, tmp_path_factory):
+    """A real ``mnistcodec serve --port 0`` (a subprocess on a free port): its base URL."""
+    log_dir = tmp_path_factory.mktemp("playground-server")
+    out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mnistcodec", "serve", "--port", "0"],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None:
+            text = out_path.read_text()
+            if "http://" in text:
+                url = text.split("http://", 1)[1].split("/", 1)[0]
+            elif process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mnistcodec serve did not start: {err_path.read_text()[-2000:]}"
+                )
+            else:
+                time.sleep(0.1)
+        yield f"http://{url}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

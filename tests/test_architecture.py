@@ -2,7 +2,7 @@
 
 Layers, from the bottom: ``errors`` (and the package's ``__init__``),
 ``storage``, ``data``, ``model``, ``coding``, ``training``, ``experiments``,
-``lab``, ``cli``. A module may import its own layer and the layers below it,
+``lab``, ``playground``, ``cli``. A module may import its own layer and the layers below it,
 never one above, lazily inside a function or not. Every import that is not at
 the top of its module says why on its own line (a comment containing
 ``lazy``); imports for type hints under ``if TYPE_CHECKING:`` are top-level. No function is longer than 80 lines and no module longer than 500.
@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mnistcodec"
-LAYERS = ("errors", "storage", "data", "model", "coding", "training", "experiments", "lab", "cli")
+LAYERS = (
+    "errors",
+    "storage",
+    "data",
+    "model",
+    "coding",
+    "training",
+    "experiments",
+    "lab",
+    "playground",
+    "cli",
+)
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
 MODULES = sorted(PACKAGE.rglob("*.py"))

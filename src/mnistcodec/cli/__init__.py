@@ -53,6 +53,10 @@ COMMANDS = {
         "mnistcodec.cli.export_cmd",
         "write a model's transforms as ONNX and its coding tables as JSON",
     ),
+    "serve": (
+        "mnistcodec.cli.serve_cmd",
+        "the playground: draw a digit and watch its bits (local web app and JSON API)",
+    ),
 }
 
 

@@ -47,6 +47,7 @@ from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.model.precision import resolve_device
 from mnistcodec.storage.atomic import check_writable, is_stdio
+from mnistcodec.storage.fitting import fit_image_files
 from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces, write_images
 
 
@@ -80,6 +81,8 @@ def _load_inputs(
 ) -> tuple[Iterable[np.ndarray], int, list[str], str]:
     """Digits as pieces, their count, names of the first :data:`MAX_LISTED` and a description."""
     if args.split is not None or args.index is not None:
+        if args.fit:
+            raise InputError("--fit fits image files; a dataset slice is already in MNIST's form")
         if args.inputs:
             raise InputError(
                 "give either INPUT files or a dataset slice (--split/--index), not both"
@@ -100,8 +103,11 @@ def _load_inputs(
         raise InputError(
             "no input: give PNG or IDX files, or a dataset slice such as --split test --index 48:64"
         )
-    inputs = open_inputs(args.inputs)
     source = args.inputs[0] if len(args.inputs) == 1 else f"{len(args.inputs)} files"
+    if args.fit:
+        images, names = fit_image_files(args.inputs)
+        return [images], images.shape[0], names[:MAX_LISTED], f"{source}, fitted to MNIST's form"
+    inputs = open_inputs(args.inputs)
     return inputs.pieces(), inputs.count, inputs.names(MAX_LISTED), source
 
 
@@ -306,7 +312,14 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="28x28 8-bit greyscale PNG files or IDX images files (-: standard input)",
+        help="28x28 8-bit greyscale PNG files or IDX images files (-: standard input); "
+        "with --fit, images of any format, size and colour, one digit each",
+    )
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="bring each INPUT image to MNIST's form first: greyscale, light on dark, "
+        "cropped, scaled into 20x20 and centred by mass in 28x28 (mnistcodec.storage.fitting)",
     )
     p.add_argument(
         "-o",

@@ -1,6 +1,7 @@
 """Digits in and out of files: strict PNG and IDX reading, PNG and IDX writing.
 
-Input is taken as it is or refused, never converted: a PNG must be 28x28,
+Input is taken as it is or refused, never converted (bringing any image to
+MNIST's form is :mod:`mnistcodec.storage.fitting`'s job): a PNG must be 28x28,
 8-bit greyscale (PNG colour type 0, bit depth 8; Pillow mode ``"L"``), without
 transparency. An IDX file must hold unsigned-byte images of shape (N, 28, 28),
 raw or gzipped. Inputs are recognised by their first bytes, not their names.
@@ -65,6 +66,9 @@ _DIGIT_FILE = re.compile(re.escape(DIGIT_PREFIX) + r"[0-9]{5,}\.png")
 IDX_SUFFIXES = (".idx", ".idx3-ubyte", "-ubyte")
 REFUSED_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".npy", ".mnc")
 
+#: Said when an input is an image of another kind (``compress --fit`` reads any image).
+_FIT_HINT = " (compress --fit brings any image to MNIST's form)"
+
 _COLOUR_TYPES = {
     0: "greyscale",
     2: "RGB colour",
@@ -98,7 +102,8 @@ def decode_png(data: bytes, name: str = "<png>") -> np.ndarray:
     if (height, width) != IMAGE_SHAPE or (depth, colour) != (8, 0):
         raise InputError(
             f"{name}: expected a 28x28 8-bit greyscale PNG, found a {width}x{height} {kind} PNG "
-            "(convert it first; mnistcodec does not convert images)"
+            "(convert it first, or fit it to MNIST's form: mnistcodec compress --fit, "
+            "mnistcodec.storage.fitting)"
         )
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
@@ -200,7 +205,7 @@ def _memory_source(data: bytes, label: str) -> _Source:
         return _Source(label, images.shape[0], images=images)
     if not data:
         raise InputError(f"{label} is empty; expected a PNG or IDX images file")
-    raise InputError(f"{label} is neither a PNG nor an IDX images file")
+    raise InputError(f"{label} is neither a PNG nor an IDX images file" + _FIT_HINT)
 
 
 def _file_source(path: Path) -> _Source:
@@ -223,7 +228,7 @@ def _file_source(path: Path) -> _Source:
         return _Source(path.name, info.dims[0], path=path, idx=info)
     if not size and not head:
         raise InputError(f"{path} is empty; expected a PNG or IDX images file")
-    raise InputError(f"{path} is neither a PNG nor an IDX images file")
+    raise InputError(f"{path} is neither a PNG nor an IDX images file" + _FIT_HINT)
 
 
 def open_inputs(paths: Sequence[str | os.PathLike]) -> Inputs:
