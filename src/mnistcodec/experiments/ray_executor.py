@@ -82,7 +82,14 @@ class RayOptions:
 
 
 def import_ray() -> Any:
-    """The ``ray`` module, or an :class:`InputError` that says how to install it."""
+    """The ``ray`` module, or an :class:`InputError` that says how to install it.
+
+    The workers' lines Ray prints in this process come each with its own, plain prefix: no
+    deduplication of the trials' similar epoch lines, no colour codes (the CLI would show them
+    as ``\\xNN``), unless the environment asks for them.
+    """
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     try:
         # lazy: Ray is optional and slow to import; only the ray executor needs it
         import ray
@@ -139,8 +146,6 @@ def connect(address: str = "auto", log: Callable[[str], None] = print) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
-    # Plain prefixes on the workers' lines Ray prints here (the CLI shows colour codes as \xNN).
-    os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     quiet: dict[str, Any] = {"logging_level": "warning", "include_dashboard": False}
     target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
     if target and target != "auto":
@@ -285,15 +290,15 @@ def _put_splits(ray: Any, specs: Sequence[TrialSpec]) -> dict[tuple, tuple[Any, 
     return refs
 
 
-def _run_tasks(
+def _submit(
     ray: Any,
     specs: Sequence[TrialSpec],
     todo: list[int],
     root: Path,
     log: Callable[[str], None],
-    failures: list[str],
     options: RayOptions,
-) -> dict[int, TrialResult]:
+) -> tuple[dict[Any, int], Any]:
+    """Submit one task per trial of ``todo``: ``{task reference: trial index}`` and the tracker."""
     n = len(specs)
     requests = _resources(ray, [specs[i] for i in todo], options)
     data = _put_splits(ray, [specs[i] for i in todo])
@@ -310,13 +315,25 @@ def _run_tasks(
         )
         pending[ref] = i
         log(f"[trial {i + 1}/{n}] {spec.label}: queued on Ray ({spec.key})")
-    resources = ", ".join(
-        sorted({f"{r.cpus} CPU(s)" + (f" + {r.gpus:g} GPU" if r.gpus else "") for r in requests})
-    )
-    log(f"ray: {len(todo)} trial(s) submitted, each asking for {resources}")
+    asks = {f"{r.cpus} CPU(s)" + (f" + {r.gpus:g} GPU" if r.gpus else "") for r in requests}
+    log(f"ray: {len(todo)} trial(s) submitted, each asking for {', '.join(sorted(asks))}")
+    return pending, tracker
+
+
+def _run_tasks(
+    ray: Any,
+    specs: Sequence[TrialSpec],
+    todo: list[int],
+    root: Path,
+    log: Callable[[str], None],
+    failures: list[str],
+    options: RayOptions,
+) -> dict[int, TrialResult]:
+    """Submit the trials, then collect them as they finish, counting done, running and failed."""
+    n = len(specs)
+    pending, tracker = _submit(ray, specs, todo, root, log, options)
     done: dict[int, TrialResult] = {}
-    failed = 0
-    last = None
+    failed, last = 0, None
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_SECONDS)
@@ -335,7 +352,7 @@ def _run_tasks(
             if counts != last:
                 log("ray: {} done, {} running, {} waiting, {} failed".format(*counts))
                 last = counts
-    except BaseException:
+    except BaseException:  # interrupted, or a trial's bug: stop the other trials' tasks
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
