@@ -132,6 +132,8 @@ def main() -> int:
     parser.add_argument("--json", default=str(REPO / "bench/results/ray_overhead.json"))
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args()
+    # The bench's own short-lived instance: no token for it written into ~/.ray.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray = import_ray()
     specs = trials(args.limit, args.eval_limit)
     load_before = os.getloadavg()[0]

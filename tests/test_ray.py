@@ -81,7 +81,12 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ray_address(_data_environment):
-    """A head node with 2 CPUs (``ray start --head --block``); its address; stopped at the end."""
+    """A head node with 2 CPUs (``ray start --head --block``); its address; stopped at the end.
+
+    Without token authentication (``RAY_AUTH_MODE=disabled``), whether or not ``~/.ray``
+    holds a token: a short-lived cluster on a random port, which the drivers here reach by
+    an explicit address (for which Ray never turns authentication on by itself).
+    """
     temp = tempfile.mkdtemp(prefix="mnc-ray-", dir="/tmp")  # short: Ray's socket paths are bounded
     port = _free_port()
     log_path = Path(temp) / "ray-start.log"
@@ -92,7 +97,8 @@ def ray_address(_data_environment):
         "--object-store-memory", str(256 * 2**20), "--temp-dir", temp,
     ]  # fmt: skip
     with open(log_path, "wb") as log:
-        head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        env = {**_env(), "RAY_AUTH_MODE": "disabled"}
+        head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     processes: set[int] = set()
     try:
         deadline = time.monotonic() + 120

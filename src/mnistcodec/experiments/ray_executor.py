@@ -154,9 +154,15 @@ def connect(address: str = "auto", log: Callable[[str], None] = print) -> bool:
             with _connect_attempts(CONNECT_ATTEMPTS):
                 ray.init(address=target, logging_level="warning")
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            detail = f"{exc} {exc.__cause__ or ''}".lower()
+            hint = (
+                "the cluster asks for a token: set RAY_AUTH_MODE=token, and RAY_AUTH_TOKEN "
+                "or ~/.ray/auth_token as on the head node"
+                if "auth" in detail
+                else "is it a Ray head node (`ray start --head`) of the same Ray version?"
+            )
             raise InputError(
-                f"cannot connect to the Ray cluster at {target}: {str(exc).splitlines()[0]}; "
-                "is it a Ray head node (`ray start --head`) of the same Ray version?"
+                f"cannot connect to the Ray cluster at {target}: {str(exc).splitlines()[0]}; {hint}"
             ) from None
         log(f"ray: connected to the cluster at {target}")
         return True
