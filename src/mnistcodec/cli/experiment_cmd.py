@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnistcodec.cli.common import add_data_args, add_training_args, positive_float, positive_int
 from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.transforms import ARCHITECTURES
+
+if TYPE_CHECKING:
+    from mnistcodec.experiments.ray_executor import RayOptions
 
 
 def sweep_handler(args: argparse.Namespace) -> int:
@@ -61,7 +65,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ray_options(args: argparse.Namespace):
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
     """The Ray executor's options from ``--ray-address`` and the per-trial resources (checked)."""
     if args.executor != "ray":
         return None
@@ -200,7 +204,7 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         metavar="ADDR",
         help="Ray head node HOST:PORT; auto (default): $RAY_ADDRESS, else a cluster running on this "
-        "machine, else a local Ray instance for this run",
+        "machine, else a local Ray instance for this run (local: always that)",
     )
     p.add_argument(
         "--cpus-per-trial",
@@ -238,7 +242,11 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate (with coding) on the first N test digits (default all)",
     )
     p.add_argument(
-        "--jobs", "-j", type=positive_int, default=1, help="parallel worker processes (default 1)"
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=1,
+        help="parallel worker processes of the local executor (default 1)",
     )
     _add_executor_args(p)
     p.add_argument(

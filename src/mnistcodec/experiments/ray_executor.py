@@ -5,7 +5,8 @@ when a sweep runs on it, and imports PyTorch only in the workers that train.
 
 Connecting (:func:`connect`). ``address="auto"``: the cluster ``RAY_ADDRESS``
 names, else one started on this machine with ``ray start``, else a local Ray
-instance started for the sweep (and stopped after it). An explicit address
+instance started for the sweep (and stopped after it; ``"local"``: always
+that). An explicit address
 (``HOST:PORT`` of the head node, ``ray://HOST:PORT`` for Ray Client) is
 checked first with a plain TCP connection, so a wrong one fails in seconds
 with one line instead of Ray's minutes of retries.
@@ -35,6 +36,7 @@ worker), waiting and failed.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -77,7 +79,7 @@ class RayOptions:
             raise InputError(f"GPUs per trial must be in (0, 1], got {self.gpus_per_trial}")
         if self.max_retries < 0:
             raise InputError(f"retries must be at least 0, got {self.max_retries}")
-        if self.address != "auto":
+        if self.address not in ("auto", "local"):
             host_and_port(self.address)
 
 
@@ -103,7 +105,7 @@ def host_and_port(address: str) -> tuple[str, int]:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(
-            f"--ray-address {address!r} is not a Ray address: give auto, HOST:PORT (the head "
+            f"--ray-address {address!r} is not a Ray address: give auto, local, HOST:PORT (the head "
             "node's port, 6379 unless `ray start --head --port` chose another) or ray://HOST:PORT"
         )
     return host.strip("[]"), int(port)
@@ -141,18 +143,22 @@ def _connect_attempts(count: str) -> Iterator[None]:
 def connect(address: str = "auto", log: Callable[[str], None] = print) -> bool:
     """Connect this process to Ray (see the module docstring); True when this call did it.
 
-    A process already connected (``ray.init`` called by the caller) keeps its connection.
+    ``local`` always starts a local instance. A process already connected (``ray.init``
+    called by the caller) keeps its connection.
     """
     ray = import_ray()
     if ray.is_initialized():
         return False
-    quiet: dict[str, Any] = {"logging_level": "warning", "include_dashboard": False}
     target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if target == "local":
+        ray.init(logging_level=logging.WARNING, include_dashboard=False)
+        log("ray: started a local Ray instance for this sweep")
+        return True
     if target and target != "auto":
         _probe(target)
         try:
             with _connect_attempts(CONNECT_ATTEMPTS):
-                ray.init(address=target, logging_level="warning")
+                ray.init(address=target, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             detail = f"{exc} {exc.__cause__ or ''}".lower()
             hint = (
@@ -168,12 +174,11 @@ def connect(address: str = "auto", log: Callable[[str], None] = print) -> bool:
         return True
     try:
         with _connect_attempts(CONNECT_ATTEMPTS):
-            ray.init(address="auto", logging_level="warning")
+            ray.init(address="auto", logging_level=logging.WARNING)
         log("ray: connected to the cluster running on this machine")
+        return True
     except ConnectionError:
-        ray.init(**quiet)
-        log("ray: no cluster running; started a local Ray instance for this sweep")
-    return True
+        return connect("local", log)
 
 
 @dataclass(frozen=True)
