@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -543,3 +544,20 @@ def test_cli_errors(tmp_path, problem):
     assert proc.stderr.count("\n") == 1
     assert str(directory) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_remembered_split_is_verified_and_served_without_its_files(tmp_path):
+    split = data.load_split("test")
+    nowhere = tmp_path / "no-files-here"
+    try:
+        data.remember_split(split, nowhere)  # as a worker does with a split it was sent
+        served = data.load_split("test", data_dir=nowhere)
+        assert np.array_equal(served.images, split.images) and served.source == split.source
+        tampered = dataclasses.replace(split, images=split.images.copy())
+        tampered.images[0, 0, 0] ^= 1
+        with pytest.raises(DataError, match="SHA-256"):
+            data.remember_split(tampered, tmp_path / "elsewhere")
+        with pytest.raises(DataError):  # nothing was kept for the tampered split
+            data.load_split("test", data_dir=tmp_path / "elsewhere")
+    finally:
+        data.clear_memo()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnistcodec.cli.common import (
     add_data_args,
@@ -17,11 +18,15 @@ from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.transforms import ARCHITECTURES
 
+if TYPE_CHECKING:
+    from mnistcodec.experiments.ray_executor import RayOptions
+
 
 def sweep_handler(args: argparse.Namespace) -> int:
     # Lazy imports here: the sweep pulls in PyTorch and NumPy; the CLI starts without them.
     from mnistcodec.experiments.bdrate import format_bd_table
-    from mnistcodec.experiments.sweep import format_table, make_grid, run_sweep  # lazy: PyTorch
+    from mnistcodec.experiments.sweep import make_grid, run_sweep  # lazy: PyTorch
+    from mnistcodec.experiments.tables import format_table
     from mnistcodec.training.loop import TrainConfig  # lazy: PyTorch
 
     train_config = TrainConfig(
@@ -48,7 +53,14 @@ def sweep_handler(args: argparse.Namespace) -> int:
     )
     print(f"sweep: {len(specs)} trial(s) -> {args.out}")
     t0 = time.perf_counter()
-    result = run_sweep(specs, args.out, jobs=args.jobs, progress=not args.quiet)
+    result = run_sweep(
+        specs,
+        args.out,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        executor=args.executor,
+        ray_options=_ray_options(args),
+    )
     files = {**result.files, **_plot_sweep(result.rows, Path(args.out))}
     print(format_table(result.rows))
     if result.bd_rates:
@@ -58,6 +70,16 @@ def sweep_handler(args: argparse.Namespace) -> int:
         print(f"{name:>7}: {path}")
     print(f"sweep done in {time.perf_counter() - t0:.0f}s")
     return 0
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray executor's options from ``--ray-address`` and the per-trial resources (checked)."""
+    if args.executor != "ray":
+        return None
+    # lazy: the executor module is light, but only a sweep on Ray needs it
+    from mnistcodec.experiments.ray_executor import RayOptions
+
+    return RayOptions(args.ray_address, args.cpus_per_trial, args.gpus_per_trial)
 
 
 def _plot_sweep(rows: list[dict], out: Path) -> dict[str, Path]:
@@ -131,6 +153,8 @@ def report_handler(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         lang=args.lang,
         precision=args.precision,
+        executor=args.executor,
+        ray_options=_ray_options(args),
     )
     print(f"open {result.index.resolve().as_uri()}")
     return 0
@@ -175,6 +199,37 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """Where the trials run: this machine's worker processes, or a Ray cluster."""
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local worker processes (default) or tasks on a Ray cluster (pip install mnistcodec[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        metavar="ADDR",
+        help="Ray head node HOST:PORT; auto (default): $RAY_ADDRESS, else a cluster running on this "
+        "machine, else a local Ray instance for this run (local: always that)",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with --executor ray: CPUs (and PyTorch threads) of each trial (default 1)",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=positive_float,
+        default=0.25,
+        metavar="F",
+        help="with --executor ray: share of a GPU for each trial that trains on CUDA (default 0.25)",
+    )
+
+
 def register_sweep(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep",
@@ -195,8 +250,13 @@ def register_sweep(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate (with coding) on the first N test digits (default all)",
     )
     p.add_argument(
-        "--jobs", "-j", type=positive_int, default=1, help="parallel worker processes (default 1)"
+        "--jobs",
+        "-j",
+        type=positive_int,
+        default=1,
+        help="parallel worker processes of the local executor (default 1)",
     )
+    _add_executor_args(p)
     p.add_argument(
         "--out", "-o", default="sweep", metavar="DIR", help="output directory (default sweep/)"
     )
@@ -293,6 +353,7 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="worker processes for training (default: the protocol's, 2)",
     )
+    _add_executor_args(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)
     add_precision_arg(p)

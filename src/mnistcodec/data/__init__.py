@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnistcodec.data.registry import DATASETS, DEFAULT_DATASET, DatasetSpec, get_dataset
-from mnistcodec.data.sources import Source, cache_dir, explicit_data_dir, locate
+from mnistcodec.data.sources import Source, cache_dir, explicit_data_dir, locate, verify
 from mnistcodec.errors import DataError
 from mnistcodec.storage.idx import encode_idx, read_idx, read_idx_bytes, write_idx
 
@@ -35,6 +35,7 @@ __all__ = [
     "load_split",
     "read_idx",
     "read_idx_bytes",
+    "remember_split",
     "write_idx",
 ]
 
@@ -121,6 +122,27 @@ def load_split(
         with _MEMO_LOCK:
             _MEMO[key] = cached
     return _copy(cached)
+
+
+def remember_split(split: Split, data_dir: str | os.PathLike | None = None) -> None:
+    """Verify ``split`` against its dataset's SHA-256 checksums and keep it in memory, so that
+    :func:`load_split` returns it for that dataset and split from ``data_dir``'s location.
+
+    For a split loaded elsewhere, e.g. sent to a worker process or another machine: the worker
+    then trains on it without reading, or needing, any file. Raises :class:`DataError` when the
+    arrays are not the dataset's (the IDX encoding of each array is checked as a file would be).
+    """
+    spec = get_dataset(split.dataset)
+    images_name, labels_name = spec.split_files(split.split)
+    where = f"the {split.split} split received from {split.source}"
+    verify(spec, images_name, encode_idx(split.images), where)
+    verify(spec, labels_name, encode_idx(split.labels), where)
+    images, labels = split.images.view(), split.labels.view()
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    kept = Split(images, labels, split.dataset, split.split, split.source)
+    with _MEMO_LOCK:
+        _MEMO[_memo_key(spec, split.split, data_dir)] = kept
 
 
 def fetch(

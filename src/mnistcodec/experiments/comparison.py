@@ -33,7 +33,7 @@ from mnistcodec.experiments.bdrate import (
     group_by_config,
     learned_vs_classical_bd_rates,
 )
-from mnistcodec.experiments.sweep import rows_to_csv
+from mnistcodec.experiments.tables import rows_to_csv
 from mnistcodec.storage.atomic import atomic_write_text
 
 

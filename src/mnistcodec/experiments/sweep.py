@@ -22,16 +22,17 @@ a trial with a model file but no (matching) result is only evaluated; a trial
 interrupted during training resumes from its checkpoint. So an interrupted
 sweep continues where it stopped, and repeating a sweep costs nothing.
 
-Parallelism. ``jobs > 1`` runs trials in worker processes (``ProcessPoolExecutor``,
-``spawn``), each limited to ``cores // jobs`` PyTorch threads; each worker's epoch
-progress bar gets its own terminal line.
+Executors. ``local`` (the default): ``jobs > 1`` runs trials in worker
+processes (``ProcessPoolExecutor`` with the ``spawn`` start method), each
+limited to ``cores // jobs`` PyTorch threads; each worker's epoch progress bar
+gets its own terminal line. ``ray``: every trial is a task on a Ray cluster
+(:mod:`mnistcodec.experiments.ray_executor`). Both run :func:`run_trial`, so
+both fill the same cache with the same numbers.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -49,11 +50,15 @@ from mnistcodec.data import load_split
 from mnistcodec.errors import InputError, MnistCodecError, ModelFileError
 from mnistcodec.experiments.bdrate import learned_bd_rates
 from mnistcodec.experiments.evaluate import evaluate
+from mnistcodec.experiments.tables import rows_to_csv
 from mnistcodec.model.compression_model import ModelConfig
 from mnistcodec.model.precision import precision_for_device
 from mnistcodec.storage.atomic import atomic_write_text
 from mnistcodec.training.checkpoints import checkpoint_path
 from mnistcodec.training.loop import TrainConfig, train
+
+if TYPE_CHECKING:
+    from mnistcodec.experiments.ray_executor import RayOptions
 
 CACHE_VERSION = 1
 """Bumped when the meaning of a cached trial changes (invalidates every cache)."""
@@ -107,6 +112,11 @@ class TrialSpec:
         if precision_for_device(train.pop("precision", "auto"), self.train.device) == "bf16":
             train["precision"] = "bf16"
         return {"model": self.model.to_dict(), "train": train}
+
+    def pinned(self) -> TrialSpec:
+        """This trial with its precision resolved here: every machine then runs it alike."""
+        resolved = precision_for_device(self.train.precision, self.train.device)
+        return replace(self, train=replace(self.train, precision=resolved))
 
     @property
     def key(self) -> str:
@@ -306,21 +316,31 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+EXECUTORS = ("local", "ray")
+"""Where :func:`run_trials` runs trials: this machine's process pool, or a Ray cluster."""
+
+
 def run_trials(
     specs: Sequence[TrialSpec],
     root: str | os.PathLike,
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> list[TrialResult]:
-    """Run every trial (cached ones are free), in order of ``specs``; ``jobs`` worker processes.
+    """Run every trial (cached ones are free), in order of ``specs``, with ``executor``.
 
+    ``local`` uses ``jobs`` worker processes; ``ray`` runs each trial as a Ray
+    task (``ray_options``: the cluster's address and each trial's resources).
     All trials are attempted even if some fail; the failures are then raised
     together as one :class:`MnistCodecError` (the others stay cached).
     """
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
-    specs = unique_specs(specs)
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r}; use {' or '.join(EXECUTORS)}")
+    specs = unique_specs(spec.pinned() for spec in specs)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     n = len(specs)
@@ -335,12 +355,18 @@ def run_trials(
             todo.append(i)
     failures: list[str] = []
     jobs = min(jobs, len(todo)) if todo else 1
-    if jobs == 1:
+    if executor == "ray" and todo:
+        # lazy: Ray is an optional dependency, imported only when a sweep runs on it
+        from mnistcodec.experiments.ray_executor import RayOptions, run_on_ray
+
+        finished = run_on_ray(specs, todo, root, log, failures, ray_options or RayOptions())
+    elif jobs == 1:
+        finished = {}
         for i in todo:
             spec = specs[i]
             log(f"[trial {i + 1}/{n}] {spec.label}: running ({spec.key})")
             try:
-                results[i] = run_trial(
+                finished[i] = run_trial(
                     spec,
                     root,
                     progress=progress,
@@ -350,9 +376,9 @@ def run_trials(
                 failures.append(f"{spec.label}: {exc}")
                 log(f"[trial {i + 1}/{n}] {spec.label}: FAILED: {exc}")
     else:
-        results_from_pool = _run_pool(specs, todo, root, jobs, progress, log, failures)
-        for i, result in results_from_pool.items():
-            results[i] = result
+        finished = _run_pool(specs, todo, root, jobs, progress, log, failures)
+    for i, result in finished.items():
+        results[i] = result
     if failures:
         raise MnistCodecError(f"{len(failures)} of {n} trials failed: " + "; ".join(failures))
     return [r for r in results if r is not None]
@@ -419,48 +445,9 @@ def results_table(results: Iterable[TrialResult]) -> list[dict]:
     return [r.row() for r in results]
 
 
-def rows_to_csv(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
-    """CSV text with a header; ``columns`` default to the union of the rows' keys, in order."""
-    if columns is None:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def write_results(rows: Sequence[Mapping], csv_path: Path, json_path: Path) -> None:
     atomic_write_text(csv_path, rows_to_csv(rows, RESULT_COLUMNS))
     atomic_write_text(json_path, json.dumps(list(rows), indent=2))
-
-
-def format_table(
-    rows: Sequence[Mapping], columns: Sequence[tuple[str, str, str]] | None = None
-) -> str:
-    """A fixed-width text table; ``columns`` are ``(key, header, format)``."""
-    columns = columns or (
-        ("lmbda", "lambda", "{:g}"),
-        ("latent_dims", "dims", "{}"),
-        ("prior", "prior", "{}"),
-        ("seed", "seed", "{}"),
-        ("info_bits", "info bits", "{:.2f}"),
-        ("string_bits", "real bits", "{:.2f}"),
-        ("psnr_db", "PSNR dB", "{:.2f}"),
-        ("mad", "MAD", "{:.4f}"),
-        ("train_seconds", "train s", "{:.0f}"),
-    )
-    cells = [[header for _, header, _ in columns]]
-    for row in rows:
-        line = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            line.append("-" if value is None else fmt.format(value))
-        cells.append(line)
-    widths = [max(len(r[c]) for r in cells) for c in range(len(columns))]
-    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells)
 
 
 # ----------------------------------------------------------------------------- a sweep
@@ -482,16 +469,21 @@ def run_sweep(
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> SweepResult:
     """Run the trials (cache in ``<out>/trials``), write ``results.{csv,json}`` and ``bd_rates.json``.
 
     The BD-rates are those between learned configurations
     (:func:`mnistcodec.experiments.bdrate.learned_bd_rates`). Nothing is drawn:
     the ``sweep`` command plots the rows with :mod:`mnistcodec.lab.figures`.
+    ``executor`` and ``ray_options``: as for :func:`run_trials`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trials = run_trials(specs, out / "trials", jobs=jobs, progress=progress, log=log)
+    trials = run_trials(
+        specs, out / "trials", jobs, progress, log, executor=executor, ray_options=ray_options
+    )
     rows = results_table(trials)
     write_results(rows, out / "results.csv", out / "results.json")
     result = SweepResult(trials, rows, {"csv": out / "results.csv", "json": out / "results.json"})

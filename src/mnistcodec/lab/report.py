@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ from mnistcodec.model.priors import PRIORS
 from mnistcodec.model.summary import model_summary
 from mnistcodec.storage.atomic import atomic_write_text
 from mnistcodec.training.loop import EpochRecord, format_epoch
+
+if TYPE_CHECKING:
+    from mnistcodec.experiments.ray_executor import RayOptions
 
 __all__ = ["PROTOCOLS", "ReportProtocol", "ReportResult", "build_report"]
 
@@ -140,9 +143,12 @@ class _Run:
         log: Callable[[str], None],
         dataset: str,
         data_dir: str | None,
+        executor: str = "local",
+        ray_options: RayOptions | None = None,
     ) -> None:
         self.out, self.proto, self.force, self.progress, self.log = out, proto, force, progress, log
         self.dataset, self.data_dir = dataset, data_dir
+        self.executor, self.ray_options = executor, ray_options
         self.fig_dir, self.cache = out / "figures", out / "cache"
         self.step = _Progress(log, 10)
         self.groups = proto.trial_groups(dataset, data_dir)
@@ -173,10 +179,12 @@ class _Run:
 
     def train(self) -> dict[str, TrialResult]:
         specs = self.proto.all_specs(self.dataset, self.data_dir)
-        self.step(
-            f"training and evaluating {len(specs)} trial(s) with {self.proto.jobs} worker process(es)",
-            "trials",
+        where = (
+            "as Ray tasks"
+            if self.executor == "ray"
+            else f"with {self.proto.jobs} worker process(es)"
         )
+        self.step(f"training and evaluating {len(specs)} trial(s) {where}", "trials")
         trials_dir = self.cache / "trials"
         if self.force:
             for spec in specs:
@@ -187,6 +195,8 @@ class _Run:
             jobs=self.proto.jobs,
             progress=self.progress,
             log=lambda line: self.log(f"  {line}"),
+            executor=self.executor,
+            ray_options=self.ray_options,
         )
         self.trials = {t.spec.key: t for t in trial_list}
         self.main = self.trials[self.proto.main_spec(self.dataset, self.data_dir).key]
@@ -404,8 +414,14 @@ def build_report(
     jobs: int | None = None,
     lang: str = "en",
     precision: str | None = None,
+    executor: str = "local",
+    ray_options: RayOptions | None = None,
 ) -> ReportResult:
-    """Run ``protocol`` and write ``<out>/index.html`` (in ``lang``) and ``<out>/results.json``."""
+    """Run ``protocol`` and write ``<out>/index.html`` (in ``lang``) and ``<out>/results.json``.
+
+    The trials run with ``executor`` (``local`` worker processes, or ``ray`` tasks configured by
+    ``ray_options``), as in :func:`mnistcodec.experiments.sweep.run_trials`.
+    """
     check_language(lang)
     proto = resolve_protocol(protocol)
     if jobs is not None:
@@ -414,7 +430,7 @@ def build_report(
         proto = replace(proto, precision=check_precision(precision))
     out = Path(out)
     _prepare_out(out, force)
-    run = _Run(out, proto, force, progress, log, dataset, data_dir)
+    run = _Run(out, proto, force, progress, log, dataset, data_dir, executor, ray_options)
     results = run.measure(lang)
     timings = results["timings_seconds"]
     timings["before_html"] = round(run.step.elapsed(), 1)
