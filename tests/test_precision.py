@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
@@ -71,6 +72,28 @@ def test_an_unknown_precision_is_refused():
         resolve_precision("fp16")
     with pytest.raises(InputError, match="precision"):
         TrainConfig(precision="int8")
+
+
+def test_emulated_products_give_the_bf16_kernels_numbers():
+    torch.manual_seed(2)
+    x, w = torch.randn(64, 500), torch.randn(2450, 500)
+    native = F.linear(x.to(torch.bfloat16), w.to(torch.bfloat16)).float()
+    emulated = precision.emulated(F.linear, x, w)
+    assert emulated.dtype == torch.float32
+    assert torch.equal(emulated, precision.round_to_bf16(emulated))  # bfloat16 values
+    # The sums' order may differ: one bfloat16 step apart at most (near zero, where the
+    # sum cancels, a step of the terms' scale), and mostly equal.
+    step = native.abs() * 2.0**-7 + 1e-3 * float(native.abs().max())
+    assert bool(((emulated - native).abs() <= step).all())
+    assert float((emulated == native).float().mean()) > 0.8
+
+
+def test_the_bf16_route_can_be_forced(monkeypatch):
+    for forced, expected in (("native", True), ("emulated", False)):
+        monkeypatch.setenv("MNISTCODEC_BF16", forced)
+        precision.native_bf16.cache_clear()
+        assert precision.native_bf16(torch.device("cpu")) is expected
+    precision.native_bf16.cache_clear()
 
 
 def test_detection_answers_for_this_cpu():

@@ -107,7 +107,7 @@ def analysis_forward(transform: nn.Module, x: Tensor) -> Tensor:
         return _analysis_channels_last(transform, x)
     weight, bias = grid_order_weights(transform.fc_1, "in")
     if "fc_1" in transform.bf16_layers:
-        weight = weight.to(precision.BF16)
+        weight = precision.bf16_weight(weight)
     return _in_chunks(lambda part: _analysis_grid_order(transform, part, weight, bias), x)
 
 
@@ -151,7 +151,7 @@ def synthesis_forward(transform: nn.Module, y: Tensor) -> Tensor:
         return _synthesis_channels_last(transform, y)
     weight, bias = grid_order_weights(transform.fc_2, "out")
     if "fc_2" in transform.bf16_layers:
-        weight = weight.to(precision.BF16)
+        weight = precision.bf16_weight(weight)
     return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
 
 
