@@ -17,8 +17,9 @@ Quality, for every shipped model, on the test digits:
 Speed, alternating the precisions round by round: ``Codec.compress`` and
 ``Codec.decompress`` of the test digits and one training epoch on a subset,
 medians and the ratio bf16 / float32. Where the CPU has no bf16 matrix units,
-bf16 is emulated and slower; ``auto`` then stays on float32, and the figures
-say so rather than stand for AMX. Results: ``bench/results/precision.json``
+``auto`` stays on float32 and ``bf16`` computes its products by rounding
+(float32 arithmetic; :mod:`mnistcodec.model.precision`): the figures then say
+so, and do not stand for AMX. Results: ``bench/results/precision.json``
 and the section of ``BENCHMARKS.md`` between ``<!-- precision:start -->`` and
 ``<!-- precision:end -->``; with ``bench/results/reproduce_seed_bf16.json``
 present (``bench/reproduce_seed.py --precision bf16``), the seed reproduction
@@ -191,9 +192,10 @@ def markdown(result: dict) -> str:
     if not m["bf16_matrix_units"]:
         lines += [
             "",
-            "Without bf16 matrix units oneDNN emulates bf16 on the vector units: the bf16 column"
-            " is slower and does not stand for a CPU with AMX. The speed of bf16 on AMX has not"
-            " been measured by this suite yet.",
+            f"bf16 ran by {m['bf16_route']} here: without bf16 matrix units its products are"
+            " float32 arithmetic on values rounded to bfloat16, so the bf16 column measures the"
+            " rounding's cost, not a CPU with AMX. The speed of bf16 on AMX has not been"
+            " measured by this suite yet.",
         ]
     seed = result.get("seed_bf16")
     if seed:
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "bf16_matrix_units": P.bf16_matrix_units("cpu"),
             "auto": P.coding_precision("auto").name,
+            "bf16_route": "native" if P.native_bf16(torch.device("cpu")) else "rounding",
         },
     }
     for line in Path("/proc/cpuinfo").read_text().splitlines():
