@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
         "cuda": torch.version.cuda,
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "epochs": args.epochs,
+        "precision": args.precision,
     }
     load_split("train"), load_split("test")  # read and verify the data before timing
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> dict:
         t = time.perf_counter()
         result = train(
             ModelConfig(),
-            TrainConfig(epochs=args.epochs, device="cuda"),
+            TrainConfig(epochs=args.epochs, device="cuda", precision=args.precision),
             path,
             force=True,
             progress=False,
@@ -88,12 +89,14 @@ def run(args: argparse.Namespace) -> dict:
         torch.cuda.synchronize()
         out["train_seconds_total"] = time.perf_counter() - t
         out["epoch_seconds"] = [r.seconds for r in result.history]
+        out["training_precision"] = result.model.metadata["training"]["precision_used"]
         last = result.history[-1]
         out["final"] = {"val_rate": last.val_rate, "val_distortion": last.val_distortion}
 
         images = load_split("test").images
         n = int(images.shape[0])
-        codec = Codec(load_model(path), device="cuda")
+        codec = Codec(load_model(path), device="cuda", precision=args.precision)
+        out["coding_precision"] = codec.precision.describe()
         codec.decompress(codec.compress(images[:256])[0])  # warm-up
         enc, (strings, _) = timed(lambda: codec.compress(images), args.repeats)
         dec, decoded = timed(lambda: codec.decompress(strings), args.repeats)
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace) -> dict:
             "single_decode_ms": 1e3 * statistics.median(dec1),
             "string_bits_mean": float(np.mean([8 * len(s) for s in strings])),
         }
-        cpu = Codec(load_model(path), device="cpu")
+        cpu = Codec(load_model(path), device="cpu", precision="fp32")
         same_latents = bool(
             np.array_equal(cpu.decode_latents(strings), codec.decode_latents(strings))
         )
@@ -139,7 +142,9 @@ def markdown(r: dict, command: str) -> str:
             START,
             f"## GPU: {r['device']}",
             "",
-            f"Written by `{command}`, {r['started']}; torch {r['torch']}, CUDA {r['cuda']}.",
+            f"Written by `{command}`, {r['started']}; torch {r['torch']}, CUDA {r['cuda']};"
+            f" training in {r['training_precision']['precision']}, coding in"
+            f" {r['coding_precision']['precision']} (CPU reference: fp32).",
             "",
             "| figure | value |",
             "| --- | --- |",
@@ -151,7 +156,7 @@ def markdown(r: dict, command: str) -> str:
             f"| encode / decode, one stream (median) | {med(c['stream_encode_digits_per_s'])} / {med(c['stream_decode_digits_per_s'])} digits/s |",
             f"| single-digit encode / decode latency | {c['single_encode_ms']:.2f} / {c['single_decode_ms']:.2f} ms |",
             f"| latents decoded on the CPU identical | {'yes' if x['latents_identical'] else 'NO'} |",
-            f"| reconstruction pixels differing GPU vs CPU | {x['pixels_differing']:,} of {x['pixels']:,} (max {x['max_pixel_difference']} grey level) |",
+            f"| reconstruction pixels differing GPU vs CPU fp32 | {x['pixels_differing']:,} of {x['pixels']:,} (max {x['max_pixel_difference']} grey level) |",
             "",
             f"Target (issue 7): 5-epoch training under 10 s on one H100-class GPU: {target}.",
             END,
@@ -174,6 +179,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     p.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = p.parse_args()
@@ -181,6 +187,7 @@ def main() -> int:
         os.environ["MNISTCODEC_DATA_DIR"] = str(SHARED_MNIST)
     result = run(args)
     command = "python bench/gpu_check.py" + ("" if args.epochs == 5 else f" --epochs {args.epochs}")
+    command += "" if args.precision == "auto" else f" --precision {args.precision}"
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = result["started"].replace(":", "").replace("+0000", "Z")
