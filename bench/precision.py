@@ -23,7 +23,11 @@ so, and do not stand for AMX. Results: ``bench/results/precision.json``
 and the section of ``BENCHMARKS.md`` between ``<!-- precision:start -->`` and
 ``<!-- precision:end -->``; with ``bench/results/reproduce_seed_bf16.json``
 present (``bench/reproduce_seed.py --precision bf16``), the seed reproduction
-trained in bf16 as well.
+trained in bf16 as well; with ``--curve DIR`` holding ``improved-L.json`` for
+lambda 300, 500, 1000 and 2000 (``mnistcodec evaluate --json --precision fp32``
+of ``mnistcodec train --preset improved --lmbda L --precision bf16``), the
+BD-rate of that bf16-trained curve against the float32 curve stored in
+``bench/results/improved_bdrate.json``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.zoo import shipped_models  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
 from mnistcodec.experiments import metrics  # noqa: E402
+from mnistcodec.experiments.bdrate import preset_bd_rates  # noqa: E402
 from mnistcodec.model import precision as P  # noqa: E402
 from mnistcodec.model.compression_model import ModelConfig  # noqa: E402
 from mnistcodec.training.loop import TrainConfig, train  # noqa: E402
@@ -147,6 +152,22 @@ def seed_in_bf16() -> dict | None:
     }
 
 
+def curve_in_bf16(directory: Path) -> dict:
+    """BD-rates of the improved curve trained in bf16 against the stored float32 curve."""
+    fp32 = json.loads((RESULTS / "improved_bdrate.json").read_text())["points"]["improved"]
+    bf16 = []
+    for point in fp32:
+        path = directory / f"improved-{point['lmbda']:g}.json"
+        bf16.append({**json.loads(path.read_text()), "lmbda": point["lmbda"]})
+    bd = preset_bd_rates(("fp32", fp32), ("bf16", bf16))
+    return {
+        "points": bf16,
+        "bd_rate_psnr_percent": bd["psnr"]["bd_rate_percent"],
+        "bd_rate_mad_percent": bd["mad"]["bd_rate_percent"],
+        "notes": [bd["psnr"]["note"], bd["mad"]["note"]],
+    }
+
+
 def markdown(result: dict) -> str:
     m, sp = result["machine"], result["speed"]
     units = "has" if m["bf16_matrix_units"] else "has no"
@@ -210,6 +231,24 @@ def markdown(result: dict) -> str:
             f" {100 * (seed['val_distortion'] / seed['reference']['val_distortion'] - 1):+.1f} %):"
             f" {'within' if seed['within_tolerance'] else 'NOT within'} the 5 % tolerance.",
         ]
+    curve = result.get("improved_curve_bf16")
+    if curve:
+        lines += [
+            "",
+            "The improved curve trained in bf16 (`mnistcodec train --preset improved --lmbda L"
+            " --precision bf16`, lambda 300-2000, 5 epochs; evaluated in float32 on all 10,000"
+            " test digits) against the float32 curve of bench/results/improved_bdrate.json:"
+            f" BD-rate {curve['bd_rate_psnr_percent']:+.2f} % at equal PSNR,"
+            f" {curve['bd_rate_mad_percent']:+.2f} % at equal MAD (limit: within ±2 %).",
+            "",
+            "| lambda | string bits | PSNR dB | MAD |",
+            "| --- | --- | --- | --- |",
+        ]
+        for point in curve["points"]:
+            lines.append(
+                f"| {point['lmbda']:g} | {point['string_bits']:.2f} | {point['psnr_db']:.2f} |"
+                f" {point['mad']:.4f} |"
+            )
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -217,6 +256,7 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1,000 digits and one speed round")
+    p.add_argument("--curve", default=None, help="directory of the bf16 improved curve's JSON")
     p.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     p.add_argument("--json", default=str(RESULTS / "precision.json"))
     args = p.parse_args(argv)
@@ -243,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     result["quality"] = [quality(name, images) for name in shipped_models()]
     result["speed"] = speed(images, 1 if args.quick else 3, 2000 if args.quick else 5000)
     result["seed_bf16"] = seed_in_bf16()
+    if args.curve:
+        result["improved_curve_bf16"] = curve_in_bf16(Path(args.curve))
+        result["command"] += f" --curve {args.curve}"
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     section = markdown(result)
     replace_section(Path(args.markdown), START, END, section)
