@@ -10,6 +10,13 @@ rough guide at this budget, on information content; the variants are compared wi
 
     python bench/vr_mechanism.py --variant gains-prior-lr --limit 10000 --epochs 3
     python bench/vr_mechanism.py --variant ste-decoder --lr-decay 0.3   # a decaying schedule
+    python bench/vr_mechanism.py --variant ste-decoder --level-weight 0.5  # levels reweighted
+
+``--level-weight A`` weights each digit's Lagrangian by ``(2000 / lambda_b)^A``:
+``A = 0`` is the model's own loss, where the high-rate levels' larger
+Lagrangians dominate the shared transforms' gradients; ``A = 1`` gives every
+level the scale of ``R / lambda + D``. Each level's own optimum is the same
+(a positive factor per level); only the balance between levels changes.
 """
 
 from __future__ import annotations
@@ -81,6 +88,16 @@ def level_points(model: VariableRateModel, images: np.ndarray) -> list[dict]:
     return points
 
 
+def weight_levels(model: VariableRateModel, exponent: float) -> None:
+    """Replace ``model.loss`` by the mean of ``(2000 / lambda_b)^exponent (R_b + lambda_b D_b)``."""
+
+    def loss(out) -> torch.Tensor:
+        weight = (2000.0 / out.lmbda) ** exponent
+        return torch.mean(weight * (out.rate_bits + out.lmbda * out.digit_distortion))
+
+    model.loss = loss
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="gains-prior-lr")
@@ -94,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="F",
         help="multiply every learning rate by F after each epoch (default 1: constant)",
     )
+    parser.add_argument(
+        "--level-weight",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="weight digit b's Lagrangian by (2000 / lambda_b)^A (default 0: unweighted)",
+    )
     parser.add_argument("--log", type=Path, default=REPO / "runs" / "vr" / "mechanism.jsonl")
     args = parser.parse_args(argv)
     train_images = torch.from_numpy(load_split("train").images[: args.limit])
@@ -104,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     bottleneck = model.entropy_bottleneck
     bottleneck.__init__(bottleneck.prior, bottleneck.lambdas, exponent, rounding)
     optimizer = optimizer_for(model, args.variant)
+    if args.level_weight:
+        weight_levels(model, args.level_weight)
     config = TrainConfig(epochs=args.epochs)
     t0 = time.perf_counter()
     for epoch in range(1, args.epochs + 1):

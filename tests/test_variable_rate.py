@@ -205,3 +205,35 @@ def test_a_low_level_stream_passes_the_stream_length_bound(test_digits):
         < 0.5 * codec.loaded.tables.symbol_bits().min(axis=1).sum()
     )
     assert np.array_equal(decompress_bytes(codec, result.data), codec.reconstruct(test_digits, 0))
+
+
+def test_level_weights_rebalance_the_lagrangian():
+    torch.manual_seed(3)
+    model = VariableRateModel(ModelConfig(arch="vr"))
+    x = torch.rand(32, 1, 28, 28)
+    g = torch.Generator().manual_seed(0)
+    out = model(x, training=True, generator=g)
+    lagrangian = out.rate_bits + out.lmbda * out.digit_distortion
+    assert torch.allclose(model.loss(out), lagrangian.mean())
+    model.level_weight = 1.0
+    weighted = (2000.0 / out.lmbda) * lagrangian
+    assert torch.allclose(model.loss(out), weighted.mean())
+    # Level 0 (lambda 150) now counts 2000/150 times its Lagrangian, level 15 a quarter.
+    assert out.lmbda.min() == LEVEL_LAMBDAS[0] and out.lmbda.max() == LEVEL_LAMBDAS[-1]
+
+
+def test_level_weight_is_checked_and_recorded(tmp_path):
+    from mnistcodec.experiments.sweep import TrialSpec
+
+    with pytest.raises(InputError, match="level-weight"):
+        TrainConfig(level_weight=-1)
+    tiny = {"epochs": 1, "limit": 128, "val_limit": 64}
+    with pytest.raises(InputError, match="variable-rate"):
+        train(ModelConfig(), TrainConfig(**tiny, level_weight=1), tmp_path / "s", progress=False)
+    out = tmp_path / "vr.safetensors"
+    train(ModelConfig(arch="vr"), TrainConfig(**tiny, level_weight=1), out, progress=False)
+    assert load_model(out).metadata["training"]["level_weight"] == 1
+    # Sweep keys of unweighted trials are those they had before the option existed.
+    assert "level_weight" not in TrialSpec(ModelConfig(), TrainConfig()).config()["train"]
+    spec = TrialSpec(ModelConfig(arch="vr"), TrainConfig(level_weight=0.5))
+    assert spec.config()["train"]["level_weight"] == 0.5

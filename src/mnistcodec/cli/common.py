@@ -114,6 +114,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="validate on the first N test digits only",
     )
+    parser.add_argument(
+        "--level-weight",
+        type=float,
+        default=None,
+        metavar="A",
+        help="variable-rate models: weight each level's Lagrangian by (2000 / lambda)^A "
+        "(default: the preset's, else 0)",
+    )
     add_device_args(parser)
 
 

@@ -34,6 +34,7 @@ def sweep_handler(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         prior_lr=args.prior_lr,
+        level_weight=args.level_weight or 0.0,
         device=args.device,
         limit=args.limit,
         val_limit=args.val_limit,

@@ -84,6 +84,8 @@ def train_handler(args: argparse.Namespace) -> int:
         args.arch, args.prior = preset.arch, preset.prior
         if args.prior_lr is None:
             args.prior_lr = preset.prior_lr
+        if args.level_weight is None:
+            args.level_weight = preset.level_weight
     config = model_config_from(args)
     out = Path(args.out) if args.out else default_model_path(config)
     if not args.out:
@@ -93,6 +95,7 @@ def train_handler(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         prior_lr=args.prior_lr,
+        level_weight=args.level_weight or 0.0,
         seed=args.seed,
         device=args.device,
         limit=args.limit,

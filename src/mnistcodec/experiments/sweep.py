@@ -107,7 +107,9 @@ class TrialSpec:
         the CPU threading mode (neither changes what is computed beyond float rounding); the
         precision only when it resolves to bf16, so float32 trials keep their keys."""
         train = asdict(self.train)
-        for name in ("data_dir", "threading"):
+        for name in ("data_dir", "threading") + (
+            () if self.train.level_weight else ("level_weight",)
+        ):
             train.pop(name, None)
         if precision_for_device(train.pop("precision", "auto"), self.train.device) == "bf16":
             train["precision"] = "bf16"

@@ -149,6 +149,8 @@ class VariableRateModel(CompressionModel):
         )
         prior = make_prior(self.config.prior, self.config.latent_dims)
         self.entropy_bottleneck = VariableRateBottleneck(prior)
+        #: Exponent ``A`` of the levels' weights in :meth:`loss` (training only; 0: unweighted).
+        self.level_weight = 0.0
 
     @property
     def levels(self) -> int:
@@ -197,9 +199,19 @@ class VariableRateModel(CompressionModel):
         return error.flatten(1).mean(dim=1)
 
     def loss(self, out: RDOutput) -> Tensor:
-        """The batch mean of ``R_b + lambda_b D_b`` (bits per digit)."""
+        """The batch mean of ``w_b (R_b + lambda_b D_b)``, ``w_b = (2000 / lambda_b)^A``.
+
+        With ``A = level_weight = 0`` every digit counts by its Lagrangian, so the
+        high-rate levels, whose Lagrangians are largest, dominate the gradients of
+        the shared transforms; ``A = 1`` gives every level the scale of
+        ``2000 (R / lambda + D)``. Each level's own optimum is unchanged (a
+        positive factor per level); only the balance between levels moves.
+        """
         if isinstance(out, VariableRateOutput):
-            return torch.mean(out.rate_bits + out.lmbda * out.digit_distortion)
+            lagrangian = out.rate_bits + out.lmbda * out.digit_distortion
+            if self.level_weight:
+                lagrangian = lagrangian * (GAIN_REFERENCE / out.lmbda) ** self.level_weight
+            return torch.mean(lagrangian)
         return super().loss(out)
 
 

@@ -82,9 +82,12 @@ class TrainConfig:
     data_dir: str | None = None
     threading: str = "auto"
     precision: str = "auto"  # fp32, bf16 or auto (mnistcodec.model.precision)
+    level_weight: float = 0.0  # a variable-rate model's level weights (VariableRateModel.loss)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if not 0.0 <= self.level_weight <= 4.0:
+            raise InputError(f"--level-weight must be from 0 to 4, got {self.level_weight}")
         if self.threading not in THREADING_MODES:
             raise InputError(
                 f"threading must be one of {', '.join(THREADING_MODES)}, got {self.threading!r}"
@@ -161,6 +164,10 @@ def train(
     model = make_model(model_config).to(device)
     precision = training_precision(train_config.precision, device)
     set_precision(model, precision)
+    if train_config.level_weight:
+        if not hasattr(model, "level_weight"):
+            raise InputError("--level-weight is for variable-rate models (--arch vr)")
+        model.level_weight = train_config.level_weight
     optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     threading = choose_threading(train_config.threading, threads, device)

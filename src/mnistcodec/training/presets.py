@@ -27,6 +27,7 @@ class Preset:
     arch: str = "seed"
     prior: str = "logistic"
     prior_lr: float | None = None
+    level_weight: float = 0.0
 
 
 PRESETS: dict[str, Preset] = {
