@@ -43,6 +43,8 @@ def training_command(meta: dict) -> str:
     ]
     if tr.get("prior_lr") is not None:
         parts.append(f"--prior-lr {tr['prior_lr']}")
+    if tr.get("level_weight"):
+        parts.append(f"--level-weight {tr['level_weight']:g}")
     parts.append(f"--seed {tr.get('seed')}")
     return " ".join(parts)
 

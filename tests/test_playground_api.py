@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from conftest import load_bench_module
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_bytes
-from mnistcodec.coding.zoo import PRETRAINED_DIR
+from mnistcodec.coding.zoo import DEFAULT_MODEL, PRETRAINED_DIR
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.metrics import mad, psnr_per_image
 from mnistcodec.playground.server import open_socket
@@ -56,7 +56,8 @@ def png_array(b64: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vr() -> Codec:
-    return Codec.from_model("vr")
+    """The default model, which the page and the API use when none is named."""
+    return Codec.from_model(DEFAULT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,12 @@ def photo() -> bytes:
 
 def test_models_lists_the_shipped_models(playground_url, vr):
     status, answer = call_json(playground_url, "/api/models")
-    assert status == 200 and answer["default"] == "vr"
+    assert status == 200 and answer["default"] == DEFAULT_MODEL
     models = {m["name"]: m for m in answer["models"]}
-    assert {"vr", "seed-lmbda2000"} <= set(models)
-    assert models["vr"]["levels"] == 16 and models["vr"]["lambdas"] == pytest.approx(vr.lambdas)
-    assert models["vr"]["fingerprint"] == vr.fingerprint
+    assert {DEFAULT_MODEL, "vr", "seed-lmbda2000"} <= set(models)
+    default = models[DEFAULT_MODEL]
+    assert default["levels"] == 16 and default["lambdas"] == pytest.approx(vr.lambdas)
+    assert default["fingerprint"] == vr.fingerprint
 
 
 def test_compress_a_test_digit_as_the_library_does(playground_url, vr, test_digits):
@@ -119,13 +121,13 @@ def test_mnc_download_decodes_to_the_reconstruction_and_back_through_the_page(
     _, answer = call_json(playground_url, "/api/compress?level=9", photo)
     assert np.array_equal(decompress_bytes(vr, data)[0], png_array(answer["reconstruction_png"]))
     status, decoded = call_json(playground_url, "/api/decode", data)
-    assert status == 200 and decoded["model"] == "vr" and decoded["count"] == 1
+    assert status == 200 and decoded["model"] == DEFAULT_MODEL and decoded["count"] == 1
     assert decoded["levels"] == [9]
     assert np.array_equal(png_array(decoded["first_png"]), decompress_bytes(vr, data)[0])
 
 
 def test_sample_is_the_library_sample_grid(playground_url, vr):
-    status, kind, data = call(playground_url, "/api/sample?model=vr&seed=5&n=16")
+    status, kind, data = call(playground_url, f"/api/sample?model={DEFAULT_MODEL}&seed=5&n=16")
     assert status == 200 and kind == "image/png"
     expected = png_grid(vr.sample(16, seed=5))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), expected)

@@ -11,6 +11,11 @@
 * ``vr``: the variable-rate model (:mod:`mnistcodec.model.variable_rate`):
   the seed network with gain units, 16 levels from lambda 150 to 8000 in one
   model; the prior and the gains learn at 1e-2, as in ``improved``.
+* ``vr-balanced``: ``vr`` with each level's Lagrangian weighted by
+  ``2000 / lambda`` (``--level-weight 1``,
+  :meth:`~mnistcodec.model.variable_rate.VariableRateModel.loss`): unweighted, the
+  high-rate levels' large Lagrangians dominate the shared transforms' gradients
+  and the low rates lose (docs/improvements.md).
 """
 
 from __future__ import annotations
@@ -42,6 +47,13 @@ PRESETS: dict[str, Preset] = {
         "one variable-rate model for 16 lambdas (150-8000): gain units; prior and gains at 1e-2",
         arch="vr",
         prior_lr=1e-2,
+    ),
+    "vr-balanced": Preset(
+        "vr-balanced",
+        "vr, each level's Lagrangian weighted by 2000 / lambda so that no level dominates",
+        arch="vr",
+        prior_lr=1e-2,
+        level_weight=1.0,
     ),
 }
 
