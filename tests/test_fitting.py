@@ -16,6 +16,7 @@ from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import read_compressed
 from mnistcodec.coding.inspection import inspect_bytes
+from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.errors import InputError
 from mnistcodec.storage.fitting import (
     BOX,
@@ -121,7 +122,7 @@ def test_compress_fit_codes_the_fitted_photo(tmp_path, test_digits, capsys):
     out = tmp_path / "photo.mnc"
     assert main(["compress", str(photo), "--fit", "-o", str(out), "--level", "12"]) == 0
     assert "fitted to MNIST's form" in capsys.readouterr().out
-    codec = Codec.from_model("vr")
+    codec = Codec.from_model(DEFAULT_MODEL)  # what compress uses when no model is named
     strings, _ = codec.compress(fit_image_bytes(photo.read_bytes())[None], 12)
     data = read_compressed(out)
     assert inspect_bytes(data)["string_bytes"] == [len(strings[0])]
