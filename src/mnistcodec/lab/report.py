@@ -38,6 +38,7 @@ import torch
 
 from mnistcodec import __version__
 from mnistcodec.coding.model_files import LoadedModel, load_model
+from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.bdrate import (
@@ -317,14 +318,14 @@ class _Run:
         digits = proto.train_limit or len(self.train_split)
         # The shipped variable-rate model's every level, as its file records them.
         levels = [{**r, "lmbda": float(round(r["lmbda"]))} for r in measurements.shipped_levels()]
-        curves = (
-            {**rows, "vr, every level (shipped, 10,000 test digits)": levels} if levels else rows
-        )
+        label = f"{DEFAULT_MODEL}, every level (shipped, 10,000 test digits)"
+        curves = {**rows, label: levels} if levels else rows
         figures.plot_preset_curves(
             curves,
             self.fig_dir / "preset_curves.png",
             extra_points={"shipped models": stars},
-            title=f"seed vs improved preset ({proto.epochs} epoch(s), {digits:,} digits) and the vr model",
+            title=f"seed vs improved preset ({proto.epochs} epoch(s), {digits:,} digits)"
+            f" and the {DEFAULT_MODEL} model",
         )
         return shipped, {"rows": rows, "bd_rates": preset_bd_rates(*rows.items())}
 
