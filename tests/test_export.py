@@ -9,7 +9,6 @@ exported files alone, the overflow vectors included.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -26,7 +25,7 @@ from mnistcodec.coding.files import decode_latents_bytes
 from mnistcodec.coding.onnx_export import OPSET, export_onnx
 from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.data import load_split, read_idx
-from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.errors import MnistCodecError
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install 'mnistcodec[onnx]'")
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra")
@@ -196,7 +195,36 @@ def test_without_onnx_the_error_says_what_to_install(loaded, tmp_path, monkeypat
     assert not (tmp_path / "out").exists()
 
 
-def test_variable_rate_models_are_refused_for_now(loaded, tmp_path):
-    variable = dataclasses.replace(loaded, level_tables=(loaded.tables, loaded.tables))
-    with pytest.raises(InputError, match="variable-rate"):
-        export_onnx(variable, tmp_path / "out")
+def test_a_variable_rate_export_decodes_its_golden_file_at_every_level(tmp_path):
+    from mnistcodec.coding.container import parse_header
+    from mnistcodec.coding.zoo import DEFAULT_MODEL
+
+    vr = resolve_model(DEFAULT_MODEL)
+    out = export_onnx(vr, tmp_path / "vr-onnx")
+    tables = json.loads((out / "tables.json").read_text())
+    levels = tables["levels"]
+    assert levels["count"] == vr.levels == len(levels["tables"]) == len(levels["gains"])
+    for record, frozen in zip(levels["tables"], vr.level_tables, strict=True):
+        assert record["counts"] == frozen.counts.tolist()
+        assert record["offsets"] == [float(v) for v in frozen.offsets]
+    codec = Codec(vr, precision="fp32")
+    gains = np.asarray(levels["gains"], dtype=np.float32)
+    offsets = np.asarray([t["offsets"] for t in levels["tables"]], dtype=np.float32)
+
+    # The golden file's latents, at the level it stores, through the exported graph.
+    data = (GOLDEN_DIR / f"{DEFAULT_MODEL}.per-digit.mnc").read_bytes()
+    level = codec.default_level
+    assert parse_header(data).version == 2
+    k = decode_latents_bytes(codec, data).astype(np.float32)
+    y_hat = (k + offsets[level]) / gains[level]
+    digits = to_pixels(run(out / "synthesis.onnx", y_hat))
+    expected = read_idx(GOLDEN_DIR / f"{DEFAULT_MODEL}.decoded.idx")
+    assert np.abs(digits.astype(np.int16) - expected).max() <= 1
+
+    # The analysis graph and the gains give the library's integer latents at every level.
+    images = load_split("test").images[:24]
+    y = run(out / "analysis.onnx", (images.astype(np.float32) / 255).reshape(-1, 1, 28, 28))
+    for level in (0, 7, vr.levels - 1):
+        k_onnx = np.rint(gains[level] * y - offsets[level])
+        k_lib, _ = codec.analyse(images, level)
+        assert np.mean(k_onnx == k_lib) > 0.999  # float sums may round a rare latent apart

@@ -153,11 +153,37 @@ def coded_model(tables: CodingTables) -> list[list[int]]:
     return np.concatenate([left, full], axis=1).tolist()
 
 
+def _level_record(tables: CodingTables) -> dict:
+    return {
+        "counts": tables.counts.tolist(),
+        "lower": tables.lower.tolist(),
+        "offsets": [float(v) for v in tables.offsets],
+        "coded_model": {"left": coded_model(tables)},
+    }
+
+
+def levels_record(loaded: LoadedModel) -> dict:
+    """A variable-rate model's levels: lambdas, float32 gains and each level's tables."""
+    model = loaded.model
+    gains = torch.exp(model.entropy_bottleneck.log_gains.detach().cpu()).to(torch.float32)
+    return {
+        "count": loaded.levels,
+        "reference_level": model.reference_level,
+        "lambdas": [float(v) for v in model.lambdas],
+        "gains": [[float(v) for v in row] for row in gains.numpy()],
+        "tables": [_level_record(t) for t in loaded.level_tables],
+    }
+
+
 def tables_record(loaded: LoadedModel) -> dict:
-    """The coding tables in the spec's form, as JSON-ready values."""
+    """The coding tables in the spec's form, as JSON-ready values.
+
+    For a variable-rate model the top-level tables are the reference level's, and
+    ``levels`` holds every level's gains and tables.
+    """
     tables = loaded.tables
     coding = loaded.metadata.get("coding", {})
-    return {
+    record = {
         "format": TABLES_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
         "fingerprint": loaded.fingerprint,
@@ -181,6 +207,9 @@ def tables_record(loaded: LoadedModel) -> dict:
         },
         "range_coder": {"word_bits": 32, "state_bits": 64, "model_bits": MODEL_BITS},
     }
+    if loaded.variable_rate:
+        record["levels"] = levels_record(loaded)
+    return record
 
 
 def _graph_record(
@@ -196,21 +225,24 @@ def _graph_record(
 def manifest_record(loaded: LoadedModel, hashes: dict[str, str], source: str | None) -> dict:
     """What the export holds: the model, the graphs' inputs and outputs, each file's hash."""
     dims, image = loaded.config.latent_dims, ["N", 1, *IMAGE_SHAPE]
+    if loaded.variable_rate:  # level l: levels.gains[l] and levels.tables[l].offsets
+        quantise = "k = round_half_to_even(gains_l * y - offsets_l) in float32, at level l"
+        dequantise = "y_hat = (float32(k) + offsets_l) / gains_l (float32), at the digit's level l"
+    else:
+        quantise = "k = round_half_to_even(y - offsets) in float32: the integer latents to code"
+        dequantise = "y_hat = float32(k) + offsets (float32), k the decoded integer latents"
     analysis = _graph_record(
         "analysis.onnx",
         ANALYSIS_IO,
         (image, ["N", dims]),
-        (
-            "x = pixels / 255 (uint8 pixels to float32 in [0, 1]), channel-first",
-            "k = round_half_to_even(y - offsets) in float32: the integer latents to code",
-        ),
+        ("x = pixels / 255 (uint8 pixels to float32 in [0, 1]), channel-first", quantise),
     )
     synthesis = _graph_record(
         "synthesis.onnx",
         SYNTHESIS_IO,
         (["N", dims], image),
         (
-            "y_hat = float32(k) + offsets (float32), k the decoded integer latents",
+            dequantise,
             "pixels = round_half_to_even(255 * x_hat) saturated to 0..255 (NaN gives 0), uint8",
         ),
     )
@@ -238,14 +270,11 @@ def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = F
 
     ``out_dir`` must be new, or with ``force`` an earlier export or an empty
     directory; it is written atomically (all files appear at once, or none).
-    Variable-rate models are refused for now. Returns ``out_dir``.
+    A variable-rate model's graphs are those of any fixed-rate model (its
+    transforms do not depend on the level); its levels go into ``tables.json``.
+    Returns ``out_dir``.
     """
     path = check_export_dir(out_dir, force=force)
-    if loaded.variable_rate:
-        raise InputError(
-            "ONNX export of a variable-rate model (arch vr) is not supported yet; "
-            "export a fixed-rate model"
-        )
     model = copy.deepcopy(loaded.model).cpu().eval()  # the caller's model stays as it is
     dims = loaded.config.latent_dims
     files = {
