@@ -67,7 +67,7 @@ RESULTS = REPO / "bench" / "results"
 def conformant_codec(name: str) -> Codec:
     """The codec ``auto`` makes on bf16 hardware, made here whatever the hardware."""
     codec = Codec.from_model(name, precision="fp32")
-    codec.precision = P.TransformPrecision(P.BF16_LAYERS["analysis"], P.CONFORMANT_SYNTHESIS_LAYERS)
+    codec.precision = P.CONFORMANT
     return codec
 
 

@@ -105,13 +105,13 @@ class TrialSpec:
     def config(self) -> dict:
         """The hashed configuration: model and training configs, minus the data directory and
         the CPU threading mode (neither changes what is computed beyond float rounding); the
-        precision only when it resolves to bf16, so float32 trials keep their keys."""
+        precision only when it resolves to bf16 and the level weight only when set, so other
+        trials keep the keys they had before either option existed."""
         train = asdict(self.train)
-        for name in ("data_dir", "threading") + (
-            () if self.train.level_weight else ("level_weight",)
-        ):
-            train.pop(name, None)
-        if precision_for_device(train.pop("precision", "auto"), self.train.device) == "bf16":
+        del train["data_dir"], train["threading"]
+        if not train["level_weight"]:
+            del train["level_weight"]
+        if precision_for_device(train.pop("precision"), self.train.device) == "bf16":
             train["precision"] = "bf16"
         return {"model": self.model.to_dict(), "train": train}
 

@@ -138,22 +138,22 @@ class TransformPrecision:
 
 
 FP32 = TransformPrecision()
+#: Every heavy layer in bf16: training, and ``--precision bf16``.
+FULL_BF16 = TransformPrecision(BF16_LAYERS["analysis"], BF16_LAYERS["synthesis"])
+#: ``auto``'s codec on bf16 hardware: a bf16 encoder, a decoder within the conformance rule.
+CONFORMANT = TransformPrecision(BF16_LAYERS["analysis"], CONFORMANT_SYNTHESIS_LAYERS)
 
 
 def training_precision(requested: str, device: str | torch.device = "cpu") -> TransformPrecision:
     """Both transforms' heavy layers in bf16, or none."""
-    if resolve_precision(requested, device) == "fp32":
-        return FP32
-    return TransformPrecision(BF16_LAYERS["analysis"], BF16_LAYERS["synthesis"])
+    return FP32 if resolve_precision(requested, device) == "fp32" else FULL_BF16
 
 
 def coding_precision(requested: str, device: str | torch.device = "cpu") -> TransformPrecision:
     """Encoder and decoder layers for a codec: ``auto`` decodes conformantly."""
-    resolved = resolve_precision(requested, device)
-    if resolved == "fp32":
+    if resolve_precision(requested, device) == "fp32":
         return FP32
-    synthesis = BF16_LAYERS["synthesis"] if requested == "bf16" else CONFORMANT_SYNTHESIS_LAYERS
-    return TransformPrecision(BF16_LAYERS["analysis"], synthesis)
+    return FULL_BF16 if requested == "bf16" else CONFORMANT
 
 
 @contextlib.contextmanager
