@@ -11,6 +11,7 @@ rough guide at this budget, on information content; the variants are compared wi
     python bench/vr_mechanism.py --variant gains-prior-lr --limit 10000 --epochs 3
     python bench/vr_mechanism.py --variant ste-decoder --lr-decay 0.3   # a decaying schedule
     python bench/vr_mechanism.py --variant ste-decoder --level-weight 0.5  # levels reweighted
+    python bench/vr_mechanism.py --variant ste-decoder --mixture 16   # a mixture prior
 
 ``--level-weight A`` weights each digit's Lagrangian by ``(2000 / lambda_b)^A``:
 ``A = 0`` is the model's own loss, where the high-rate levels' larger
@@ -23,19 +24,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from mnistcodec.data import load_split
 from mnistcodec.experiments import metrics
 from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, compare_curves
 from mnistcodec.model.compression_model import ModelConfig
 from mnistcodec.model.transforms import images_to_unit
-from mnistcodec.model.variable_rate import VariableRateModel
+from mnistcodec.model.variable_rate import VariableRateBottleneck, VariableRateModel
 from mnistcodec.training.loop import ADAM_EPS, TrainConfig, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +51,105 @@ VARIANTS = {
     "ste-decoder": ("logistic", 1e-3, 1e-2, 1e-2, 0.5, True),
     "deep-factorized": ("deep-factorized", 1e-3, 1e-2, 1e-2, 0.5, False),
 }
+
+
+class MixtureBottleneck(VariableRateBottleneck):
+    """Gain units over a mixture of K factorised logistics of ``y``, coded by component.
+
+    ``p(y) = sum_k pi_k prod_i Logistic(y_i; mu_ki, s_ki)``. Level ``l`` quantises
+    ``z = g_l y`` to integers; a digit is coded as the index ``k`` that minimises
+    its code length, ``-log2 pi_k - sum_i log2 P_k(z_i)``, then its latents under
+    component ``k``. Training uses the noisy mixture bound ``-log2 sum_k pi_k
+    prod_i p~_k(z_i + u_i)``, within ``log2 K`` of the coded length.
+    """
+
+    def __init__(self, base: VariableRateBottleneck, components: int) -> None:
+        nn.Module.__init__(self)
+        self.prior = nn.Module()
+        dims = base.prior.latent_dims
+        self.prior.loc = nn.Parameter(torch.randn(components, dims) * 0.5)
+        self.prior.log_scale = nn.Parameter(torch.zeros(components, dims))
+        self.prior.logits = nn.Parameter(torch.zeros(components))
+        self.lambdas = base.lambdas
+        self.decoder_rounding = base.decoder_rounding
+        self.log_gains = base.log_gains
+
+    def component_nats(self, z: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """``log pi_k + sum_i log P_k(z_i)``, shape (B, K)."""
+        loc, scale = self.prior.loc[None], torch.exp(self.prior.log_scale)[None]
+        x, g = z[:, None, :], gain[:, None, :]
+        a = ((x - 0.5) / g - loc) / scale
+        b = ((x + 0.5) / g - loc) / scale
+        upper = (a + b) > 0
+        hi = F.logsigmoid(torch.where(upper, -a, b))
+        lo = F.logsigmoid(torch.where(upper, -b, a))
+        nats = hi + torch.log((-torch.expm1(lo - hi)).clamp_min(1e-30))
+        return nats.sum(-1) + torch.log_softmax(self.prior.logits, 0)[None]
+
+    def forward(self, y, levels, training, generator=None):
+        gain = self.gains(levels).to(y.dtype)
+        z = y * gain
+        if not training:
+            z_hat = torch.round(z)
+            bits = -self.component_nats(z_hat, gain).max(dim=1).values / math.log(2.0)
+            return z_hat / gain, bits
+        noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
+        nats = torch.logsumexp(self.component_nats(z + noise, gain), dim=1)
+        bits = -nats / math.log(2.0)
+        if not self.decoder_rounding:
+            return (z + noise) / gain, bits
+        return (z + (torch.round(z) - z).detach()) / gain, bits
+
+
+class ConditionedSynthesis(nn.Module):
+    """The seed's synthesis transform with a per-level affine map on each hidden layer.
+
+    Layer ``j``'s pre-activation ``h`` becomes ``h * exp(s_lj) + t_lj`` for the
+    digit's level ``l`` (per unit for the dense 500, per channel for the 7x7x50
+    grid and the 20 channels), as conditional layers of Choi et al. (2019) do;
+    ``s = t = 0`` at the start, so training starts from the seed's decoder.
+    """
+
+    def __init__(self, base: nn.Module, levels: int) -> None:
+        super().__init__()
+        self.base = base
+        self.film = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.zeros(2, levels, n))
+                for name, n in (("fc_1", 500), ("fc_2", 50), ("conv_1", 20))
+            }
+        )
+        self.levels: torch.Tensor | None = None
+
+    def affine(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film[name][0][self.levels], self.film[name][1][self.levels]
+        shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
+        return h * torch.exp(scale).view(shape) + shift.view(shape)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        b = self.base
+        h = b.act(self.affine("fc_1", b.fc_1(y)))
+        h = b.fc_2(h).view(-1, 50, 7, 7)
+        h = b.act(self.affine("fc_2", h))
+        h = b.act(self.affine("conv_1", b.conv_1(h)))
+        return b.act(b.conv_2(h))
+
+
+def condition_decoder(model: VariableRateModel) -> None:
+    """Give ``model`` a level-conditioned synthesis transform (the levels set per forward)."""
+    model.synthesis_transform = ConditionedSynthesis(model.synthesis_transform, model.levels)
+    forward = model.forward
+
+    def conditioned(x, training=None, generator=None, levels=None):
+        training = model.training if training is None else training
+        if levels is None:
+            levels = torch.arange(x.shape[0]) % model.levels
+        elif isinstance(levels, int):
+            levels = torch.full((x.shape[0],), levels, dtype=torch.long)
+        model.synthesis_transform.levels = levels
+        return forward(x, training=training, generator=generator, levels=levels)
+
+    model.forward = conditioned
 
 
 def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
@@ -63,6 +166,12 @@ def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
         {"params": list(bottleneck.prior.parameters()), "lr": prior_lr},
         {"params": [bottleneck.log_gains], "lr": gain_lr},
     ]
+    if isinstance(model.synthesis_transform, ConditionedSynthesis):
+        groups[0]["params"] = [
+            *model.analysis_transform.parameters(),
+            *model.synthesis_transform.base.parameters(),
+        ]
+        groups.append({"params": list(model.synthesis_transform.film.parameters()), "lr": gain_lr})
     return torch.optim.Adam(groups, lr=lr, eps=ADAM_EPS)
 
 
@@ -118,6 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="A",
         help="weight digit b's Lagrangian by (2000 / lambda_b)^A (default 0: unweighted)",
     )
+    parser.add_argument(
+        "--mixture",
+        type=int,
+        default=0,
+        metavar="K",
+        help="a mixture of K factorised logistics as the prior (default 0: one logistic)",
+    )
+    parser.add_argument(
+        "--conditioned-decoder",
+        action="store_true",
+        help="a per-level affine map on each hidden layer of the synthesis transform",
+    )
     parser.add_argument("--log", type=Path, default=REPO / "runs" / "vr" / "mechanism.jsonl")
     args = parser.parse_args(argv)
     train_images = torch.from_numpy(load_split("train").images[: args.limit])
@@ -127,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     model = VariableRateModel(ModelConfig(arch="vr", prior=prior))
     bottleneck = model.entropy_bottleneck
     bottleneck.__init__(bottleneck.prior, bottleneck.lambdas, exponent, rounding)
+    if args.mixture:
+        model.entropy_bottleneck = MixtureBottleneck(bottleneck, args.mixture)
+        bottleneck = model.entropy_bottleneck
+    if args.conditioned_decoder:
+        condition_decoder(model)
     optimizer = optimizer_for(model, args.variant)
     if args.level_weight:
         weight_levels(model, args.level_weight)

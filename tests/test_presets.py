@@ -30,7 +30,7 @@ def test_improved_preset_keeps_the_seed_network_and_speeds_up_the_prior_only():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(InputError, match="unknown preset"):
         get_preset("nope")
-    assert set(PRESETS) == {"seed", "improved", "vr", "vr-balanced"}
+    assert set(PRESETS) == {"seed", "improved", "vr", "vr-balanced", "vr-mixture"}
 
 
 def test_improved_preset_trains_from_the_command_line_and_codes_round_trip(tmp_path, test_digits):

@@ -54,6 +54,19 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distortion", default="mad", choices=DISTORTIONS, help="distortion term (default mad)"
     )
+    parser.add_argument(
+        "--mixture",
+        type=positive_int,
+        default=None,
+        metavar="C",
+        help="a mixture of C logistics as the prior, coded by component (--arch vr; default 1: none)",
+    )
+    parser.add_argument(
+        "--conditioned-decoder",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-level affine maps in the synthesis transform (--arch vr; default off)",
+    )
 
 
 def model_config_from(args: argparse.Namespace) -> ModelConfig:
@@ -65,14 +78,17 @@ def model_config_from(args: argparse.Namespace) -> ModelConfig:
         prior=args.prior,
         lmbda=args.lmbda,
         distortion=args.distortion,
+        mixture_components=getattr(args, "mixture", None) or 1,
+        conditioned_decoder=bool(getattr(args, "conditioned_decoder", None)),
     )
 
 
 def default_model_path(config: ModelConfig) -> Path:
     lmbda = f"{config.lmbda:g}"
+    mixture = f"-c{config.mixture_components}" if config.mixture_components > 1 else ""
     return (
         Path("runs")
-        / f"{config.arch}-lmbda{lmbda}-d{config.latent_dims}-{config.prior}.safetensors"
+        / f"{config.arch}-lmbda{lmbda}-d{config.latent_dims}-{config.prior}{mixture}.safetensors"
     )
 
 
@@ -86,6 +102,10 @@ def train_handler(args: argparse.Namespace) -> int:
             args.prior_lr = preset.prior_lr
         if args.level_weight is None:
             args.level_weight = preset.level_weight
+        if args.mixture is None:
+            args.mixture = preset.mixture_components
+        if args.conditioned_decoder is None:
+            args.conditioned_decoder = preset.conditioned_decoder
     config = model_config_from(args)
     out = Path(args.out) if args.out else default_model_path(config)
     if not args.out:

@@ -48,13 +48,15 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
+from mnistcodec.coding.tables import CodingTables
 from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.errors import FormatError, InputError
 from mnistcodec.model.precision import coding_precision, products_in_bf16
 from mnistcodec.model.transforms import images_to_unit
-from mnistcodec.model.variable_rate import GainedPrior, nearest_level
+from mnistcodec.model.variable_rate import nearest_level
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
 #: Most digits one call to :meth:`Codec.sample` decodes (784 MiB of digits).
@@ -83,12 +85,19 @@ class Codec:
         self.coder = LatentCoder(loaded.tables)
         self.offsets = torch.from_numpy(loaded.tables.offsets.copy()).to(self.device)
         self.chunk_size = int(chunk_size)
-        self.coders = [LatentCoder(t) for t in loaded.level_tables] or [self.coder]
+        self.coders = [self._level_coder(t) for t in loaded.level_tables] or [self.coder]
         if loaded.variable_rate:
-            offsets = np.stack([t.offsets for t in loaded.level_tables])
+            dims = loaded.config.latent_dims
+            offsets = np.stack([t.offsets[:dims] for t in loaded.level_tables])
             self.level_offsets = torch.from_numpy(offsets).to(self.device)
             log_gains = self.model.entropy_bottleneck.log_gains.detach()
             self.gains = torch.exp(log_gains).to(self.device, torch.float32)
+
+    def _level_coder(self, tables: CodingTables) -> LatentCoder:
+        """A level's coder: a mixture's codes a component before the latents."""
+        if self.loaded.component_tables is None:
+            return LatentCoder(tables)
+        return MixtureCoder(tables, self.loaded.component_tables)
 
     @property
     def levels(self) -> int:
@@ -141,7 +150,7 @@ class Codec:
 
     @property
     def latent_dims(self) -> int:
-        return self.loaded.tables.latent_dims
+        return self.loaded.config.latent_dims
 
     # -- transforms --------------------------------------------------------------------
 
@@ -167,8 +176,7 @@ class Codec:
         index = torch.from_numpy(levels).to(self.device)
         gain, offset = self.gains[index], self.level_offsets[index]
         k = torch.round(y * gain - offset)
-        prior = GainedPrior(bottleneck.prior, gain)
-        bits = -prior.log_prob(k + offset).sum(dim=-1) / np.log(2.0)
+        bits = bottleneck.information_bits(k + offset, gain)
         return k.cpu().double().numpy(), bits.cpu().double().numpy()
 
     def analyse(self, images: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +192,7 @@ class Codec:
         """
         k64 = np.clip(np.asarray(k, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX)
         k32 = torch.from_numpy(k64.astype(np.float32)).to(self.device)
+        index = None
         if self.loaded.variable_rate:
             index = torch.from_numpy(self.digit_levels(levels, k32.shape[0])).to(self.device)
             y_hat = (k32 + self.level_offsets[index]) / self.gains[index]
@@ -191,7 +200,7 @@ class Codec:
             y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
         synthesis = self.model.synthesis_transform
         with products_in_bf16(synthesis, self.precision.synthesis):
-            x_hat = synthesis(y_hat)
+            x_hat = synthesis(y_hat, index)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
         return pixels.to(torch.uint8).view(-1, *IMAGE_SHAPE).cpu().numpy()
 

@@ -308,7 +308,7 @@ def _stream_fits(codec: Codec, count: int, stream: bytes, level: int = 0) -> boo
     decoder allocate for millions of digits held in a few bytes. ``level``: the
     block's level, whose tables coded it.
     """
-    min_bits = float(codec.coders[level].tables.symbol_bits().min(axis=1).sum())
+    min_bits = codec.coders[level].min_digit_bits()
     return 0.5 * count * min_bits <= 8 * len(stream) + 64
 
 

@@ -9,6 +9,10 @@ Layout (see ``docs/model-format.md``):
   model (``arch = "vr"``, :mod:`mnistcodec.model.variable_rate`) has one set
   per level instead, ``coding.level.<l>.counts``, ``.lower`` and ``.offsets``
   for ``l = 0 .. L-1``, and its record lists the levels' lambdas (``levels``);
+  with a mixture prior (``mixture_components = C > 1``) each level's tables have
+  ``C x D`` rows (row ``c D + i``: dimension ``i`` under component ``c``) and
+  ``coding.components.counts``, ``.lower`` and ``.offsets`` hold the one-row
+  table of the components' weights (:mod:`mnistcodec.coding.mixture_coder`);
 * metadata key ``mnistcodec``: JSON with the format name and version, the
   :class:`~mnistcodec.model.ModelConfig`, coding parameters, training record
   and the model fingerprint.
@@ -50,10 +54,11 @@ from mnistcodec.coding.tables import (
     DEFAULT_TAIL_MASS,
     CodingTables,
     build_tables,
+    build_weight_table,
 )
 from mnistcodec.errors import MnistCodecError, ModelFileError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
-from mnistcodec.model.variable_rate import LEVEL_COUNT, is_variable_rate, make_model
+from mnistcodec.model.variable_rate import LEVEL_COUNT, is_mixture, is_variable_rate, make_model
 from mnistcodec.storage.atomic import atomic_write
 from mnistcodec.storage.model_container import (
     FORMAT_NAME,
@@ -80,7 +85,8 @@ DECODER_PREFIXES = ("synthesis_transform.", "entropy_bottleneck.log_gains")
 def table_prefixes(config: ModelConfig) -> list[str]:
     """Tensor name prefixes of a model's coding tables: one per level for ``vr``."""
     if config.arch == "vr":
-        return [f"coding.level.{level}." for level in range(LEVEL_COUNT)]
+        levels = [f"coding.level.{level}." for level in range(LEVEL_COUNT)]
+        return levels + (["coding.components."] if config.mixture_components > 1 else [])
     return ["coding."]
 
 
@@ -95,6 +101,8 @@ class LoadedModel:
     path: Path | None = None
     #: A variable-rate model's tables, one per level (``tables`` is the reference level's).
     level_tables: tuple[CodingTables, ...] = ()
+    #: A mixture model's one-row table of its components' weights.
+    component_tables: CodingTables | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -121,6 +129,8 @@ def compute_fingerprint(
         "latent_dims": config.latent_dims,
         "precision": levels[0].precision,
     }
+    if config.mixture_components > 1:
+        head["mixture_components"] = config.mixture_components
     h.update(json.dumps(head, sort_keys=True).encode())
     arrays = [array for t in levels for array in (t.counts, t.lower, t.offsets)]
     for array in arrays:
@@ -141,16 +151,27 @@ def _all_tables(model: CompressionModel, precision: int, tail_mass: float) -> li
     if not is_variable_rate(model):
         return [build_tables(model.prior, precision=precision, tail_mass=tail_mass)]
     bottleneck = model.entropy_bottleneck
-    return [
+    tables = [
         build_tables(bottleneck.level_prior(level), precision=precision, tail_mass=tail_mass)
         for level in range(bottleneck.levels)
     ]
+    if is_mixture(model):
+        tables.append(build_weight_table(bottleneck.prior.weights(), precision))
+    return tables
 
 
 def _frozen(model: CompressionModel, tables: list[CodingTables], fingerprint: str, metadata: dict):
     if is_variable_rate(model):
+        components = tables.pop() if is_mixture(model) else None
         reference = tables[model.reference_level]
-        return LoadedModel(model, reference, fingerprint, metadata, level_tables=tuple(tables))
+        return LoadedModel(
+            model,
+            reference,
+            fingerprint,
+            metadata,
+            level_tables=tuple(tables),
+            component_tables=components,
+        )
     return LoadedModel(model, tables[0], fingerprint, metadata)
 
 
@@ -193,6 +214,8 @@ def save_model(
         for k, v in model.state_dict().items()
     }
     all_tables = frozen.level_tables or (frozen.tables,)
+    if frozen.component_tables is not None:
+        all_tables = (*all_tables, frozen.component_tables)
     for prefix, tables in zip(table_prefixes(model.config), all_tables, strict=True):
         tensors[f"{prefix}counts"] = torch.from_numpy(tables.counts.copy())
         tensors[f"{prefix}lower"] = torch.from_numpy(tables.lower.copy())
@@ -296,12 +319,25 @@ def _read_tables(
             ).validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name} has invalid coding tables: {exc}") from None
-        if tables.latent_dims != config.latent_dims:
-            raise ModelFileError(
-                f"{name}: coding tables do not match latent_dims={config.latent_dims}"
-            )
+        _check_rows(tables, prefix, config, name)
         out.append(tables)
     return out
+
+
+def _check_rows(tables: CodingTables, prefix: str, config: ModelConfig, name: str) -> None:
+    """A table's rows: ``D`` (``C x D`` per level of a mixture, offsets 0; one row of ``C`` weights)."""
+    count = config.mixture_components
+    if prefix == "coding.components.":
+        if tables.latent_dims != 1 or tables.width != count:
+            raise ModelFileError(f"{name}: the component table does not match components={count}")
+        return
+    if tables.latent_dims != count * config.latent_dims:
+        raise ModelFileError(
+            f"{name}: coding tables do not match latent_dims={config.latent_dims}"
+            + (f" and components={count}" if count > 1 else "")
+        )
+    if count > 1 and np.any(tables.offsets != 0):
+        raise ModelFileError(f"{name}: a mixture's coding tables must have offsets 0")
 
 
 def _read_state(tensors: dict, skeleton: CompressionModel, name: str) -> dict:

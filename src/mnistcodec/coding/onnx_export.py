@@ -54,6 +54,7 @@ INSTALL_HINT = "pip install 'mnistcodec[onnx]'"
 
 ANALYSIS_IO = ("x", "y")
 SYNTHESIS_IO = ("y_hat", "x_hat")
+CONDITIONED_SYNTHESIS_IO = ("y_hat", "level", "x_hat")
 CODED_MODEL_RULE = (
     "left[j] = floor(C[j] * (2^24 - n) / 2^precision) + j for j = 0..K, left[K+1] = 2^24, "
     "with n = K + 1 and C[j] = counts[0] + ... + counts[j-1]"
@@ -68,8 +69,10 @@ class _Reference(nn.Module):
         super().__init__()
         self.transform = transform
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.transform.reference_forward(inputs)
+    def forward(self, inputs: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+        if levels is None:
+            return self.transform.reference_forward(inputs)
+        return self.transform.reference_forward(inputs, self.transform.level_affine(levels))
 
 
 def check_export_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -116,8 +119,14 @@ def _onnx():
     return onnx
 
 
-def _to_onnx(transform: nn.Module, example: torch.Tensor, names: tuple[str, str]) -> bytes:
-    """The ONNX bytes of ``transform.reference_forward`` with a dynamic batch axis, checked."""
+def _to_onnx(
+    transform: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], names: tuple[str, ...]
+) -> bytes:
+    """The ONNX bytes of ``transform.reference_forward`` with a dynamic batch axis, checked.
+
+    ``example`` and ``names`` may hold a second input, each digit's level (int64,
+    ``(N,)``), for a conditioned synthesis transform; the last name is the output's.
+    """
     onnx = _onnx()
     if not hasattr(transform, "reference_forward"):
         raise InputError(f"{type(transform).__name__} has no reference layers to export")
@@ -128,13 +137,13 @@ def _to_onnx(transform: nn.Module, example: torch.Tensor, names: tuple[str, str]
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (example,),
+            example if isinstance(example, tuple) else (example,),
             buffer,
             dynamo=False,
             opset_version=OPSET,
-            input_names=[names[0]],
-            output_names=[names[1]],
-            dynamic_axes={names[0]: {0: "N"}, names[1]: {0: "N"}},
+            input_names=list(names[:-1]),
+            output_names=[names[-1]],
+            dynamic_axes={name: {0: "N"} for name in names},
         )
     data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data))
@@ -175,6 +184,17 @@ def levels_record(loaded: LoadedModel) -> dict:
     }
 
 
+def components_record(loaded: LoadedModel) -> dict:
+    """A mixture's component table and how each level's rows are laid out."""
+    count = loaded.config.mixture_components
+    return {
+        "count": count,
+        "rows": f"row c * {loaded.config.latent_dims} + i of a level's tables: dimension i "
+        "under component c; a digit codes c first, with this table",
+        "table": _level_record(loaded.component_tables),
+    }
+
+
 def tables_record(loaded: LoadedModel) -> dict:
     """The coding tables in the spec's form, as JSON-ready values.
 
@@ -209,6 +229,9 @@ def tables_record(loaded: LoadedModel) -> dict:
     }
     if loaded.variable_rate:
         record["levels"] = levels_record(loaded)
+    if loaded.component_tables is not None:
+        record["latent_dims"] = loaded.config.latent_dims
+        record["components"] = components_record(loaded)
     return record
 
 
@@ -246,6 +269,13 @@ def manifest_record(loaded: LoadedModel, hashes: dict[str, str], source: str | N
             "pixels = round_half_to_even(255 * x_hat) saturated to 0..255 (NaN gives 0), uint8",
         ),
     )
+    if loaded.config.conditioned_decoder:
+        synthesis["level_input"] = {
+            "name": CONDITIONED_SYNTHESIS_IO[1],
+            "shape": ["N"],
+            "dtype": "int64",
+            "scaling": "each digit's level l (0 .. levels - 1), as the .mnc file records it",
+        }
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -265,6 +295,14 @@ def _json_bytes(record: dict, indent: int | None = 1) -> bytes:
     return (json.dumps(record, indent=indent, sort_keys=True) + "\n").encode("utf-8")
 
 
+def _synthesis_onnx(transform: nn.Module, dims: int) -> bytes:
+    """The synthesis graph: with a second input, each digit's level, when it is conditioned."""
+    if not getattr(transform, "levels", None):
+        return _to_onnx(transform, torch.zeros(1, dims), SYNTHESIS_IO)
+    example = (torch.zeros(1, dims), torch.zeros(1, dtype=torch.int64))
+    return _to_onnx(transform, example, CONDITIONED_SYNTHESIS_IO)
+
+
 def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = False) -> Path:
     """Write ``loaded``'s transforms (ONNX) and coding tables (JSON) into directory ``out_dir``.
 
@@ -281,7 +319,7 @@ def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = F
         "analysis.onnx": _to_onnx(
             model.analysis_transform, torch.zeros(1, 1, *IMAGE_SHAPE), ANALYSIS_IO
         ),
-        "synthesis.onnx": _to_onnx(model.synthesis_transform, torch.zeros(1, dims), SYNTHESIS_IO),
+        "synthesis.onnx": _synthesis_onnx(model.synthesis_transform, dims),
         "tables.json": _json_bytes(tables_record(loaded), indent=None),
     }
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}

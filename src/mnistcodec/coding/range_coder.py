@@ -107,6 +107,23 @@ class LatentCoder:
         self._tiled: np.ndarray | None = None
         self._escape = tables.escape
 
+    @property
+    def symbol_dims(self) -> int:
+        """Symbols per digit (columns of :attr:`Symbols.indices`)."""
+        return self.tables.latent_dims
+
+    def min_digit_bits(self) -> float:
+        """The fewest bits any digit costs: every latent at its most probable symbol."""
+        return float(self._bits.min(axis=1).sum())
+
+    def component_of(self, k: np.ndarray) -> tuple[int | None, float]:
+        """The component that codes one digit's latents ``k`` (D,) and its bits: none here."""
+        return None, 0.0
+
+    def rows(self, component: int | None) -> np.ndarray:
+        """The table rows that code the latents (under ``component``, for a mixture)."""
+        return np.arange(self.tables.latent_dims)
+
     # -- symbols <-> integer latents ------------------------------------------------------
 
     def to_symbols(self, k: np.ndarray) -> Symbols:
@@ -232,8 +249,7 @@ class LatentCoder:
         Digits are decoded in order; with ``check``, the first digit that is not
         canonical (or does not decode) raises.
         """
-        dims = self.tables.latent_dims
-        indices = np.empty((len(strings), dims), dtype=np.int32)
+        indices = np.empty((len(strings), self.symbol_dims), dtype=np.int32)
         overflow: list[list[int]] = []
         failure: DecodeError | None = None
         for i, words in enumerate(_strings_to_words(strings)):

@@ -139,3 +139,18 @@ def build_tables(
         offsets=offsets.numpy().astype(np.float32),
         precision=precision,
     ).validate()
+
+
+def build_weight_table(weights: torch.Tensor, precision: int = DEFAULT_PRECISION) -> CodingTables:
+    """One row coding the index ``c`` of ``C`` weights ``w_c`` (a mixture's components).
+
+    The counts quantise ``w`` (and an escape of mass 0, never coded) as
+    :func:`quantize_pmf` does; ``lower = 0`` and the offset is 0.
+    """
+    pmf = torch.cat([weights.detach().double().cpu(), torch.zeros(1, dtype=torch.float64)])
+    return CodingTables(
+        counts=quantize_pmf(pmf[None].numpy(), precision),
+        lower=np.zeros(1, dtype=np.int32),
+        offsets=np.zeros(1, dtype=np.float32),
+        precision=precision,
+    ).validate()

@@ -66,7 +66,7 @@ def _model_terms(
             levels = torch.full((y.shape[0],), level, device=device)
             _, bound_bits = model.entropy_bottleneck(y, levels, True, g)
             y_hat, info_bits = model.entropy_bottleneck(y, levels, False)
-            x_hat = model.synthesis_transform(y_hat)
+            x_hat = model.synthesis_transform(y_hat, levels)
         else:
             y = model.analysis_transform(x)
             _, bound_bits = model.entropy_bottleneck(y, training=True, generator=g)

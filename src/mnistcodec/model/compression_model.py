@@ -23,6 +23,9 @@ from mnistcodec.model.names import DISTORTIONS
 from mnistcodec.model.priors import Prior, make_prior
 from mnistcodec.model.transforms import make_transforms
 
+#: Most components a mixture prior may have.
+MAX_COMPONENTS = 256
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -33,15 +36,43 @@ class ModelConfig:
     prior: str = "logistic"
     lmbda: float = 2000.0
     distortion: str = "mad"
+    #: Components of a mixture prior (``arch = "vr"`` with the logistic family only); 1: none.
+    #: (Files of early versions may hold a key ``components``, unused: it is ignored.)
+    mixture_components: int = 1
+    #: A synthesis transform with one affine map per level on each hidden layer (``arch = "vr"``).
+    conditioned_decoder: bool = False
 
     def __post_init__(self) -> None:
+        if (
+            type(self.mixture_components) is not int
+            or not 1 <= self.mixture_components <= MAX_COMPONENTS
+        ):
+            raise InputError(
+                f"mixture_components must be an integer from 1 to {MAX_COMPONENTS}, "
+                f"got {self.mixture_components!r}"
+            )
+        if type(self.conditioned_decoder) is not bool:
+            raise InputError("conditioned_decoder must be true or false")
+        if self.conditioned_decoder and self.arch != "vr":
+            raise InputError("a conditioned decoder needs the variable-rate architecture (arch vr)")
+        if self.mixture_components > 1 and (self.arch != "vr" or self.prior != "logistic"):
+            raise InputError(
+                "a mixture prior (mixture_components > 1) needs the variable-rate architecture "
+                "(arch vr) and the logistic family"
+            )
         if self.distortion not in DISTORTIONS:
             raise InputError(f"distortion must be one of {DISTORTIONS}, got {self.distortion!r}")
         if not self.lmbda > 0:
             raise InputError(f"lambda must be positive, got {self.lmbda}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict, without the later fields at their defaults (older files lack them)."""
+        data = dataclasses.asdict(self)
+        if self.mixture_components == 1:
+            del data["mixture_components"]
+        if not self.conditioned_decoder:
+            del data["conditioned_decoder"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:

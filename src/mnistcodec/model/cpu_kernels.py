@@ -145,48 +145,65 @@ def _analysis_grid_order(
 # -- synthesis -----------------------------------------------------------------------------------
 
 
-def synthesis_forward(transform: nn.Module, y: Tensor) -> Tensor:
-    """``transform.reference_forward(y)`` for a ``SeedSynthesisTransform``, by the CPU kernels."""
+def synthesis_forward(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
+    """``transform.reference_forward(y, affine)`` for a ``SeedSynthesisTransform``, by the CPU kernels.
+
+    ``affine`` (a :class:`~mnistcodec.model.transforms.LevelAffine`, or None)
+    maps the pre-activations of ``fc_1``, ``fc_2`` and ``conv_1`` per digit.
+    """
     if torch.is_grad_enabled() or y.shape[0] < GRID_ORDER_MIN_BATCH:
-        return _synthesis_channels_last(transform, y)
+        return _synthesis_channels_last(transform, y, affine)
     weight, bias = grid_order_weights(transform.fc_2, "out")
     if "fc_2" in transform.bf16_layers:
         weight = precision.bf16_weight(weight)
-    return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
+    if affine is None:
+        return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
+    parts = [
+        _synthesis_grid_order(
+            transform, y[i : i + CPU_CHUNK], weight, bias, affine.rows(i, CPU_CHUNK)
+        )
+        for i in range(0, y.shape[0], CPU_CHUNK)
+    ]
+    return torch.cat(parts)
 
 
-def _synthesis_channels_last(transform: nn.Module, y: Tensor) -> Tensor:
+def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
     fc_1, fc_2 = transform.fc_1, transform.fc_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
-    h = F.leaky_relu_(precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
+    h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
+    h = F.leaky_relu_(h if affine is None else affine("fc_1", h), slope)
     if "fc_2" in bf16:
-        h = precision.linear(h, fc_2.weight, fc_2.bias, True)
-        h = F.leaky_relu_(h, slope).view(-1, 50, 7, 7)
+        h = precision.linear(h, fc_2.weight, fc_2.bias, True).view(-1, 50, 7, 7)
     else:
         # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
         # channels-last below is needed anyway.
-        h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t())
-        h = F.leaky_relu_(h, slope).t().reshape(-1, 50, 7, 7)
-    return _synthesis_convolutions(transform, h.contiguous(memory_format=_CHANNELS_LAST))
+        h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t()).t().reshape(-1, 50, 7, 7)
+    h = F.leaky_relu_(h if affine is None else affine("fc_2", h), slope)
+    return _synthesis_convolutions(transform, h.contiguous(memory_format=_CHANNELS_LAST), affine)
 
 
 def _synthesis_grid_order(
-    transform: nn.Module, y: Tensor, fc_2_weight: Tensor, fc_2_bias: Tensor
+    transform: nn.Module, y: Tensor, fc_2_weight: Tensor, fc_2_bias: Tensor, affine=None
 ) -> Tensor:
     """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`)."""
     fc_1 = transform.fc_1
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
-    h = F.leaky_relu_(precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
-    h = F.leaky_relu_(precision.linear(h, fc_2_weight, fc_2_bias, "fc_2" in bf16), slope)
+    h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
+    h = F.leaky_relu_(h if affine is None else affine("fc_1", h), slope)
+    h = precision.linear(h, fc_2_weight, fc_2_bias, "fc_2" in bf16)
+    if affine is not None:
+        h = affine.grid("fc_2", h.view(-1, 49, 50)).view(-1, 2450)
+    h = F.leaky_relu_(h, slope)
     # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
-    return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2))
+    return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2), affine)
 
 
-def _synthesis_convolutions(transform: nn.Module, h: Tensor) -> Tensor:
+def _synthesis_convolutions(transform: nn.Module, h: Tensor, affine=None) -> Tensor:
     """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
     conv_1, conv_2 = transform.conv_1, transform.conv_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
-    h = F.leaky_relu_(precision.conv_transpose2d(h, conv_1, "conv_1" in bf16), slope)
+    h = precision.conv_transpose2d(h, conv_1, "conv_1" in bf16)
+    h = F.leaky_relu_(h if affine is None else affine("conv_1", h), slope)
     if "conv_2" in bf16:
         h = precision.conv_transpose2d(h, conv_2, True)
     elif h.shape[0] >= TAPS_MIN_BATCH:

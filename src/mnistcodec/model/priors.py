@@ -279,6 +279,81 @@ class NoisyDeepFactorized(Prior):
         return f"latent_dims={self.latent_dims}, filters={self.filters}, init_scale={self.init_scale:g}"
 
 
+class LocatedLogistic(Prior):
+    """Logistic(mu_i, s_i) convolved with U(-1/2, 1/2), with fixed parameters.
+
+    One component of a :class:`LogisticMixture` (its rows flattened), so that
+    each component is frozen into integer tables like any prior. Its latents
+    are quantised to the integers: the quantisation offset is 0.
+    """
+
+    family = "logistic"
+
+    def __init__(self, loc: Tensor, scale: Tensor) -> None:
+        super().__init__(loc.shape[-1])
+        self.register_buffer("loc", loc)
+        self.register_buffer("scale", scale)
+
+    def cdf_logits(self, x: Tensor) -> Tensor:
+        return (x - self.loc.to(x.dtype)) / self.scale.to(x.dtype)
+
+    def quantization_offset(self) -> Tensor:
+        return torch.zeros(self.latent_dims, dtype=torch.float64)
+
+
+class LogisticMixture(nn.Module):
+    """A mixture of ``C`` factorised logistics: a latent-adaptive prior coded by component.
+
+    ``p(y) = sum_c w_c prod_i Logistic(y_i; mu_ci, s_ci)`` with ``w = softmax(logits)``.
+    Each component is a factorised prior (:meth:`component_priors`); a digit is
+    coded as a component index and its latents under that component, so the
+    code length is ``min_c [-log2 w_c - sum_i log2 P_c(y_i)]``, within
+    ``log2 C`` bits of ``-log2 p(y)``. The locations start at ``N(0, 1/4)``
+    draws (the components must differ for training to separate them), the
+    scales at 1 and the weights uniform.
+    """
+
+    family = "logistic"
+
+    def __init__(self, latent_dims: int, components: int) -> None:
+        super().__init__()
+        self.latent_dims = int(latent_dims)
+        self.components = int(components)
+        self.loc = nn.Parameter(torch.randn(self.components, self.latent_dims) * 0.5)
+        self.log_scale = nn.Parameter(torch.zeros(self.components, self.latent_dims))
+        self.logits = nn.Parameter(torch.zeros(self.components))
+
+    def component_nats(self, z: Tensor, gain: Tensor) -> Tensor:
+        """``log w_c + sum_i log P_c(z_i)`` for ``z = gain * y``, shape ``(B, C)``.
+
+        ``P_c(z_i) = F_c((z_i + 1/2) / g_i) - F_c((z_i - 1/2) / g_i)``, computed
+        from logits with the upper tail where the bin lies right of the
+        location, as :meth:`Prior.log_prob` does.
+        """
+        loc, scale = self.loc.to(z.dtype)[None], torch.exp(self.log_scale).to(z.dtype)[None]
+        x, g = z[:, None, :], gain[:, None, :]
+        a = ((x - 0.5) / g - loc) / scale
+        b = ((x + 0.5) / g - loc) / scale
+        upper = (a + b) > 0
+        log_hi = F.logsigmoid(torch.where(upper, -a, b))
+        log_lo = F.logsigmoid(torch.where(upper, -b, a))
+        nats = log_hi + torch.log((-torch.expm1(log_lo - log_hi)).clamp_min(_LOG_FLOOR))
+        return nats.sum(dim=-1) + torch.log_softmax(self.logits.to(z.dtype), dim=0)[None]
+
+    def component_priors(self) -> LocatedLogistic:
+        """Every component as one prior of ``C x D`` dimensions (row ``c D + i``), frozen."""
+        return LocatedLogistic(
+            self.loc.detach().reshape(-1).clone(), torch.exp(self.log_scale.detach()).reshape(-1)
+        )
+
+    def weights(self) -> Tensor:
+        """The components' weights ``w``, shape ``(C,)``, without gradients."""
+        return torch.softmax(self.logits.detach(), dim=0)
+
+    def extra_repr(self) -> str:
+        return f"latent_dims={self.latent_dims}, components={self.components}"
+
+
 PRIORS: dict[str, type[Prior]] = {
     NoisyLogistic.family: NoisyLogistic,
     NoisyNormal.family: NoisyNormal,

@@ -99,17 +99,91 @@ class SeedSynthesisTransform(nn.Module):
         self.bf16_layers: frozenset[str] = frozenset()  # see mnistcodec.model.precision
         keras_init_(self)
 
-    def forward(self, y: Tensor) -> Tensor:
+    def forward(self, y: Tensor, levels: Tensor | None = None) -> Tensor:
+        """``levels`` (one per digit) only matter to a :class:`ConditionedSynthesisTransform`."""
+        affine = self.level_affine(levels)
         if cpu_kernels.applies(self, y):
-            return cpu_kernels.synthesis_forward(self, y)
-        return self.reference_forward(y)
+            return cpu_kernels.synthesis_forward(self, y, affine)
+        return self.reference_forward(y, affine)
 
-    def reference_forward(self, y: Tensor) -> Tensor:
+    def level_affine(self, levels: Tensor | None) -> LevelAffine | None:
+        return None
+
+    def reference_forward(self, y: Tensor, affine: LevelAffine | None = None) -> Tensor:
         bf16 = self.bf16_layers
-        h = self.act(apply_layer(self.fc_1, y, "fc_1" in bf16))
-        h = self.act(apply_layer(self.fc_2, h, "fc_2" in bf16)).view(-1, 50, 7, 7)
-        h = self.act(apply_layer(self.conv_1, h, "conv_1" in bf16))
+        same = _identity if affine is None else affine
+        h = self.act(same("fc_1", apply_layer(self.fc_1, y, "fc_1" in bf16)))
+        h = apply_layer(self.fc_2, h, "fc_2" in bf16).view(-1, 50, 7, 7)
+        h = self.act(same("fc_2", h))
+        h = self.act(same("conv_1", apply_layer(self.conv_1, h, "conv_1" in bf16)))
         return self.act(apply_layer(self.conv_2, h, "conv_2" in bf16))
+
+
+def _identity(name: str, h: Tensor) -> Tensor:
+    return h
+
+
+class LevelAffine:
+    """Each digit's per-level affine maps of a :class:`ConditionedSynthesisTransform`, for one call.
+
+    ``affine(name, h)`` returns ``h * exp(s_{l_b}) + t_{l_b}`` with the
+    per-unit (dense) or per-channel (grid) vectors of digit ``b``'s level,
+    broadcast along dimension 1 of ``h``; :meth:`grid` does the same for a
+    ``(B, 49, 50)`` grid in (row, column, channel) order.
+    """
+
+    def __init__(self, transform: ConditionedSynthesisTransform, levels: Tensor) -> None:
+        self.scales = {n: torch.exp(p[levels]) for n, p in transform.level_log_scales.items()}
+        self.shifts = {n: p[levels] for n, p in transform.level_shifts.items()}
+
+    def rows(self, start: int, count: int) -> LevelAffine:
+        """The maps of digits ``start .. start + count - 1``."""
+        part = LevelAffine.__new__(LevelAffine)
+        part.scales = {n: v[start : start + count] for n, v in self.scales.items()}
+        part.shifts = {n: v[start : start + count] for n, v in self.shifts.items()}
+        return part
+
+    def __call__(self, name: str, h: Tensor) -> Tensor:
+        shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
+        return h * self.scales[name].view(shape).to(h.dtype) + self.shifts[name].view(shape).to(
+            h.dtype
+        )
+
+    def grid(self, name: str, h: Tensor) -> Tensor:
+        scale, shift = self.scales[name].unsqueeze(1), self.shifts[name].unsqueeze(1)
+        return h * scale.to(h.dtype) + shift.to(h.dtype)
+
+
+class ConditionedSynthesisTransform(SeedSynthesisTransform):
+    """The seed's synthesis transform with one affine map per level on each hidden layer.
+
+    For a digit at level ``l``, the pre-activation ``h`` of the dense 500, of
+    the 7x7x50 grid (per channel) and of the 20-channel layer (per channel)
+    becomes ``h * exp(s_l) + t_l`` before the leaky ReLU: the conditional
+    layers of Choi, El-Khamy & Lee (2019), which let one decoder specialise
+    for each quantisation step. ``s = t = 0`` at the start: the seed's decoder.
+    """
+
+    CONDITIONED = (("fc_1", 500), ("fc_2", 50), ("conv_1", 20))
+
+    def __init__(self, latent_dims: int, levels: int) -> None:
+        super().__init__(latent_dims)
+        self.levels = int(levels)
+        self.level_log_scales = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(self.levels, size)) for n, size in self.CONDITIONED}
+        )
+        self.level_shifts = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(self.levels, size)) for n, size in self.CONDITIONED}
+        )
+
+    def level_affine(self, levels: Tensor | None) -> LevelAffine:
+        if levels is None:
+            raise InputError("a conditioned synthesis transform needs each digit's level")
+        return LevelAffine(self, levels)
+
+    def level_parameters(self) -> list[nn.Parameter]:
+        """The per-level scales and shifts (trained at the prior's learning rate)."""
+        return [*self.level_log_scales.values(), *self.level_shifts.values()]
 
 
 TransformFactory = Callable[[int], tuple[nn.Module, nn.Module]]

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig, RDOutput
-from mnistcodec.model.priors import Prior, bits_from_log_prob, make_prior
-from mnistcodec.model.transforms import make_transforms
+from mnistcodec.model.priors import LogisticMixture, Prior, bits_from_log_prob, make_prior
+from mnistcodec.model.transforms import ConditionedSynthesisTransform, make_transforms
 
 #: The architecture name of the variable-rate model (``train --arch vr``).
 ARCH = "vr"
@@ -135,6 +135,50 @@ class VariableRateBottleneck(nn.Module):
         z_hat = z + (torch.round(z - offset) + offset - z).detach()
         return z_hat / gain, bits
 
+    def information_bits(self, z_hat: Tensor, gain: Tensor) -> Tensor:
+        """``-log2 P_l(z^)`` per digit for quantised scaled latents ``z^``, ``(B,)``."""
+        return bits_from_log_prob(GainedPrior(self.prior, gain).log_prob(z_hat))
+
+
+class MixtureBottleneck(VariableRateBottleneck):
+    """Gain units over a :class:`~mnistcodec.model.priors.LogisticMixture` prior of ``y``.
+
+    Level ``l`` quantises ``z = g_l y`` to the integers (offset 0) and a digit
+    is coded as its cheapest component ``c`` and its latents under ``c``
+    (:mod:`mnistcodec.coding.mixture_coder`); evaluation counts that code
+    length, ``min_c [-log2 w_c - sum_i log2 P_{c,l}(z_i)]``. Training bounds it
+    by the noisy mixture ``-log2 sum_c w_c prod_i p~_{c,l}(z_i + u_i)``, which is
+    at most ``log2 C`` bits below; the decoder sees ``round(z)`` with gradients
+    passed straight through (or the noisy ``z`` without ``decoder_rounding``).
+    """
+
+    prior: LogisticMixture
+
+    def level_prior(self, level: int) -> GainedPrior:
+        """All components at level ``level`` as one frozen prior of ``C x D`` dimensions."""
+        gain = torch.exp(self.log_gains[level]).detach().repeat(self.prior.components)
+        return GainedPrior(self.prior.component_priors(), gain.clone())
+
+    def information_bits(self, z_hat: Tensor, gain: Tensor) -> Tensor:
+        """The code length under the cheapest component, ``(B,)``."""
+        return -self.prior.component_nats(z_hat, gain).max(dim=1).values / math.log(2.0)
+
+    def forward(
+        self, y: Tensor, levels: Tensor, training: bool, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(y~ or y^, bits per digit)`` with digit ``b`` at level ``levels[b]``."""
+        gain = self.gains(levels).to(y.dtype)
+        z = y * gain
+        if not training:
+            z_hat = torch.round(z)
+            return z_hat / gain, self.information_bits(z_hat, gain)
+        noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
+        nats = torch.logsumexp(self.prior.component_nats(z + noise, gain), dim=1)
+        bits = -nats / math.log(2.0)
+        if not self.decoder_rounding:
+            return (z + noise) / gain, bits
+        return (z + (torch.round(z) - z).detach()) / gain, bits
+
 
 class VariableRateModel(CompressionModel):
     """The seed's transforms, gain units and a shared prior: :data:`LEVEL_COUNT` rates in one model."""
@@ -147,14 +191,27 @@ class VariableRateModel(CompressionModel):
         self.analysis_transform, self.synthesis_transform = make_transforms(
             "seed", self.config.latent_dims
         )
-        prior = make_prior(self.config.prior, self.config.latent_dims)
-        self.entropy_bottleneck = VariableRateBottleneck(prior)
+        if self.config.conditioned_decoder:
+            self.synthesis_transform = ConditionedSynthesisTransform(
+                self.config.latent_dims, LEVEL_COUNT
+            )
+        if self.config.mixture_components > 1:
+            mixture = LogisticMixture(self.config.latent_dims, self.config.mixture_components)
+            self.entropy_bottleneck = MixtureBottleneck(mixture)
+        else:
+            prior = make_prior(self.config.prior, self.config.latent_dims)
+            self.entropy_bottleneck = VariableRateBottleneck(prior)
         #: Exponent ``A`` of the levels' weights in :meth:`loss` (training only; 0: unweighted).
         self.level_weight = 0.0
 
     @property
     def levels(self) -> int:
         return self.entropy_bottleneck.levels
+
+    @property
+    def components(self) -> int:
+        """Components of the mixture prior (1: one factorised prior)."""
+        return self.config.mixture_components
 
     @property
     def lambdas(self) -> tuple[float, ...]:
@@ -188,7 +245,7 @@ class VariableRateModel(CompressionModel):
             levels = torch.full((batch,), level, dtype=torch.long, device=x.device)
         y = self.analysis_transform(x)
         y_hat, rate_bits = self.entropy_bottleneck(y, levels, training, generator)
-        x_hat = self.synthesis_transform(y_hat)
+        x_hat = self.synthesis_transform(y_hat, levels)
         per_digit = self.digit_distortion(x, x_hat)
         lmbda = torch.tensor(self.lambdas, dtype=x.dtype, device=x.device)[levels]
         return VariableRateOutput(rate_bits, per_digit.mean(), x_hat, y, y_hat, per_digit, lmbda)
@@ -226,6 +283,10 @@ class VariableRateOutput(RDOutput):
 
 def is_variable_rate(model: nn.Module) -> bool:
     return isinstance(model, VariableRateModel)
+
+
+def is_mixture(model: nn.Module) -> bool:
+    return is_variable_rate(model) and model.components > 1
 
 
 def make_model(config: ModelConfig) -> CompressionModel:

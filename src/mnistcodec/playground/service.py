@@ -131,26 +131,32 @@ def latent_view(codec: Codec, k: np.ndarray, level: int) -> dict:
     ``g`` = 1 for a fixed-rate model), the bits its symbol costs under the
     integer tables (an escaped latent: the escape symbol's), and for every
     in-table value its ``y^`` and probability; ``step`` is the quantisation step
-    ``1 / g``.
+    ``1 / g``. Under a mixture prior the tables are those of the component the
+    encoder chooses (``component``, whose index costs ``component_bits``).
     """
-    tables = codec.coders[level].tables
-    offsets = tables.offsets.astype(np.float64)
+    coder = codec.coders[level]
+    tables = coder.tables
+    component, component_bits = coder.component_of(k)
+    rows = coder.rows(component)
+    offsets, lower = tables.offsets[rows].astype(np.float64), tables.lower[rows]
     if codec.loaded.variable_rate:
         gains = codec.gains[level].detach().cpu().double().numpy()
     else:
         gains = np.ones(codec.latent_dims)
-    grid = tables.lower[:, None].astype(np.float64) + np.arange(tables.width)[None, :]
-    index = np.where(
-        (k >= tables.lower) & (k < tables.lower + tables.width), k - tables.lower, tables.escape
-    ).astype(np.int64)
-    bits = tables.symbol_bits()[np.arange(codec.latent_dims), index]
+    grid = lower[:, None].astype(np.float64) + np.arange(tables.width)[None, :]
+    index = np.where((k >= lower) & (k < lower + tables.width), k - lower, tables.escape).astype(
+        np.int64
+    )
+    bits = tables.symbol_bits()[rows, index]
     return {
         "values": ((k + offsets) / gains).tolist(),
         "k": k.astype(np.int64).tolist(),
         "bits": bits.tolist(),
         "step": (1.0 / gains).tolist(),
+        "component": component,
+        "component_bits": component_bits,
         "prior_values": ((grid + offsets[:, None]) / gains[:, None]).round(6).tolist(),
-        "prior_probs": tables.probabilities()[:, :-1].round(6).tolist(),
+        "prior_probs": tables.probabilities()[rows, :-1].round(6).tolist(),
     }
 
 

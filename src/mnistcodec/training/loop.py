@@ -317,10 +317,14 @@ def make_optimizer(
 ) -> torch.optim.Adam:
     """Adam with Keras' epsilon, as one fused kernel; the prior may have its own rate.
 
-    The prior's rate applies to every parameter of the entropy bottleneck: the
-    prior's, and a variable-rate model's gains.
+    The prior's rate applies to every parameter of the entropy bottleneck (the
+    prior's, and a variable-rate model's gains) and to a conditioned decoder's
+    per-level scales and shifts.
     """
     prior_params = list(model.entropy_bottleneck.parameters())
+    level_parameters = getattr(model.synthesis_transform, "level_parameters", None)
+    if level_parameters is not None:
+        prior_params += level_parameters()
     prior_ids = {id(p) for p in prior_params}
     transform_params = [p for p in model.parameters() if id(p) not in prior_ids]
     groups = [

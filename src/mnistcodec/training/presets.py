@@ -16,6 +16,12 @@
   :meth:`~mnistcodec.model.variable_rate.VariableRateModel.loss`): unweighted, the
   high-rate levels' large Lagrangians dominate the shared transforms' gradients
   and the low rates lose (docs/improvements.md).
+* ``vr-mixture``: ``vr-balanced`` with a latent-adaptive prior, a mixture of 16
+  factorised logistics (each digit codes the index of its cheapest component,
+  then its latents under that component;
+  :class:`~mnistcodec.model.variable_rate.MixtureBottleneck`), and a synthesis
+  transform with per-level affine maps
+  (:class:`~mnistcodec.model.transforms.ConditionedSynthesisTransform`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Preset:
     prior: str = "logistic"
     prior_lr: float | None = None
     level_weight: float = 0.0
+    mixture_components: int = 1
+    conditioned_decoder: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -54,6 +62,15 @@ PRESETS: dict[str, Preset] = {
         arch="vr",
         prior_lr=1e-2,
         level_weight=1.0,
+    ),
+    "vr-mixture": Preset(
+        "vr-mixture",
+        "vr-balanced with a mixture of 16 logistics as the prior and a level-conditioned decoder",
+        arch="vr",
+        prior_lr=1e-2,
+        level_weight=1.0,
+        mixture_components=16,
+        conditioned_decoder=True,
     ),
 }
 

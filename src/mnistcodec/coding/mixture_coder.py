@@ -1,0 +1,212 @@
+"""Entropy coding under a mixture prior: a component index, then the latents under it.
+
+A mixture model (``components = C > 1``, :class:`~mnistcodec.model.variable_rate.MixtureBottleneck`)
+freezes, per level, one table of ``C x D`` rows (row ``c D + i`` is latent
+dimension ``i`` under component ``c``, all rows of one common width) and one
+shared single-row table of the ``C`` component weights. A digit is coded as
+
+1. its component ``c``, one symbol with the component table;
+2. its ``D`` latents with rows ``c D .. c D + D - 1``, escapes as in
+   :mod:`mnistcodec.coding.range_coder`;
+3. the overflow values of the escaped latents, in dimension order.
+
+The encoder chooses ``c`` as the component whose integer tables give the
+fewest bits, ``-log2 w_c - sum_i log2 P_c(k_i)`` (overflow codes included;
+ties go to the smaller index). Any choice decodes: the decoder reads ``c``
+before anything else. The decoded component symbol must be a component (the
+table's escape column is never coded). Stream mode codes, digit after digit,
+the component and latents of each, then all overflow values. Strings are
+shortened and checked exactly as in :mod:`mnistcodec.coding.range_coder`;
+``docs/mnc-format.md`` states the rules.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from mnistcodec.coding.range_coder import (
+    _OVERFLOW_EXPONENTS,
+    DecodeError,
+    LatentCoder,
+    Symbols,
+    _bytes_to_words,
+    _overflow_bits,
+    _overflow_exponent,
+    _words_to_bytes,
+)
+from mnistcodec.coding.tables import CodingTables
+from mnistcodec.errors import ModelFileError
+
+
+class MixtureCoder(LatentCoder):
+    """Codes integer latents (N, D) as a component symbol then the latents under it.
+
+    :class:`Symbols` of this coder have ``D + 1`` columns: the component, then
+    the latents' table columns in the chosen component's rows.
+    """
+
+    def __init__(self, tables: CodingTables, components: CodingTables) -> None:
+        count = components.width
+        if components.latent_dims != 1 or count < 2 or tables.latent_dims % count:
+            raise ModelFileError(
+                f"mixture tables do not fit: {tables.latent_dims} rows for {count} components"
+            )
+        super().__init__(tables)
+        self.components = components
+        self.count = count
+        self.dims = tables.latent_dims // count
+        self._component_probs = np.ascontiguousarray(components.probabilities()[:1])
+        self._component_bits = components.symbol_bits()[0]
+        self._lower_by_component = self._lower.reshape(count, self.dims)
+
+    @property
+    def symbol_dims(self) -> int:
+        return self.dims + 1
+
+    def _rows(self, component: int) -> slice:
+        return slice(component * self.dims, (component + 1) * self.dims)
+
+    def component_of(self, k: np.ndarray) -> tuple[int, float]:
+        """The component the encoder chooses for one digit's latents ``k`` (D,), and its bits."""
+        component = int(self.to_symbols(np.asarray(k)[None]).indices[0, 0])
+        return component, float(self._component_bits[component])
+
+    def min_digit_bits(self) -> float:
+        """The fewest bits any digit costs: the cheapest component with its most probable latents."""
+        per_component = self._bits.min(axis=1).reshape(self.count, self.dims).sum(axis=1)
+        return float((per_component + self._component_bits[:-1]).min())
+
+    def rows(self, component: int | None) -> np.ndarray:
+        return np.arange(self.dims) + int(component or 0) * self.dims
+
+    # -- symbols <-> integer latents ------------------------------------------------------
+
+    def _columns(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table columns of ``k`` under every component, (N, C, D), and each choice's bits (N, C)."""
+        width = self.tables.width
+        rel = k[:, None, :] - self._lower_by_component[None, :, :]
+        inside = (rel >= 0) & (rel < width)
+        columns = np.where(inside, rel, width).astype(np.int64)
+        rows = np.arange(self.tables.latent_dims).reshape(self.count, self.dims)
+        bits = self._bits[rows[None, :, :], columns].sum(axis=2) + self._component_bits[None, :-1]
+        if not inside.all():
+            outside = np.nonzero(~inside)
+            values = np.broadcast_to(k[:, None, :], inside.shape)[outside]
+            extra = np.zeros(inside.shape)
+            extra[outside] = [_overflow_bits(int(v)) for v in values.tolist()]
+            bits = bits + extra.sum(axis=2)
+        return columns, bits
+
+    def to_symbols(self, k: np.ndarray) -> Symbols:
+        """Integer latents (N, D) -> :class:`Symbols` under each digit's cheapest component."""
+        k = np.asarray(k)
+        columns, bits = self._columns(k)
+        chosen = np.argmin(bits, axis=1)
+        picked = columns[np.arange(k.shape[0]), chosen]
+        indices = np.concatenate([chosen[:, None], picked], axis=1).astype(np.int32)
+        overflow: list[list[int]] = [[] for _ in range(k.shape[0])]
+        for row, col in zip(*np.nonzero(picked == self.tables.escape), strict=True):
+            overflow[row].append(int(k[row, col]))
+        return Symbols(indices, overflow)
+
+    def from_symbols(self, symbols: Symbols) -> np.ndarray:
+        """:class:`Symbols` -> integer latents as float64 (N, D)."""
+        chosen = symbols.indices[:, 0].astype(np.int64)
+        latent = symbols.indices[:, 1:]
+        k = (latent.astype(np.int64) + self._lower_by_component[chosen]).astype(np.float64)
+        for row, values in enumerate(symbols.overflow):
+            cols = np.flatnonzero(latent[row] == self.tables.escape)
+            if len(cols) != len(values):
+                raise DecodeError("overflow values do not match the escape symbols")
+            for col, value in zip(cols.tolist(), values, strict=True):
+                k[row, col] = float(value)
+        return k
+
+    def table_bits(self, symbols: Symbols) -> np.ndarray:
+        """Ideal bits per digit under the integer tables: component, latents and overflow codes."""
+        chosen = symbols.indices[:, 0].astype(np.int64)
+        rows = chosen[:, None] * self.dims + np.arange(self.dims)[None, :]
+        bits = self._bits[rows, symbols.indices[:, 1:]].sum(axis=1) + self._component_bits[chosen]
+        extra = [sum(_overflow_bits(v) for v in values) for values in symbols.overflow]
+        return bits + np.asarray(extra, dtype=np.float64)
+
+    # -- low-level coding ------------------------------------------------------------------
+
+    def _encode_symbols(self, encoder, indices: np.ndarray) -> None:
+        component = int(indices[0])
+        encoder.encode(indices[:1], self._family, self._component_probs)
+        encoder.encode(indices[1:], self._family, self._probs[self._rows(component)])
+
+    def _decode_symbols(self, decoder) -> np.ndarray:
+        component = int(decoder.decode(self._family, self._component_probs)[0])
+        if component >= self.count:
+            raise DecodeError(f"component symbol {component} is not one of {self.count} components")
+        latent = decoder.decode(self._family, self._probs[self._rows(component)])
+        return np.concatenate([[component], latent]).astype(np.int32)
+
+    def _encode_digit(self, indices: np.ndarray, overflow: list[int]):
+        encoder = constriction.stream.queue.RangeEncoder()
+        self._encode_symbols(encoder, indices)
+        for value in overflow:
+            self._encode_overflow(encoder, value)
+        return encoder
+
+    def _decode_digit(self, words: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        try:
+            indices = self._decode_symbols(decoder)
+            escapes = int(np.count_nonzero(indices[1:] == self._escape))
+            overflow = [self._decode_overflow(decoder) for _ in range(escapes)]
+        except (AssertionError, ValueError, OverflowError) as exc:
+            raise DecodeError(f"string does not decode ({exc})") from None
+        return indices, overflow
+
+    def _exact_eighths(self, indices: np.ndarray, overflow: list[int]) -> int:
+        """``floor(I / 8)`` in integers, as the base class, with the component's count."""
+        component = int(indices[0])
+        product = int(self.components.counts[0, component])
+        for count in self.tables.counts[self._rows(component), :][
+            np.arange(self.dims), indices[1:]
+        ].tolist():
+            product *= count
+        exponents = sum(_overflow_exponent(value) for value in overflow)
+        numerator = 1 << (self.tables.precision * (self.dims + 1) + exponents)
+        ratio = numerator * _OVERFLOW_EXPONENTS ** len(overflow) // product
+        return (ratio.bit_length() - 1) // 8
+
+    # -- stream mode -----------------------------------------------------------------------
+
+    def encode_stream(self, symbols: Symbols) -> bytes:
+        """All digits of a block in one stream: each digit's symbols in turn, then all overflow values."""
+        encoder = constriction.stream.queue.RangeEncoder()
+        for indices in symbols.indices:
+            self._encode_symbols(encoder, indices)
+        for values in symbols.overflow:
+            for value in values:
+                self._encode_overflow(encoder, value)
+        return _words_to_bytes(encoder.get_compressed()).rstrip(b"\0")
+
+    def decode_stream(self, data: bytes, count: int, check: bool = True) -> Symbols:
+        """Decode ``count`` digits from one stream; ``check`` requires it to be canonical."""
+        decoder = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
+        indices = np.empty((count, self.symbol_dims), dtype=np.int32)
+        try:
+            for row in range(count):
+                indices[row] = self._decode_symbols(decoder)
+            overflow = [
+                [
+                    self._decode_overflow(decoder)
+                    for _ in range(int(np.count_nonzero(row[1:] == self._escape)))
+                ]
+                for row in indices
+            ]
+        except (AssertionError, ValueError, OverflowError) as exc:
+            raise DecodeError(f"stream does not decode ({exc})") from None
+        symbols = Symbols(indices, overflow)
+        if check and self.encode_stream(symbols) != data:
+            raise DecodeError(
+                "stream is not the encoding of what it decodes to "
+                "(corrupt data, or a file for another model)"
+            )
+        return symbols
