@@ -126,13 +126,55 @@ class ConditionedSynthesis(nn.Module):
         shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
         return h * torch.exp(scale).view(shape) + shift.view(shape)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+        if levels is not None:
+            self.levels = levels
         b = self.base
         h = b.act(self.affine("fc_1", b.fc_1(y)))
         h = b.fc_2(h).view(-1, 50, 7, 7)
         h = b.act(self.affine("fc_2", h))
         h = b.act(self.affine("conv_1", b.conv_1(h)))
         return b.act(b.conv_2(h))
+
+
+class ConditionedAnalysis(nn.Module):
+    """The seed's analysis transform with a per-level affine map on each hidden layer."""
+
+    def __init__(self, base: nn.Module, levels: int) -> None:
+        super().__init__()
+        self.base = base
+        self.film = nn.ParameterDict(
+            {
+                name: nn.Parameter(torch.zeros(2, levels, n))
+                for name, n in (("conv_1", 20), ("conv_2", 50), ("fc_1", 500))
+            }
+        )
+        self.levels: torch.Tensor | None = None
+
+    affine = ConditionedSynthesis.affine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.base
+        h = b.act(self.affine("conv_1", b.conv_1(x)))
+        h = b.act(self.affine("conv_2", b.conv_2(h)))
+        h = b.act(self.affine("fc_1", b.fc_1(h.flatten(1))))
+        return b.fc_2(h)
+
+
+def condition_encoder(model: VariableRateModel) -> None:
+    """Give ``model`` a level-conditioned analysis transform (after :func:`condition_decoder`)."""
+    model.analysis_transform = ConditionedAnalysis(model.analysis_transform, model.levels)
+    forward = model.forward
+
+    def conditioned(x, training=None, generator=None, levels=None):
+        if levels is None:
+            levels = torch.arange(x.shape[0]) % model.levels
+        elif isinstance(levels, int):
+            levels = torch.full((x.shape[0],), levels, dtype=torch.long)
+        model.analysis_transform.levels = levels
+        return forward(x, training=training, generator=generator, levels=levels)
+
+    model.forward = conditioned
 
 
 def condition_decoder(model: VariableRateModel) -> None:
@@ -166,12 +208,11 @@ def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
         {"params": list(bottleneck.prior.parameters()), "lr": prior_lr},
         {"params": [bottleneck.log_gains], "lr": gain_lr},
     ]
-    if isinstance(model.synthesis_transform, ConditionedSynthesis):
-        groups[0]["params"] = [
-            *model.analysis_transform.parameters(),
-            *model.synthesis_transform.base.parameters(),
-        ]
-        groups.append({"params": list(model.synthesis_transform.film.parameters()), "lr": gain_lr})
+    films = [m.film for m in model.modules() if isinstance(m, (ConditionedSynthesis, ConditionedAnalysis))]
+    if films:
+        film_ids = {id(p) for film in films for p in film.parameters()}
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in film_ids]
+        groups.append({"params": [p for film in films for p in film.parameters()], "lr": gain_lr})
     return torch.optim.Adam(groups, lr=lr, eps=ADAM_EPS)
 
 
@@ -239,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a per-level affine map on each hidden layer of the synthesis transform",
     )
+    parser.add_argument(
+        "--conditioned-encoder",
+        action="store_true",
+        help="a per-level affine map on each hidden layer of the analysis transform",
+    )
     parser.add_argument("--log", type=Path, default=REPO / "runs" / "vr" / "mechanism.jsonl")
     args = parser.parse_args(argv)
     train_images = torch.from_numpy(load_split("train").images[: args.limit])
@@ -253,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         bottleneck = model.entropy_bottleneck
     if args.conditioned_decoder:
         condition_decoder(model)
+    if args.conditioned_encoder:
+        condition_encoder(model)
     optimizer = optimizer_for(model, args.variant)
     if args.level_weight:
         weight_levels(model, args.level_weight)

@@ -45,6 +45,10 @@ def training_command(meta: dict) -> str:
         parts.append(f"--prior-lr {tr['prior_lr']}")
     if tr.get("level_weight"):
         parts.append(f"--level-weight {tr['level_weight']:g}")
+    if cfg.get("mixture_components", 1) > 1:
+        parts.append(f"--mixture {cfg['mixture_components']}")
+    if cfg.get("conditioned_decoder"):
+        parts.append("--conditioned-decoder")
     parts.append(f"--seed {tr.get('seed')}")
     return " ".join(parts)
 

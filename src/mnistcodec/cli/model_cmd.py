@@ -270,6 +270,12 @@ def models_handler(args: argparse.Namespace) -> int:
                 f"    {loaded.levels} levels (--level 0-{loaded.levels - 1}, lambda {lambdas[0]:g} to {lambdas[-1]:g}); "
                 f"figures above at the reference level {loaded.model.reference_level} (lambda {lambdas[loaded.model.reference_level]:.0f})"
             )
+        extras = [
+            f"a mixture prior of {cfg.mixture_components} logistics" * (cfg.mixture_components > 1),
+            "a level-conditioned decoder" * cfg.conditioned_decoder,
+        ]
+        if any(extras):
+            print("    " + " and ".join(e for e in extras if e))
         if args.check:
             images = load_split("test", args.dataset, args.data_dir).images
             for key, (recorded, measured, same) in check_shipped(name, images).items():

@@ -78,6 +78,8 @@ CODING_DTYPES = {
     "lower": torch.int32,
     "offsets": torch.float32,
 }
+#: A mixture model stores its counts as uint16 (every count is below 2**16 at precision <= 16).
+COMPACT_COUNTS = torch.uint16
 #: The decoder-side state a fingerprint covers, besides the coding tables.
 DECODER_PREFIXES = ("synthesis_transform.", "entropy_bottleneck.log_gains")
 
@@ -216,8 +218,10 @@ def save_model(
     all_tables = frozen.level_tables or (frozen.tables,)
     if frozen.component_tables is not None:
         all_tables = (*all_tables, frozen.component_tables)
+    compact = is_mixture(model) and precision <= 16
     for prefix, tables in zip(table_prefixes(model.config), all_tables, strict=True):
-        tensors[f"{prefix}counts"] = torch.from_numpy(tables.counts.copy())
+        counts = torch.from_numpy(tables.counts.copy())
+        tensors[f"{prefix}counts"] = counts.to(COMPACT_COUNTS) if compact else counts
         tensors[f"{prefix}lower"] = torch.from_numpy(tables.lower.copy())
         tensors[f"{prefix}offsets"] = torch.from_numpy(tables.offsets.copy())
     if is_variable_rate(model):
@@ -303,12 +307,13 @@ def _read_tables(
     """The stored coding tables (one set per level for ``vr``), dtypes and rows checked."""
     out = []
     for prefix in table_prefixes(config):
-        for key, dtype in CODING_DTYPES.items():
-            if tensors[prefix + key].dtype != dtype:
+        for key, dtypes in _coding_dtypes(config, precision).items():
+            if tensors[prefix + key].dtype not in dtypes:
+                expected = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
                 raise ModelFileError(
                     f"{name}: tensor {prefix + key} is "
                     f"{str(tensors[prefix + key].dtype).removeprefix('torch.')}, "
-                    f"expected {str(dtype).removeprefix('torch.')}"
+                    f"expected {expected}"
                 )
         try:
             tables = CodingTables(
@@ -322,6 +327,14 @@ def _read_tables(
         _check_rows(tables, prefix, config, name)
         out.append(tables)
     return out
+
+
+def _coding_dtypes(config: ModelConfig, precision: int) -> dict[str, tuple[torch.dtype, ...]]:
+    """The dtypes a model's coding tensors may have: a mixture's counts may be uint16."""
+    dtypes = {key: (dtype,) for key, dtype in CODING_DTYPES.items()}
+    if config.mixture_components > 1 and precision <= 16:
+        dtypes["counts"] = (COMPACT_COUNTS, torch.int32)
+    return dtypes
 
 
 def _check_rows(tables: CodingTables, prefix: str, config: ModelConfig, name: str) -> None:
