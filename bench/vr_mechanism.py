@@ -208,7 +208,11 @@ def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
         {"params": list(bottleneck.prior.parameters()), "lr": prior_lr},
         {"params": [bottleneck.log_gains], "lr": gain_lr},
     ]
-    films = [m.film for m in model.modules() if isinstance(m, (ConditionedSynthesis, ConditionedAnalysis))]
+    films = [
+        m.film
+        for m in model.modules()
+        if isinstance(m, (ConditionedSynthesis, ConditionedAnalysis))
+    ]
     if films:
         film_ids = {id(p) for film in films for p in film.parameters()}
         groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in film_ids]

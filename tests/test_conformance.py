@@ -6,7 +6,9 @@ follows from the stored integer tables, the range coder's arithmetic (in exact
 integers, as the spec states it), the overflow code, the shortest-prefix rule,
 the synthesis transform (torch's functional layers, from the layer table) and
 the model fingerprint; for a variable-rate model (``arch = "vr"``), its
-per-level tables and gains and the levels of a version-2 file. The golden files of every shipped model must decode to
+per-level tables and gains and the levels of a version-2 file; for a mixture prior, the
+component coded before each digit's latents, and a conditioned decoder's per-level
+maps. The golden files of every shipped model must decode to
 the golden digits and re-encode byte for byte; the coded model must equal what
 constriction builds, row by row. A change to the code that breaks the spec,
 or a constriction release that quantises differently, fails here.
@@ -20,6 +22,7 @@ import bisect
 import functools
 import hashlib
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -67,9 +70,25 @@ class Model:
     def levels(self) -> int:
         return len(self.record["levels"]) if self.variable_rate else 1
 
+    @property
+    def dims(self) -> int:
+        return self.record["config"]["latent_dims"]
+
+    @property
+    def components(self) -> int:
+        """C of a mixture prior (1: none); strings then code a component first."""
+        return self.record["config"].get("mixture_components", 1)
+
     def table_names(self, level: int) -> list[str]:
         prefix = f"coding.level.{level}." if self.variable_rate else "coding."
         return [prefix + key for key in ("counts", "lower", "offsets")]
+
+    @functools.cached_property
+    def component_cdf(self) -> Cdf:
+        """The coded model of a mixture's component table (columns 0 .. C-1, escape C)."""
+        return categorical(
+            self.tensors["coding.components.counts"][0].astype(np.int32), self.precision
+        )
 
     def at_level(self, level: int) -> Model:
         """The same model, coding with level ``level``'s tables."""
@@ -89,7 +108,8 @@ class Model:
 
     @property
     def counts(self) -> np.ndarray:
-        return self.tensors[self.table_names(self.level)[0]]
+        """int32 (stored int32, or uint16 by a mixture model)."""
+        return self.tensors[self.table_names(self.level)[0]].astype(np.int32)
 
     @property
     def lower(self) -> list[int]:
@@ -107,6 +127,10 @@ class Model:
     def cdfs(self) -> list[Cdf]:
         """The coded model of every table row."""
         return [categorical(row, self.precision) for row in self.counts]
+
+    def rows(self, component: int) -> range:
+        """The table rows of the latents under ``component`` (all rows without a mixture)."""
+        return range(component * self.dims, (component + 1) * self.dims)
 
     def weight(self, name: str) -> torch.Tensor:
         """A synthesis tensor as float32 (stored float16 or float32)."""
@@ -132,9 +156,17 @@ def fingerprint(model: Model) -> str:
         "latent_dims": config["latent_dims"],
         "precision": model.precision,
     }
+    if model.components > 1:
+        head["mixture_components"] = model.components
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    for level in range(model.levels):
-        for name in model.table_names(level):
+    names = [name for level in range(model.levels) for name in model.table_names(level)]
+    if model.components > 1:
+        names += [f"coding.components.{key}" for key in ("counts", "lower", "offsets")]
+    for name in names:
+        if model.header[name]["dtype"] == "U16":  # a mixture's counts: hashed as int32
+            stored = np.frombuffer(stored_bytes(model, name), "<u2")
+            h.update(stored.astype("<i4").tobytes())
+        else:
             h.update(stored_bytes(model, name))
     dtypes = {"F16": "torch.float16", "F32": "torch.float32"}
     decoder = ("model.synthesis_transform.", "model.entropy_bottleneck.log_gains")
@@ -259,9 +291,9 @@ class Decoder:
 # -- symbols, overflow code, strings ------------------------------------------------------------
 
 
-def table_columns(model: Model, k: list[int]) -> list[int]:
-    width = model.width
-    return [v - lo if 0 <= v - lo < width else width for v, lo in zip(k, model.lower, strict=True)]
+def table_columns(model: Model, k: list[int], component: int = 0) -> list[int]:
+    width, lower = model.width, [model.lower[row] for row in model.rows(component)]
+    return [v - lo if 0 <= v - lo < width else width for v, lo in zip(k, lower, strict=True)]
 
 
 def zigzag(k: int) -> int:
@@ -290,13 +322,22 @@ def decode_overflow(decoder: Decoder) -> int:
     return z // 2 if z % 2 == 0 else -(z + 1) // 2
 
 
-def encode_digits(model: Model, latents: list[list[int]]) -> Encoder:
-    """All table symbols digit after digit, then every overflow code (one digit: a string)."""
+def encode_digits(
+    model: Model, latents: list[list[int]], components: list[int] | None = None
+) -> Encoder:
+    """All table symbols digit after digit, then every overflow code (one digit: a string).
+
+    A mixture model's digit starts with its component (``components``).
+    """
     encoder, cdfs = Encoder(), model.cdfs
     escaped = []
-    for k in latents:
-        for dim, column in enumerate(table_columns(model, k)):
-            encoder.encode(column, cdfs[dim])
+    for index, k in enumerate(latents):
+        component = components[index] if model.components > 1 else 0
+        if model.components > 1:
+            encoder.encode(component, model.component_cdf)
+        rows = model.rows(component)
+        for dim, column in enumerate(table_columns(model, k, component)):
+            encoder.encode(column, cdfs[rows[dim]])
             if column == model.width:
                 escaped.append(k[dim])
     for value in escaped:
@@ -305,31 +346,55 @@ def encode_digits(model: Model, latents: list[list[int]]) -> Encoder:
 
 
 def decode_digits(
-    model: Model, data: bytes, count: int, trace: list | None = None
+    model: Model,
+    data: bytes,
+    count: int,
+    trace: list | None = None,
+    components: list[int] | None = None,
 ) -> list[list[int]]:
-    """``count`` digits' table symbols, then their overflow codes (one digit: a string)."""
+    """``count`` digits' table symbols, then their overflow codes (one digit: a string).
+
+    A mixture model's digit starts with its component, appended to ``components``.
+    """
     decoder, cdfs = Decoder(data, trace), model.cdfs
-    columns = [[decoder.decode(cdf) for cdf in cdfs] for _ in range(count)]
+    chosen, columns = [], []
+    for _ in range(count):
+        component = decoder.decode(model.component_cdf) if model.components > 1 else 0
+        assert component < model.components, "a component symbol must name a component"
+        chosen.append(component)
+        columns.append([decoder.decode(cdfs[row]) for row in model.rows(component)])
     latents = []
     for row in columns:
         values = [decode_overflow(decoder) if c == model.width else None for c in row]
         latents.append(values)
-    for row, values in zip(columns, latents, strict=True):
+    for component, row, values in zip(chosen, columns, latents, strict=True):
+        rows = model.rows(component)
         for dim, column in enumerate(row):
             if column != model.width:
-                values[dim] = column + model.lower[dim]
+                values[dim] = column + model.lower[rows[dim]]
+    if components is not None:
+        components += chosen
     return latents
 
 
-def start_length(model: Model, k: list[int]) -> int:
-    """``max(0, floor(I / 8) - 1)``, ``floor(I / 8)`` in exact integers."""
-    columns = table_columns(model, k)
-    product = 1
+def information_ratio(model: Model, k: list[int], component: int = 0) -> tuple[int, int]:
+    """``2**I`` as the exact fraction ``(numerator, product)``, a mixture's component included."""
+    columns = table_columns(model, k, component)
+    counts, rows = model.counts, model.rows(component)
+    product, symbols = 1, len(k)
+    if model.components > 1:
+        product, symbols = int(model.tensors["coding.components.counts"][0, component]), len(k) + 1
     for dim, column in enumerate(columns):
-        product *= int(model.counts[dim, column])
+        product *= int(counts[rows[dim], column])
     escaped = [v for v, c in zip(k, columns, strict=True) if c == model.width]
     exponent_bits = sum((zigzag(v) + 1).bit_length() - 1 for v in escaped)
-    numerator = (1 << (model.precision * len(k) + exponent_bits)) * EXPONENTS ** len(escaped)
+    numerator = (1 << (model.precision * symbols + exponent_bits)) * EXPONENTS ** len(escaped)
+    return numerator, product
+
+
+def start_length(model: Model, k: list[int], component: int = 0) -> int:
+    """``max(0, floor(I / 8) - 1)``, ``floor(I / 8)`` in exact integers."""
+    numerator, product = information_ratio(model, k, component)
     floor_log2 = (numerator // product).bit_length() - 1
     return max(0, floor_log2 // 8 - 1)
 
@@ -349,12 +414,15 @@ def shortest_prefix(encoder: Encoder, start: int) -> bytes:
     return full
 
 
-def encode_string(model: Model, k: list[int]) -> bytes:
-    return shortest_prefix(encode_digits(model, [k]), start_length(model, k))
+def encode_string(model: Model, k: list[int], component: int = 0) -> bytes:
+    encoder = encode_digits(model, [k], [component])
+    return shortest_prefix(encoder, start_length(model, k, component))
 
 
-def encode_stream(model: Model, latents: list[list[int]]) -> bytes:
-    return encode_digits(model, latents).sealed().rstrip(b"\0")
+def encode_stream(
+    model: Model, latents: list[list[int]], components: list[int] | None = None
+) -> bytes:
+    return encode_digits(model, latents, components).sealed().rstrip(b"\0")
 
 
 # -- the .mnc container -------------------------------------------------------------------------
@@ -472,30 +540,41 @@ def mnc_levels(mnc: Mnc) -> list[int]:
     return out
 
 
-def decode_mnc(model: Model, mnc: Mnc) -> list[list[int]]:
+def decode_mnc(model: Model, mnc: Mnc, components: list[int] | None = None) -> list[list[int]]:
+    """Every digit's integer latents; a mixture's components are appended to ``components``."""
     latents = []
     for index, block in enumerate(mnc.blocks):
         if mnc.mode == 0:
             for string, level in zip(block, mnc.digit_levels(index, len(block)), strict=True):
                 assert not string.endswith(b"\0")
-                latents += decode_digits(model.at_level(level), string, 1)
+                latents += decode_digits(model.at_level(level), string, 1, components=components)
         else:
             (level,) = set(mnc.digit_levels(index, block[0]))
-            latents += decode_digits(model.at_level(level), block[1], block[0])
+            latents += decode_digits(
+                model.at_level(level), block[1], block[0], components=components
+            )
     return latents
 
 
-def reencode_mnc(model: Model, mnc: Mnc, latents: list[list[int]]) -> bytes:
+def reencode_mnc(
+    model: Model, mnc: Mnc, latents: list[list[int]], components: list[int] | None = None
+) -> bytes:
+    """The file again from its latents (a mixture's: with the components it coded)."""
     blocks, first = [], 0
+    components = components or [0] * len(latents)
     for index, block in enumerate(mnc.blocks):
         n = len(block) if mnc.mode == 0 else block[0]
         part, levels = latents[first : first + n], mnc.digit_levels(index, n)
+        chosen = components[first : first + n]
         if mnc.mode == 0:
             blocks.append(
-                [encode_string(model.at_level(lv), k) for k, lv in zip(part, levels, strict=True)]
+                [
+                    encode_string(model.at_level(lv), k, c)
+                    for k, lv, c in zip(part, levels, chosen, strict=True)
+                ]
             )
         else:
-            blocks.append((n, encode_stream(model.at_level(levels[0]), part)))
+            blocks.append((n, encode_stream(model.at_level(levels[0]), part, chosen)))
         first += n
     fields = (mnc.mode, mnc.count, mnc.block_size, mnc.fingerprint, blocks, mnc.version, mnc.levels)
     return write_mnc(Mnc(*fields))
@@ -510,18 +589,31 @@ def synthesise(
     """uint8 (N, 28, 28): ``y^ = (k + o_l) / g_l``, float32 layers, ``round_half_even(255 x)`` saturated."""
     k = torch.tensor(np.array(latents, dtype=np.float64).astype(np.float32))
     levels = levels or [0] * len(latents)
-    offsets = np.stack([model.at_level(level).offsets.astype(np.float32) for level in levels])
+    dims = model.dims  # a mixture level's C x D offsets are all 0: its first D serve
+    offsets = np.stack([model.at_level(lv).offsets[:dims].astype(np.float32) for lv in levels])
     gains = np.stack([model.at_level(level).gains() for level in levels])
     y = (k + torch.from_numpy(offsets)) / torch.from_numpy(gains)
     w = model.weight
+    conditioned = model.record["config"].get("conditioned_decoder", False)
+    index = torch.tensor(levels, dtype=torch.int64)
+
+    def affine(layer: str, h: torch.Tensor) -> torch.Tensor:
+        """A conditioned decoder's ``h * exp(s_l) + t_l``, per unit or channel, before the ReLU."""
+        if not conditioned:
+            return h
+        shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
+        scale = torch.exp(w(f"level_log_scales.{layer}")[index]).view(shape)
+        return h * scale + w(f"level_shifts.{layer}")[index].view(shape)
+
     with torch.no_grad():
-        h = F.leaky_relu(F.linear(y, w("fc_1.weight"), w("fc_1.bias")), 0.2)
-        h = F.leaky_relu(F.linear(h, w("fc_2.weight"), w("fc_2.bias")), 0.2).reshape(-1, 50, 7, 7)
+        h = F.leaky_relu(affine("fc_1", F.linear(y, w("fc_1.weight"), w("fc_1.bias"))), 0.2)
+        h = F.linear(h, w("fc_2.weight"), w("fc_2.bias")).reshape(-1, 50, 7, 7)
+        h = F.leaky_relu(affine("fc_2", h), 0.2)
         for layer in ("conv_1", "conv_2"):
             h = F.conv_transpose2d(
                 h, w(f"{layer}.weight"), w(f"{layer}.bias"), stride=2, padding=2, output_padding=1
             )
-            h = F.leaky_relu(h, 0.2)
+            h = F.leaky_relu(affine(layer, h) if layer == "conv_1" else h, 0.2)
     pixels = np.nan_to_num(np.rint(h.numpy()[:, 0] * np.float32(255)), nan=0.0)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
@@ -547,7 +639,7 @@ def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
     assert content_hash(model) == model.record["content_sha256"]
     for level in range(model.levels):
         counts = model.at_level(level).counts
-        assert counts.dtype == np.int32 and np.all(counts >= 1)
+        assert counts.shape[0] == model.components * model.dims and np.all(counts >= 1)
         assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
 
 
@@ -558,9 +650,16 @@ def test_golden_file_decodes_and_reencodes_from_the_spec(name, mode):
     data = (GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()
     mnc = parse_mnc(data)
     assert mnc.fingerprint.hex() == model.record["fingerprint"]
-    latents = decode_mnc(model, mnc)
+    components: list[int] = []
+    latents = decode_mnc(model, mnc, components)
     assert len(latents) == mnc.count == 24
-    assert reencode_mnc(model, mnc, latents) == data
+    assert reencode_mnc(model, mnc, latents, components) == data
+    if model.components > 1:  # each digit's component is one with the least information
+        for k, level, chosen in zip(latents, mnc_levels(mnc), components, strict=True):
+            at = model.at_level(level)
+            ratios = [information_ratio(at, k, c) for c in range(model.components)]
+            bits = [math.log2(n) - math.log2(p) for n, p in ratios]
+            assert bits[chosen] <= min(bits) + 1e-9
     expected = read_idx_images(GOLDEN_DIR / f"{name}.decoded.idx")
     pixels = synthesise(model, latents, mnc_levels(mnc))
     assert np.abs(pixels.astype(int) - expected).max() <= 1
@@ -598,12 +697,23 @@ def constriction_interval(probabilities: np.ndarray | None, symbol: int, model) 
 def test_coded_model_is_the_documented_rule_for_every_row(name):
     family = constriction.stream.model.Categorical(perfect=False)
     model = read_model(model_path(name))
+    # A mixture's 16 x 800 rows are built by one rule: its first and last components' rows.
+    last = model.components - 1
+    checked = [*model.rows(0), *(model.rows(last) if last else [])]
     for level in range(model.levels):
         model = model.at_level(level)
         probabilities = model.counts.astype(np.float64) / (1 << model.precision)
-        for row, cdf in zip(probabilities, model.cdfs, strict=True):
+        for index in checked:
+            row, cdf = probabilities[index], model.cdfs[index]
             for symbol in range(len(row)):
                 assert constriction_interval(row, symbol, family) == cdf.interval(symbol)
+    if model.components > 1:
+        counts = model.tensors["coding.components.counts"][0].astype(np.float64)
+        row = counts / (1 << model.precision)
+        for symbol in range(len(row)):
+            assert constriction_interval(row, symbol, family) == model.component_cdf.interval(
+                symbol
+            )
 
 
 def test_overflow_models_are_constriction_uniform_models():
