@@ -16,7 +16,7 @@ digits both ways with the same model, tables and range coder, and prints:
 It is a probe, not a product path: ``torch.ao`` quantised tensors are
 deprecated in PyTorch. ::
 
-    python bench/int8_probe.py [--model seed-lmbda2000] [--repeats 5]
+    python bench/int8_probe.py [--model seed-lmbda2000] [--repeats 5] [--layers fc_1]
 """
 
 from __future__ import annotations
@@ -56,9 +56,11 @@ def int8_linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Module:
 class Int8Analysis(nn.Module):
     """The seed analysis transform with conv_2 and fc_1 as int8 products."""
 
-    def __init__(self, analysis: nn.Module) -> None:
+    def __init__(self, analysis: nn.Module, layers: frozenset[str]) -> None:
         super().__init__()
+        self.layers = layers
         self.reference = analysis
+        self.bf16_layers: frozenset[str] = frozenset()  # the codec's precision switch: none here
         conv = analysis.conv_2
         self.conv_2 = int8_linear(conv.weight.detach().reshape(conv.out_channels, -1), conv.bias)
         self.fc_1 = int8_linear(analysis.fc_1.weight.detach(), analysis.fc_1.bias.detach())
@@ -70,10 +72,14 @@ class Int8Analysis(nn.Module):
         parts = []
         for part in x.split(512):
             h = F.leaky_relu(a.conv_1(part), slope)
-            cols = F.unfold(h, 5, padding=2, stride=2).transpose(1, 2).reshape(-1, 500)
-            h = F.leaky_relu(self.conv_2(cols), slope).view(part.shape[0], 49, 50)
-            h = h.transpose(1, 2).reshape(part.shape[0], -1)  # (c, h, w) order for fc_1
-            h = F.leaky_relu(self.fc_1(h), slope)
+            if "conv_2" in self.layers:
+                cols = F.unfold(h, 5, padding=2, stride=2).transpose(1, 2).reshape(-1, 500)
+                h = F.leaky_relu(self.conv_2(cols), slope).view(part.shape[0], 49, 50)
+                h = h.transpose(1, 2).reshape(part.shape[0], -1)  # (c, h, w) order for fc_1
+            else:
+                h = F.leaky_relu(a.conv_2(h), slope).flatten(1)
+            fc_1 = self.fc_1 if "fc_1" in self.layers else a.fc_1
+            h = F.leaky_relu(fc_1(h), slope)
             parts.append(a.fc_2(h))
         return torch.cat(parts)
 
@@ -88,12 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="seed-lmbda2000")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        choices=("conv_2", "fc_1"),
+        default=["conv_2", "fc_1"],
+        help="the analysis layers computed in int8 (default both)",
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "int8_probe.json"))
     args = parser.parse_args(argv)
     images = load_split("test").images
     fp32 = Codec.from_model(args.model, precision="fp32", chunk_size=len(images))
     int8 = Codec.from_model(args.model, precision="fp32", chunk_size=len(images))
-    int8.model.analysis_transform = Int8Analysis(int8.model.analysis_transform)
+    int8.model.analysis_transform = Int8Analysis(
+        int8.model.analysis_transform, frozenset(args.layers)
+    )
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
     results = {}
     for _ in range(args.repeats):
@@ -120,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": "python bench/int8_probe.py " + " ".join(argv or sys.argv[1:]),
         "model": args.model,
+        "int8_layers": sorted(args.layers),
         "cpu_threads": torch.get_num_threads(),
         "figures": figures,
         "int8_over_fp32": b["digits_per_s"] / a["digits_per_s"],
