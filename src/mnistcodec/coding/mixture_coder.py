@@ -59,6 +59,9 @@ class MixtureCoder(LatentCoder):
         self._component_probs = np.ascontiguousarray(components.probabilities()[:1])
         self._component_bits = components.symbol_bits()[0]
         self._lower_by_component = self._lower.reshape(count, self.dims)
+        # Each row's symbol bits end to end, and where row (c, i) starts: one gather per latent.
+        self._flat_bits = np.ascontiguousarray(self._bits).reshape(-1)
+        self._row_starts = (np.arange(tables.latent_dims) * (tables.width + 1)).reshape(count, -1)
 
     @property
     def symbol_dims(self) -> int:
@@ -85,11 +88,13 @@ class MixtureCoder(LatentCoder):
     def _columns(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table columns of ``k`` under every component, (N, C, D), and each choice's bits (N, C)."""
         width = self.tables.width
-        rel = k[:, None, :] - self._lower_by_component[None, :, :]
-        inside = (rel >= 0) & (rel < width)
-        columns = np.where(inside, rel, width).astype(np.int64)
-        rows = np.arange(self.tables.latent_dims).reshape(self.count, self.dims)
-        bits = self._bits[rows[None, :, :], columns].sum(axis=2) + self._component_bits[None, :-1]
+        # Integers beyond any table window stay beyond it when clipped, so int64 arithmetic serves.
+        clipped = np.clip(k, -(1 << 40), 1 << 40).astype(np.int64)
+        rel = clipped[:, None, :] - self._lower_by_component[None, :, :]
+        inside = rel.astype(np.uint64) < width  # 0 <= rel < width
+        columns = np.where(inside, rel, width)
+        bits = np.take(self._flat_bits, columns + self._row_starts).sum(axis=2)
+        bits += self._component_bits[None, :-1]
         if not inside.all():
             outside = np.nonzero(~inside)
             values = np.broadcast_to(k[:, None, :], inside.shape)[outside]
