@@ -124,7 +124,8 @@ def extreme_latents_file(codec: Codec) -> bytes:
     k[1, ::2] = -np.finfo(np.float32).max
     k[2, 0] = 2.0**100
     k[3, :] = np.arange(codec.latent_dims) * 37 - 100
-    strings = codec.coder.encode_strings(codec.coder.to_symbols(k))
+    coder = codec.coders[0]  # a version-1 file is at level 0 (a fixed-rate model's only one)
+    strings = coder.encode_strings(coder.to_symbols(k))
     header = Header("per-digit", 4, 3, bytes.fromhex(codec.fingerprint))
     return encode_file(header, [Block(3, strings=strings[:3]), Block(1, strings=strings[3:])])
 

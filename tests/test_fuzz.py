@@ -13,12 +13,17 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import fuzz
-from mnistcodec.coding.model_files import load_model_bytes
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.model_files import load_model_bytes, save_model
+from mnistcodec.coding.range_coder import DecodeError
 from mnistcodec.errors import ModelFileError
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.model.variable_rate import VariableRateModel
 from mnistcodec.storage.model_container import CONTENT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +66,44 @@ def test_fuzz_sample_mnc(mnc_fixture):
     )
     assert report.cases == 400 and not report.failures, _failures(report)
     assert report.outcomes["ok"] > 0 and report.outcomes["DecodeError"] > 0
+
+
+@pytest.fixture(scope="module")
+def mixture_fixture(tmp_path_factory):
+    """The mnc target's seeds written by an (untrained) mixture model with a conditioned decoder."""
+    workdir = tmp_path_factory.mktemp("fuzz-mixture")
+    torch.manual_seed(0)
+    config = ModelConfig(arch="vr", mixture_components=4, conditioned_decoder=True)
+    codec = Codec(save_model(VariableRateModel(config), workdir / "mixture.safetensors"))
+    return fuzz.make_mnc_fixture(workdir, codec)
+
+
+def test_fuzz_sample_mnc_of_a_mixture_model(mixture_fixture):
+    report = fuzz.run_target(
+        "mnc",
+        300,
+        seed=20261201,
+        check=lambda data: fuzz.check_mnc(mixture_fixture, data),
+        mutate=lambda rng: fuzz.mutate_mnc(rng, mixture_fixture),
+        seeds=mixture_fixture.seeds,
+        log=lambda _line: None,
+    )
+    assert report.cases == 300 and not report.failures, _failures(report)
+    assert report.outcomes["ok"] > 0
+
+
+def test_random_strings_under_a_mixture_decode_or_fail_cleanly(mixture_fixture):
+    codec = mixture_fixture.codec
+    rng = np.random.default_rng(7)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(300):
+        data = rng.bytes(int(rng.integers(0, 12)))
+        try:
+            codec.decompress([data], levels=int(rng.integers(0, codec.levels)))
+            outcomes["decoded"] += 1
+        except DecodeError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) == 300
 
 
 def test_fuzz_sample_model(model_seeds):

@@ -82,10 +82,13 @@ class Codec:
         self.model = loaded.model.to(device).eval()
         self.device = torch.device(device)
         self.precision = coding_precision(precision, self.device)
-        self.coder = LatentCoder(loaded.tables)
         self.offsets = torch.from_numpy(loaded.tables.offsets.copy()).to(self.device)
         self.chunk_size = int(chunk_size)
-        self.coders = [self._level_coder(t) for t in loaded.level_tables] or [self.coder]
+        self.coders = [self._level_coder(t) for t in loaded.level_tables] or [
+            LatentCoder(loaded.tables)
+        ]
+        #: The coder of the default level (a fixed-rate model's only one).
+        self.coder = self.coders[self.default_level]
         if loaded.variable_rate:
             dims = loaded.config.latent_dims
             offsets = np.stack([t.offsets[:dims] for t in loaded.level_tables])
