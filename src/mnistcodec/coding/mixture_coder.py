@@ -22,7 +22,6 @@ shortened and checked exactly as in :mod:`mnistcodec.coding.range_coder`;
 
 from __future__ import annotations
 
-import constriction
 import numpy as np
 
 from mnistcodec.coding.range_coder import (
@@ -30,10 +29,8 @@ from mnistcodec.coding.range_coder import (
     DecodeError,
     LatentCoder,
     Symbols,
-    _bytes_to_words,
     _overflow_bits,
     _overflow_exponent,
-    _words_to_bytes,
 )
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import ModelFileError
@@ -150,22 +147,8 @@ class MixtureCoder(LatentCoder):
         latent = decoder.decode(self._family, self._probs[self._rows(component)])
         return np.concatenate([[component], latent]).astype(np.int32)
 
-    def _encode_digit(self, indices: np.ndarray, overflow: list[int]):
-        encoder = constriction.stream.queue.RangeEncoder()
-        self._encode_symbols(encoder, indices)
-        for value in overflow:
-            self._encode_overflow(encoder, value)
-        return encoder
-
-    def _decode_digit(self, words: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        decoder = constriction.stream.queue.RangeDecoder(words)
-        try:
-            indices = self._decode_symbols(decoder)
-            escapes = int(np.count_nonzero(indices[1:] == self._escape))
-            overflow = [self._decode_overflow(decoder) for _ in range(escapes)]
-        except (AssertionError, ValueError, OverflowError) as exc:
-            raise DecodeError(f"string does not decode ({exc})") from None
-        return indices, overflow
+    def _escapes(self, indices: np.ndarray) -> int:
+        return int(np.count_nonzero(indices[1:] == self._escape))
 
     def _exact_eighths(self, indices: np.ndarray, overflow: list[int]) -> int:
         """``floor(I / 8)`` in integers, as the base class, with the component's count."""
@@ -180,38 +163,14 @@ class MixtureCoder(LatentCoder):
         ratio = numerator * _OVERFLOW_EXPONENTS ** len(overflow) // product
         return (ratio.bit_length() - 1) // 8
 
-    # -- stream mode -----------------------------------------------------------------------
+    # -- stream mode: each digit's component and latents in turn ------------------------
 
-    def encode_stream(self, symbols: Symbols) -> bytes:
-        """All digits of a block in one stream: each digit's symbols in turn, then all overflow values."""
-        encoder = constriction.stream.queue.RangeEncoder()
-        for indices in symbols.indices:
-            self._encode_symbols(encoder, indices)
-        for values in symbols.overflow:
-            for value in values:
-                self._encode_overflow(encoder, value)
-        return _words_to_bytes(encoder.get_compressed()).rstrip(b"\0")
+    def _encode_block(self, encoder, indices: np.ndarray) -> None:
+        for row in indices:
+            self._encode_symbols(encoder, row)
 
-    def decode_stream(self, data: bytes, count: int, check: bool = True) -> Symbols:
-        """Decode ``count`` digits from one stream; ``check`` requires it to be canonical."""
-        decoder = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
+    def _decode_block(self, decoder, count: int) -> np.ndarray:
         indices = np.empty((count, self.symbol_dims), dtype=np.int32)
-        try:
-            for row in range(count):
-                indices[row] = self._decode_symbols(decoder)
-            overflow = [
-                [
-                    self._decode_overflow(decoder)
-                    for _ in range(int(np.count_nonzero(row[1:] == self._escape)))
-                ]
-                for row in indices
-            ]
-        except (AssertionError, ValueError, OverflowError) as exc:
-            raise DecodeError(f"stream does not decode ({exc})") from None
-        symbols = Symbols(indices, overflow)
-        if check and self.encode_stream(symbols) != data:
-            raise DecodeError(
-                "stream is not the encoding of what it decodes to "
-                "(corrupt data, or a file for another model)"
-            )
-        return symbols
+        for row in range(count):
+            indices[row] = self._decode_symbols(decoder)
+        return indices

@@ -183,12 +183,39 @@ class LatentCoder:
         z = m - 1
         return z // 2 if z % 2 == 0 else -(z + 1) // 2
 
+    # Hooks for the symbols of one digit and of a block; a mixture's coder overrides them.
+
+    def _escapes(self, indices: np.ndarray) -> int:
+        """How many latents of one digit's symbols are escaped."""
+        return int(np.count_nonzero(indices == self._escape))
+
+    def _encode_symbols(self, encoder, indices: np.ndarray) -> None:
+        encoder.encode(indices, self._family, self._probs)
+
+    def _decode_symbols(self, decoder) -> np.ndarray:
+        return decoder.decode(self._family, self._probs)
+
+    def _encode_block(self, encoder, indices: np.ndarray) -> None:
+        """The symbols of a block's digits, digit after digit (rows of tiled tables)."""
+        for start in range(0, indices.shape[0], _STREAM_CHUNK):
+            block = indices[start : start + _STREAM_CHUNK]
+            encoder.encode(block.reshape(-1), self._family, self._tiled_probs(block.shape[0]))
+
+    def _decode_block(self, decoder, count: int) -> np.ndarray:
+        dims = self.symbol_dims
+        parts = []
+        for start in range(0, count, _STREAM_CHUNK):
+            rows = min(_STREAM_CHUNK, count - start)
+            probs = self._tiled_probs(rows)
+            parts.append(decoder.decode(self._family, probs).reshape(rows, dims))
+        return np.concatenate(parts).astype(np.int32) if parts else np.empty((0, dims), np.int32)
+
     def _encode_digit(
         self, indices: np.ndarray, overflow: list[int]
     ) -> constriction.stream.queue.RangeEncoder:
         """A range encoder holding one digit's symbols (not yet sealed)."""
         encoder = constriction.stream.queue.RangeEncoder()
-        encoder.encode(indices, self._family, self._probs)
+        self._encode_symbols(encoder, indices)
         for value in overflow:
             self._encode_overflow(encoder, value)
         return encoder
@@ -196,8 +223,8 @@ class LatentCoder:
     def _decode_digit(self, words: np.ndarray) -> tuple[np.ndarray, list[int]]:
         decoder = constriction.stream.queue.RangeDecoder(words)
         try:
-            indices = decoder.decode(self._family, self._probs)
-            escapes = int(np.count_nonzero(indices == self._escape))
+            indices = self._decode_symbols(decoder)
+            escapes = self._escapes(indices)
             overflow = [self._decode_overflow(decoder) for _ in range(escapes)] if escapes else []
         except (AssertionError, ValueError, OverflowError) as exc:
             raise DecodeError(f"string does not decode ({exc})") from None
@@ -287,10 +314,7 @@ class LatentCoder:
     def encode_stream(self, symbols: Symbols) -> bytes:
         """All digits of a block in one range-coder stream."""
         encoder = constriction.stream.queue.RangeEncoder()
-        n = symbols.indices.shape[0]
-        for start in range(0, n, _STREAM_CHUNK):
-            block = symbols.indices[start : start + _STREAM_CHUNK]
-            encoder.encode(block.reshape(-1), self._family, self._tiled_probs(block.shape[0]))
+        self._encode_block(encoder, symbols.indices)
         for values in symbols.overflow:
             for value in values:
                 self._encode_overflow(encoder, value)
@@ -299,21 +323,10 @@ class LatentCoder:
     def decode_stream(self, data: bytes, count: int, check: bool = True) -> Symbols:
         """Decode ``count`` digits from one stream; ``check`` requires it to be canonical."""
         decoder = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
-        dims = self.tables.latent_dims
-        parts = []
         try:
-            for start in range(0, count, _STREAM_CHUNK):
-                rows = min(_STREAM_CHUNK, count - start)
-                probs = self._tiled_probs(rows)
-                parts.append(decoder.decode(self._family, probs).reshape(rows, dims))
-            indices = (
-                np.concatenate(parts).astype(np.int32) if parts else np.empty((0, dims), np.int32)
-            )
+            indices = self._decode_block(decoder, count)
             overflow = [
-                [
-                    self._decode_overflow(decoder)
-                    for _ in range(int(np.count_nonzero(row == self.tables.escape)))
-                ]
+                [self._decode_overflow(decoder) for _ in range(self._escapes(row))]
                 for row in indices
             ]
         except (AssertionError, ValueError, OverflowError) as exc:
