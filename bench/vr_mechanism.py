@@ -24,22 +24,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mnistcodec.data import load_split
 from mnistcodec.experiments import metrics
 from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, compare_curves
 from mnistcodec.model.compression_model import ModelConfig
-from mnistcodec.model.transforms import images_to_unit
-from mnistcodec.model.variable_rate import VariableRateBottleneck, VariableRateModel
+from mnistcodec.model.transforms import LevelAffine, images_to_unit
+from mnistcodec.model.variable_rate import VariableRateModel
 from mnistcodec.training.loop import ADAM_EPS, TrainConfig, train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,116 +51,41 @@ VARIANTS = {
 }
 
 
-class MixtureBottleneck(VariableRateBottleneck):
-    """Gain units over a mixture of K factorised logistics of ``y``, coded by component.
-
-    ``p(y) = sum_k pi_k prod_i Logistic(y_i; mu_ki, s_ki)``. Level ``l`` quantises
-    ``z = g_l y`` to integers; a digit is coded as the index ``k`` that minimises
-    its code length, ``-log2 pi_k - sum_i log2 P_k(z_i)``, then its latents under
-    component ``k``. Training uses the noisy mixture bound ``-log2 sum_k pi_k
-    prod_i p~_k(z_i + u_i)``, within ``log2 K`` of the coded length.
-    """
-
-    def __init__(self, base: VariableRateBottleneck, components: int) -> None:
-        nn.Module.__init__(self)
-        self.prior = nn.Module()
-        dims = base.prior.latent_dims
-        self.prior.loc = nn.Parameter(torch.randn(components, dims) * 0.5)
-        self.prior.log_scale = nn.Parameter(torch.zeros(components, dims))
-        self.prior.logits = nn.Parameter(torch.zeros(components))
-        self.lambdas = base.lambdas
-        self.decoder_rounding = base.decoder_rounding
-        self.log_gains = base.log_gains
-
-    def component_nats(self, z: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """``log pi_k + sum_i log P_k(z_i)``, shape (B, K)."""
-        loc, scale = self.prior.loc[None], torch.exp(self.prior.log_scale)[None]
-        x, g = z[:, None, :], gain[:, None, :]
-        a = ((x - 0.5) / g - loc) / scale
-        b = ((x + 0.5) / g - loc) / scale
-        upper = (a + b) > 0
-        hi = F.logsigmoid(torch.where(upper, -a, b))
-        lo = F.logsigmoid(torch.where(upper, -b, a))
-        nats = hi + torch.log((-torch.expm1(lo - hi)).clamp_min(1e-30))
-        return nats.sum(-1) + torch.log_softmax(self.prior.logits, 0)[None]
-
-    def forward(self, y, levels, training, generator=None):
-        gain = self.gains(levels).to(y.dtype)
-        z = y * gain
-        if not training:
-            z_hat = torch.round(z)
-            bits = -self.component_nats(z_hat, gain).max(dim=1).values / math.log(2.0)
-            return z_hat / gain, bits
-        noise = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) - 0.5
-        nats = torch.logsumexp(self.component_nats(z + noise, gain), dim=1)
-        bits = -nats / math.log(2.0)
-        if not self.decoder_rounding:
-            return (z + noise) / gain, bits
-        return (z + (torch.round(z) - z).detach()) / gain, bits
-
-
-class ConditionedSynthesis(nn.Module):
-    """The seed's synthesis transform with a per-level affine map on each hidden layer.
-
-    Layer ``j``'s pre-activation ``h`` becomes ``h * exp(s_lj) + t_lj`` for the
-    digit's level ``l`` (per unit for the dense 500, per channel for the 7x7x50
-    grid and the 20 channels), as conditional layers of Choi et al. (2019) do;
-    ``s = t = 0`` at the start, so training starts from the seed's decoder.
-    """
-
-    def __init__(self, base: nn.Module, levels: int) -> None:
-        super().__init__()
-        self.base = base
-        self.film = nn.ParameterDict(
-            {
-                name: nn.Parameter(torch.zeros(2, levels, n))
-                for name, n in (("fc_1", 500), ("fc_2", 50), ("conv_1", 20))
-            }
-        )
-        self.levels: torch.Tensor | None = None
-
-    def affine(self, name: str, h: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film[name][0][self.levels], self.film[name][1][self.levels]
-        shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
-        return h * torch.exp(scale).view(shape) + shift.view(shape)
-
-    def forward(self, y: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
-        if levels is not None:
-            self.levels = levels
-        b = self.base
-        h = b.act(self.affine("fc_1", b.fc_1(y)))
-        h = b.fc_2(h).view(-1, 50, 7, 7)
-        h = b.act(self.affine("fc_2", h))
-        h = b.act(self.affine("conv_1", b.conv_1(h)))
-        return b.act(b.conv_2(h))
-
-
 class ConditionedAnalysis(nn.Module):
-    """The seed's analysis transform with a per-level affine map on each hidden layer."""
+    """The seed's analysis transform with a per-level affine map on each hidden layer.
+
+    The encoder-side twin of :class:`~mnistcodec.model.transforms.ConditionedSynthesisTransform`
+    (measured and dropped, docs/improvements.md): the pre-activations of
+    ``conv_1``, ``conv_2`` and ``fc_1`` become ``h * exp(s_l) + t_l``. ``levels``
+    is set before each forward by :func:`condition_encoder`.
+    """
+
+    CONDITIONED = (("conv_1", 20), ("conv_2", 50), ("fc_1", 500))
 
     def __init__(self, base: nn.Module, levels: int) -> None:
         super().__init__()
         self.base = base
-        self.film = nn.ParameterDict(
-            {
-                name: nn.Parameter(torch.zeros(2, levels, n))
-                for name, n in (("conv_1", 20), ("conv_2", 50), ("fc_1", 500))
-            }
+        self.level_log_scales = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(levels, size)) for n, size in self.CONDITIONED}
+        )
+        self.level_shifts = nn.ParameterDict(
+            {n: nn.Parameter(torch.zeros(levels, size)) for n, size in self.CONDITIONED}
         )
         self.levels: torch.Tensor | None = None
 
-    affine = ConditionedSynthesis.affine
+    def level_parameters(self) -> list[nn.Parameter]:
+        return [*self.level_log_scales.values(), *self.level_shifts.values()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = self.base
-        h = b.act(self.affine("conv_1", b.conv_1(x)))
-        h = b.act(self.affine("conv_2", b.conv_2(h)))
-        h = b.act(self.affine("fc_1", b.fc_1(h.flatten(1))))
+        b, affine = self.base, LevelAffine(self, self.levels)
+        h = b.act(affine("conv_1", b.conv_1(x)))
+        h = b.act(affine("conv_2", b.conv_2(h)))
+        h = b.act(affine("fc_1", b.fc_1(h.flatten(1))))
         return b.fc_2(h)
 
 
 def condition_encoder(model: VariableRateModel) -> None:
-    """Give ``model`` a level-conditioned analysis transform (after :func:`condition_decoder`)."""
+    """Give ``model`` a level-conditioned analysis transform (the levels set per forward)."""
     model.analysis_transform = ConditionedAnalysis(model.analysis_transform, model.levels)
     forward = model.forward
 
@@ -177,46 +100,28 @@ def condition_encoder(model: VariableRateModel) -> None:
     model.forward = conditioned
 
 
-def condition_decoder(model: VariableRateModel) -> None:
-    """Give ``model`` a level-conditioned synthesis transform (the levels set per forward)."""
-    model.synthesis_transform = ConditionedSynthesis(model.synthesis_transform, model.levels)
-    forward = model.forward
-
-    def conditioned(x, training=None, generator=None, levels=None):
-        training = model.training if training is None else training
-        if levels is None:
-            levels = torch.arange(x.shape[0]) % model.levels
-        elif isinstance(levels, int):
-            levels = torch.full((x.shape[0],), levels, dtype=torch.long)
-        model.synthesis_transform.levels = levels
-        return forward(x, training=training, generator=generator, levels=levels)
-
-    model.forward = conditioned
-
-
 def optimizer_for(model: VariableRateModel, variant: str) -> torch.optim.Adam:
+    """The transforms at ``lr``, the prior at the prior's rate, gains and per-level maps at the gains'."""
     _, lr, prior_lr, gain_lr, _, _ = VARIANTS[variant]
     bottleneck = model.entropy_bottleneck
+    per_level = [
+        p
+        for transform in (model.analysis_transform, model.synthesis_transform)
+        if hasattr(transform, "level_parameters")
+        for p in transform.level_parameters()
+    ]
+    fast = {id(p) for p in per_level}
+    transforms = [
+        p
+        for transform in (model.analysis_transform, model.synthesis_transform)
+        for p in transform.parameters()
+        if id(p) not in fast
+    ]
     groups = [
-        {
-            "params": [
-                *model.analysis_transform.parameters(),
-                *model.synthesis_transform.parameters(),
-            ],
-            "lr": lr,
-        },
+        {"params": transforms, "lr": lr},
         {"params": list(bottleneck.prior.parameters()), "lr": prior_lr},
-        {"params": [bottleneck.log_gains], "lr": gain_lr},
+        {"params": [bottleneck.log_gains, *per_level], "lr": gain_lr},
     ]
-    films = [
-        m.film
-        for m in model.modules()
-        if isinstance(m, (ConditionedSynthesis, ConditionedAnalysis))
-    ]
-    if films:
-        film_ids = {id(p) for film in films for p in film.parameters()}
-        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in film_ids]
-        groups.append({"params": [p for film in films for p in film.parameters()], "lr": gain_lr})
     return torch.optim.Adam(groups, lr=lr, eps=ADAM_EPS)
 
 
@@ -295,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     test_images = load_split("test").images[: args.val]
     torch.manual_seed(0)
     prior, _, _, _, exponent, rounding = VARIANTS[args.variant]
-    model = VariableRateModel(ModelConfig(arch="vr", prior=prior))
+    config = ModelConfig(
+        arch="vr",
+        prior=prior,
+        mixture_components=max(args.mixture, 1),
+        conditioned_decoder=args.conditioned_decoder,
+    )
+    model = VariableRateModel(config)
     bottleneck = model.entropy_bottleneck
     bottleneck.__init__(bottleneck.prior, bottleneck.lambdas, exponent, rounding)
-    if args.mixture:
-        model.entropy_bottleneck = MixtureBottleneck(bottleneck, args.mixture)
-        bottleneck = model.entropy_bottleneck
-    if args.conditioned_decoder:
-        condition_decoder(model)
     if args.conditioned_encoder:
         condition_encoder(model)
     optimizer = optimizer_for(model, args.variant)
