@@ -164,7 +164,8 @@ def _all_tables(model: CompressionModel, precision: int, tail_mass: float) -> li
 
 def _frozen(model: CompressionModel, tables: list[CodingTables], fingerprint: str, metadata: dict):
     if is_variable_rate(model):
-        components = tables.pop() if is_mixture(model) else None
+        components = tables[-1] if is_mixture(model) else None
+        tables = tables[:-1] if is_mixture(model) else tables
         reference = tables[model.reference_level]
         return LoadedModel(
             model,
