@@ -94,6 +94,12 @@ def summarise(curves: dict[str, list[dict]]) -> dict:
             "seed": entry["anchor_quality_range"],
             "improved": entry["test_quality_range"],
         }
+    if all("byte_string_bits" in p for points in curves.values() for p in points):
+        bytes_bd = preset_bd_rates(
+            ("seed", curves["seed"]), ("improved", curves["improved"]), rate="byte_string_bits"
+        )
+        for label, entry in bytes_bd.items():
+            result[f"bd_rate_{label}_byte_strings_percent"] = entry["bd_rate_percent"]
     for name, points in curves.items():
         seconds = [s for p in points for s in p.get("epoch_seconds", [])]
         result[f"{name}_epoch_seconds_median"] = statistics.median(seconds) if seconds else None
@@ -111,13 +117,18 @@ def markdown(result: dict) -> str:
         "Both sides use the same network, prior family, data, epochs and code path; the improved",
         "preset gives the prior's parameters a learning rate of 1e-2 (docs/improvements.md).",
         "",
-        "| preset | lambda | string bits | info bits | PSNR dB | MAD |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "String bits are those of the bit strings of `.mnc` version 3; byte string bits, the same",
+        "digits as the byte strings of versions 1 and 2 (both without the lengths the container",
+        "stores beside them).",
+        "",
+        "| preset | lambda | string bits | byte string bits | info bits | PSNR dB | MAD |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in PRESETS:
         for p in result["points"][name]:
+            byte_bits = f"{p['byte_string_bits']:.2f}" if "byte_string_bits" in p else "-"
             lines.append(
-                f"| {name} | {p['lmbda']:g} | {p['string_bits']:.2f} | {p['info_bits']:.2f} "
+                f"| {name} | {p['lmbda']:g} | {p['string_bits']:.2f} | {byte_bits} | {p['info_bits']:.2f} "
                 f"| {p['psnr_db']:.2f} | {p['mad']:.4f} |"
             )
     lambdas = ", ".join(f"{p['lmbda']:g}" for p in result["points"]["seed"])
@@ -134,6 +145,12 @@ def markdown(result: dict) -> str:
         f" improved {mad['improved'][0]:.4f}-{mad['improved'][1]:.4f}); the BD-rate averages over the shared part",
         '("small overlap" is the bjontegaard package\'s flag for less than 75 % shared).',
     ]
+    if "bd_rate_psnr_byte_strings_percent" in result:
+        lines.append(
+            "With the byte strings of versions 1 and 2 instead:"
+            f" {result['bd_rate_psnr_byte_strings_percent']:+.1f} % at equal PSNR,"
+            f" {result['bd_rate_mad_byte_strings_percent']:+.1f} % at equal MAD."
+        )
     seed_s, improved_s = (
         result["seed_epoch_seconds_median"],
         result["improved_epoch_seconds_median"],

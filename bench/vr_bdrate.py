@@ -8,8 +8,8 @@ anchors are the separately trained models of ``bench/improved_bdrate.py``
 the same way (``mnistcodec train --preset improved --lmbda 4000``, then
 ``mnistcodec evaluate --json``)::
 
-    python bench/vr_bdrate.py --improved-4000 runs/vr/improved-4000.json \\
-        --vr vr-5-epochs:5:runs/vr/vr-e5-levels.json --vr vr:15:runs/vr/vr-levels.json
+    python bench/vr_bdrate.py --improved-4000 runs/v3/improved-4000.json \\
+        --vr vr-5-epochs:5:runs/v3/vr-e5-levels.json --vr vr:10:runs/v3/vr-levels.json
     python bench/vr_bdrate.py --from-json bench/results/vr_bdrate.json
 
 Prints and writes (``bench/results/vr_bdrate.json`` and the section of
@@ -18,9 +18,14 @@ BD-rate of each variable-rate curve at equal PSNR and at equal MAD against
 the improved curve (lambda 300-4000) and the seed curve (300-2000), and
 against each variable-rate curve of a smaller training budget (the gain bought
 by more epochs), with
-:func:`mnistcodec.experiments.bdrate.preset_bd_rates` (pchip, on string bits).
-Every variable-rate level enters the fit; the BD-rate integrates over the
-quality range both curves cover, that is the anchor's lambda range.
+:func:`mnistcodec.experiments.bdrate.preset_bd_rates` (pchip, on string bits:
+the bit strings of ``.mnc`` version 3). Every variable-rate level enters the
+fit; the BD-rate integrates over the quality range both curves cover, that is
+the anchor's lambda range. A second table gives the BD-rates against the
+anchors under the other rate measures of the same evaluations: the byte
+strings of ``.mnc`` versions 1 and 2 (``byte_string_bits``) and the
+information content (``info_bits``, what one stream per block comes within
+0.1 % of).
 """
 
 from __future__ import annotations
@@ -37,12 +42,29 @@ from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, bd_text, preset_bd_r
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- vr:start -->", "<!-- vr:end -->"
 ANCHORS = ("improved", "seed")
+#: The rate measures of the second table: (key in the points, label).
+RATES = (
+    ("string_bits", "bit strings (v3)"),
+    ("byte_string_bits", "byte strings (v1, v2)"),
+    ("info_bits", "information content"),
+)
 
 
 def summarise(points: dict[str, list[dict]], budgets: dict[str, int]) -> dict:
     """BD-rates of every variable-rate curve (``points`` keys other than the anchors)."""
     result: dict = {"points": points, "budgets": budgets, "method": PRESET_BD_METHOD, "bd": {}}
     curves = [name for name in points if name not in ANCHORS]
+    result["bd_by_rate"] = {
+        f"{name} vs {anchor}": {
+            rate: preset_bd_rates((anchor, points[anchor]), (name, points[name]), rate=rate)[
+                "psnr"
+            ]["bd_rate_percent"]
+            for rate, _ in RATES
+            if all(rate in p for p in points[anchor] + points[name])
+        }
+        for name in curves
+        for anchor in ANCHORS
+    }
     for name in curves:
         # Against the anchors, and against each variable-rate curve of a smaller budget.
         smaller = [other for other in curves if budgets[other] < budgets[name]]
@@ -87,14 +109,27 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| curve | level | lambda | string bits | info bits | PSNR dB | MAD |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "The same evaluations under each rate measure, BD-rate at equal PSNR against the",
+        "anchors (the string lengths exclude the lengths that the container stores beside",
+        "the strings, for bit and byte strings alike):",
+        "",
+        "| curve | " + " | ".join(label for _, label in RATES) + " |",
+        "| --- |" + " --- |" * len(RATES),
+    ]
+    for key, by_rate in result.get("bd_by_rate", {}).items():
+        cells = [f"{by_rate[rate]:+.1f} %" if rate in by_rate else "-" for rate, _ in RATES]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| curve | level | lambda | string bits | byte string bits | info bits | PSNR dB | MAD |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, points in result["points"].items():
         for p in points:
+            byte_bits = f"{p['byte_string_bits']:.2f}" if "byte_string_bits" in p else "-"
             lines.append(
-                f"| {name} | {p.get('level', '-')} | {p['lmbda']:g} | {p['string_bits']:.2f} | {p['info_bits']:.2f} "
-                f"| {p['psnr_db']:.2f} | {p['mad']:.4f} |"
+                f"| {name} | {p.get('level', '-')} | {p['lmbda']:g} | {p['string_bits']:.2f} | {byte_bits} "
+                f"| {p['info_bits']:.2f} | {p['psnr_db']:.2f} | {p['mad']:.4f} |"
             )
     lines.append(END)
     return "\n".join(lines) + "\n"
@@ -103,7 +138,17 @@ def markdown(result: dict) -> str:
 def load_points(args: argparse.Namespace) -> tuple[dict, dict]:
     stored = json.loads((REPO / "bench" / "results" / "improved_bdrate.json").read_text())["points"]
     extra = json.loads(Path(args.improved_4000).read_text())
-    keep = ("n", "lmbda", "string_bits", "info_bits", "psnr_db", "mad", "mad_decoded", "level")
+    keep = (
+        "n",
+        "lmbda",
+        "string_bits",
+        "byte_string_bits",
+        "info_bits",
+        "psnr_db",
+        "mad",
+        "mad_decoded",
+        "level",
+    )
     points = {
         "improved": [{k: p[k] for k in keep if k in p} for p in stored["improved"]]
         + [{**extra, "lmbda": 4000.0}],
@@ -122,7 +167,7 @@ def load_points(args: argparse.Namespace) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--improved-4000", default=str(REPO / "runs" / "vr" / "improved-4000.json"))
+    parser.add_argument("--improved-4000", default=str(REPO / "runs" / "v3" / "improved-4000.json"))
     parser.add_argument("--vr", action="append", default=[], metavar="NAME:EPOCHS:JSON")
     parser.add_argument("--from-json", help="recompute from a stored results file")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "vr_bdrate.json"))

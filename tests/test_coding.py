@@ -20,12 +20,14 @@ from hypothesis import strategies as st
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import (
     HEADER_SIZE,
+    Block,
     ChecksumError,
     Header,
     TrailingDataError,
     TruncatedError,
     encode_file,
     parse_file,
+    string_bits,
 )
 from mnistcodec.coding.files import (
     compress_file,
@@ -221,20 +223,24 @@ def test_extreme_latents_decode_to_valid_digits(codec):
     assert codec.decompress_stream(stream, 3).dtype == np.uint8
 
 
+@pytest.mark.parametrize("infix, granularity", [("", "byte"), ("v3.", "bit")])
 @pytest.mark.parametrize("mode", ["per-digit", "stream"])
-def test_overflow_golden_files_decode_and_reencode(mode):
-    """The escapes of ``tests/golden/overflow.*`` (see ``make_overflow.py``) keep their bytes."""
+def test_overflow_golden_files_decode_and_reencode(mode, infix, granularity):
+    """The escapes of ``tests/golden/overflow.*`` (see ``make_overflow.py``) keep their bytes.
+
+    ``overflow.<mode>.mnc`` is version 1 (byte strings), ``overflow.v3.<mode>.mnc`` version 3.
+    """
     record = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
     coder = LatentCoder(resolve_model(record["model"]).tables)
-    data = (GOLDEN_DIR / f"overflow.{mode}.mnc").read_bytes()
+    data = (GOLDEN_DIR / f"overflow.{infix}{mode}.mnc").read_bytes()
     _, blocks = parse_file(data)
     first = 0
     for block in blocks:
         k = np.array(record["latents"][first : first + block.count], dtype=object)
         symbols = coder.to_symbols(k)
         if mode == "per-digit":
-            assert coder.encode_strings(symbols) == block.strings
-            decoded = coder.decode_strings(block.strings)
+            assert coder.encode_strings(symbols, granularity) == block.strings
+            decoded = coder.decode_strings(block.strings, granularity=granularity)
         else:
             assert coder.encode_stream(symbols) == block.stream
             decoded = coder.decode_stream(block.stream, block.count)
@@ -348,13 +354,17 @@ def test_non_canonical_and_garbage_strings_behind_valid_crcs(codec, per_digit_by
     def garbage(blocks):
         blocks[0].strings[0] = b"\xde\xad\xbe\xef\x00\x11\x22\x33\x44"
 
-    def trailing_zero(blocks):
-        blocks[0].strings[3] = blocks[0].strings[3] + b"\0"
+    def a_one_bit_far_behind(blocks):
+        # The same point plus less than the coder's resolution: it decodes to the
+        # same latents, but it is not their string. (A 1 bit right behind the
+        # string often is the string of other latents: bit strings leave little
+        # room for invalid codes.)
+        blocks[0].strings[3] = blocks[0].strings[3] + bytes(16) + b"\x01"
 
     for mutate, where in (
         (extend, "block 1 .digits 128 to 255."),
         (garbage, "block 0"),
-        (trailing_zero, "block 0"),
+        (a_one_bit_far_behind, "block 0"),
     ):
         bad = _retabulate(per_digit_bytes, mutate)
         with pytest.raises(DecodeError, match=where):
@@ -365,6 +375,26 @@ def test_non_canonical_and_garbage_strings_behind_valid_crcs(codec, per_digit_by
         28,
         28,
     )
+
+
+def test_version_1_byte_strings_decode_and_are_checked_by_their_own_rule(codec, test_digits):
+    """A version-1 file (byte strings, as earlier releases wrote) decodes; a trailing zero byte does not."""
+    strings, _ = codec.compress(test_digits[:30], granularity="byte")
+    header = Header("per-digit", 30, 16, bytes.fromhex(codec.fingerprint), version=1)
+    blocks = [Block(16, strings=strings[:16]), Block(14, strings=strings[16:])]
+    data = encode_file(header, blocks)
+    assert np.array_equal(decompress_bytes(codec, data), codec.reconstruct(test_digits[:30]))
+    bits, _ = codec.compress(test_digits[:30])
+    assert sum(map(string_bits, bits)) < 8 * sum(map(len, strings))
+    # The bit strings are not the byte rule's strings: refused in a version-1 file.
+    differs = next(i for i in range(16) if bits[i] != strings[i])
+    wrong = [Block(16, strings=[*strings[:differs], bits[differs], *strings[differs + 1 : 16]])]
+    wrong.append(blocks[1])
+    with pytest.raises(DecodeError, match="block 0"):
+        decompress_bytes(codec, encode_file(header, wrong))
+    zero = [Block(16, strings=[strings[0] + b"\0", *strings[1:16]]), blocks[1]]
+    with pytest.raises(DecodeError, match="trailing zero byte"):
+        decompress_bytes(codec, encode_file(header, zero))
 
 
 def test_tampered_stream_behind_valid_crcs(codec, test_digits):

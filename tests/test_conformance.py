@@ -3,17 +3,24 @@
 Everything here is written from ``docs/mnc-format.md`` and ``docs/model-format.md``
 and imports nothing of mnistcodec: the ``.mnc`` container, the coded model that
 follows from the stored integer tables, the range coder's arithmetic (in exact
-integers, as the spec states it), the overflow code, the shortest-prefix rule,
-the synthesis transform (torch's functional layers, from the layer table) and
-the model fingerprint; for a variable-rate model (``arch = "vr"``), its
-per-level tables and gains and the levels of a version-2 file; for a mixture prior, the
-component coded before each digit's latents, and a conditioned decoder's per-level
-maps. The golden files of every shipped model must decode to
-the golden digits and re-encode byte for byte; the coded model must equal what
-constriction builds, row by row. A change to the code that breaks the spec,
-or a constriction release that quantises differently, fails here.
+integers, as the spec states it), the overflow code, the per-digit strings
+(the shortest byte prefix of versions 1 and 2, the shortest bit string of
+version 3), the synthesis transform (torch's functional layers, from the layer
+table) and the model fingerprint; for a variable-rate model (``arch = "vr"``),
+its per-level tables and gains and the levels of a version-2 or version-3 file;
+for a mixture prior, the component coded before each digit's latents, and a
+conditioned decoder's per-level maps. Version 3 (levels in every block, for
+every model; per-digit blocks with bit lengths and the strings' bits back to
+back) is read next to versions 1 and 2: the golden files of every shipped model
+in both formats (``<model>.<mode>.mnc``: version 1, or 2 for a variable-rate
+model; ``<model>.v3.<mode>.mnc``: version 3) must decode to the golden digits
+and re-encode byte for byte, and so must the overflow vectors; the coded model
+must equal what constriction builds, row by row. A change to the code that
+breaks the spec, or a constriction release that quantises differently, fails
+here.
 
-``python tests/test_conformance.py`` prints the worked example of the spec.
+``python tests/test_conformance.py`` prints the worked example of the spec and
+the same digit in version 3.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ GOLDEN_DIR = ROOT / "tests" / "golden"
 PRETRAINED_DIR = ROOT / "src" / "mnistcodec" / "pretrained"
 NAMES = sorted(p.name.removesuffix(".safetensors") for p in PRETRAINED_DIR.glob("*.safetensors"))
 MODES = ("per-digit", "stream")
+# Each model's golden files in two formats: "old" (version 1, or 2 for a variable-rate model,
+# ``<name>.<mode>.mnc``) and "v3" (version 3, ``<name>.v3.<mode>.mnc``).
+FORMATS = ("old", "v3")
 
 # The coder (docs/mnc-format.md, "The range coder"): 24-bit models, 64-bit state, 32-bit words.
 MODEL_BITS = 24
@@ -414,8 +424,42 @@ def shortest_prefix(encoder: Encoder, start: int) -> bytes:
     return full
 
 
-def encode_string(model: Model, k: list[int], component: int = 0) -> bytes:
+def trailing_zeros(value: int) -> int:
+    return (value & -value).bit_length() - 1
+
+
+def shortest_point(low: int, high: int) -> int:
+    """The integer of ``[low, high]`` with the most trailing zero bits (``a``, ``b`` of the spec)."""
+    if low == 0 or low == high:
+        return low
+    t = (low ^ high).bit_length() - 1
+    return low if low % (1 << (t + 1)) == 0 else high >> t << t
+
+
+def shortest_bits(encoder: Encoder) -> str:
+    """Version 3: the top ``G - z`` bits of that point, '0'/'1' (empty for the point 0)."""
+    grid = 64 + 32 * encoder.shifts
+    low, high = encoder.low, encoder.low + encoder.range - 1
+    point = shortest_point(low, high)
+    if point == 0:
+        return ""
+    zeros = trailing_zeros(point)
+    coarser = 1 << (zeros + 1)  # the claim: no shorter string decodes
+    assert low <= point <= high and -(-low // coarser) * coarser > high
+    return format(point >> zeros, f"0{grid - zeros}b")
+
+
+def bits_to_bytes(bits: str) -> bytes:
+    """A bit string followed by zero bits up to a whole byte."""
+    padded = bits.ljust(-(-len(bits) // 8) * 8, "0")
+    return int(padded or "0", 2).to_bytes(len(padded) // 8, "big")
+
+
+def encode_string(model: Model, k: list[int], component: int = 0, version: int = 1) -> bytes | str:
+    """A digit's string: bytes in versions 1 and 2, a '0'/'1' bit string in version 3."""
     encoder = encode_digits(model, [k], [component])
+    if version == 3:
+        return shortest_bits(encoder)
     return shortest_prefix(encoder, start_length(model, k, component))
 
 
@@ -456,11 +500,10 @@ class Mnc:
     count: int
     block_size: int
     fingerprint: bytes
-    blocks: list  # per-digit: lists of strings; stream: (count, stream) pairs
+    # per-digit: lists of strings (bytes; version 3: '0'/'1' bit strings); stream: (count, stream)
+    blocks: list
     version: int = 1
-    levels: list = (
-        None  # version 2: each block's levels ([l] for the whole block, or one per digit)
-    )
+    levels: list = None  # versions 2 and 3: each block's levels ([l] for the block, or per digit)
 
     def digit_levels(self, index: int, count: int) -> list[int]:
         if self.version == 1:
@@ -470,51 +513,78 @@ class Mnc:
 
 
 def read_levels(data: bytes, pos: int, mode: int, n: int) -> tuple[list[int], int]:
-    """A version-2 block's levels: ``00 l`` or, per-digit blocks only, ``01 l_1 .. l_n``."""
+    """A version-2 or -3 block's levels: ``00 l`` or, per-digit blocks only, ``01 l_1 .. l_n``."""
     kind = data[pos]
     assert kind == 0 or (kind == 1 and mode == 0)
     size = 1 if kind == 0 else n
+    assert pos + 1 + size <= len(data)
     return list(data[pos + 1 : pos + 1 + size]), pos + 1 + size
+
+
+def read_strings(data: bytes, pos: int, n: int, version: int) -> tuple[list, int]:
+    """A per-digit block's n lengths, then its strings: bytes, or (version 3) bits back to back."""
+    lengths = []
+    for _ in range(n):
+        length, pos = read_varint(data, pos)
+        lengths.append(length)
+    if version < 3:
+        strings = []
+        for length in lengths:
+            strings.append(data[pos : pos + length])
+            pos += length
+        return strings, pos
+    size = -(-sum(lengths) // 8)
+    assert pos + size <= len(data)
+    bits = "".join(f"{byte:08b}" for byte in data[pos : pos + size])
+    strings, start = [], 0
+    for length in lengths:
+        strings.append(bits[start : start + length])
+        start += length
+    assert all(s.endswith("1") for s in strings if s), "a bit string ends with a 1 bit"
+    assert "1" not in bits[start:], "the padding bits are 0"
+    return strings, pos + size
 
 
 def parse_mnc(data: bytes) -> Mnc:
     magic, version, mode, height, width, count, block, fp, payload = FIELDS.unpack_from(data)
-    assert (magic, height, width) == (MAGIC, 28, 28) and version in (1, 2)
+    assert (magic, height, width) == (MAGIC, 28, 28) and version in (1, 2, 3)
     assert struct.unpack_from(">I", data, 62)[0] == zlib.crc32(data[:62])
     assert len(data) == 70 + payload
     assert struct.unpack_from(">I", data, 66 + payload)[0] == zlib.crc32(data[: 66 + payload])
+    body = data[: 66 + payload]  # nothing of a block may run into the file CRC
     pos, blocks, levels = 66, [], []
     for first in range(0, count, block):
         n = min(block, count - first)
-        if version == 2:
-            block_levels, pos = read_levels(data, pos, mode, n)
+        if version >= 2:
+            block_levels, pos = read_levels(body, pos, mode, n)
             levels.append(block_levels)
         if mode == 0:
-            lengths = []
-            for _ in range(n):
-                length, pos = read_varint(data, pos)
-                lengths.append(length)
-            strings = []
-            for length in lengths:
-                strings.append(data[pos : pos + length])
-                pos += length
+            strings, pos = read_strings(body, pos, n, version)
             blocks.append(strings)
         else:
-            length, pos = read_varint(data, pos)
-            blocks.append((n, data[pos : pos + length]))
+            length, pos = read_varint(body, pos)
+            blocks.append((n, body[pos : pos + length]))
             pos += length
-    assert pos == 66 + payload
-    return Mnc(mode, count, block, fp, blocks, version, levels)
+    assert pos == len(body)
+    return Mnc(mode, count, block, fp, blocks, version, levels if version >= 2 else None)
+
+
+def write_strings(strings: list, version: int) -> bytes:
+    """A per-digit block after its levels: the lengths (bytes, or bits in version 3), the strings."""
+    lengths = b"".join(varint(len(s)) for s in strings)
+    if version < 3:
+        return lengths + b"".join(strings)
+    return lengths + bits_to_bytes("".join(strings))
 
 
 def write_mnc(mnc: Mnc) -> bytes:
     payload = b""
     for index, block in enumerate(mnc.blocks):
-        if mnc.version == 2:
+        if mnc.version >= 2:
             levels = mnc.levels[index]
             payload += bytes([0, levels[0]]) if len(levels) == 1 else bytes([1, *levels])
         if mnc.mode == 0:
-            payload += b"".join([*(varint(len(s)) for s in block), *block])
+            payload += write_strings(block, mnc.version)
         else:
             payload += varint(len(block[1])) + block[1]
     fields = FIELDS.pack(
@@ -540,14 +610,23 @@ def mnc_levels(mnc: Mnc) -> list[int]:
     return out
 
 
+def string_bytes(string: bytes | str) -> bytes:
+    """What the decoder reads of a string (before its zero padding); refuses a trailing zero."""
+    if isinstance(string, str):
+        assert not string.endswith("0")
+        return bits_to_bytes(string)
+    assert not string.endswith(b"\0")
+    return string
+
+
 def decode_mnc(model: Model, mnc: Mnc, components: list[int] | None = None) -> list[list[int]]:
     """Every digit's integer latents; a mixture's components are appended to ``components``."""
     latents = []
     for index, block in enumerate(mnc.blocks):
         if mnc.mode == 0:
             for string, level in zip(block, mnc.digit_levels(index, len(block)), strict=True):
-                assert not string.endswith(b"\0")
-                latents += decode_digits(model.at_level(level), string, 1, components=components)
+                data = string_bytes(string)
+                latents += decode_digits(model.at_level(level), data, 1, components=components)
         else:
             (level,) = set(mnc.digit_levels(index, block[0]))
             latents += decode_digits(
@@ -569,7 +648,7 @@ def reencode_mnc(
         if mnc.mode == 0:
             blocks.append(
                 [
-                    encode_string(model.at_level(lv), k, c)
+                    encode_string(model.at_level(lv), k, c, mnc.version)
                     for k, lv, c in zip(part, levels, chosen, strict=True)
                 ]
             )
@@ -632,6 +711,18 @@ def model_path(name: str) -> Path:
     return PRETRAINED_DIR / f"{name}.safetensors"
 
 
+def golden_path(name: str, fmt: str, mode: str) -> Path:
+    """``<name>.<mode>.mnc`` (format "old") or ``<name>.v3.<mode>.mnc`` (format "v3")."""
+    return GOLDEN_DIR / f"{name}{'.v3' if fmt == 'v3' else ''}.{mode}.mnc"
+
+
+def check_version(model: Model, mnc: Mnc, fmt: str) -> None:
+    """The version a format has; a fixed-rate model's version-3 blocks all start ``00 00``."""
+    assert mnc.version == (3 if fmt == "v3" else 2 if model.variable_rate else 1)
+    if mnc.version == 3 and not model.variable_rate:
+        assert mnc.levels == [[0]] * len(mnc.blocks)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
     model = read_model(model_path(name))
@@ -644,11 +735,13 @@ def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", NAMES)
-def test_golden_file_decodes_and_reencodes_from_the_spec(name, mode):
+def test_golden_file_decodes_and_reencodes_from_the_spec(name, fmt, mode):
     model = read_model(model_path(name))
-    data = (GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()
+    data = golden_path(name, fmt, mode).read_bytes()
     mnc = parse_mnc(data)
+    check_version(model, mnc, fmt)
     assert mnc.fingerprint.hex() == model.record["fingerprint"]
     components: list[int] = []
     latents = decode_mnc(model, mnc, components)
@@ -666,14 +759,34 @@ def test_golden_file_decodes_and_reencodes_from_the_spec(name, mode):
     assert np.count_nonzero(pixels != expected) <= pixels.size // 1000
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", NAMES)
-def test_both_modes_decode_to_the_same_latents(name):
+def test_both_modes_decode_to_the_same_latents(name, fmt):
     model = read_model(model_path(name))
     per_digit, stream = (
-        decode_mnc(model, parse_mnc((GOLDEN_DIR / f"{name}.{mode}.mnc").read_bytes()))
-        for mode in MODES
+        decode_mnc(model, parse_mnc(golden_path(name, fmt, mode).read_bytes())) for mode in MODES
     )
     assert per_digit == stream
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", NAMES)
+def test_v3_and_old_files_decode_to_the_same_latents(name, mode):
+    """Same latents, levels and components; v3 bit strings no longer than the byte strings."""
+    model = read_model(model_path(name))
+    old, v3 = (parse_mnc(golden_path(name, fmt, mode).read_bytes()) for fmt in FORMATS)
+    old_components: list[int] = []
+    v3_components: list[int] = []
+    assert decode_mnc(model, old, old_components) == decode_mnc(model, v3, v3_components)
+    assert old_components == v3_components and mnc_levels(old) == mnc_levels(v3)
+    if mode == "stream":  # stream blocks are unchanged from version 2
+        assert v3.blocks == old.blocks
+        return
+    for old_block, v3_block in zip(old.blocks, v3.blocks, strict=True):
+        for string, bits in zip(old_block, v3_block, strict=True):
+            # the byte string's point is in the interval: it has no more trailing zeros than p
+            last_one = 8 * len(string) - trailing_zeros(string[-1]) if string else 0
+            assert len(bits) <= last_one
 
 
 def constriction_interval(probabilities: np.ndarray | None, symbol: int, model) -> tuple[int, int]:
@@ -724,11 +837,13 @@ def test_overflow_models_are_constriction_uniform_models():
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_overflow_vectors_decode_and_reencode_from_the_spec(mode):
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_overflow_vectors_decode_and_reencode_from_the_spec(fmt, mode):
     record = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
     model = read_model(model_path(record["model"]))
-    data = (GOLDEN_DIR / f"overflow.{mode}.mnc").read_bytes()
+    data = golden_path("overflow", fmt, mode).read_bytes()
     mnc = parse_mnc(data)
+    check_version(model, mnc, fmt)
     assert mnc.block_size == record["block_size"] and len(mnc.blocks) == 3
     assert mnc.fingerprint.hex() == model.record["fingerprint"]
     latents = decode_mnc(model, mnc)
@@ -799,5 +914,60 @@ def test_the_worked_example_in_the_spec_is_what_this_decoder_prints():
     assert worked_example() in spec
 
 
+def worked_example_v3(name: str = EXAMPLE_MODEL, digit: int = 0) -> str:
+    """Digit ``digit`` of ``<name>.v3.per-digit.mnc``: its bit string from the encoder's state."""
+    model = read_model(model_path(name))
+    mnc = parse_mnc(golden_path(name, "v3", "per-digit").read_bytes())
+    bits = mnc.blocks[0][digit]
+    (k,) = decode_digits(model, string_bytes(bits), 1)
+    encoder = encode_digits(model, [k])
+    grid, low, high = 64 + 32 * encoder.shifts, encoder.low, encoder.low + encoder.range - 1
+    assert 0 < low < high and shortest_bits(encoder) == bits
+    t = (low ^ high).bit_length() - 1
+    byte = (grid - 1 - t) // 8
+    a_byte, b_byte = ((v >> (grid - 8 * byte - 8)) & 0xFF for v in (low, high))
+    point = shortest_point(low, high)
+    zeros, whole = trailing_zeros(point), len(bits) // 8 * 8
+    if low % (1 << (t + 1)) == 0:
+        rule = "are all 0, so p = a"
+    else:
+        rule = f"are not all 0, so p = b with its {t} lowest bits cleared"
+    return "\n".join(
+        [
+            f"a = low      = {low:#0{grid // 4 + 2}x}",
+            f"b = high - 1 = {high:#0{grid // 4 + 2}x}",
+            f"highest differing bit: t = {t} (byte {byte}: {a_byte:02x} = {nibbles(a_byte)}, "
+            f"{b_byte:02x} = {nibbles(b_byte)})",
+            f"the {t + 1} lowest bits of a {rule}",
+            f"p = {point:#0{grid // 4 + 2}x}, z = {zeros} trailing zeros",
+            f"string: G - z = {grid} - {zeros} = {len(bits)} bits, "
+            f"{bits_to_bytes(bits[:whole]).hex(' ')} then {bits[whole:]}",
+        ]
+    )
+
+
+def nibbles(byte: int) -> str:
+    return f"{byte >> 4:04b} {byte & 0xF:04b}"
+
+
+def test_the_v3_worked_example_in_the_spec_is_what_this_decoder_prints():
+    spec = (ROOT / "docs" / "mnc-format.md").read_text()
+    assert worked_example_v3() in spec
+    data = golden_path(EXAMPLE_MODEL, "v3", "per-digit").read_bytes()
+    old = parse_mnc(golden_path(EXAMPLE_MODEL, "old", "per-digit").read_bytes())
+    mnc = parse_mnc(data)
+    strings = mnc.blocks[0]
+    assert (len(data), mnc.count, len(old.blocks[0]), mnc.levels) == (248, 24, 24, [[0]])
+    assert data[66:68] == bytes(2) and data[68:72] == bytes.fromhex("33351e31")
+    assert [len(s) for s in strings[:4]] == [51, 53, 30, 49]
+    assert bits_to_bytes(strings[0]) == bytes.fromhex("6b44a5ea00efa0") == old.blocks[0][0]
+    assert int(strings[0], 2) << (96 - 51) == 0x6B44A5EA00EFA00000000000
+    first = 68 + sum(len(varint(len(s))) for s in strings)  # after the levels and lengths
+    assert data[first : first + 7] == bytes.fromhex("6b44a5ea00efbb")
+    assert strings[0].endswith("101") and strings[1].startswith("11011")
+
+
 if __name__ == "__main__":
     print(worked_example())
+    print()
+    print(worked_example_v3())

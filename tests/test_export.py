@@ -134,18 +134,19 @@ def documented_example() -> str:
     return code
 
 
+@pytest.mark.parametrize("infix", ["", "v3."])
 @pytest.mark.parametrize("mode", ["per-digit", "stream"])
-def test_the_documented_example_decodes_the_golden_files(exported, mode):
+def test_the_documented_example_decodes_the_golden_files(exported, mode, infix):
     code = documented_example()
     assert "mnistcodec" not in re.sub(r"#.*", "", code) and "torch" not in code
     namespace: dict = {}
     exec(compile(code, "docs/onnx-export.md", "exec"), namespace)
-    digits = namespace["decode_mnc"](exported, GOLDEN_DIR / f"{MODEL}.{mode}.mnc")
+    digits = namespace["decode_mnc"](exported, GOLDEN_DIR / f"{MODEL}.{infix}{mode}.mnc")
     expected = read_idx(GOLDEN_DIR / f"{MODEL}.decoded.idx")
     assert digits.shape == expected.shape and digits.dtype == np.uint8
     assert np.abs(digits.astype(np.int16) - expected).max() <= 1
     overflow = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
-    latents = namespace["decode_latents"](exported, GOLDEN_DIR / f"overflow.{mode}.mnc")
+    latents = namespace["decode_latents"](exported, GOLDEN_DIR / f"overflow.{infix}{mode}.mnc")
     assert latents.tolist() == overflow["latents"]  # escapes of every kind, exactly
 
 

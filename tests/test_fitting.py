@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.container import string_bits
 from mnistcodec.coding.files import read_compressed
 from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.zoo import DEFAULT_MODEL
@@ -125,7 +126,7 @@ def test_compress_fit_codes_the_fitted_photo(tmp_path, test_digits, capsys):
     codec = Codec.from_model(DEFAULT_MODEL)  # what compress uses when no model is named
     strings, _ = codec.compress(fit_image_bytes(photo.read_bytes())[None], 12)
     data = read_compressed(out)
-    assert inspect_bytes(data)["string_bytes"] == [len(strings[0])]
+    assert inspect_bytes(data)["string_bits"] == [string_bits(strings[0])]
     assert strings[0] in data
 
 

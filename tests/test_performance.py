@@ -389,10 +389,14 @@ def test_strings_equal_the_golden_output_of_the_unoptimised_coder():
     coder = LatentCoder(tables)
     symbols = coder.to_symbols(_golden_latents(tables))
     assert sum(len(v) for v in symbols.overflow) > 20  # escapes are exercised
-    strings = coder.encode_strings(symbols)
+    strings = coder.encode_strings(symbols, "byte")  # the byte strings of .mnc versions 1 and 2
     assert _digest(strings) == GOLDEN_STRINGS
     assert hashlib.sha256(coder.encode_stream(symbols)).hexdigest() == GOLDEN_STREAM
-    decoded = coder.decode_strings(strings)
+    decoded = coder.decode_strings(strings, granularity="byte")
+    assert np.array_equal(decoded.indices, symbols.indices) and decoded.overflow == symbols.overflow
+    bits = coder.encode_strings(symbols)
+    assert bits == _reference_strings(coder, symbols, "bit")
+    decoded = coder.decode_strings(bits)
     assert np.array_equal(decoded.indices, symbols.indices) and decoded.overflow == symbols.overflow
 
 
@@ -417,7 +421,39 @@ def _trial_decode_prefix(coder: LatentCoder, indices, overflow, info_bits: float
     return full
 
 
-def _reference_strings(coder: LatentCoder, symbols: Symbols) -> list[bytes]:
+def _decodes_to(coder: LatentCoder, candidate: bytes, indices, overflow) -> bool:
+    try:
+        got, got_overflow = coder._decode_digit(_bytes_to_words(candidate))
+    except DecodeError:
+        return False
+    return np.array_equal(got, indices) and got_overflow == overflow
+
+
+def _trial_decode_bits(coder: LatentCoder, indices, overflow) -> bytes:
+    """The shortest bit string by trial decodes: at each bit length, the prefix, then plus one."""
+    encoder = coder._encode_digit(indices, overflow)
+    full = np.asarray(encoder.get_compressed(), dtype=">u4").tobytes()
+    value, size = int.from_bytes(full, "big"), 8 * len(full)
+    for length in range(size + 1):
+        prefix = value >> (size - length)
+        for candidate in (prefix, prefix + 1):
+            if candidate == 0:
+                data = b""
+            elif candidate < 1 << length:
+                data = (candidate << (-length % 8)).to_bytes(-(-length // 8), "big").rstrip(b"\0")
+            else:
+                continue
+            if _decodes_to(coder, data, indices, overflow):
+                return data
+    raise AssertionError("no prefix decodes")
+
+
+def _reference_strings(coder: LatentCoder, symbols: Symbols, granularity: str) -> list[bytes]:
+    if granularity == "bit":
+        return [
+            _trial_decode_bits(coder, symbols.indices[i], symbols.overflow[i])
+            for i in range(symbols.indices.shape[0])
+        ]
     info = coder.table_bits(symbols)
     return [
         _trial_decode_prefix(coder, symbols.indices[i], symbols.overflow[i], info[i])
@@ -434,40 +470,47 @@ def _random_tables(rng: np.random.Generator, dims: int, width: int, precision: i
     return CodingTables(counts.astype(np.int32), lower, np.zeros(dims, np.float32), precision)
 
 
+@pytest.mark.parametrize("granularity", ["bit", "byte"])
 @pytest.mark.parametrize("seed", range(6))
-def test_interval_prefix_equals_trial_decoding_on_random_tables(seed):
+def test_interval_prefix_equals_trial_decoding_on_random_tables(seed, granularity):
     rng = np.random.default_rng(seed)
     dims, width = int(rng.integers(1, 40)), int(rng.integers(1, 40))
     tables = _random_tables(rng, dims, width, int(rng.integers(10, 17))).validate()
     coder = LatentCoder(tables)
     k = rng.integers(-2, width + 2, size=(150, dims)) + tables.lower[None, :]
     symbols = coder.to_symbols(k.astype(np.float64))
-    assert coder.encode_strings(symbols) == _reference_strings(coder, symbols)
+    expected = _reference_strings(coder, symbols, granularity)
+    assert coder.encode_strings(symbols, granularity) == expected
 
 
-def test_interval_prefix_equals_trial_decoding_on_real_digits(tiny_model, test_digits):
+@pytest.mark.parametrize("granularity", ["bit", "byte"])
+def test_interval_prefix_equals_trial_decoding_on_real_digits(tiny_model, test_digits, granularity):
     codec = Codec(tiny_model)
     k, _ = codec.analyse(test_digits)
     symbols = codec.coder.to_symbols(k)
-    assert codec.coder.encode_strings(symbols) == _reference_strings(codec.coder, symbols)
+    expected = _reference_strings(codec.coder, symbols, granularity)
+    assert codec.coder.encode_strings(symbols, granularity) == expected
 
 
-def _reference_accepts(coder: LatentCoder, data: bytes) -> bool:
-    """The decoder's check before: decode, re-encode, search by trial decodes, compare."""
+def _reference_accepts(coder: LatentCoder, data: bytes, granularity: str) -> bool:
+    """The decoder's check by trial decodes: decode, re-encode, search, compare."""
     try:
         indices, overflow = coder._decode_digit(_bytes_to_words(data))
     except DecodeError:
         return False
     if data.endswith(b"\0"):
         return False
+    if granularity == "bit":
+        return _trial_decode_bits(coder, indices, overflow) == data
     info = float(coder.table_bits(Symbols(indices[None], [overflow]))[0])
     return _trial_decode_prefix(coder, indices, overflow, info) == data
 
 
-def test_decode_check_accepts_exactly_what_the_reference_accepts():
+@pytest.mark.parametrize("granularity", ["bit", "byte"])
+def test_decode_check_accepts_exactly_what_the_reference_accepts(granularity):
     tables = _golden_tables()
     coder = LatentCoder(tables)
-    strings = coder.encode_strings(coder.to_symbols(_golden_latents(tables, n=60)))
+    strings = coder.encode_strings(coder.to_symbols(_golden_latents(tables, n=60)), granularity)
     rng = np.random.default_rng(3)
     variants = []
     for s in strings:
@@ -476,11 +519,11 @@ def test_decode_check_accepts_exactly_what_the_reference_accepts():
         variants += [s, s + b"\x01", s + b"\0", s[:-1], bytes(flipped), rng.bytes(len(s))]
     for data in variants:
         try:
-            coder.decode_strings([data])
+            coder.decode_strings([data], granularity=granularity)
             accepted = True
         except DecodeError:
             accepted = False
-        assert accepted == _reference_accepts(coder, data), data.hex()
+        assert accepted == _reference_accepts(coder, data, granularity), data.hex()
 
 
 def test_decode_reports_the_first_bad_string():

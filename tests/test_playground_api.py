@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from conftest import load_bench_module
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.container import string_bits
 from mnistcodec.coding.files import decompress_bytes
 from mnistcodec.coding.zoo import DEFAULT_MODEL, PRETRAINED_DIR
 from mnistcodec.errors import InputError
@@ -87,7 +88,10 @@ def test_compress_a_test_digit_as_the_library_does(playground_url, vr, test_digi
     strings, info = vr.compress(digit[None], 4)
     decoded = vr.decompress(strings, levels=4)
     assert answer["string_hex"] == strings[0].hex()
-    assert answer["string_bits"] == 8 * len(strings[0])
+    assert answer["string_bits"] == string_bits(strings[0]) <= 8 * len(strings[0])
+    binary = answer["string_binary"]
+    assert len(binary) == answer["string_bits"] and binary.endswith("1")
+    assert int(binary, 2) << (8 * len(strings[0]) - len(binary)) == int(strings[0].hex(), 16)
     assert answer["info_bits"] == pytest.approx(info[0])
     assert answer["lmbda"] == pytest.approx(vr.lambdas[4])
     assert np.array_equal(png_array(answer["input_png"]), digit)

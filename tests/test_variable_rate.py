@@ -12,7 +12,7 @@ import torch
 
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import HEADER_SIZE, LEVELS_VERSION, VERSION
+from mnistcodec.coding.container import HEADER_SIZE, VERSION
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes
 from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.model_files import load_model, save_model
@@ -106,16 +106,21 @@ def test_file_stores_the_level_and_decodes(vr_codec, digits):
             vr_codec, digits, mode=mode, block_size=20, choice=LevelChoice(level=7)
         )
         info = inspect_bytes(result.data)
-        assert info["format_version"] == LEVELS_VERSION
-        assert info["levels"] == [7] * DIGITS and info["levels_used"] == [7]
+        assert info["format_version"] == VERSION
+        levels = info["levels"] if mode == "per-digit" else info["block_levels"]
+        assert levels == [7] * (DIGITS if mode == "per-digit" else -(-DIGITS // 20))
+        assert info["levels_used"] == [7]
         assert np.array_equal(
             decompress_bytes(vr_codec, result.data), vr_codec.reconstruct(digits, 7)
         )
 
 
-def test_fixed_rate_models_still_write_version_1(tiny_model, digits):
-    result = compress_to_bytes(Codec(tiny_model), digits)
-    assert result.data[8] == VERSION and "levels" not in inspect_bytes(result.data)
+def test_fixed_rate_models_write_version_3_at_level_0(tiny_model, digits):
+    codec = Codec(tiny_model)
+    result = compress_to_bytes(codec, digits)
+    info = inspect_bytes(result.data)
+    assert result.data[8] == VERSION == 3 and info["levels"] == [0] * DIGITS
+    assert np.array_equal(decompress_bytes(codec, result.data), codec.reconstruct(digits))
 
 
 def _with_crcs(data: bytearray) -> bytes:

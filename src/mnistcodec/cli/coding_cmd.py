@@ -27,7 +27,7 @@ from mnistcodec.cli.common import (
     positive_int,
 )
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import MAX_BLOCK, parse_header
+from mnistcodec.coding.container import MAX_BLOCK, parse_header, string_bits
 from mnistcodec.coding.files import (
     DEFAULT_BLOCK_SIZE,
     CompressionSummary,
@@ -150,7 +150,7 @@ def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool,
             for i in range(min(n, MAX_LISTED)):
                 s = result.listed_strings[i]
                 print(
-                    f"{i:>6}  {names[i]:<{width}}  {'0x' + s.hex():<{hex_width}}  {8 * len(s):>5}  {info[i]:>9.2f}",
+                    f"{i:>6}  {names[i]:<{width}}  {'0x' + s.hex():<{hex_width}}  {string_bits(s):>5}  {info[i]:>9.2f}",
                     file=out,
                 )
         else:
@@ -163,9 +163,9 @@ def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool,
     print(f"digits                     {n}", file=out)
     print(f"mean information content   {mean_info:.2f} bits/digit", file=out)
     if result.mode == "per-digit":
-        string_bits = result.payload_bits_per_digit
+        mean_bits = result.payload_bits_per_digit
         print(
-            f"mean string length         {string_bits:.2f} bits/digit ({string_bits - mean_info:+.2f} over the information)",
+            f"mean string length         {mean_bits:.2f} bits/digit ({mean_bits - mean_info:+.2f} over the information)",
             file=out,
         )
     else:

@@ -25,26 +25,25 @@ def format_inspection(info: dict, show_all: bool = False) -> str:
     ]
     if count:
         lines.append(f"bits per digit  {info['file_bits_per_digit']:.2f} (whole file)")
-    if "levels" in info:
+    if "levels_used" in info:
         used = ", ".join(map(str, info["levels_used"]))
-        lines.append(f"levels          {used} (variable-rate model)")
+        lines.append(f"levels          {used}")
     if info["mode"] == "per-digit":
-        sizes = info["string_bytes"]
-        if sizes:
+        bits = info["string_bits"]
+        kind = "bit strings" if "string_bytes" not in info else "byte strings"
+        if bits:
             lines.append(
-                f"strings         mean {8 * sum(sizes) / len(sizes):.2f} bits, "
-                f"min {8 * min(sizes)}, max {8 * max(sizes)}"
+                f"strings         mean {sum(bits) / len(bits):.2f} bits, "
+                f"min {min(bits)}, max {max(bits)} ({kind})"
             )
-        listed = sizes if show_all else sizes[:MAX_LISTED]
+        listed = bits if show_all else bits[:MAX_LISTED]
         levels = info.get("levels")
         if levels is None:
-            lines.append(f"{'#':>6}  {'bytes':>5}  {'bits':>5}")
-            lines.extend(f"{i:>6}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed))
+            lines.append(f"{'#':>6}  {'bits':>5}")
+            lines.extend(f"{i:>6}  {size:>5}" for i, size in enumerate(listed))
         else:
-            lines.append(f"{'#':>6}  {'level':>5}  {'bytes':>5}  {'bits':>5}")
-            lines.extend(
-                f"{i:>6}  {levels[i]:>5}  {size:>5}  {8 * size:>5}" for i, size in enumerate(listed)
-            )
+            lines.append(f"{'#':>6}  {'level':>5}  {'bits':>5}")
+            lines.extend(f"{i:>6}  {levels[i]:>5}  {size:>5}" for i, size in enumerate(listed))
     else:
         sizes = info["stream_bytes"]
         if count:
@@ -55,8 +54,9 @@ def format_inspection(info: dict, show_all: bool = False) -> str:
         for i, size in enumerate(listed):
             digits = min(info["block_size"], count - i * info["block_size"])
             lines.append(f"{i:>6}  {digits:>6}  {size:>7}")
-    if len(listed) < len(sizes):
-        lines.append(f"   ... {len(sizes) - len(listed)} more (--all lists every one)")
+    shown = info["string_bits"] if info["mode"] == "per-digit" else info["stream_bytes"]
+    if len(listed) < len(shown):
+        lines.append(f"   ... {len(shown) - len(listed)} more (--all lists every one)")
     return "\n".join(lines)
 
 

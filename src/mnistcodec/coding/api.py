@@ -213,18 +213,25 @@ class Codec:
 
     # -- per-digit strings -------------------------------------------------------------
 
-    def compress(self, images: np.ndarray, levels=None) -> tuple[list[bytes], np.ndarray]:
-        """One string per digit and each digit's information content in bits."""
+    def compress(
+        self, images: np.ndarray, levels=None, granularity: str = "bit"
+    ) -> tuple[list[bytes], np.ndarray]:
+        """One string per digit and each digit's information content in bits.
+
+        ``granularity``: ``"bit"`` strings (``.mnc`` version 3, the default; their
+        length is :func:`~mnistcodec.coding.container.string_bits`) or the
+        ``"byte"`` strings of versions 1 and 2.
+        """
         images = check_digits(images)
         levels = self.digit_levels(levels, images.shape[0])
         strings: list[bytes] = []
         info = np.empty(images.shape[0])
         for part in self._chunks(images.shape[0]):
             k, info[part] = self.analyse(images[part], levels[part])
-            strings.extend(self.encode_latents(k, levels[part]))
+            strings.extend(self.encode_latents(k, levels[part], granularity))
         return strings, info
 
-    def encode_latents(self, k: np.ndarray, levels=None) -> list[bytes]:
+    def encode_latents(self, k: np.ndarray, levels=None, granularity: str = "bit") -> list[bytes]:
         """Integer latents (N, D) -> one string per digit, each with its level's tables."""
         levels = self.digit_levels(levels, k.shape[0])
         strings: list[bytes] = [b""] * k.shape[0]
@@ -232,12 +239,14 @@ class Codec:
             rows = np.flatnonzero(levels == level)
             coder = self.coders[int(level)]
             for row, string in zip(
-                rows, coder.encode_strings(coder.to_symbols(k[rows])), strict=True
+                rows, coder.encode_strings(coder.to_symbols(k[rows]), granularity), strict=True
             ):
                 strings[row] = string
         return strings
 
-    def decode_latents(self, strings: list[bytes], check: bool = True, levels=None) -> np.ndarray:
+    def decode_latents(
+        self, strings: list[bytes], check: bool = True, levels=None, granularity: str = "bit"
+    ) -> np.ndarray:
         """Strings -> integer latents k (N, D) (float64, exact)."""
         strings = list(strings)
         levels = self.digit_levels(levels, len(strings))
@@ -245,17 +254,19 @@ class Codec:
         for level in np.unique(levels):
             rows = np.flatnonzero(levels == level)
             coder = self.coders[int(level)]
-            symbols = coder.decode_strings([strings[r] for r in rows], check=check)
+            symbols = coder.decode_strings([strings[r] for r in rows], check, granularity)
             k[rows] = coder.from_symbols(symbols)
         return k
 
-    def decompress(self, strings: list[bytes], check: bool = True, levels=None) -> np.ndarray:
+    def decompress(
+        self, strings: list[bytes], check: bool = True, levels=None, granularity: str = "bit"
+    ) -> np.ndarray:
         """Strings -> uint8 digits; ``check=False`` only for generative sampling."""
         strings = list(strings)
         levels = self.digit_levels(levels, len(strings))
         out = np.empty((len(strings), *IMAGE_SHAPE), dtype=np.uint8)
         for part in self._chunks(len(strings)):
-            k = self.decode_latents(strings[part], check=check, levels=levels[part])
+            k = self.decode_latents(strings[part], check, levels[part], granularity)
             out[part] = self.synthesise(k, levels[part])
         return out
 

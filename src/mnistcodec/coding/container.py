@@ -1,10 +1,10 @@
-"""The compressed file format (``.mnc``), versions 1 and 2. Full spec: ``docs/mnc-format.md``.
+"""The compressed file format (``.mnc``), versions 1 to 3. Full spec: ``docs/mnc-format.md``.
 
 ::
 
     offset  size  field                     (all integers unsigned, big-endian)
     0       8     magic b"\\x89MNC\\r\\n\\x1a\\n"
-    8       1     format version (1, or 2 for a variable-rate model)
+    8       1     format version (3; 1 and 2 are read)
     9       1     mode: 0 = per-digit strings, 1 = stream
     10      2     digit height (28)
     12      2     digit width (28)
@@ -19,12 +19,22 @@
     per-digit block:  n LEB128 varint lengths, then the n strings
     stream block:     one LEB128 varint byte length, then the stream
 
-Version 2 (written for variable-rate models) is version 1 with the coding
-level in front of every block: a byte ``0`` then one level byte (every digit
-of the block at that level), or, in per-digit mode only, a byte ``1`` then
-``n`` level bytes (one per digit, as rate control chooses). Readers accept
-both versions; version-1 files have no levels (a fixed-rate model's only
-level, 0).
+Version 2 (written by earlier releases for variable-rate models) is version 1
+with the coding level in front of every block: a byte ``0`` then one level
+byte (every digit of the block at that level), or, in per-digit mode only, a
+byte ``1`` then ``n`` level bytes (one per digit, as rate control chooses).
+Version-1 files have no levels (a fixed-rate model's only level, 0).
+
+Version 3 (written for every model) is version 2 with bit strings: a
+per-digit block's lengths count bits, and its strings' bits follow one
+another, the last padded with zero bits to a whole byte::
+
+    per-digit block (v3):  levels, n LEB128 varint bit lengths, the n strings' bits, padding
+
+Every string of a version-3 block ends with a 1 bit, so in memory each is
+held as bytes (its bits, zero-padded to a byte) whose last 1 bit gives its
+length back. Stream blocks are as in version 2. Readers accept all three
+versions.
 
 Parsing checks, in this order: magic, version, header CRC, header fields, file
 length against ``P`` (truncation, trailing data), the file CRC, then walks the
@@ -42,13 +52,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+import numpy as np
+
 from mnistcodec.errors import FormatError, WrongModelError
 
 MAGIC = b"\x89MNC\r\n\x1a\n"
-VERSION = 1
-#: The version written for variable-rate models: levels in front of every block.
+#: Version 1: no levels, byte strings (read only).
+VERSION_1 = 1
+#: Version 2: levels in front of every block, byte strings (read only).
 LEVELS_VERSION = 2
-VERSIONS = (VERSION, LEVELS_VERSION)
+#: Version 3, written for every model: levels, and bit strings in per-digit blocks.
+BITS_VERSION = 3
+VERSION = BITS_VERSION
+VERSIONS = (VERSION_1, LEVELS_VERSION, BITS_VERSION)
 _ONE_LEVEL, _DIGIT_LEVELS = 0, 1
 MODES = {0: "per-digit", 1: "stream"}
 MODE_CODES = {name: code for code, name in MODES.items()}
@@ -112,8 +128,10 @@ class Header:
 class Block:
     """One block: its digit count and either per-digit strings or one stream.
 
-    ``levels`` (version 2 only): one level for the whole block (a list of one)
-    or, in per-digit mode, one per digit.
+    ``levels`` (versions 2 and 3): one level for the whole block (a list of
+    one) or, in per-digit mode, one per digit. ``strings``: byte strings
+    (versions 1 and 2) or bit strings held as bytes (version 3, see
+    :func:`string_bits`).
     """
 
     count: int
@@ -126,6 +144,19 @@ class Block:
         if len(self.levels) == self.count:
             return list(self.levels)
         return [self.levels[0] if self.levels else 0] * self.count
+
+
+def string_bits(string: bytes) -> int:
+    """Length in bits of a bit string held as bytes: the position of its last 1 bit.
+
+    0 for the empty string. For a byte string (versions 1 and 2) the stored
+    length is ``8 * len(string)`` instead; this counts only up to its last 1 bit.
+    """
+    if not string:
+        return 0
+    last = string[-1]
+    trailing = (last & -last).bit_length() - 1 if last else 8
+    return 8 * len(string) - trailing
 
 
 def _varint(value: int) -> bytes:
@@ -161,10 +192,10 @@ def block_counts(count: int, block_size: int) -> Iterator[int]:
 
 
 def _encode_levels(mode: str, block: Block) -> bytes:
-    """Version 2's level prefix of a block."""
-    levels = block.levels
-    if not levels or any(not 0 <= level <= 255 for level in levels):
-        raise ValueError("a version-2 block needs levels from 0 to 255")
+    """The level prefix of a version-2 or version-3 block (no levels: level 0)."""
+    levels = block.levels or [0]
+    if any(not 0 <= level <= 255 for level in levels):
+        raise ValueError("a version-2 or version-3 block needs levels from 0 to 255")
     if len(set(levels)) == 1:
         return bytes([_ONE_LEVEL, levels[0]])
     if mode != "per-digit" or len(levels) != block.count:
@@ -174,13 +205,62 @@ def _encode_levels(mode: str, block: Block) -> bytes:
 
 def encode_block(mode: str, block: Block, version: int = VERSION) -> bytes:
     """The payload bytes of one block."""
-    if version == LEVELS_VERSION:
-        return _encode_levels(mode, block) + encode_block(mode, block)
-    if mode == "per-digit":
-        if len(block.strings) != block.count:
-            raise ValueError("block count does not match its strings")
-        return b"".join([*(_varint(len(s)) for s in block.strings), *block.strings])
-    return _varint(len(block.stream)) + block.stream
+    if version not in VERSIONS:
+        raise ValueError(f"unknown .mnc version {version}")
+    levels = _encode_levels(mode, block) if version != VERSION_1 else b""
+    if mode != "per-digit":
+        return levels + _varint(len(block.stream)) + block.stream
+    if len(block.strings) != block.count:
+        raise ValueError("block count does not match its strings")
+    if version != BITS_VERSION:
+        return b"".join([levels, *(_varint(len(s)) for s in block.strings), *block.strings])
+    if any(s.endswith(b"\0") for s in block.strings):
+        raise ValueError("a bit string held as bytes cannot end with a zero byte")
+    lengths = [string_bits(s) for s in block.strings]
+    return b"".join([levels, *(_varint(n) for n in lengths), pack_bits(block.strings, lengths)])
+
+
+def pack_bits(strings: list[bytes], lengths: list[int]) -> bytes:
+    """The bits of ``strings`` (``lengths[i]`` bits of each) one after another, zero-padded.
+
+    Each string is held as bytes: its bits, then zero bits up to a whole byte.
+    """
+    if not strings:
+        return b""
+    bits = np.unpackbits(np.frombuffer(b"".join(strings), dtype=np.uint8))
+    sizes = np.array([8 * len(s) for s in strings], dtype=np.int64)
+    within = np.arange(bits.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.packbits(
+        bits[within < np.repeat(np.asarray(lengths, dtype=np.int64), sizes)]
+    ).tobytes()
+
+
+def unpack_bits(data: bytes | memoryview, lengths: list[int]) -> list[bytes]:
+    """Inverse of :func:`pack_bits`: ``data`` holds exactly ``ceil(sum(lengths) / 8)`` bytes.
+
+    Raises :class:`FormatError` if a non-empty string does not end with a 1
+    bit (its bytes would not say its length) or the padding is not zero.
+    """
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths_arr.sum())
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    if bits[total:].any():
+        raise FormatError("corrupt file: a block's padding bits are not zero")
+    ends = np.cumsum(lengths_arr)
+    if not bits[ends[lengths_arr > 0] - 1].all():
+        raise FormatError("corrupt file: a string does not end with a 1 bit")
+    padded = -(-lengths_arr // 8) * 8
+    out = np.zeros(int(padded.sum()), dtype=np.uint8)
+    starts = np.cumsum(padded) - padded
+    dest = (
+        np.arange(total)
+        - np.repeat(ends - lengths_arr, lengths_arr)
+        + np.repeat(starts, lengths_arr)
+    )
+    out[dest] = bits[:total]
+    packed = np.packbits(out).tobytes()
+    offsets = (starts // 8).tolist()
+    return [packed[o : o + n // 8] for o, n in zip(offsets, padded.tolist(), strict=True)]
 
 
 def write_file(handle: BinaryIO, header: Header, blocks: Iterable[Block]) -> int:
@@ -329,24 +409,10 @@ def _walk_blocks(
         )
     for n in block_counts(header.count, header.block_size):
         levels: list[int] = []
-        if header.version == LEVELS_VERSION:
+        if header.version != VERSION_1:
             levels, pos = _read_levels(header, view, pos, end, n)
         if header.mode == "per-digit":
-            lengths = []
-            total = 0
-            for _ in range(n):
-                length, pos = _read_varint(view, pos, end)
-                total += length
-                if copy:
-                    lengths.append(length)
-            if total > end - pos:
-                raise FormatError("corrupt file: strings run past the end of the payload")
-            strings = []
-            for length in lengths:
-                strings.append(bytes(view[pos : pos + length]))
-                pos += length
-            if not copy:
-                pos += total
+            strings, pos = _read_strings(header.version, view, pos, end, n, copy)
             yield Block(n, strings=strings, levels=levels)
         else:
             length, pos = _read_varint(view, pos, end)
@@ -358,10 +424,34 @@ def _walk_blocks(
         raise FormatError(f"corrupt file: {end - pos} payload bytes are not part of any block")
 
 
+def _read_strings(
+    version: int, view: memoryview, pos: int, end: int, count: int, copy: bool
+) -> tuple[list[bytes], int]:
+    """A per-digit block's ``count`` lengths and strings (none kept unless ``copy``)."""
+    lengths = []
+    total = 0
+    for _ in range(count):
+        length, pos = _read_varint(view, pos, end)
+        total += length
+        lengths.append(length)
+    size = -(-total // 8) if version == BITS_VERSION else total
+    if size > end - pos:
+        raise FormatError("corrupt file: strings run past the end of the payload")
+    if not copy:
+        return [], pos + size
+    if version == BITS_VERSION:
+        return unpack_bits(view[pos : pos + size], lengths), pos + size
+    strings = []
+    for length in lengths:
+        strings.append(bytes(view[pos : pos + length]))
+        pos += length
+    return strings, pos
+
+
 def _read_levels(
     header: Header, view: memoryview, pos: int, end: int, count: int
 ) -> tuple[list[int], int]:
-    """A version-2 block's level prefix: ``([level], pos)`` or one level per digit."""
+    """A version-2 or -3 block's level prefix: ``([level], pos)`` or one level per digit."""
     if pos >= end:
         raise FormatError("corrupt file: a block's levels run past the end of the payload")
     kind = view[pos]

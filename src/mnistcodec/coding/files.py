@@ -25,11 +25,13 @@ atomic write and fills in the header (payload length, CRCs) at the end;
 that every stream is long enough for its digits) and then decodes one block,
 in pieces of at most ``codec.chunk_size`` digits, at a time.
 
-A variable-rate model writes version 2 files, whose blocks carry their coding
-level: ``level`` codes every digit at one level (default: the model's
-reference level), ``target`` (:class:`~mnistcodec.coding.rate_control.RateTarget`,
-per-digit mode only) chooses a level per digit. Decoding reads the levels
-from the file.
+Every model writes version 3 files: per-digit strings are bit strings, and
+every block carries its coding level. For a variable-rate model ``level``
+codes every digit at one level (default: the model's reference level), and
+``target`` (:class:`~mnistcodec.coding.rate_control.RateTarget`, per-digit
+mode only) chooses a level per digit; a fixed-rate model's blocks are at its
+only level, 0. Decoding reads the levels from the file, and reads the byte
+strings of version 1 and 2 files as they were written.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ import numpy as np
 
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import (
-    LEVELS_VERSION,
+    BITS_VERSION,
     MAX_BLOCK,
     MODE_CODES,
     Block,
     Header,
     block_counts,
     iter_blocks,
+    string_bits,
     verify_file,
     write_file,
 )
@@ -124,7 +127,8 @@ class CompressionSummary:
     header: Header
     file_bytes: int
     info_bits_total: float
-    payload_bytes: int
+    #: Bits of all strings (per-digit mode) or streams (stream mode), without lengths.
+    payload_bits: int
     listed_info_bits: np.ndarray
     listed_strings: list[bytes] = field(default_factory=list)
     stream_sizes: list[int] = field(default_factory=list)
@@ -150,7 +154,7 @@ class CompressionSummary:
 
     @property
     def payload_bits_per_digit(self) -> float:
-        return 8 * self.payload_bytes / self.count
+        return self.payload_bits / self.count
 
 
 @dataclass
@@ -227,8 +231,6 @@ def compress_to_handle(
     if count >= 1 << 32:
         raise InputError(f"{count} digits do not fit one compressed file (at most {(1 << 32) - 1})")
     header = Header(mode, count, block_size, bytes.fromhex(codec.fingerprint))
-    if codec.loaded.variable_rate:
-        header.version = LEVELS_VERSION
     summary = CompressionSummary(header, 0, 0.0, 0, np.empty(0))
     blocks = _coded_blocks(codec, pieces, summary, listed, choice)
     summary.file_bytes = write_file(handle, header, blocks)
@@ -251,12 +253,12 @@ def _coded_blocks(
         first += images.shape[0]
         summary.missed += missed
         if header.mode == "per-digit":
-            summary.payload_bytes += sum(len(s) for s in block.strings)
+            summary.payload_bits += sum(string_bits(s) for s in block.strings)
             room = listed - len(summary.listed_strings)
             summary.listed_strings.extend(block.strings[: max(room, 0)])
         else:
             summary.stream_sizes.append(len(block.stream))
-            summary.payload_bytes += len(block.stream)
+            summary.payload_bits += 8 * len(block.stream)
         room = listed - len(listed_info)
         summary.listed_levels.extend(levels[: max(room, 0)].tolist())
         listed_info.extend(info[: max(room, 0)].tolist())
@@ -342,11 +344,13 @@ def _block_latents(codec: Codec, header: Header, data: bytes, check: bool):
     for index, block in enumerate(iter_blocks(header, data)):
         levels = np.asarray(block.digit_levels(), dtype=np.int64)
         codec.check_file_levels(levels)
+        granularity = "bit" if header.version == BITS_VERSION else "byte"
         try:
             if header.mode == "per-digit":
                 for first in range(0, block.count, codec.chunk_size):
                     part = slice(first, first + codec.chunk_size)
-                    k = codec.decode_latents(block.strings[part], check=check, levels=levels[part])
+                    strings = block.strings[part]
+                    k = codec.decode_latents(strings, check, levels[part], granularity)
                     yield start + first, k, levels[part]
             else:
                 k = codec.decode_stream_latents(block.stream, block.count, check, int(levels[0]))

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import os
 
-from mnistcodec.coding.container import HEADER_SIZE, LEVELS_VERSION, iter_blocks, verify_file
+from mnistcodec.coding.container import (
+    BITS_VERSION,
+    HEADER_SIZE,
+    VERSION_1,
+    iter_blocks,
+    string_bits,
+    verify_file,
+)
 from mnistcodec.storage.atomic import read_input
 
 MAX_FILE_BYTES = 1 << 30
@@ -43,15 +50,28 @@ def inspect_bytes(data: bytes) -> dict:
         "payload_bytes": header.payload_size,
         "file_bits_per_digit": 8 * len(data) / count if count else None,
     }
-    if header.version == LEVELS_VERSION:
-        levels = [level for block in iter_blocks(header, data) for level in block.digit_levels()]
-        info["levels"] = levels
+    if header.version != VERSION_1:
+        # Per digit in per-digit mode (bounded by the file: a length byte each),
+        # per block in stream mode (one level each; a block may claim 2^20 digits).
+        if header.mode == "per-digit":
+            levels = [
+                level for block in iter_blocks(header, data) for level in block.digit_levels()
+            ]
+            info["levels"] = levels
+        else:
+            levels = [block.levels[0] for block in iter_blocks(header, data)]
+            info["block_levels"] = levels
         info["levels_used"] = sorted(set(levels))
     blocks = iter_blocks(header, data)
     if header.mode == "per-digit":
-        sizes = [len(s) for block in blocks for s in block.strings]
-        info["string_bytes"] = sizes
-        info["mean_string_bits"] = 8 * sum(sizes) / len(sizes) if sizes else None
+        strings = [s for block in blocks for s in block.strings]
+        if header.version == BITS_VERSION:
+            bits = [string_bits(s) for s in strings]
+        else:
+            info["string_bytes"] = [len(s) for s in strings]
+            bits = [8 * len(s) for s in strings]
+        info["string_bits"] = bits
+        info["mean_string_bits"] = sum(bits) / len(bits) if bits else None
     else:
         sizes = [len(block.stream) for block in blocks]
         info["stream_bytes"] = sizes

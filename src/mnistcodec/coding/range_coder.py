@@ -28,13 +28,25 @@ and a last chunk of the remaining ``n mod 16`` bits, each with
 Strings. Per-digit mode codes each digit into its own range-coder stream;
 stream mode codes a block of digits into one stream (symbols of all digits
 first, then their overflow values) with every trailing zero byte removed.
-constriction emits 32-bit words; a string is their big-endian bytes, shortened
-to the shortest prefix that still decodes to the same symbols when the decoder
-pads it with zero bytes: at each length ``L`` from ``max(0, floor(I / 8) - 1)``
-up (``I`` the information content under the integer tables, its ``floor(I / 8)``
-computed exactly), the prefix and the prefix plus one (as an ``L``-byte number)
-are candidates, and the first that decodes correctly is kept, trailing zero
-bytes removed.
+constriction emits 32-bit words. A per-digit string is one of two kinds
+(``granularity``):
+
+- ``"bit"`` (``.mnc`` version 3, the default): the shortest bit string that
+  decodes to the same symbols when the decoder pads it with zero bits, that is
+  the point of the coder's final interval with the most trailing zero bits,
+  written down to its last 1 bit. It is held as bytes, its bits followed by
+  zero bits up to a whole byte; its length in bits (:func:`string_bits`) is the
+  position of its last 1 bit, so the bytes say it exactly.
+- ``"byte"`` (versions 1 and 2): the big-endian bytes of the words, shortened to
+  the shortest prefix that still decodes to the same symbols when the decoder
+  pads it with zero bytes: at each length ``L`` from ``max(0, floor(I / 8) - 1)``
+  up (``I`` the information content under the integer tables, its
+  ``floor(I / 8)`` computed exactly), the prefix and the prefix plus one (as an
+  ``L``-byte number) are candidates, and the first that decodes correctly is
+  kept, trailing zero bytes removed.
+
+A bit string is never longer than the byte string of the same digit, and both
+decode with the same decoder.
 
 Finding that prefix without trial decodes. Read as a binary fraction, a
 zero-padded string decodes to the encoded symbols exactly when it lies in the
@@ -50,6 +62,9 @@ from the sealed output, whose first ``p + 1`` words are
 integer comparison: the prefix is valid iff it is ``>= low`` and the prefix
 plus one iff it is ``< low + range``. This selects exactly the string the
 trial decodes select (the test suite checks it against that search).
+The bit string needs no search: the integer of ``[low, low + range)`` with
+the most trailing zero bits is unique and follows from the highest bit in
+which ``low`` and ``low + range - 1`` differ (:func:`_most_trailing_zeros`).
 
 Decode check. Unless disabled (generative sampling), the decoder re-encodes
 the symbols it decoded and requires the result to equal its input byte for
@@ -72,6 +87,8 @@ _CHUNK_BITS = 16
 _STREAM_CHUNK = 1024
 # floor(I / 8) is recomputed in integers when I / 8 is this close to an integer.
 _EXACT_MARGIN = 1e-6
+#: Per-digit string kinds: ``"bit"`` (``.mnc`` version 3) and ``"byte"`` (versions 1 and 2).
+GRANULARITIES = ("bit", "byte")
 
 
 class DecodeError(FormatError):
@@ -260,8 +277,14 @@ class LatentCoder:
 
     # -- per-digit strings -----------------------------------------------------------------
 
-    def encode_strings(self, symbols: Symbols) -> list[bytes]:
-        """One shortest-prefix string per digit."""
+    def encode_strings(self, symbols: Symbols, granularity: str = "bit") -> list[bytes]:
+        """One string per digit: the shortest bit string, or the shortest byte prefix."""
+        _check_granularity(granularity)
+        if granularity == "bit":
+            return [
+                _shortest_bits(self._encode_digit(indices, overflow))
+                for indices, overflow in zip(symbols.indices, symbols.overflow, strict=True)
+            ]
         starts = self.start_lengths(symbols)
         return [
             _shortest_prefix(self._encode_digit(indices, overflow), start)
@@ -270,12 +293,16 @@ class LatentCoder:
             )
         ]
 
-    def decode_strings(self, strings: list[bytes], check: bool = True) -> Symbols:
+    def decode_strings(
+        self, strings: list[bytes], check: bool = True, granularity: str = "bit"
+    ) -> Symbols:
         """Decode per-digit strings; ``check`` requires each to be canonical.
 
         Digits are decoded in order; with ``check``, the first digit that is not
-        canonical (or does not decode) raises.
+        canonical (or does not decode) raises. ``granularity`` names the rule the
+        strings were written with (both kinds decode alike; the check differs).
         """
+        _check_granularity(granularity)
         indices = np.empty((len(strings), self.symbol_dims), dtype=np.int32)
         overflow: list[list[int]] = []
         failure: DecodeError | None = None
@@ -288,13 +315,12 @@ class LatentCoder:
             overflow.append(values)
         if check:
             decoded = len(overflow)
-            starts = self.start_lengths(Symbols(indices[:decoded], overflow))
+            canonical = self.encode_strings(Symbols(indices[:decoded], overflow), granularity)
             for i in range(decoded):
                 data = strings[i]
                 if data.endswith(b"\0"):
                     raise DecodeError(f"string {i} is not canonical (trailing zero byte)")
-                encoder = self._encode_digit(indices[i], overflow[i])
-                if _shortest_prefix(encoder, starts[i]) != data:
+                if canonical[i] != data:
                     raise DecodeError(
                         f"string {i} is not the encoding of what it decodes to "
                         "(corrupt data, or a file for another model)"
@@ -340,6 +366,52 @@ class LatentCoder:
         return symbols
 
 
+def _check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown string granularity {granularity!r}; use one of {GRANULARITIES}")
+
+
+def _final_interval(encoder) -> tuple[int, int, int]:
+    """``(low, high, grid)``: the final interval ``[low, high)`` of ``encoder`` on ``grid`` bits."""
+    full = _words_to_bytes(encoder.get_compressed())
+    position, (lower, size) = encoder.pos()
+    head = int.from_bytes(full[: 4 * (position + 1)], "big")
+    low = (((head << 32) - lower) >> 64 << 64) + lower
+    return low, low + size, 32 * (position + 2)
+
+
+def _most_trailing_zeros(low: int, last: int) -> int:
+    """The integer of ``[low, last]`` with the most trailing zero bits (it is unique).
+
+    With ``t`` the highest bit in which ``low`` and ``last`` differ, every
+    integer between them shares their bits above ``t``; the one with bit ``t``
+    set and nothing below is in the range, and only ``low`` itself can have
+    more trailing zeros (when its bits from ``t`` down are all 0).
+    """
+    if low == 0 or low == last:
+        return low
+    top = (low ^ last).bit_length() - 1
+    if low & ((1 << (top + 1)) - 1) == 0:
+        return low
+    return last >> top << top
+
+
+def _shortest_bits(encoder) -> bytes:
+    """The shortest bit string that decodes like the full output of ``encoder``, as bytes.
+
+    Its bits are those of the interval's point with the most trailing zeros,
+    down to its last 1 bit, then zero bits up to a whole byte.
+    """
+    low, high, grid = _final_interval(encoder)
+    point = _most_trailing_zeros(low, high - 1)
+    if point == 0:
+        return b""
+    trailing = (point & -point).bit_length() - 1
+    bits = grid - trailing
+    pad = -bits % 8
+    return ((point >> trailing) << pad).to_bytes((bits + pad) // 8, "big")
+
+
 def _shortest_prefix(encoder, start: int) -> bytes:
     """The shortest prefix, from ``start`` bytes up, that decodes like the full string.
 
@@ -347,13 +419,8 @@ def _shortest_prefix(encoder, start: int) -> bytes:
     with the final interval ``[low, high)`` of ``encoder`` (a range encoder holding
     one digit), on a grid of ``32 (p + 2)`` bits.
     """
-    full = _words_to_bytes(encoder.get_compressed())
-    position, (lower, size) = encoder.pos()
-    head = int.from_bytes(full[: 4 * (position + 1)], "big")
-    low = (((head << 32) - lower) >> 64 << 64) + lower
-    high = low + size
-    grid = 32 * (position + 2)
-    full = full.rstrip(b"\0")
+    low, high, grid = _final_interval(encoder)
+    full = _words_to_bytes(encoder.get_compressed()).rstrip(b"\0")
     for length in range(start, len(full)):
         shift = grid - 8 * length
         value = int.from_bytes(full[:length], "big")

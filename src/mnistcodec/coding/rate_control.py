@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import Block
+from mnistcodec.coding.container import Block, string_bits
 from mnistcodec.errors import InputError
 
 PSNR_MAX = 100.0
@@ -86,7 +86,7 @@ def choose_levels(
     if codec.levels < 2:
         raise InputError("rate control needs a variable-rate model (one with several levels)")
     strings, info, psnr = all_levels(codec, images)
-    bits = np.array([[8 * len(s) for s in row] for row in strings], dtype=np.float64)
+    bits = np.array([[string_bits(s) for s in row] for row in strings], dtype=np.float64)
     n = images.shape[0]
     if target.bits is not None:
         fits = bits <= target.bits
@@ -145,8 +145,9 @@ def code_block(codec: Codec, images: np.ndarray, mode: str, choice: LevelChoice,
         block = Block(n, strings=chosen.strings, levels=chosen.levels.tolist())
         return block, chosen.info_bits, chosen.levels, chosen.missed
     level = int(codec.digit_levels(choice.level, 1)[0])
-    # A fixed-rate model is called as it always was: one level, none in the file.
-    args, levels = ((level,), [level]) if codec.loaded.variable_rate else ((), [])
+    # A fixed-rate model is called as it always was; its blocks carry its only level, 0.
+    args = (level,) if codec.loaded.variable_rate else ()
+    levels = [level]
     if mode == "per-digit":
         strings, info = codec.compress(images, *args)
         block = Block(n, strings=strings, levels=levels)

@@ -457,6 +457,7 @@ def preset_bd_rates(
     anchor: tuple[str, Sequence[Mapping]],
     test: tuple[str, Sequence[Mapping]],
     method: str = PRESET_BD_METHOD,
+    rate: str = "string_bits",
 ) -> dict[str, dict]:
     """BD-rate of one curve of evaluated models against another, on real string bits.
 
@@ -465,10 +466,11 @@ def preset_bd_rates(
     :meth:`~mnistcodec.experiments.sweep.TrialResult.row` or ``mnistcodec evaluate --json``
     give). Returns ``{"psnr": entry, "mad": entry}``: the BD-rate at equal PSNR and at
     equal MAD, each an entry of :func:`compare_curves` with the ``quality`` it used.
+    ``rate`` names another rate of the rows (``byte_string_bits``, ``info_bits``).
     """
     out = {}
     for label, key, higher in (("psnr", "psnr_db", True), ("mad", "mad", False)):
-        curves = [(name, *rd_curve(rows, "string_bits", key)) for name, rows in (anchor, test)]
+        curves = [(name, *rd_curve(rows, rate, key)) for name, rows in (anchor, test)]
         (entry,) = compare_curves(curves[0], curves[1:], higher_is_better=higher, method=method)
         out[label] = {**entry, "quality": key, "method": method}
     return out

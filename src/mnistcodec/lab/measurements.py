@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.container import string_bits
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.experiments import metrics
@@ -215,7 +216,7 @@ def code_batch(loaded: LoadedModel, images: np.ndarray) -> dict:
     return {
         "strings": strings,
         "hex": [s.hex() for s in strings],
-        "string_bits": [8.0 * len(s) for s in strings],
+        "string_bits": [float(string_bits(s)) for s in strings],
         "info_bits": [float(v) for v in info],
         "psnr_db": [float(v) for v in psnr],
         "reconstructions": decoded,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import parse_header
+from mnistcodec.coding.container import parse_header, string_bits
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes
 from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.rate_control import LevelChoice
@@ -160,6 +160,11 @@ def latent_view(codec: Codec, k: np.ndarray, level: int) -> dict:
     }
 
 
+def _binary(string: bytes) -> str:
+    """A bit string as its ``0`` and ``1`` characters (its bits only, no padding)."""
+    return "".join(f"{byte:08b}" for byte in string)[: string_bits(string)]
+
+
 def _nearest_size(spec, digit: np.ndarray, target_bytes: int) -> tuple[int, bytes, np.ndarray]:
     """The quality of ``spec`` whose file is nearest ``target_bytes`` (bisection on quality)."""
     low, high = int(min(spec.qualities)), int(max(spec.qualities))
@@ -231,7 +236,8 @@ class Playground:
             "lmbda": codec.lambdas[level],
             "string_hex": string.hex(),
             "string_bytes": len(string),
-            "string_bits": 8 * len(string),
+            "string_bits": string_bits(string),
+            "string_binary": _binary(string),
             "info_bits": float(info[0]),
             "psnr_db": float(psnr_per_image(digit, decoded)[0]),
             "mad": mad(digit, decoded),
@@ -274,7 +280,7 @@ class Playground:
                     "png": b64_png(decoded),
                 }
             )
-        return {"target_bytes": target, "target_bits": 8 * target, "codecs": rows}
+        return {"target_bytes": target, "target_bits": string_bits(strings[0]), "codecs": rows}
 
     def sample_png(self, model=None, seed: int = 0, n: int = 16, nbytes: int = 8) -> bytes:
         """``n`` random ``nbytes``-byte strings decoded, as one PNG grid."""
