@@ -165,6 +165,38 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert resumed.model.fingerprint == full.model.fingerprint
 
 
+def test_learning_rates_decay_in_the_last_epochs_of_a_run_and_of_a_resumed_run(
+    tmp_path, monkeypatch
+):
+    import mnistcodec.training.loop as loop
+
+    decayed = dict(lr=1e-3, prior_lr=1e-2, lr_decay_epochs=1, lr_decay_factor=0.5)
+    config = TrainConfig(epochs=3, limit=128, val_limit=64, **decayed)
+    assert [config.learning_rates(e) for e in (1, 2, 3)] == [(1e-3, 1e-2)] * 2 + [(5e-4, 5e-3)]
+    seen = []
+    real = loop.train_epoch
+
+    def spy(model, optimizer, *args):
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        return real(model, optimizer, *args)
+
+    monkeypatch.setattr(loop, "train_epoch", spy)
+    quiet = dict(progress=False, log=lambda _: None)
+    train(ModelConfig(latent_dims=8), config, tmp_path / "d.safetensors", **quiet)
+    assert seen == [[1e-3, 1e-2], [1e-3, 1e-2], [5e-4, 5e-3]]
+    # A run made without decay, resumed for one more epoch with it.
+    seen.clear()
+    out = tmp_path / "r.safetensors"
+    plain = TrainConfig(epochs=2, limit=128, val_limit=64, lr=1e-3, prior_lr=1e-2)
+    train(ModelConfig(latent_dims=8), plain, out, **quiet)
+    train(ModelConfig(latent_dims=8), config, out, resume=True, **quiet)
+    assert seen == [[1e-3, 1e-2], [1e-3, 1e-2], [5e-4, 5e-3]]
+    with pytest.raises(InputError, match="lr-decay-epochs"):
+        TrainConfig(epochs=2, lr_decay_epochs=3)
+    with pytest.raises(InputError, match="lr-decay-factor"):
+        TrainConfig(epochs=2, lr_decay_factor=1.5)
+
+
 def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypatch):
     config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
     previous = torch.get_num_threads()

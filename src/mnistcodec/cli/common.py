@@ -122,6 +122,21 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         help="variable-rate models: weight each level's Lagrangian by (2000 / lambda)^A "
         "(default: the preset's, else 0)",
     )
+    parser.add_argument(
+        "--lr-decay-epochs",
+        type=int,
+        default=0,
+        metavar="K",
+        help="train the last K of --epochs at --lr-decay-factor times the learning rates "
+        "(a resumed run too; default 0: no decay)",
+    )
+    parser.add_argument(
+        "--lr-decay-factor",
+        type=positive_float,
+        default=0.1,
+        metavar="F",
+        help="the learning rates' factor in the last --lr-decay-epochs epochs (default 0.1)",
+    )
     add_device_args(parser)
 
 

@@ -35,6 +35,8 @@ def sweep_handler(args: argparse.Namespace) -> int:
         lr=args.lr,
         prior_lr=args.prior_lr,
         level_weight=args.level_weight or 0.0,
+        lr_decay_epochs=args.lr_decay_epochs,
+        lr_decay_factor=args.lr_decay_factor,
         device=args.device,
         limit=args.limit,
         val_limit=args.val_limit,

@@ -116,6 +116,8 @@ def train_handler(args: argparse.Namespace) -> int:
         lr=args.lr,
         prior_lr=args.prior_lr,
         level_weight=args.level_weight or 0.0,
+        lr_decay_epochs=args.lr_decay_epochs,
+        lr_decay_factor=args.lr_decay_factor,
         seed=args.seed,
         device=args.device,
         limit=args.limit,

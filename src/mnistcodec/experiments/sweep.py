@@ -105,12 +105,14 @@ class TrialSpec:
     def config(self) -> dict:
         """The hashed configuration: model and training configs, minus the data directory and
         the CPU threading mode (neither changes what is computed beyond float rounding); the
-        precision only when it resolves to bf16 and the level weight only when set, so other
-        trials keep the keys they had before either option existed."""
+        precision only when it resolves to bf16, the level weight and the learning-rate decay
+        only when set, so other trials keep the keys they had before these options existed."""
         train = asdict(self.train)
         del train["data_dir"], train["threading"]
         if not train["level_weight"]:
             del train["level_weight"]
+        if not train["lr_decay_epochs"]:
+            del train["lr_decay_epochs"], train["lr_decay_factor"]
         if precision_for_device(train.pop("precision"), self.train.device) == "bf16":
             train["precision"] = "bf16"
         return {"model": self.model.to_dict(), "train": train}

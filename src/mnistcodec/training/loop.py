@@ -83,6 +83,8 @@ class TrainConfig:
     threading: str = "auto"
     precision: str = "auto"  # fp32, bf16 or auto (mnistcodec.model.precision)
     level_weight: float = 0.0  # a variable-rate model's level weights (VariableRateModel.loss)
+    lr_decay_epochs: int = 0  # the last this many epochs train at lr_decay_factor x the rates
+    lr_decay_factor: float = 0.1
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -101,6 +103,23 @@ class TrainConfig:
             check_learning_rate(self.prior_lr, "the prior's learning rate")
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit must be at least 1, got {self.limit}")
+        if not 0 <= self.lr_decay_epochs <= self.epochs:
+            raise InputError(
+                f"--lr-decay-epochs must be from 0 to --epochs ({self.epochs}), got {self.lr_decay_epochs}"
+            )
+        if not 0.0 < self.lr_decay_factor <= 1.0:
+            raise InputError(f"--lr-decay-factor must be in (0, 1], got {self.lr_decay_factor}")
+
+    def learning_rates(self, epoch: int) -> tuple[float, float]:
+        """The transforms' and the prior's learning rates in ``epoch`` (1-based).
+
+        ``lr`` and ``prior_lr`` (default ``lr``), times ``lr_decay_factor`` in
+        the last ``lr_decay_epochs`` epochs of the run: a step decay for the
+        end of a long schedule, which a resumed run follows as well.
+        """
+        factor = self.lr_decay_factor if epoch > self.epochs - self.lr_decay_epochs else 1.0
+        prior = self.lr if self.prior_lr is None else self.prior_lr
+        return self.lr * factor, prior * factor
 
 
 @dataclass
@@ -185,6 +204,9 @@ def train(
         sharded = ShardedStep(model, pool) if pool is not None else None
         for epoch in range(start_epoch, train_config.epochs + 1):
             t0 = time.perf_counter()
+            rates = train_config.learning_rates(epoch)
+            for group, lr in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = lr
             loss, rate, distortion = train_epoch(
                 model, optimizer, train_images, train_config, epoch, sharded, progress, ckpt
             )
