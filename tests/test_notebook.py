@@ -20,6 +20,7 @@ import pytest
 from nbclient import NotebookClient
 
 from mnistcodec.coding.api import Codec
+from mnistcodec.coding.container import string_bits
 from mnistcodec.coding.model_files import load_model
 from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
@@ -117,7 +118,7 @@ def test_notebook_codes_real_strings_that_decode_to_the_reconstruction(executed)
     )
     assert f"0x{probe['strings_hex'][0]}" in printed
     assert f"{probe['string_bits'][0]} bits" in printed
-    assert probe["string_bits"] == [8 * len(s) for s in strings]
+    assert probe["string_bits"] == [string_bits(s) for s in strings]
 
     # The notebook's strings are this model's strings; they decode to its reconstruction.
     again, info = codec.compress(originals)
