@@ -135,6 +135,11 @@ def _model_or_input(args: argparse.Namespace) -> None:
         args.model = None
 
 
+def _against(difference: float) -> str:
+    """``1.25 over`` or ``0.60 under``: a string length against the information content."""
+    return f"{abs(difference):.2f} {'over' if difference >= 0 else 'under'}"
+
+
 def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool, out) -> None:
     n = result.count
     info = result.listed_info_bits
@@ -165,7 +170,7 @@ def _print_compressed(result: CompressionSummary, names: list[str], quiet: bool,
     if result.mode == "per-digit":
         mean_bits = result.payload_bits_per_digit
         print(
-            f"mean string length         {mean_bits:.2f} bits/digit ({mean_bits - mean_info:+.2f} over the information)",
+            f"mean string length         {mean_bits:.2f} bits/digit ({_against(mean_bits - mean_info)} the information)",
             file=out,
         )
     else:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: The model used when none is named: the shipped variable-rate model.
-DEFAULT_MODEL = "vr-mixture"
+DEFAULT_MODEL = "vr-mixture-long"
 
 
 def shipped_models() -> dict[str, Path]:
