@@ -263,7 +263,8 @@ def models_handler(args: argparse.Namespace) -> int:
         print(
             f"{name:<24} {cfg.arch}/{cfg.prior} lambda={cfg.lmbda:g} d={cfg.latent_dims}  "
             f"{path.stat().st_size / 1e6:.1f} MB  info {ev.get('info_bits', float('nan')):.2f} bits  "
-            f"strings {ev.get('string_bits', float('nan')):.2f} bits  PSNR {ev.get('psnr_db', float('nan')):.2f} dB"
+            f"strings {ev.get('string_bits', float('nan')):.2f} bits{'' if 'byte_string_bits' in ev else ' (byte strings)'}  "
+            f"PSNR {ev.get('psnr_db', float('nan')):.2f} dB"
             + ("  (default)" if name == DEFAULT_MODEL else "")
         )
         if loaded.variable_rate:
