@@ -238,29 +238,29 @@ def pack_bits(strings: list[bytes], lengths: list[int]) -> bytes:
 def unpack_bits(data: bytes | memoryview, lengths: list[int]) -> list[bytes]:
     """Inverse of :func:`pack_bits`: ``data`` holds exactly ``ceil(sum(lengths) / 8)`` bytes.
 
-    Raises :class:`FormatError` if a non-empty string does not end with a 1
-    bit (its bytes would not say its length) or the padding is not zero.
+    Each string is cut from the bytes it spans (memory stays that of the
+    data, whatever lengths a crafted file claims). Raises :class:`FormatError`
+    if a non-empty string does not end with a 1 bit (its bytes would not say
+    its length) or the padding is not zero.
     """
-    lengths_arr = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths_arr.sum())
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    if bits[total:].any():
+    data = bytes(data)
+    total = sum(lengths)
+    if total % 8 and data[-1] & ((1 << (8 - total % 8)) - 1):
         raise FormatError("corrupt file: a block's padding bits are not zero")
-    ends = np.cumsum(lengths_arr)
-    if not bits[ends[lengths_arr > 0] - 1].all():
-        raise FormatError("corrupt file: a string does not end with a 1 bit")
-    padded = -(-lengths_arr // 8) * 8
-    out = np.zeros(int(padded.sum()), dtype=np.uint8)
-    starts = np.cumsum(padded) - padded
-    dest = (
-        np.arange(total)
-        - np.repeat(ends - lengths_arr, lengths_arr)
-        + np.repeat(starts, lengths_arr)
-    )
-    out[dest] = bits[:total]
-    packed = np.packbits(out).tobytes()
-    offsets = (starts // 8).tolist()
-    return [packed[o : o + n // 8] for o, n in zip(offsets, padded.tolist(), strict=True)]
+    strings, pos = [], 0
+    for length in lengths:
+        if not length:
+            strings.append(b"")
+            continue
+        first, last = pos // 8, (pos + length - 1) // 8
+        span = int.from_bytes(data[first : last + 1], "big")
+        value = span >> (8 * (last + 1) - pos - length) & ((1 << length) - 1)
+        if not value & 1:
+            raise FormatError("corrupt file: a string does not end with a 1 bit")
+        pad = -length % 8
+        strings.append((value << pad).to_bytes((length + pad) // 8, "big"))
+        pos += length
+    return strings
 
 
 def write_file(handle: BinaryIO, header: Header, blocks: Iterable[Block]) -> int:
