@@ -93,11 +93,14 @@ def markdown(result: dict) -> str:
         "",
         "Written by `python bench/vr_bdrate.py` (`bench/results/vr_bdrate.json`). Variable-rate",
         "curves: `mnistcodec evaluate MODEL --all-levels --json`, one point per level, real per-digit",
-        "strings on all 10,000 test digits. Anchors: separately trained `improved` models at lambda",
+        "bit strings (`.mnc` version 3) on all 10,000 test digits, every curve measured the same way.",
+        "Anchors: separately trained `improved` models at lambda",
         "300, 500, 1000, 2000 and 4000 and the seed's at 300-2000, each 5 epochs on all 60,000",
         "training digits (batch 128) for its one lambda. Training budgets of the variable-rate models: "
         + ", ".join(f"`{name}` {epochs} epochs" for name, epochs in budgets.items())
-        + " of 60,000 digits (batch 128, the prior and gains at learning rate 1e-2), one run for all 16 levels.",
+        + " of 60,000 digits (batch 128, the prior and gains at learning rate 1e-2, one run for all 16"
+        + " levels; `vr-mixture-long` is `vr-mixture`'s run resumed from 30 epochs for 4 more at a tenth"
+        + " of the learning rates).",
         "",
         "| curve | BD-rate at equal PSNR | at equal MAD |",
         "| --- | --- | --- |",
