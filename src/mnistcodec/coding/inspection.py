@@ -50,21 +50,21 @@ def inspect_bytes(data: bytes) -> dict:
         "payload_bytes": header.payload_size,
         "file_bits_per_digit": 8 * len(data) / count if count else None,
     }
-    if header.version != VERSION_1:
-        # Per digit in per-digit mode (bounded by the file: a length byte each),
-        # per block in stream mode (one level each; a block may claim 2^20 digits).
+    levels: list[int] = []
+    strings: list[bytes] = []
+    sizes: list[int] = []
+    for block in iter_blocks(header, data):  # one walk: version-3 strings are unpacked once
         if header.mode == "per-digit":
-            levels = [
-                level for block in iter_blocks(header, data) for level in block.digit_levels()
-            ]
-            info["levels"] = levels
+            levels.extend(block.digit_levels())
+            strings.extend(block.strings)
         else:
-            levels = [block.levels[0] for block in iter_blocks(header, data)]
-            info["block_levels"] = levels
+            # One level per block: a stream block may claim 2^20 digits in a few bytes.
+            levels.append(block.levels[0] if block.levels else 0)
+            sizes.append(len(block.stream))
+    if header.version != VERSION_1:
+        info["levels" if header.mode == "per-digit" else "block_levels"] = levels
         info["levels_used"] = sorted(set(levels))
-    blocks = iter_blocks(header, data)
     if header.mode == "per-digit":
-        strings = [s for block in blocks for s in block.strings]
         if header.version == BITS_VERSION:
             bits = [string_bits(s) for s in strings]
         else:
@@ -73,7 +73,6 @@ def inspect_bytes(data: bytes) -> dict:
         info["string_bits"] = bits
         info["mean_string_bits"] = sum(bits) / len(bits) if bits else None
     else:
-        sizes = [len(block.stream) for block in blocks]
         info["stream_bytes"] = sizes
         info["stream_bits_per_digit"] = 8 * sum(sizes) / count if count else None
     return info
