@@ -57,21 +57,6 @@ def training_command(meta: dict) -> str:
     return " ".join(parts)
 
 
-def record_evaluation(out, images) -> dict:
-    """Evaluate the shipped file ``out`` and record the figures in it; returns the records."""
-    shipped = load_model(out)
-    extra = {}
-    if shipped.variable_rate:
-        extra["evaluation_levels"] = evaluate_levels(shipped, images)
-        extra["evaluation"] = extra["evaluation_levels"][shipped.model.reference_level]
-    else:
-        extra["evaluation"] = evaluate(shipped, images)
-    update_metadata(out, extra)
-    final = load_model(out)
-    assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"
-    return extra
-
-
 def main(argv: list[str]) -> int:
     PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
     manifest_path = PRETRAINED_DIR / "MANIFEST.json"
@@ -89,9 +74,17 @@ def main(argv: list[str]) -> int:
             "history": meta.get("history"),
         }
         save_model(loaded.model, out, metadata=record, weights_dtype=torch.float16)
-        extra = record_evaluation(out, images)
-        record["evaluation"] = extra["evaluation"]
+        shipped = load_model(out)
+        extra = {}
+        if shipped.variable_rate:
+            extra["evaluation_levels"] = evaluate_levels(shipped, images)
+            record["evaluation"] = extra["evaluation_levels"][shipped.model.reference_level]
+        else:
+            record["evaluation"] = evaluate(shipped, images)
+        extra["evaluation"] = record["evaluation"]
+        update_metadata(out, extra)
         final = load_model(out)
+        assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"
         size = out.stat().st_size
         if size > MAX_BYTES:
             raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} limit")

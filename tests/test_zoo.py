@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.zoo import PRETRAINED_DIR, resolve_model, shipped_models
+from mnistcodec.coding.zoo import DEFAULT_MODEL, PRETRAINED_DIR, resolve_model, shipped_models
+from mnistcodec.data import load_split
 from mnistcodec.errors import ModelFileError
 
 MANIFEST = json.loads((PRETRAINED_DIR / "MANIFEST.json").read_text())
@@ -53,3 +54,27 @@ def test_models_command_lists_shipped_models():
     assert proc.returncode == 0, proc.stderr
     for name in SHIPPED:
         assert name in proc.stdout
+    # Figures recorded before bit strings say they are byte strings; the default's are bits.
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
+    assert "(byte strings)" in lines["seed-lmbda2000"]
+    assert "(byte strings)" not in lines[DEFAULT_MODEL]
+
+
+def test_models_check_compares_a_record_in_the_string_kind_it_was_recorded_in(tmp_path):
+    """An older record (no ``byte_string_bits``) holds byte strings; a newer one, bit strings."""
+    import shutil
+
+    from mnistcodec.coding.model_files import update_metadata
+    from mnistcodec.experiments.shipped import check_shipped
+
+    images = load_split("test").images
+    record = resolve_model("seed-lmbda2000").metadata["evaluation"]
+    assert "byte_string_bits" not in record
+    old = check_shipped("seed-lmbda2000", images)
+    assert all(same for _, _, same in old.values()), old
+    # The same figures claimed as a record of bit strings no longer hold.
+    copy = tmp_path / "seed.safetensors"
+    shutil.copy(PRETRAINED_DIR / "seed-lmbda2000.safetensors", copy)
+    update_metadata(copy, {"evaluation": {**record, "byte_string_bits": record["string_bits"]}})
+    recorded, measured, same = check_shipped(str(copy), images)["string_bits"]
+    assert not same and measured < recorded - 2
