@@ -281,6 +281,19 @@ def test_cli_train_and_evaluate_json(tmp_path):
     options = "--limit 256 --val-limit 128 --epochs 1 --latent-dims 8 --quiet".split()
     proc = run_cli("train", *options, "--out", str(model))
     assert "epoch 1/1" in proc.stdout and model.exists()
+    decayed = tmp_path / "decayed.safetensors"
+    run_cli(
+        "train",
+        *options,
+        "--lr-decay-epochs",
+        "1",
+        "--lr-decay-factor",
+        "0.5",
+        "--out",
+        str(decayed),
+    )
+    training = load_model(decayed).metadata["training"]
+    assert (training["lr_decay_epochs"], training["lr_decay_factor"]) == (1, 0.5)
     again = run_cli(
         "train", "--limit", "256", "--epochs", "1", "--out", str(model), "--quiet", check=False
     )
@@ -294,10 +307,13 @@ def test_cli_train_and_evaluate_json(tmp_path):
         "mad",
         "n",
         "string_bits",
+        "byte_string_bits",
         "stream_bits_per_digit",
     ):
         assert key in result
     assert result["n"] == 200 and result["string_bits"] >= result["info_bits"] - 1
+    # Bit strings are never longer than the byte strings of the same digits.
+    assert result["string_bits"] <= result["byte_string_bits"] <= result["string_bits"] + 8
 
 
 def test_cli_bad_model_is_a_clear_error(tmp_path):
