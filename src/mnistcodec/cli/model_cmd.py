@@ -67,11 +67,32 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="per-level affine maps in the synthesis transform (--arch vr; default off)",
     )
+    parser.add_argument(
+        "--lambda-range",
+        type=lambda_range,
+        default=None,
+        metavar="MIN:MAX",
+        help="a variable-rate model's 16 levels, log-uniform from lambda MIN to MAX "
+        "(--arch vr; default 150:8000)",
+    )
+
+
+def lambda_range(text: str) -> tuple[float, float]:
+    """``MIN:MAX`` as two positive floats with MIN < MAX."""
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, got {text!r}")
+    low, high = (positive_float(part) for part in parts)
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"MIN must be below MAX, got {text!r}")
+    return low, high
 
 
 def model_config_from(args: argparse.Namespace) -> ModelConfig:
     from mnistcodec.model.compression_model import ModelConfig  # lazy: PyTorch
 
+    bounds = getattr(args, "lambda_range", None)
+    lambda_fields = {"lambda_min": bounds[0], "lambda_max": bounds[1]} if bounds else {}
     return ModelConfig(
         arch=args.arch,
         latent_dims=args.latent_dims,
@@ -80,6 +101,7 @@ def model_config_from(args: argparse.Namespace) -> ModelConfig:
         distortion=args.distortion,
         mixture_components=getattr(args, "mixture", None) or 1,
         conditioned_decoder=bool(getattr(args, "conditioned_decoder", None)),
+        **lambda_fields,
     )
 
 

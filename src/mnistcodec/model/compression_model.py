@@ -41,6 +41,9 @@ class ModelConfig:
     mixture_components: int = 1
     #: A synthesis transform with one affine map per level on each hidden layer (``arch = "vr"``).
     conditioned_decoder: bool = False
+    #: A variable-rate model's lowest and highest lambda: its levels are log-uniform between them.
+    lambda_min: float = 150.0
+    lambda_max: float = 8000.0
 
     def __post_init__(self) -> None:
         if (
@@ -64,6 +67,16 @@ class ModelConfig:
             raise InputError(f"distortion must be one of {DISTORTIONS}, got {self.distortion!r}")
         if not self.lmbda > 0:
             raise InputError(f"lambda must be positive, got {self.lmbda}")
+        for name in ("lambda_min", "lambda_max"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or not 0 < value < 1e9:
+                raise InputError(f"{name} must be a positive number below 1e9, got {value!r}")
+        if not self.lambda_min < self.lambda_max:
+            raise InputError(
+                f"lambda_min ({self.lambda_min:g}) must be below lambda_max ({self.lambda_max:g})"
+            )
+        if (self.lambda_min, self.lambda_max) != (150.0, 8000.0) and self.arch != "vr":
+            raise InputError("a lambda range needs the variable-rate architecture (arch vr)")
 
     def to_dict(self) -> dict:
         """The fields as a dict, without the later fields at their defaults (older files lack them)."""
@@ -72,6 +85,8 @@ class ModelConfig:
             del data["mixture_components"]
         if not self.conditioned_decoder:
             del data["conditioned_decoder"]
+        if (self.lambda_min, self.lambda_max) == (150.0, 8000.0):
+            del data["lambda_min"], data["lambda_max"]
         return data
 
     @classmethod

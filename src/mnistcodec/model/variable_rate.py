@@ -45,10 +45,19 @@ ARCH = "vr"
 LEVEL_COUNT = 16
 LAMBDA_MIN = 150.0
 LAMBDA_MAX = 8000.0
+
+
 #: The operating points: lambda of level ``l``, log-uniform from LAMBDA_MIN to LAMBDA_MAX.
-LEVEL_LAMBDAS: tuple[float, ...] = tuple(
-    LAMBDA_MIN * (LAMBDA_MAX / LAMBDA_MIN) ** (i / (LEVEL_COUNT - 1)) for i in range(LEVEL_COUNT)
-)
+def level_lambdas(
+    lambda_min: float = LAMBDA_MIN, lambda_max: float = LAMBDA_MAX
+) -> tuple[float, ...]:
+    """:data:`LEVEL_COUNT` lambdas log-uniform from ``lambda_min`` to ``lambda_max``."""
+    ratio = lambda_max / lambda_min
+    return tuple(lambda_min * ratio ** (i / (LEVEL_COUNT - 1)) for i in range(LEVEL_COUNT))
+
+
+#: The default operating points (``ModelConfig.lambda_min`` and ``lambda_max`` move them).
+LEVEL_LAMBDAS: tuple[float, ...] = level_lambdas()
 #: Initial gains grow as (lambda / GAIN_REFERENCE) ** GAIN_EXPONENT; training moves them.
 GAIN_REFERENCE = 2000.0
 GAIN_EXPONENT = 0.5
@@ -191,16 +200,17 @@ class VariableRateModel(CompressionModel):
         self.analysis_transform, self.synthesis_transform = make_transforms(
             "seed", self.config.latent_dims
         )
+        lambdas = level_lambdas(self.config.lambda_min, self.config.lambda_max)
         if self.config.conditioned_decoder:
             self.synthesis_transform = ConditionedSynthesisTransform(
                 self.config.latent_dims, LEVEL_COUNT
             )
         if self.config.mixture_components > 1:
             mixture = LogisticMixture(self.config.latent_dims, self.config.mixture_components)
-            self.entropy_bottleneck = MixtureBottleneck(mixture)
+            self.entropy_bottleneck = MixtureBottleneck(mixture, lambdas)
         else:
             prior = make_prior(self.config.prior, self.config.latent_dims)
-            self.entropy_bottleneck = VariableRateBottleneck(prior)
+            self.entropy_bottleneck = VariableRateBottleneck(prior, lambdas)
         #: Exponent ``A`` of the levels' weights in :meth:`loss` (training only; 0: unweighted).
         self.level_weight = 0.0
 
