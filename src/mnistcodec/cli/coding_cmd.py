@@ -23,6 +23,7 @@ from mnistcodec.cli.common import (
     add_device_args,
     add_level_args,
     choose_level,
+    non_negative_int,
     positive_float,
     positive_int,
 )
@@ -121,7 +122,10 @@ def _refuse_terminal(out: str) -> None:
 
 def _load_codec(name: str | None, args: argparse.Namespace) -> Codec:
     device = resolve_device(args.device)
-    return Codec(resolve_model(name), device=device, precision=args.precision)
+    refine_steps = getattr(args, "refine", 0)
+    return Codec(
+        resolve_model(name), device=device, precision=args.precision, refine_steps=refine_steps
+    )
 
 
 def _model_or_input(args: argparse.Namespace) -> None:
@@ -371,6 +375,14 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="P",
         help="per digit, the fewest bits that reach P dB (variable-rate models)",
+    )
+    p.add_argument(
+        "--refine",
+        type=non_negative_int,
+        default=0,
+        metavar="STEPS",
+        help="search each digit's latents for a lower rate + lambda x distortion for STEPS "
+        "steps (slow: about 100 steps for a few percent; the decoder is unchanged; default 0)",
     )
     add_data_args(p)
     add_device_args(p)

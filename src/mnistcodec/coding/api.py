@@ -51,6 +51,7 @@ import torch
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
+from mnistcodec.coding.refinement import RefinementProblem, refine_integers
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.errors import FormatError, InputError
@@ -65,6 +66,8 @@ MAX_SAMPLES = 1 << 20
 MAX_SAMPLE_BYTES = 1 << 16
 
 DEFAULT_CHUNK = 4096
+#: Most refinement steps :class:`Codec` accepts.
+MAX_REFINE_STEPS = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -77,8 +80,16 @@ class Codec:
         device: str | torch.device = "cpu",
         chunk_size: int = DEFAULT_CHUNK,
         precision: str = "auto",
+        refine_steps: int = 0,
     ) -> None:
         self.loaded = loaded
+        if type(refine_steps) is not int or not 0 <= refine_steps <= MAX_REFINE_STEPS:
+            raise InputError(
+                f"refinement steps must be an integer from 0 to {MAX_REFINE_STEPS}, "
+                f"got {refine_steps!r}"
+            )
+        #: Steps of encoder-side latent refinement (:mod:`mnistcodec.coding.refinement`); 0: none.
+        self.refine_steps = refine_steps
         self.model = loaded.model.to(device).eval()
         self.device = torch.device(device)
         self.precision = coding_precision(precision, self.device)
@@ -183,8 +194,55 @@ class Codec:
         return k.cpu().double().numpy(), bits.cpu().double().numpy()
 
     def analyse(self, images: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 digits -> (integer latents k as float64 (N, D), information bits (N,))."""
-        return self.quantise(self.latents(images), self.digit_levels(levels, images.shape[0]))
+        """uint8 digits -> (integer latents k as float64 (N, D), information bits (N,)).
+
+        With ``refine_steps`` the latents are searched per digit
+        (:meth:`refine`); the decoder reads them as any others.
+        """
+        levels = self.digit_levels(levels, images.shape[0])
+        y = self.latents(images)
+        if self.refine_steps:
+            return self.refine(images, y, levels, self.refine_steps)
+        return self.quantise(y, levels)
+
+    def refinement_problem(self, levels: np.ndarray) -> RefinementProblem:
+        """The Lagrangian of each digit at its level, for :mod:`mnistcodec.coding.refinement`."""
+        bottleneck, synthesis = self.model.entropy_bottleneck, self.model.synthesis_transform
+        if self.loaded.variable_rate:
+            index = torch.from_numpy(levels).to(self.device)
+            gain, offset = self.gains[index], self.level_offsets[index]
+            lmbda = torch.tensor(self.lambdas, dtype=torch.float32, device=self.device)[index]
+            return RefinementProblem(
+                to_bits=lambda z: bottleneck.information_bits(z, gain),
+                to_pixels=lambda z: synthesis(z / gain, index),
+                offset=offset,
+                lmbda=lmbda,
+                distortion=self.loaded.config.distortion,
+            )
+        return RefinementProblem(
+            to_bits=bottleneck.bits,
+            to_pixels=lambda z: synthesis(z, None),
+            offset=self.offsets,
+            lmbda=torch.full((levels.size,), float(self.loaded.config.lmbda), device=self.device),
+            distortion=self.loaded.config.distortion,
+        )
+
+    def refine(
+        self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Refined integer latents (N, D) and their information bits (N,), in fp32.
+
+        Each digit's Lagrangian ``I(k) + lambda D`` is never above the one of
+        :meth:`quantise`'s latents (:func:`~mnistcodec.coding.refinement.refine_integers`).
+        """
+        problem = self.refinement_problem(levels)
+        x = images_to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
+        gain = self.gains[torch.from_numpy(levels)] if self.loaded.variable_rate else 1.0
+        v0 = y * gain - problem.offset
+        k, _ = refine_integers(problem, x, v0, steps)
+        with torch.no_grad():
+            bits = problem.to_bits(k + problem.offset)
+        return k.cpu().double().numpy(), bits.cpu().double().numpy()
 
     @torch.no_grad()
     def synthesise(self, k: np.ndarray, levels=None) -> np.ndarray:
