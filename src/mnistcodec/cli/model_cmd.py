@@ -140,6 +140,7 @@ def train_handler(args: argparse.Namespace) -> int:
         level_weight=args.level_weight or 0.0,
         lr_decay_epochs=args.lr_decay_epochs,
         lr_decay_factor=args.lr_decay_factor,
+        init_from=args.init_from,
         seed=args.seed,
         device=args.device,
         limit=args.limit,
@@ -223,6 +224,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model file (default runs/<config>.safetensors)",
     )
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="start from this model's weights (file or shipped name; same architecture, "
+        "prior and latents; the distortion and --lambda-range may differ): fine-tuning",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing model file")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_data_args(p)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from mnistcodec.coding.limits import check_learning_rate, check_model_config
 from mnistcodec.coding.model_files import LoadedModel, save_model
+from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.data import DATASETS, load_split
 from mnistcodec.errors import InputError, TrainingError
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
@@ -85,6 +86,9 @@ class TrainConfig:
     level_weight: float = 0.0  # a variable-rate model's level weights (VariableRateModel.loss)
     lr_decay_epochs: int = 0  # the last this many epochs train at lr_decay_factor x the rates
     lr_decay_factor: float = 0.1
+    #: Start from this model's weights (a model file or shipped name) instead of a fresh
+    #: initialisation: fine-tuning, possibly to another distortion or lambda range.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -187,6 +191,8 @@ def train(
         if not hasattr(model, "level_weight"):
             raise InputError("--level-weight is for variable-rate models (--arch vr)")
         model.level_weight = train_config.level_weight
+    if train_config.init_from is not None and not resume:
+        start_from(model, train_config.init_from)
     optimizer = make_optimizer(model, train_config.lr, train_config.prior_lr)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     threading = choose_threading(train_config.threading, threads, device)
@@ -359,6 +365,23 @@ def make_optimizer(
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     """The generator for one epoch's shuffling and noise, seeded by (seed, epoch)."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+#: What a model to start from must share with the model trained (distortion and lambdas may differ).
+SHARED_FIELDS = ("arch", "latent_dims", "prior", "mixture_components", "conditioned_decoder")
+
+
+def start_from(model: torch.nn.Module, name_or_path: str) -> None:
+    """Load the weights of a trained model of the same architecture into ``model``."""
+    source = resolve_model(name_or_path)
+    for name in SHARED_FIELDS:
+        theirs, ours = getattr(source.config, name), getattr(model.config, name)
+        if theirs != ours:
+            raise InputError(
+                f"cannot start from {name_or_path}: its {name} is {theirs!r}, this model's {ours!r}"
+            )
+    state = {k: v.to(torch.float32) for k, v in source.model.state_dict().items()}
+    model.load_state_dict(state)
 
 
 def _training_metadata(
