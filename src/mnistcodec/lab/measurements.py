@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -275,9 +275,11 @@ def baselines(
     cache: Path,
     force: bool,
     progress: bool,
-    log: Callable[[str], None],
-) -> dict:
-    """Classical codecs on ``images``, cached by settings and imagecodecs version."""
+) -> tuple[dict, str | None]:
+    """Classical codecs on ``images``, cached by settings and imagecodecs version.
+
+    Returns ``(data, name of the cache file it came from, or None when measured now)``.
+    """
     import imagecodecs  # lazy: optional dependency (mnistcodec[baselines]), needed only here
 
     qualities = {name: list(q) for name, q in protocol.baseline_qualities}
@@ -294,8 +296,7 @@ def baselines(
         try:
             data = json.loads(path.read_text())
             if data.get("settings") == settings:
-                log(f"classical codecs: cached ({path.name})")
-                return data
+                return data, path.name
         except ValueError:
             pass
     skipped: dict[str, str] = {}
@@ -319,7 +320,7 @@ def baselines(
         "status": {k: v for k, v in status.items() if v},
     }
     atomic_write_text(path, json.dumps(data, indent=2))
-    return data
+    return data, None
 
 
 # ----------------------------------------------------------------------------- result rows
