@@ -108,8 +108,10 @@ def baselines_handler(args: argparse.Namespace) -> int:
     from mnistcodec.experiments.comparison import (  # lazy: the classical codecs and PyTorch
         compare_with_baselines,
         format_baseline_table,
+        format_trivial_table,
         read_learned_rows,
     )
+    from mnistcodec.experiments.rd_limit import NERD_MNIST  # lazy: with the command
     from mnistcodec.lab import figures  # lazy: matplotlib
 
     result = compare_with_baselines(
@@ -124,6 +126,7 @@ def baselines_handler(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(format_baseline_table(result.rows))
+    print(format_trivial_table(result.trivial))
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
     out = Path(args.out)
@@ -132,6 +135,8 @@ def baselines_handler(args: argparse.Namespace) -> int:
         result.rows,
         out / "rd.png",
         title=f"classical codecs on {result.n} test digits",
+        trivial=result.trivial,
+        reference=NERD_MNIST.rows(),
     )
     if result.bd_rates:
         print("BD-rates (PSNR as quality; negative = fewer bits than the anchor):")

@@ -55,9 +55,10 @@ from mnistcodec.experiments.bdrate import (
 )
 from mnistcodec.experiments.rd_limit import NERD_MNIST
 from mnistcodec.experiments.sweep import TrialResult, available_cores, run_trials
-from mnistcodec.experiments.trivial_codecs import Floor, below_floor, measure_trivial_codecs
+from mnistcodec.experiments.trivial_codecs import measure_trivial_codecs
 from mnistcodec.lab import figures, measurements
 from mnistcodec.lab.page import check_language, protocol_lines, render_page
+from mnistcodec.lab.progress import Progress
 from mnistcodec.lab.protocol import (
     LAB_BATCH,
     PROTOCOLS,
@@ -86,34 +87,6 @@ class ReportResult:
     results: dict
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
-
-
-class _Progress:
-    """Numbered, timed progress lines, and the time each stage took."""
-
-    def __init__(self, log: Callable[[str], None], steps: int, words: Words) -> None:
-        self.log, self.steps, self.step, self.t0 = log, steps, 0, time.perf_counter()
-        self.words = words
-        self.timings: dict[str, float] = {}
-        self._stage: tuple[str, float] | None = None
-
-    def __call__(self, text: str, stage: str | None = None) -> None:
-        """Start a stage: log its line and time it (as ``stage``) until the next one."""
-        self.stop()
-        self.step += 1
-        seconds = time.perf_counter() - self.t0
-        self.log(self.words("p_step", step=self.step, steps=self.steps, seconds=seconds, text=text))
-        if stage is not None:
-            self._stage = (stage, time.perf_counter())
-
-    def stop(self) -> None:
-        if self._stage is not None:
-            name, t0 = self._stage
-            self.timings[name] = round(time.perf_counter() - t0, 2)
-            self._stage = None
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 def language_dir(out: str | os.PathLike, lang: str) -> Path:
@@ -169,7 +142,7 @@ class _Run:
         self.words = Words(lang)
         self.lang_dir = language_dir(out, lang)
         self.fig_dir, self.cache = self.lang_dir / "figures", out / "cache"
-        self.step = _Progress(log, 10, self.words)
+        self.step = Progress(log, 10, self.words)
         self.groups = proto.trial_groups(dataset, data_dir)
 
     def load_data(self) -> None:
@@ -290,12 +263,8 @@ class _Run:
             trivial=self.trivial,
             reference=NERD_MNIST.rows(),
         )
-        self.levels = [
-            {**r, "lmbda": float(round(r["lmbda"]))} for r in measurements.shipped_levels()
-        ]
-        bd = (
-            learned_vs_classical_bd_rates(lambda_rows, base["rows"]) if len(lambda_rows) > 1 else []
-        )
+        self.levels = measurements.shipped_levels()
+        bd = learned_vs_classical_bd_rates(lambda_rows, base["rows"])
         if len(self.levels) > 1:
             bd += curve_vs_classical_bd_rates(DEFAULT_MODEL, self.levels, base["rows"])
         return lambda_rows, bd
@@ -374,36 +343,21 @@ class _Run:
 
     def floor(self, lambda_rows: list[dict], presets: dict) -> dict:
         """Which points of the seed's curves and of our models lie under the codecs without a network."""
-        floor = Floor.from_points(self.trivial)
-        curves = {
-            "lambda_sweep": lambda_rows,
-            **presets["rows"],
-            **({DEFAULT_MODEL: self.levels} if self.levels else {}),
-        }
-        below = {name: below_floor(floor, rows) for name, rows in curves.items()}
+        curves = {"lambda_sweep": lambda_rows, **presets["rows"]}
+        if self.levels:
+            curves[DEFAULT_MODEL] = self.levels
+        floor = measurements.floor_summary(self.trivial, curves)
         shown = {name: curves[name] for name in (*REPORT_PRESETS, DEFAULT_MODEL) if name in curves}
         figures.plot_floor(
             shown,
             self.trivial,
             NERD_MNIST.rows(),
             self.fig_dir / "rd_floor.png",
-            below=[{**r, "curve": name} for name in shown for r in below[name]],
+            below=[{**r, "curve": name} for name in shown for r in floor["below"][name]],
             title=self.words("floor_title", n=self.trivial[0]["n"]),
             words=self.words,
         )
-        return {
-            "trivial_codecs": self.trivial,
-            "floor": {
-                "mean_psnr_db": floor.mean_psnr_db,
-                "class_bits": floor.class_bits,
-                "class_psnr_db": floor.class_psnr_db,
-            },
-            "below": below,
-            "checked": {name: len(rows) for name, rows in curves.items()},
-            "rd_estimate": NERD_MNIST.as_dict(),
-            "default_model": DEFAULT_MODEL,
-            "default_model_levels": self.levels,
-        }
+        return {**floor, "default_model": DEFAULT_MODEL, "default_model_levels": self.levels}
 
     def measure(self, lang: str) -> dict:
         """Every stage in order; the numbers of results.json."""
