@@ -64,6 +64,7 @@ from mnistcodec.lab.protocol import (
     PROTOCOLS,
     REPORT_PRESETS,
     ReportProtocol,
+    report_trials_dir,
     resolve_protocol,
 )
 from mnistcodec.lab.words import Words
@@ -178,7 +179,7 @@ class _Run:
             "p_training", count=len(specs), jobs=self.proto.jobs, ray=self.executor == "ray"
         )
         self.step(line, "trials")
-        trials_dir = self.cache / "trials"
+        trials_dir = report_trials_dir(self.out)
         if self.force:
             for spec in specs:
                 shutil.rmtree(trials_dir / spec.key, ignore_errors=True)
