@@ -197,3 +197,36 @@ def test_labels_are_placed_apart(tmp_path):
     boxes = [t.get_window_extent(renderer) for t in placed]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     drawing.plt.close(fig)
+
+
+def test_preset_legend_and_labels_stay_off_the_data(monkeypatch, tmp_path):
+    """The crowded "Beyond the seed" figure: the legend under the panels, no two labels overlapping."""
+    kept = {}
+
+    def keep(fig, out, words=None):
+        fig.canvas.draw()
+        kept["fig"] = fig
+        return out
+
+    monkeypatch.setattr(curves, "save_figure", keep)
+    stars = [
+        {"label": name, "string_bits": 38.0 + i * 0.4, "psnr_db": 20.0, "mad": 0.032}
+        for i, name in enumerate(("vr", "vr-balanced", "vr-mixture", "vr-mixture-long"))
+    ]
+    curves.plot_preset_curves(
+        {"seed": _curve(5), "improved": _curve(0), "vr-mixture-long, every level": LEVELS},
+        tmp_path / "p.png",
+        {"shipped": stars},
+    )
+    fig = kept["fig"]
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer))
+        labels = [t.get_window_extent(renderer) for t in ax.texts]
+        assert labels and not any(
+            a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1 :]
+        )
+        assert len(ax.texts) < 3 + 3 + len(LEVELS)  # fewer labels than points
+    drawing.plt.close(fig)

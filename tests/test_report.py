@@ -6,11 +6,14 @@ import html as html_lib
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
 from mnistcodec.cli import build_parser, main
 from mnistcodec.errors import InputError
+from mnistcodec.lab.page import page_context
+from mnistcodec.lab.protocol import report_trials_dir
 from mnistcodec.lab.report import PROTOCOLS, build_report
 
 pytest.importorskip("imagecodecs")
@@ -134,6 +137,7 @@ def test_micro_report_compares_the_seed_and_improved_presets(micro_report):
 def test_trials_and_measurements_are_cached_under_the_output(micro_report):
     result, lines = micro_report
     trials = result.out / "cache" / "trials"
+    assert report_trials_dir(result.out) == trials
     for spec in PROTOCOLS["micro"].all_specs():
         assert (trials / spec.key / "result.json").is_file()
     assert list((result.out / "cache").glob("baselines-*.json"))
@@ -297,3 +301,32 @@ def test_micro_report_states_the_floor_and_the_rd_estimate(micro_report):
     text = _text(result.index.read_text())
     assert "What to notice:" in text and "NERD" in text and "32×32" in text
     assert (result.out / "figures" / "rd_floor.png").is_file()
+
+
+def test_the_notebook_keeps_its_models_in_the_report_cache_by_default():
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "lab.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert 'report_trials_dir(REPO / "report")' in code
+    assert report_trials_dir() == Path("report") / "cache" / "trials"
+
+
+def test_bd_rates_against_classical_codecs_keep_only_numbers_and_say_why_not(micro_report):
+    result, _ = micro_report
+    data = json.loads((result.out / "results.json").read_text())
+    entries = data["bd_rates"]["learned_vs_classical"]
+    tests = {e["test"] for e in entries}
+    assert "vr-mixture-long" in tests or any(t.startswith("learned") for t in tests)
+    split = page_context(data)["bd_classical"]
+    assert all(e["bd_rate_percent"] is not None for e in split["computed"])
+    missing = [e for group in split["missing"].values() for e in group]
+    assert len(split["computed"]) + len(missing) == len(entries)
+    for e in missing:
+        if e["side"] == "above":
+            assert e["anchor_quality_range"][0] >= e["test_quality_range"][1]
+        elif e["side"] == "below":
+            assert e["anchor_quality_range"][1] <= e["test_quality_range"][0]
+    html = result.index.read_text()
+    assert (
+        "no overlap"
+        not in _text(html).split("BD-rate of the learned curves")[1].split("Classical codecs on")[0]
+    )

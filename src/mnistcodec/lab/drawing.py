@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -77,14 +78,53 @@ _OFFSETS = (
 
 
 def _marker_boxes(ax: plt.Axes, radius: float) -> list[Bbox]:
-    """Display-space boxes around every marker drawn on ``ax`` (lines without markers are left out)."""
+    """Display-space boxes around every marker drawn on ``ax``, each at least ``radius`` wide."""
     boxes = []
     for line in ax.get_lines():
         if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
             continue
+        r = max(radius, line.get_markersize() * ax.figure.dpi / 144 + 1)
         for x, y in ax.transData.transform(line.get_xydata()):
-            boxes.append(Bbox.from_bounds(x - radius, y - radius, 2 * radius, 2 * radius))
+            boxes.append(Bbox.from_bounds(x - r, y - r, 2 * r, 2 * r))
     return boxes
+
+
+def _line_boxes(ax: plt.Axes, step: float = 3.0) -> list[Bbox]:
+    """Small display-space boxes every ``step`` pixels along every drawn line of ``ax``."""
+    boxes = []
+    for line in ax.get_lines():
+        if line.get_linestyle() in ("None", "", " ") or not line.get_visible():
+            continue
+        points = ax.transData.transform(line.get_xydata())
+        for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
+            n = max(1, int(np.hypot(x1 - x0, y1 - y0) // step))
+            for t in np.linspace(0.0, 1.0, n + 1):
+                x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+                boxes.append(Bbox.from_bounds(x - 1, y - 1, 2, 2))
+    return boxes
+
+
+def _first_free(ax, renderer, frame, point, text, avoid, fontsize, colour):
+    """The label of ``point`` at the first candidate position inside ``frame`` clear of ``avoid``, or None."""
+    for dx, dy, ha, va in _OFFSETS:
+        label = ax.annotate(
+            text,
+            point,
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=fontsize,
+            color=colour,
+        )
+        box = label.get_window_extent(renderer)
+        inside = (
+            frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        )
+        if inside and not any(box.overlaps(other) for other in avoid):
+            return label
+        label.remove()
+    return None
 
 
 def place_labels(
@@ -94,41 +134,26 @@ def place_labels(
 
     ``items``: ``(x, y, text)`` in data coordinates, most important first.
     Each label takes the first of a few positions around its point that is
-    free and inside the axes; a label with no free position is left out.
+    inside the axes and clear of other labels, markers and lines (else, of
+    labels and markers only); a label with no such position is left out.
     Call it last, once the axes' limits and layout are final. Returns the
     texts left out.
     """
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()
     taken = _marker_boxes(ax, radius=4.0)
     legend = ax.get_legend()
     if legend is not None:
         taken.append(legend.get_window_extent(renderer))
+    lines = _line_boxes(ax)
     frame = ax.get_window_extent(renderer)
     left_out = []
     for x, y, text in items:
-        for dx, dy, ha, va in _OFFSETS:
-            label = ax.annotate(
-                text,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=fontsize,
-                color=colour,
-            )
-            box = label.get_window_extent(renderer)
-            inside = (
-                frame.x0 <= box.x0
-                and box.x1 <= frame.x1
-                and frame.y0 <= box.y0
-                and box.y1 <= frame.y1
-            )
-            if inside and not any(box.overlaps(other) for other in taken):
-                taken.append(box)
+        # First a place that crosses no line either, else one that only avoids labels and markers.
+        for avoid in (taken + lines, taken):
+            label = _first_free(ax, renderer, frame, (x, y), text, avoid, fontsize, colour)
+            if label is not None:
+                taken.append(label.get_window_extent(renderer))
                 break
-            label.remove()
         else:
             left_out.append(text)
     return left_out

@@ -16,6 +16,7 @@ Numbers are formatted by the ``num`` filter in the language's convention
 from __future__ import annotations
 
 import base64
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -146,17 +147,32 @@ def _side(entry: Mapping) -> str | None:
     return "below" if anchor[1] <= test[0] else None
 
 
-def _bd_classical(entries: Sequence[Mapping]) -> dict[str, Any]:
+def _bd_classical(results: Mapping) -> dict[str, Any]:
     """BD-rates against classical codecs: those computed, and per learned curve those that are not.
 
     A missing BD-rate says why (``side``: the classical codec's PSNR range lies
-    wholly ``above`` or ``below`` the learned curve's; else its ``note``).
+    wholly ``above`` or ``below`` the learned curve's; else its ``note``); above,
+    ``cheapest`` and ``dearest`` are the bits of the codec's cheapest point and of
+    the learned curve's most expensive one, and ``times`` their ratio.
     """
+    entries = results["bd_rates"]["learned_vs_classical"]
+    classical: dict[str, float] = {}
+    for row in results["baselines"]["rows"]:
+        name = f"{row['label']} ({row['mode']})"
+        classical[name] = min(classical.get(name, math.inf), row["bits_per_digit"])
+    floor = results.get("floor") or {}
+    learned = {floor.get("default_model"): floor.get("default_model_levels") or []}
     computed = [e for e in entries if e["bd_rate_percent"] is not None]
     missing: dict[str, list[dict]] = {}
     for e in entries:
-        if e["bd_rate_percent"] is None:
-            missing.setdefault(e["test"], []).append({**e, "side": _side(e)})
+        if e["bd_rate_percent"] is not None:
+            continue
+        rows = learned.get(e["test"]) or results["lambda_sweep"]
+        dearest = max((r["string_bits"] for r in rows), default=None)
+        cheapest = classical.get(e["anchor"])
+        times = cheapest / dearest if dearest and cheapest and cheapest < math.inf else None
+        extra = {"side": _side(e), "cheapest": cheapest, "dearest": dearest, "times": times}
+        missing.setdefault(e["test"], []).append({**e, **extra})
     return {"computed": computed, "missing": missing}
 
 
@@ -204,7 +220,7 @@ def page_context(results: Mapping) -> dict[str, Any]:
         "prior_ranking": sorted(prior_main, key=lambda r: r["lagrangian"]),
         "prior_families_main": len({r["prior"] for r in prior_main}),
         "baseline_groups": _baseline_groups(results["baselines"]["rows"]),
-        "bd_classical": _bd_classical(results["bd_rates"]["learned_vs_classical"]),
+        "bd_classical": _bd_classical(results),
         "floor_points": _floor_points(results.get("floor")),
         "report_presets": REPORT_PRESETS,
         "preset_rows": {
