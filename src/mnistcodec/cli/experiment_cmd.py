@@ -351,7 +351,8 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
         "--lang",
         default="en",
         metavar="LANG",
-        help="language of the page: en (default) or fr; cached measurements serve every language",
+        help="language of the page and its figures: en (default, in OUT/) or fr (in OUT/fr/); "
+        "cached measurements serve every language",
     )
     p.add_argument("--force", action="store_true", help="recompute cached trials and measurements")
     p.add_argument(
