@@ -59,7 +59,11 @@ def test_baselines_command_writes_tables_plot_and_bd_rates(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "JPEG" in text and "tiled" in text and "per-file" in text
+    assert "codecs without a network" in text and "mean digit" in text and "class means" in text
     data = json.loads((out / "baselines.json").read_text())
+    mean, classes = data["trivial_codecs"]
+    assert mean["codec"] == "mean digit" and mean["bits_per_digit"] == 0.0 and mean["n"] == 6
+    assert classes["codec"] == "class means" and classes["bits_per_digit"] > 0
     assert data["n"] == 6 and {r["codec"] for r in data["rows"]} == {"jpeg", "webp", "png"}
     assert (out / "baselines.csv").read_text().startswith("codec,label,quality,mode")
     assert (out / "rd.png").stat().st_size > 1000

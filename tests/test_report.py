@@ -6,11 +6,14 @@ import html as html_lib
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
 from mnistcodec.cli import build_parser, main
 from mnistcodec.errors import InputError
+from mnistcodec.lab.page import page_context
+from mnistcodec.lab.protocol import report_trials_dir
 from mnistcodec.lab.report import PROTOCOLS, build_report
 
 pytest.importorskip("imagecodecs")
@@ -54,14 +57,29 @@ def micro_report(tmp_path_factory, _data_environment):
     return result, lines
 
 
+def _files(out):
+    return {
+        p.relative_to(out): p.read_bytes()
+        for p in [
+            out / "index.html",
+            out / "results.json",
+            *sorted((out / "figures").glob("*.png")),
+        ]
+    }
+
+
 @pytest.fixture(scope="module")
 def micro_report_fr(tmp_path_factory, micro_report):
-    """The French page of the same run: a copy of the English report (cache included) rendered in French."""
+    """The French page of the same run, written beside a copy of the English report (cache included).
+
+    Returns the result, the progress lines, and the English files before and after the French run.
+    """
     out = tmp_path_factory.mktemp("report-fr") / "report"
     shutil.copytree(micro_report[0].out, out)
+    english = _files(out)
     lines: list[str] = []
     result = build_report(out, "micro", progress=False, log=lines.append, lang="fr")
-    return result, lines
+    return result, lines, (english, _files(out))
 
 
 def _text(html: str) -> str:
@@ -119,6 +137,7 @@ def test_micro_report_compares_the_seed_and_improved_presets(micro_report):
 def test_trials_and_measurements_are_cached_under_the_output(micro_report):
     result, lines = micro_report
     trials = result.out / "cache" / "trials"
+    assert report_trials_dir(result.out) == trials
     for spec in PROTOCOLS["micro"].all_specs():
         assert (trials / spec.key / "result.json").is_file()
     assert list((result.out / "cache").glob("baselines-*.json"))
@@ -196,7 +215,7 @@ ENGLISH_HEADINGS = [
 
 
 def test_french_page_asks_the_lab_questions_in_french(micro_report, micro_report_fr):
-    result, lines = micro_report_fr
+    result, lines, _ = micro_report_fr
     page = result.index.read_text()
     assert '<html lang="fr">' in page
     positions = [page.find(f'id="{anchor}"') for anchor in SECTIONS]
@@ -227,11 +246,11 @@ def test_french_page_asks_the_lab_questions_in_french(micro_report, micro_report
 
 
 def test_french_page_reuses_the_measurements(micro_report, micro_report_fr):
-    (en, _), (fr, lines) = micro_report, micro_report_fr
+    (en, _), (fr, lines, _) = micro_report, micro_report_fr
     assert not [line for line in lines if "running (" in line]  # every trial came from the cache
-    assert any("classical codecs: cached" in line for line in lines)
+    assert any("codecs classiques : en cache" in line for line in lines)
     en_data = json.loads((en.out / "results.json").read_text())
-    fr_data = json.loads((fr.out / "results.json").read_text())
+    fr_data = json.loads((fr.out / "fr" / "results.json").read_text())
     assert en_data["language"] == "en" and fr_data["language"] == "fr"
     for key in (
         "lab_2_1",
@@ -243,7 +262,71 @@ def test_french_page_reuses_the_measurements(micro_report, micro_report_fr):
         "samples",
         "presets",
         "prior_initial_bits_per_latent",
+        "floor",
     ):
         assert fr_data[key] == en_data[key], key
     assert fr_data["protocol"]["description"][0].startswith("Entraînement : 1 époque")
     assert en_data["protocol"]["description"][0].startswith("Training: 1 epoch on")
+
+
+def test_french_report_has_its_own_files_and_french_progress(micro_report_fr):
+    result, lines, (english_before, english_after) = micro_report_fr
+    assert result.index == result.out / "fr" / "index.html"
+    assert english_after == english_before  # the English page and figures are untouched
+    figures = {p.name for p in (result.out / "fr" / "figures").glob("*.png")}
+    assert {"rd_curves.png", "preset_curves.png", "rd_floor.png", "untrained.png"} <= figures
+    steps = [line for line in lines if line.startswith("[")]
+    assert len(steps) == 10 and all(line.startswith("[rapport ") for line in steps)
+    assert not [line for line in steps if "report" in line or "loading" in line]
+    assert lines[-1].startswith("rapport écrit dans ")
+
+
+def test_micro_report_states_the_floor_and_the_rd_estimate(micro_report):
+    result, _ = micro_report
+    data = json.loads((result.out / "results.json").read_text())
+    floor = data["floor"]
+    mean, classes = floor["trivial_codecs"]
+    assert mean["codec"] == "mean digit" and mean["bits_per_digit"] == 0 and mean["n"] == 10000
+    assert 11.5 < mean["psnr_db"] < 12.2 and 12.7 < classes["psnr_db"] < 13.4
+    assert 3.2 < classes["bits_per_digit"] < 3.4
+    assert floor["rd_estimate"]["points"] == [
+        {"bits_per_digit": 3.6, "psnr_db": 13.9},
+        {"bits_per_digit": 8.9, "psnr_db": 16.3},
+    ]
+    # Every point of every checked curve is either listed under the floor or above it.
+    for name, rows in floor["below"].items():
+        assert len(rows) <= floor["checked"][name]
+        for row in rows:
+            assert row["psnr_db"] < floor["floor"]["class_psnr_db"]
+    text = _text(result.index.read_text())
+    assert "What to notice:" in text and "NERD" in text and "32×32" in text
+    assert (result.out / "figures" / "rd_floor.png").is_file()
+
+
+def test_the_notebook_keeps_its_models_in_the_report_cache_by_default():
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "lab.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert 'report_trials_dir(REPO / "report")' in code
+    assert report_trials_dir() == Path("report") / "cache" / "trials"
+
+
+def test_bd_rates_against_classical_codecs_keep_only_numbers_and_say_why_not(micro_report):
+    result, _ = micro_report
+    data = json.loads((result.out / "results.json").read_text())
+    entries = data["bd_rates"]["learned_vs_classical"]
+    tests = {e["test"] for e in entries}
+    assert "vr-mixture-long" in tests or any(t.startswith("learned") for t in tests)
+    split = page_context(data)["bd_classical"]
+    assert all(e["bd_rate_percent"] is not None for e in split["computed"])
+    missing = [e for group in split["missing"].values() for e in group]
+    assert len(split["computed"]) + len(missing) == len(entries)
+    for e in missing:
+        if e["side"] == "above":
+            assert e["anchor_quality_range"][0] >= e["test_quality_range"][1]
+        elif e["side"] == "below":
+            assert e["anchor_quality_range"][1] <= e["test_quality_range"][0]
+    html = result.index.read_text()
+    assert (
+        "no overlap"
+        not in _text(html).split("BD-rate of the learned curves")[1].split("Classical codecs on")[0]
+    )

@@ -108,8 +108,10 @@ def baselines_handler(args: argparse.Namespace) -> int:
     from mnistcodec.experiments.comparison import (  # lazy: the classical codecs and PyTorch
         compare_with_baselines,
         format_baseline_table,
+        format_trivial_table,
         read_learned_rows,
     )
+    from mnistcodec.experiments.rd_limit import NERD_MNIST  # lazy: with the command
     from mnistcodec.lab import figures  # lazy: matplotlib
 
     result = compare_with_baselines(
@@ -124,6 +126,7 @@ def baselines_handler(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(format_baseline_table(result.rows))
+    print(format_trivial_table(result.trivial))
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}")
     out = Path(args.out)
@@ -132,6 +135,8 @@ def baselines_handler(args: argparse.Namespace) -> int:
         result.rows,
         out / "rd.png",
         title=f"classical codecs on {result.n} test digits",
+        trivial=result.trivial,
+        reference=NERD_MNIST.rows(),
     )
     if result.bd_rates:
         print("BD-rates (PSNR as quality; negative = fewer bits than the anchor):")
@@ -346,7 +351,8 @@ def register_report(subparsers: argparse._SubParsersAction) -> None:
         "--lang",
         default="en",
         metavar="LANG",
-        help="language of the page: en (default) or fr; cached measurements serve every language",
+        help="language of the page and its figures: en (default, in OUT/) or fr (in OUT/fr/); "
+        "cached measurements serve every language",
     )
     p.add_argument("--force", action="store_true", help="recompute cached trials and measurements")
     p.add_argument(

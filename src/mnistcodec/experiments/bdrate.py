@@ -50,8 +50,9 @@ seeds) and :func:`compare_curves` gives BD-rate entries that say why a
 number is missing instead of failing. On top of them: BD-rates between
 learned configurations (:func:`learned_bd_rates`, :func:`bd_rates_between`),
 between classical codecs (:func:`classical_bd_rates`), of learned
-configurations against classical codecs
-(:func:`learned_vs_classical_bd_rates`) and between two presets
+configurations or of one learned curve against classical codecs
+(:func:`learned_vs_classical_bd_rates`, :func:`curve_vs_classical_bd_rates`)
+and between two presets
 (:func:`preset_bd_rates`).
 """
 
@@ -428,6 +429,22 @@ def classical_bd_rates(
     return out
 
 
+def curve_vs_classical_bd_rates(
+    name: str, rows: Sequence[Mapping], baseline_rows: Sequence[Mapping], rate: str = "string_bits"
+) -> list[dict]:
+    """BD-rate (``rate`` of the rows, PSNR) of one learned curve against each lossy classical codec.
+
+    ``rows``: one per lambda or level (``lmbda``, ``rate``, ``psnr_db``); each
+    lossy codec and mode of ``baseline_rows`` is an anchor named
+    ``"<label> (<mode>)"``. Entries are those of :func:`compare_curves`.
+    """
+    test = (name, *rd_curve(rows, rate))
+    out: list[dict] = []
+    for _, anchor, rates, quals in _classical_curves(baseline_rows):
+        out += compare_curves((anchor, rates, quals), [test])
+    return out
+
+
 def learned_vs_classical_bd_rates(
     learned_rows: Sequence[Mapping], baseline_rows: Sequence[Mapping]
 ) -> list[dict]:
@@ -440,12 +457,9 @@ def learned_vs_classical_bd_rates(
     than the classical one at equal PSNR. Entries are those of
     :func:`compare_curves`, per learned curve, then per classical curve.
     """
-    classical = [(name, rates, quals) for _, name, rates, quals in _classical_curves(baseline_rows)]
     out: list[dict] = []
     for label, rows in group_by_config(learned_rows, prefix="learned ", min_lambdas=2).items():
-        test = (label, *rd_curve(rows, "string_bits"))
-        for anchor in classical:
-            out += compare_curves(anchor, [test])
+        out += curve_vs_classical_bd_rates(label, rows, baseline_rows)
     return out
 
 

@@ -5,14 +5,17 @@ What the ``baselines`` command computes, as one call::
     learned = read_learned_rows(["sweep/results.json"])
     comparison = compare_with_baselines("baselines", n=1000, learned_rows=learned)
     comparison.rows       # one dict per classical point (codec, mode, quality)
+    comparison.trivial    # the mean digit (0 bits) and the class means (the label's entropy)
     comparison.bd_rates   # BD-rates, PSNR as quality
 
 The classical codecs run through :func:`mnistcodec.experiments.baselines.run_baselines`
 on the first ``n`` test digits. The BD-rates (:mod:`mnistcodec.experiments.bdrate`)
 are those of every lossy codec against JPEG within each mode, then those of each
-learned configuration against every lossy codec and mode. The directory gets
-``baselines.csv``, ``baselines.json`` (``n``, ``rows``, ``skipped``) and
-``bd_rates.json``; nothing is drawn (the command plots ``learned_curves`` and
+learned configuration against every lossy codec and mode. The two codecs
+without a network (:mod:`mnistcodec.experiments.trivial_codecs`, built from
+the training split) are measured on the same digits. The directory gets
+``baselines.csv``, ``baselines.json`` (``n``, ``rows``, ``skipped``,
+``trivial_codecs``) and ``bd_rates.json``; nothing is drawn (the command plots ``learned_curves`` and
 ``rows`` with :func:`mnistcodec.lab.figures.plot_rd_curves`).
 """
 
@@ -34,6 +37,7 @@ from mnistcodec.experiments.bdrate import (
     learned_vs_classical_bd_rates,
 )
 from mnistcodec.experiments.tables import rows_to_csv
+from mnistcodec.experiments.trivial_codecs import measure_trivial_codecs
 from mnistcodec.storage.atomic import atomic_write_text
 
 
@@ -69,6 +73,7 @@ class BaselineComparison:
     learned_curves: dict[str, list[Mapping]]
     bd_rates: list[dict]
     files: dict[str, Path] = field(default_factory=dict)
+    trivial: list[dict] = field(default_factory=list)
 
 
 def compare_with_baselines(
@@ -88,7 +93,12 @@ def compare_with_baselines(
     fails its round trip is listed in ``skipped`` with the reason. Writes
     ``<out>/baselines.{csv,json}`` and ``<out>/bd_rates.json``.
     """
-    images = load_split("test", dataset, data_dir).images[:n]
+    test = load_split("test", dataset, data_dir)
+    train = load_split("train", dataset, data_dir)
+    images = test.images[:n]
+    trivial = [
+        p.row() for p in measure_trivial_codecs(train.images, train.labels, images, test.labels[:n])
+    ]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     skipped: dict[str, str] = {}
@@ -106,12 +116,27 @@ def compare_with_baselines(
     }
     atomic_write_text(files["csv"], rows_to_csv(rows))
     atomic_write_text(
-        files["json"], json.dumps({"n": count, "rows": rows, "skipped": skipped}, indent=2)
+        files["json"],
+        json.dumps(
+            {"n": count, "rows": rows, "skipped": skipped, "trivial_codecs": trivial}, indent=2
+        ),
     )
     bd = classical_bd_rates(rows, modes) + learned_vs_classical_bd_rates(learned_rows, rows)
     atomic_write_text(files["bd_rates"], json.dumps(bd, indent=2))
     learned_curves = group_by_config(learned_rows, prefix="learned ")
-    return BaselineComparison(count, rows, skipped, learned_curves, bd, files)
+    return BaselineComparison(count, rows, skipped, learned_curves, bd, files, trivial)
+
+
+def format_trivial_table(rows: Sequence[Mapping]) -> str:
+    """The codecs without a network as text: bits per digit and PSNR, and what each sends."""
+    sends = {"mean digit": "nothing", "class means": "the label, entropy coded"}
+    lines = ["codecs without a network (built from the training digits):"]
+    for r in rows:
+        lines.append(
+            f"  {r['codec']:<12}{r['bits_per_digit']:>6.2f} bits/digit{r['psnr_db']:>7.2f} dB"
+            f"  (sends {sends.get(r['codec'], '?')})"
+        )
+    return "\n".join(lines)
 
 
 def format_baseline_table(rows: Sequence[Mapping]) -> str:

@@ -3,7 +3,11 @@
 Each function takes numbers or arrays (measured by
 :mod:`mnistcodec.lab.measurements` or read from result rows), writes one PNG
 atomically to ``out`` and returns its path. No function here runs a model,
-codes a digit or evaluates anything::
+codes a digit or evaluates anything. The figures' words come from a
+language's catalogue (``words=Words("fr")``, :mod:`mnistcodec.lab.words`;
+English by default), and so do their numbers' separators. The
+rate-distortion figures live in :mod:`mnistcodec.lab.curves` and are
+re-exported here::
 
     from mnistcodec.lab import figures, measurements
     figures.plot_prior_densities(measurements.prior_densities(["logistic"]), measurements.DENSITY_SCALES,
@@ -20,35 +24,35 @@ Result rows (``learned``) are dicts with at least ``lmbda``, ``latent_dims``,
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from mnistcodec.lab.curves import plot_floor, plot_preset_curves, plot_rd_curves
+from mnistcodec.lab.drawing import COLOURS as _COLOURS
+from mnistcodec.lab.drawing import plt, save_figure
+from mnistcodec.lab.words import Words
+from mnistcodec.storage.digits import tile
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mnistcodec.storage.atomic import atomic_write  # noqa: E402
-from mnistcodec.storage.digits import tile  # noqa: E402
-
-DPI = 110
-_COLOURS = plt.get_cmap("tab10").colors
-
-
-def save_figure(fig: plt.Figure, out: str | os.PathLike) -> Path:
-    """Render ``fig`` to PNG bytes, write them atomically and close the figure."""
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write(out, buffer.getvalue())
+__all__ = [
+    "plot_digit_grid",
+    "plot_floor",
+    "plot_latent_sweep",
+    "plot_learned_priors",
+    "plot_preset_curves",
+    "plot_prior_densities",
+    "plot_prior_sweep",
+    "plot_rd_curves",
+    "plot_samples",
+    "plot_test_image",
+    "plot_training_curves",
+    "plot_untrained_reconstruction",
+    "save_figure",
+]
 
 
 def _digit_axes(ax: plt.Axes) -> None:
@@ -61,15 +65,20 @@ def _digit_axes(ax: plt.Axes) -> None:
 # ----------------------------------------------------------------------------- lab section 2.1
 
 
-def plot_test_image(image: np.ndarray, out: str | os.PathLike, title: str = "x") -> Path:
+def plot_test_image(
+    image: np.ndarray, out: str | os.PathLike, title: str = "x", words: Words | None = None
+) -> Path:
     """One digit with its dtype and shape in the title (lab 2.1, manipulation 3)."""
+    words = words or Words()
     image = np.asarray(image)
     fig, ax = plt.subplots(figsize=(3.2, 3.4))
     shown = ax.imshow(image.reshape(28, 28), cmap="gray", vmin=0, vmax=255)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(f"{title}: dtype {image.dtype}, shape {tuple(image.shape)}", fontsize=9)
+    ax.set_title(
+        words("test_image_title", name=title, dtype=image.dtype, shape=image.shape), fontsize=9
+    )
     _digit_axes(ax)
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 def plot_prior_densities(
@@ -77,6 +86,7 @@ def plot_prior_densities(
     scales: Sequence[float],
     out: str | os.PathLike,
     lim: float = 6.0,
+    words: Words | None = None,
 ) -> Path:
     """Noisy densities for ``scales`` on ``[-lim, lim]``, one panel per family (Fig. 2.1.2).
 
@@ -85,6 +95,7 @@ def plot_prior_densities(
     to 0 the noisy density tends to U(-1/2, 1/2) (height 1), not to a Dirac
     spike: the noise sets a floor on how peaked it can be.
     """
+    words = words or Words()
     families = list(densities)
     cols = min(2, len(families))
     rows = -(-len(families) // cols)
@@ -93,18 +104,22 @@ def plot_prior_densities(
     for ax, family in zip(axes.ravel(), families, strict=False):
         t, p = densities[family]
         for j, scale in enumerate(scales):
-            ax.plot(t, p[:, j], color=colours[j], lw=1.2, label=f"{scale:.2f}")
+            ax.plot(t, p[:, j], color=colours[j], lw=1.2, label=words.num(scale))
         label = "init_scale" if family == "deep-factorized" else "scale"
-        ax.set_title(f"noisy {family} ({label} = linspace(.01, 2, {len(scales)}))", fontsize=9)
-        ax.set_xlabel("t")
-        ax.set_ylabel("p~(t)")
+        ax.set_title(
+            words("prior_panel", family=family, parameter=label, count=len(scales)), fontsize=9
+        )
+        ax.set_xlabel(words("t"))
+        ax.set_ylabel(words("density_t"))
         ax.set_xlim(-lim, lim)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(families) :]:
         ax.set_visible(False)
-    axes.ravel()[0].legend(title="scale", fontsize=7, title_fontsize=7, ncol=2, loc="upper right")
+    axes.ravel()[0].legend(
+        title=words("scale"), fontsize=7, title_fontsize=7, ncol=2, loc="upper right"
+    )
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 def plot_untrained_reconstruction(
@@ -113,32 +128,28 @@ def plot_untrained_reconstruction(
     distortion: float,
     rate_bits: float,
     out: str | os.PathLike,
+    words: Words | None = None,
 ) -> Path:
     """x and the noisy-latent reconstruction x~ of an untrained model, with their distortion (Fig. 2.1.3).
 
     ``x_hat``: the synthesis output on [0, 1] (28, 28), as
     :func:`mnistcodec.lab.measurements.untrained_reconstruction` gives.
     """
+    words = words or Words()
     image = np.asarray(image, dtype=np.uint8).reshape(28, 28)
     x_hat = np.asarray(x_hat, dtype=np.float64).reshape(28, 28)
     fig, axes = plt.subplots(1, 2, figsize=(5.4, 3.0))
     lo, hi = float(x_hat.min()), float(x_hat.max())
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
-    axes[0].set_title("x", fontsize=9)
+    axes[0].set_title(words("x"), fontsize=9)
     # Untrained outputs are nearly constant: stretch the contrast so their structure shows.
     axes[1].imshow(x_hat, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
-    axes[1].set_title(
-        f"x~ = synthesis(y~), contrast stretched\n(values {lo:.3f} to {hi:.3f} on [0, 1])",
-        fontsize=8,
-    )
+    axes[1].set_title(words("untrained_output", lo=lo, hi=hi), fontsize=8)
     for ax in axes:
         _digit_axes(ax)
-    fig.suptitle(
-        f"untrained model: distortion (MAD) {distortion:.4f}, rate bound {rate_bits:.1f} bits",
-        fontsize=9,
-    )
+    fig.suptitle(words("untrained_title", distortion=distortion, rate=rate_bits), fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 # ----------------------------------------------------------------------------- lab section 2.2
@@ -148,12 +159,15 @@ def _records(history: Sequence[Any]) -> list[dict]:
     return [asdict(r) if is_dataclass(r) else dict(r) for r in history]
 
 
-def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: str = "") -> Path:
+def plot_training_curves(
+    history: Sequence[Any], out: str | os.PathLike, title: str = "", words: Words | None = None
+) -> Path:
     """Rate, distortion and loss per epoch, training and validation.
 
     ``history``: :class:`~mnistcodec.training.loop.EpochRecord` objects or their dicts.
     A single epoch is drawn as points.
     """
+    words = words or Words()
     rows = _records(history)
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.1))
@@ -161,14 +175,17 @@ def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: 
     for ax, key, label in zip(
         axes,
         ("rate", "distortion", "loss"),
-        ("rate (bits/digit)", "distortion (MAD)", "loss = R + lambda D"),
+        (words("rate_bits"), words("distortion_mad"), words("loss")),
         strict=True,
     ):
-        ax.plot(epochs, [r[key] for r in rows], marker=marker, label="train (noisy)")
+        ax.plot(epochs, [r[key] for r in rows], marker=marker, label=words("train_noisy"))
         ax.plot(
-            epochs, [r[f"val_{key}"] for r in rows], marker=marker, label="validation (quantised)"
+            epochs,
+            [r[f"val_{key}"] for r in rows],
+            marker=marker,
+            label=words("validation_quantised"),
         )
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(words("epoch"))
         ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
         if len(epochs) < 12:
@@ -180,7 +197,7 @@ def plot_training_curves(history: Sequence[Any], out: str | os.PathLike, title: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 # ----------------------------------------------------------------------------- lab section 3
@@ -195,12 +212,14 @@ def plot_digit_grid(
     out: str | os.PathLike,
     title: str = "",
     cols: int = 4,
+    words: Words | None = None,
 ) -> Path:
     """Original | reconstruction pairs annotated with real bits, information and PSNR (Fig. 3.0.1).
 
     Drawn as one image (a montage) with text under each pair, which keeps it
     fast however many digits there are.
     """
+    words = words or Words()
     originals = np.asarray(originals, dtype=np.uint8).reshape(-1, 28, 28)
     reconstructions = np.asarray(reconstructions, dtype=np.uint8).reshape(-1, 28, 28)
     n = originals.shape[0]
@@ -220,7 +239,7 @@ def plot_digit_grid(
         ax.text(
             c * tw + pairs.shape[2] / 2,
             r * th + 28 + 1,
-            f"{string_bits[i]:.0f} bits | {info_bits[i]:.1f} info\nPSNR {psnr_db[i]:.1f} dB",
+            words("grid_cell", bits=string_bits[i], info=info_bits[i], psnr=psnr_db[i]),
             ha="center",
             va="top",
             fontsize=7.5,
@@ -228,146 +247,7 @@ def plot_digit_grid(
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=10)
-    return save_figure(fig, out)
-
-
-def _sorted_by(rows: Sequence[Mapping], key: str) -> list[Mapping]:
-    return sorted(rows, key=lambda r: float(r[key]))
-
-
-def plot_rd_curves(
-    learned: Mapping[str, Sequence[Mapping]],
-    baselines: Sequence[Mapping] | None,
-    out: str | os.PathLike,
-    title: str = "",
-) -> Path:
-    """PSNR against bits per digit (Figs. 3.0.2 and 3.0.3), and against classical codecs.
-
-    Left: each learned curve over lambda, PSNR against the real string length
-    (solid) and against the information content (dotted), linear axes.
-    Right, log-x: the same learned curves (real bits) with every lossy
-    classical codec, one file per digit (solid, circles) and all digits tiled
-    into one image (dashed, squares). Lossless codecs are left out (100 dB).
-    """
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(13.5, 4.6), gridspec_kw={"width_ratios": [1, 1.25]}
-    )
-    for i, (label, rows) in enumerate(learned.items()):
-        rows = _sorted_by(rows, "string_bits")
-        colour = _COLOURS[i % len(_COLOURS)]
-        real = [r["string_bits"] for r in rows]
-        info = [r["info_bits"] for r in rows]
-        psnr = [r["psnr_db"] for r in rows]
-        left.plot(real, psnr, "o-", color=colour, label=f"{label}: real bits")
-        left.plot(info, psnr, "x:", color=colour, label=f"{label}: information")
-        for r in rows:
-            left.annotate(
-                f"λ={r['lmbda']:g}",
-                (r["string_bits"], r["psnr_db"]),
-                fontsize=7,
-                xytext=(4, -9),
-                textcoords="offset points",
-            )
-        right.plot(real, psnr, "o-", color=colour, lw=2.2, label=f"{label}: learned, real bits")
-        right.plot(info, psnr, "x:", color=colour, lw=1.5, label=f"{label}: learned, information")
-    left.set_xlabel("bits per digit")
-    left.set_ylabel("PSNR (dB, mean over digits)")
-    left.set_title("learned codec over lambda", fontsize=9)
-    left.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    codecs: dict[str, list[Mapping]] = {}
-    for row in baselines or []:
-        if not row.get("lossless"):
-            codecs.setdefault(row["codec"], []).append(row)
-    offset = len(learned)
-    for j, (name, rows) in enumerate(codecs.items()):
-        colour = _COLOURS[(offset + j) % len(_COLOURS)]
-        label = rows[0].get("label", name)
-        for mode, style, marker in (("per-file", "-", "o"), ("tiled", "--", "s")):
-            pts = _sorted_by([r for r in rows if r["mode"] == mode], "bits_per_digit")
-            if pts:
-                right.plot(
-                    [r["bits_per_digit"] for r in pts],
-                    [r["psnr_db"] for r in pts],
-                    linestyle=style,
-                    marker=marker,
-                    ms=3,
-                    color=colour,
-                    alpha=0.85,
-                    label=f"{label} ({mode})",
-                )
-    right.set_xscale("log")
-    right.set_xlabel("bits per digit (log scale)")
-    right.set_ylabel("PSNR (dB)")
-    right.set_title("learned vs classical codecs: per-file (solid) and tiled (dashed)", fontsize=9)
-    right.grid(alpha=0.3, which="both")
-    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out)
-
-
-def plot_preset_curves(
-    curves: Mapping[str, Sequence[Mapping]],
-    out: str | os.PathLike,
-    extra_points: Mapping[str, Sequence[Mapping]] | None = None,
-    title: str = "",
-) -> Path:
-    """Two named rate-distortion curves over lambda: PSNR (left) and MAD (right) against real bits.
-
-    ``curves`` maps a name (``"seed"``, ``"improved"``) to rows with
-    ``lmbda``, ``string_bits``, ``psnr_db`` and ``mad``; ``extra_points``
-    (e.g. the shipped models) are drawn as unconnected stars.
-    """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for i, (name, rows) in enumerate(curves.items()):
-        rows = _sorted_by(rows, "string_bits")
-        colour = _COLOURS[i % len(_COLOURS)]
-        bits = [r["string_bits"] for r in rows]
-        for ax, key in ((left, "psnr_db"), (right, "mad")):
-            ax.plot(bits, [r[key] for r in rows], "o-", color=colour, label=name)
-            for r in rows:
-                ax.annotate(
-                    f"λ={r['lmbda']:g}",
-                    (r["string_bits"], r[key]),
-                    fontsize=7,
-                    xytext=(4, -9),
-                    textcoords="offset points",
-                )
-    for j, (name, rows) in enumerate((extra_points or {}).items()):
-        colour = _COLOURS[(len(curves) + j) % len(_COLOURS)]
-        for ax, key in ((left, "psnr_db"), (right, "mad")):
-            ax.plot(
-                [r["string_bits"] for r in rows],
-                [r[key] for r in rows],
-                "*",
-                ms=10,
-                color=colour,
-                label=name,
-            )
-            for r in rows:
-                if r.get("label"):
-                    ax.annotate(
-                        r["label"],
-                        (r["string_bits"], r[key]),
-                        fontsize=7,
-                        xytext=(4, 4),
-                        textcoords="offset points",
-                    )
-    for ax, ylabel, what in (
-        (left, "PSNR (dB, mean over digits)", "quality"),
-        (right, "MAD ([0, 1])", "distortion"),
-    ):
-        ax.set_xlabel("real bits per digit")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{what} against real string length", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 # ----------------------------------------------------------------------------- lab section 4
@@ -386,20 +266,23 @@ def _mean_by(rows: Sequence[Mapping], key: str, value: str) -> tuple[list, list]
     return xs, [float(np.mean([r[value] for r in groups[x]])) for x in xs]
 
 
-def plot_latent_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str = "") -> Path:
+def plot_latent_sweep(
+    rows: Sequence[Mapping], out: str | os.PathLike, title: str = "", words: Words | None = None
+) -> Path:
     """Bits (real and information) and PSNR against the latent size, one line per lambda."""
+    words = words or Words()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     for i, (lmbda, group) in enumerate(sorted(_group(rows, "lmbda").items())):
         colour = _COLOURS[i % len(_COLOURS)]
         dims, real = _mean_by(group, "latent_dims", "string_bits")
         _, info = _mean_by(group, "latent_dims", "info_bits")
         _, psnr = _mean_by(group, "latent_dims", "psnr_db")
-        left.plot(dims, real, "o-", color=colour, label=f"λ={lmbda:g} real bits")
-        left.plot(dims, info, "x:", color=colour, label=f"λ={lmbda:g} information")
-        right.plot(dims, psnr, "o-", color=colour, label=f"λ={lmbda:g}")
-    for ax, ylabel in ((left, "bits per digit"), (right, "PSNR (dB)")):
+        left.plot(dims, real, "o-", color=colour, label=words("lambda_real", value=lmbda))
+        left.plot(dims, info, "x:", color=colour, label=words("lambda_information", value=lmbda))
+        right.plot(dims, psnr, "o-", color=colour, label=words("lmbda", value=lmbda))
+    for ax, ylabel in ((left, words("bits_per_digit")), (right, words("psnr"))):
         ax.set_xscale("log")
-        ax.set_xlabel("latent dimensions")
+        ax.set_xlabel(words("latent_dims"))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
@@ -407,27 +290,30 @@ def plot_latent_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: st
         ax.set_xticks(dims)
         ax.set_xticklabels([str(d) for d in dims])
         ax.minorticks_off()
-    left.set_title("rate against latent size", fontsize=9)
-    right.set_title("quality against latent size", fontsize=9)
+    left.set_title(words("rate_vs_latents"), fontsize=9)
+    right.set_title(words("quality_vs_latents"), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
-def plot_prior_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str = "") -> Path:
+def plot_prior_sweep(
+    rows: Sequence[Mapping], out: str | os.PathLike, title: str = "", words: Words | None = None
+) -> Path:
     """Real bits, PSNR and the evaluated Lagrangian ``info + lambda * MAD`` per prior family.
 
     Bars grouped by prior, one bar per lambda (means over seeds).
     """
+    words = words or Words()
     priors = sorted({r["prior"] for r in rows})
     lmbdas = sorted({float(r["lmbda"]) for r in rows})
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     width = 0.8 / len(lmbdas)
     panels = (
-        ("string_bits", "real bits per digit"),
-        ("psnr_db", "PSNR (dB)"),
-        ("lagrangian", "info + λ·MAD (lower is better)"),
+        ("string_bits", words("real_bits_per_digit")),
+        ("psnr_db", words("psnr")),
+        ("lagrangian", words("lagrangian")),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):
         for j, lmbda in enumerate(lmbdas):
@@ -441,9 +327,13 @@ def plot_prior_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str
                 values.append(float(np.mean(vals)) if vals else np.nan)
             xs = np.arange(len(priors)) + (j - (len(lmbdas) - 1) / 2) * width
             bars = ax.bar(
-                xs, values, width, color=_COLOURS[j % len(_COLOURS)], label=f"λ={lmbda:g}"
+                xs,
+                values,
+                width,
+                color=_COLOURS[j % len(_COLOURS)],
+                label=words("lmbda", value=lmbda),
             )
-            ax.bar_label(bars, fmt="%.1f", fontsize=6.5)
+            ax.bar_label(bars, fmt=lambda v: words.num(v, "{:.1f}"), fontsize=6.5)
         ax.set_xticks(np.arange(len(priors)))
         ax.set_xticklabels(priors, fontsize=8)
         ax.set_title(label, fontsize=9)
@@ -457,30 +347,39 @@ def plot_prior_sweep(rows: Sequence[Mapping], out: str | os.PathLike, title: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 def plot_learned_priors(
-    densities: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[int]]], out: str | os.PathLike
+    densities: Mapping[str, tuple[np.ndarray, np.ndarray, Sequence[int]]],
+    out: str | os.PathLike,
+    words: Words | None = None,
 ) -> Path:
     """The trained noisy densities of a few latent dimensions, one panel per model.
 
     ``densities``: label -> ``(t (P,), p (P, k), the k dimensions shown)``, as
     :func:`mnistcodec.lab.measurements.learned_prior_densities` gives.
     """
+    words = words or Words()
     labels = list(densities)
     fig, axes = plt.subplots(1, len(labels), figsize=(3.3 * len(labels), 3.0), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
         t, p, dims = densities[label]
         for k, d in enumerate(dims):
-            ax.plot(t, p[:, k], color=_COLOURS[k % len(_COLOURS)], lw=1.2, label=f"dim {d}")
+            ax.plot(
+                t,
+                p[:, k],
+                color=_COLOURS[k % len(_COLOURS)],
+                lw=1.2,
+                label=words("dimension", value=d),
+            )
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("y")
+        ax.set_xlabel(words("y"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5)
-    axes[0, 0].set_ylabel("p~(y)")
+    axes[0, 0].set_ylabel(words("density_y"))
     fig.tight_layout()
-    return save_figure(fig, out)
+    return save_figure(fig, out, words)
 
 
 # ----------------------------------------------------------------------------- lab section 5

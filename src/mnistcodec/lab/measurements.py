@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,9 @@ from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.experiments import metrics
 from mnistcodec.experiments.baselines import codec_status, points_to_rows, run_baselines
 from mnistcodec.experiments.evaluate import evaluate
+from mnistcodec.experiments.rd_limit import NERD_MNIST
 from mnistcodec.experiments.sweep import TrialResult, TrialSpec, available_cores
+from mnistcodec.experiments.trivial_codecs import Floor, below_floor
 from mnistcodec.lab.protocol import EXAMPLE_BATCH, ReportProtocol
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.priors import (
@@ -259,11 +261,36 @@ def shipped_levels(name: str = DEFAULT_MODEL) -> list[dict]:
     """A shipped variable-rate model's recorded evaluation at every level, or ``[]``.
 
     The figures are those the shipped file records (all 10,000 MNIST test
-    digits, real per-digit strings): one row per level with ``lmbda``.
+    digits, real per-digit strings): one row per level with ``lmbda`` (rounded to a whole
+    number, as the figures show it).
     """
     if name not in shipped_models():
         return []
-    return list(resolve_model(name).metadata.get("evaluation_levels") or [])
+    rows = resolve_model(name).metadata.get("evaluation_levels") or []
+    return [{**r, "lmbda": float(round(r["lmbda"]))} for r in rows]
+
+
+def floor_summary(trivial: Sequence[Mapping], curves: Mapping[str, Sequence[Mapping]]) -> dict:
+    """The codecs without a network, their floor, and each curve's points under it.
+
+    ``trivial``: rows of :func:`mnistcodec.experiments.trivial_codecs.measure_trivial_codecs`;
+    ``curves``: name -> rows with ``string_bits`` and ``psnr_db``. Returns
+    ``trivial_codecs``, ``floor`` (its three numbers), ``below`` (name -> the rows
+    under the floor, with ``floor_reason`` and ``floor_gap_db``), ``checked`` (name ->
+    number of points) and the quoted ``rd_estimate``.
+    """
+    floor = Floor.from_points(trivial)
+    return {
+        "trivial_codecs": list(trivial),
+        "floor": {
+            "mean_psnr_db": floor.mean_psnr_db,
+            "class_bits": floor.class_bits,
+            "class_psnr_db": floor.class_psnr_db,
+        },
+        "below": {name: below_floor(floor, rows) for name, rows in curves.items()},
+        "checked": {name: len(rows) for name, rows in curves.items()},
+        "rd_estimate": NERD_MNIST.as_dict(),
+    }
 
 
 # ----------------------------------------------------------------------------- classical codecs
@@ -275,9 +302,11 @@ def baselines(
     cache: Path,
     force: bool,
     progress: bool,
-    log: Callable[[str], None],
-) -> dict:
-    """Classical codecs on ``images``, cached by settings and imagecodecs version."""
+) -> tuple[dict, str | None]:
+    """Classical codecs on ``images``, cached by settings and imagecodecs version.
+
+    Returns ``(data, name of the cache file it came from, or None when measured now)``.
+    """
     import imagecodecs  # lazy: optional dependency (mnistcodec[baselines]), needed only here
 
     qualities = {name: list(q) for name, q in protocol.baseline_qualities}
@@ -294,8 +323,7 @@ def baselines(
         try:
             data = json.loads(path.read_text())
             if data.get("settings") == settings:
-                log(f"classical codecs: cached ({path.name})")
-                return data
+                return data, path.name
         except ValueError:
             pass
     skipped: dict[str, str] = {}
@@ -319,7 +347,7 @@ def baselines(
         "status": {k: v for k, v in status.items() if v},
     }
     atomic_write_text(path, json.dumps(data, indent=2))
-    return data
+    return data, None
 
 
 # ----------------------------------------------------------------------------- result rows

@@ -19,56 +19,23 @@ import base64
 import math
 import os
 from collections.abc import Mapping, Sequence
-from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
 
-from mnistcodec.errors import InputError
 from mnistcodec.lab.protocol import LAB_BATCH, LAB_STEPS, REPORT_PRESETS
+from mnistcodec.lab.words import LANGUAGES, check_language, environment
 
-LANGUAGES = ("en", "fr")
-"""Languages the page can be written in (one template folder each)."""
-
-_SEPARATORS = {"en": {}, "fr": {ord(","): "\u00a0", ord("."): ","}}
-"""How each language writes the thousands and decimal separators of a formatted number."""
-
-
-def check_language(lang: str) -> str:
-    """``lang`` if the page can be written in it, else an :class:`InputError` naming the languages."""
-    if lang not in LANGUAGES:
-        raise InputError(f"unknown report language {lang!r}; choose one of {', '.join(LANGUAGES)}")
-    return lang
-
-
-def _number(separators: Mapping[int, str], value: Any, fmt: str = "{:.2f}") -> str:
-    """``value`` formatted with ``fmt`` in the language's separators; ``-`` for a missing number."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return fmt.format(value).translate(separators)
-
-
-def _numbers(separators: Mapping[int, str], values: Sequence[Any], fmt: str = "{:g}") -> str:
-    return ", ".join(_number(separators, v, fmt) for v in values)
-
-
-@cache
-def environment(lang: str) -> jinja2.Environment:
-    """The template environment of one language: HTML autoescaped, text templates not."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mnistcodec.lab", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    separators = _SEPARATORS[check_language(lang)]
-    env.filters["num"] = partial(_number, separators)
-    env.filters["nums"] = partial(_numbers, separators)
-    env.globals["lang"] = lang
-    return env
+__all__ = [
+    "LANGUAGES",
+    "check_language",
+    "embed_figures",
+    "environment",
+    "page_context",
+    "protocol_lines",
+    "render_page",
+]
 
 
 def protocol_lines(protocol: Mapping[str, Any], lang: str = "en") -> list[str]:
@@ -170,6 +137,55 @@ def _baseline_groups(rows: Sequence[Mapping]) -> list[dict]:
     return out
 
 
+def _side(entry: Mapping) -> str | None:
+    """Where the anchor's PSNR range lies against the test curve's: ``above``, ``below`` or ``None``."""
+    anchor, test = entry.get("anchor_quality_range"), entry.get("test_quality_range")
+    if not anchor or not test:
+        return None
+    if anchor[0] >= test[1]:
+        return "above"
+    return "below" if anchor[1] <= test[0] else None
+
+
+def _bd_classical(results: Mapping) -> dict[str, Any]:
+    """BD-rates against classical codecs: those computed, and per learned curve those that are not.
+
+    A missing BD-rate says why (``side``: the classical codec's PSNR range lies
+    wholly ``above`` or ``below`` the learned curve's; else its ``note``); above,
+    ``cheapest`` and ``dearest`` are the bits of the codec's cheapest point and of
+    the learned curve's most expensive one, and ``times`` their ratio.
+    """
+    entries = results["bd_rates"]["learned_vs_classical"]
+    classical: dict[str, float] = {}
+    for row in results["baselines"]["rows"]:
+        name = f"{row['label']} ({row['mode']})"
+        classical[name] = min(classical.get(name, math.inf), row["bits_per_digit"])
+    floor = results.get("floor") or {}
+    learned = {floor.get("default_model"): floor.get("default_model_levels") or []}
+    computed = [e for e in entries if e["bd_rate_percent"] is not None]
+    missing: dict[str, list[dict]] = {}
+    for e in entries:
+        if e["bd_rate_percent"] is not None:
+            continue
+        rows = learned.get(e["test"]) or results["lambda_sweep"]
+        dearest = max((r["string_bits"] for r in rows), default=None)
+        cheapest = classical.get(e["anchor"])
+        times = cheapest / dearest if dearest and cheapest and cheapest < math.inf else None
+        extra = {"side": _side(e), "cheapest": cheapest, "dearest": dearest, "times": times}
+        missing.setdefault(e["test"], []).append({**e, **extra})
+    return {"computed": computed, "missing": missing}
+
+
+def _floor_points(floor: Mapping | None) -> list[dict]:
+    """Per checked curve (in order), its points under the floor (possibly none)."""
+    if not floor:
+        return []
+    return [
+        {"curve": name, "checked": count, "points": floor["below"].get(name, [])}
+        for name, count in floor["checked"].items()
+    ]
+
+
 def page_context(results: Mapping) -> dict[str, Any]:
     """What the templates read: the results themselves and the few numbers derived from them."""
     p, tr = results["protocol"], results["training"]
@@ -204,6 +220,8 @@ def page_context(results: Mapping) -> dict[str, Any]:
         "prior_ranking": sorted(prior_main, key=lambda r: r["lagrangian"]),
         "prior_families_main": len({r["prior"] for r in prior_main}),
         "baseline_groups": _baseline_groups(results["baselines"]["rows"]),
+        "bd_classical": _bd_classical(results),
+        "floor_points": _floor_points(results.get("floor")),
         "report_presets": REPORT_PRESETS,
         "preset_rows": {
             name: sorted(presets["rows"][name], key=lambda r: r["lmbda"]) for name in REPORT_PRESETS

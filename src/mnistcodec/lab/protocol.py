@@ -9,12 +9,15 @@ tests). The page states the protocol it used (``templates/<lang>/protocol.txt``)
 
 The lab notebook (``notebooks/lab.ipynb``) runs the same trials under the
 names of :data:`NOTEBOOK_PROTOCOLS`: ``tiny`` (seconds: a few hundred training
-digits, one epoch), ``quick`` and ``lab`` (the lab's protocol, ``full``).
+digits, one epoch), ``quick`` and ``lab`` (the lab's protocol, ``full``), and
+keeps them by default where the report does (:func:`report_trials_dir`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.sweep import TrialSpec, unique_specs
@@ -233,6 +236,16 @@ NOTEBOOK_PROTOCOLS: dict[str, ReportProtocol] = {
     "lab": PROTOCOLS["full"],
 }
 """The lab notebook's protocols (``MNISTCODEC_NOTEBOOK_PROTOCOL``): ``lab`` is the lab's own."""
+
+
+def report_trials_dir(out: str | os.PathLike = "report") -> Path:
+    """Where a report written to ``out`` keeps its trained models: ``<out>/cache/trials``.
+
+    The lab notebook keeps its models there too by default (the report's default
+    ``report/`` at the repository's root), so the two share them: a trial
+    of the same configuration is trained once (:mod:`mnistcodec.experiments.sweep`).
+    """
+    return Path(out) / "cache" / "trials"
 
 
 def notebook_protocol(name: str) -> ReportProtocol:

@@ -11,7 +11,13 @@ or ``"fr"``):
   manipulation of the lab in the lab's order: the question, then what this
   run measured that answers it;
 * ``<out>/results.json``: every number of the page (and the page's language);
-* ``<out>/figures/*.png``: the figures as separate files.
+* ``<out>/figures/*.png``: the figures as separate files, their words and
+  numbers in the page's language.
+
+A language other than English is written to its own folder,
+``<out>/<lang>/`` (``index.html``, ``results.json``, ``figures/``), beside
+the English page; the progress lines are in the page's language too. Every
+language shares ``<out>/cache``.
 
 Protocols: :data:`~mnistcodec.lab.protocol.PROTOCOLS` (``quick``, ``full``,
 ``micro``). Re-running reuses the cached trials and classical-codec
@@ -43,19 +49,25 @@ from mnistcodec.data import load_split
 from mnistcodec.errors import InputError
 from mnistcodec.experiments.bdrate import (
     bd_rates_between,
+    curve_vs_classical_bd_rates,
     learned_vs_classical_bd_rates,
     preset_bd_rates,
 )
+from mnistcodec.experiments.rd_limit import NERD_MNIST
 from mnistcodec.experiments.sweep import TrialResult, available_cores, run_trials
+from mnistcodec.experiments.trivial_codecs import measure_trivial_codecs
 from mnistcodec.lab import figures, measurements
 from mnistcodec.lab.page import check_language, protocol_lines, render_page
+from mnistcodec.lab.progress import Progress
 from mnistcodec.lab.protocol import (
     LAB_BATCH,
     PROTOCOLS,
     REPORT_PRESETS,
     ReportProtocol,
+    report_trials_dir,
     resolve_protocol,
 )
+from mnistcodec.lab.words import Words
 from mnistcodec.model.compression_model import CompressionModel
 from mnistcodec.model.precision import check_precision
 from mnistcodec.model.priors import PRIORS
@@ -78,35 +90,12 @@ class ReportResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-class _Progress:
-    """Numbered, timed progress lines, and the time each stage took."""
-
-    def __init__(self, log: Callable[[str], None], steps: int) -> None:
-        self.log, self.steps, self.step, self.t0 = log, steps, 0, time.perf_counter()
-        self.timings: dict[str, float] = {}
-        self._stage: tuple[str, float] | None = None
-
-    def __call__(self, text: str, stage: str | None = None) -> None:
-        """Start a stage: log its line and time it (as ``stage``) until the next one."""
-        self.stop()
-        self.step += 1
-        self.log(
-            f"[report {self.step}/{self.steps} | {time.perf_counter() - self.t0:5.0f}s] {text}"
-        )
-        if stage is not None:
-            self._stage = (stage, time.perf_counter())
-
-    def stop(self) -> None:
-        if self._stage is not None:
-            name, t0 = self._stage
-            self.timings[name] = round(time.perf_counter() - t0, 2)
-            self._stage = None
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+def language_dir(out: str | os.PathLike, lang: str) -> Path:
+    """Where the page of ``lang`` goes: ``out`` for English, ``out/<lang>`` for another language."""
+    return Path(out) if lang == "en" else Path(out) / lang
 
 
-def _prepare_out(out: Path, force: bool) -> None:
+def _prepare_out(out: Path, force: bool, lang: str) -> None:
     """Create ``out``; refuse a non-empty directory that is not a report unless ``force``."""
     if out.exists() and not out.is_dir():
         raise InputError(f"report output {out} exists and is not a directory")
@@ -118,7 +107,7 @@ def _prepare_out(out: Path, force: bool) -> None:
                 "or pass --force to write into it"
             )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
+    (language_dir(out, lang) / "figures").mkdir(parents=True, exist_ok=True)
     (out / "cache").mkdir(exist_ok=True)
 
 
@@ -146,23 +135,27 @@ class _Run:
         data_dir: str | None,
         executor: str = "local",
         ray_options: RayOptions | None = None,
+        lang: str = "en",
     ) -> None:
         self.out, self.proto, self.force, self.progress, self.log = out, proto, force, progress, log
         self.dataset, self.data_dir = dataset, data_dir
         self.executor, self.ray_options = executor, ray_options
-        self.fig_dir, self.cache = out / "figures", out / "cache"
-        self.step = _Progress(log, 10)
+        self.words = Words(lang)
+        self.lang_dir = language_dir(out, lang)
+        self.fig_dir, self.cache = self.lang_dir / "figures", out / "cache"
+        self.step = Progress(log, 10, self.words)
         self.groups = proto.trial_groups(dataset, data_dir)
 
     def load_data(self) -> None:
-        self.step(f"loading {self.dataset} (protocol {self.proto.name})", "data")
+        self.step(self.words("p_loading", dataset=self.dataset, protocol=self.proto.name), "data")
         self.train_split = load_split("train", self.dataset, self.data_dir)
         self.test_split = load_split("test", self.dataset, self.data_dir)
 
     def untrained(self) -> dict:
-        self.step("lab 2.1: untrained model, step by step", "untrained")
+        words = self.words
+        self.step(words("p_untrained"), "untrained")
         test_images = self.test_split.images
-        figures.plot_test_image(test_images[0], self.fig_dir / "test_image.png")
+        figures.plot_test_image(test_images[0], self.fig_dir / "test_image.png", words=words)
         numbers, recon = measurements.untrained_steps(test_images, self.proto.seed)
         figures.plot_untrained_reconstruction(
             test_images[0],
@@ -170,23 +163,23 @@ class _Run:
             recon["distortion"],
             recon["rate_bits"],
             self.fig_dir / "untrained.png",
+            words=words,
         )
         figures.plot_prior_densities(
             measurements.prior_densities(list(PRIORS)),
             measurements.DENSITY_SCALES,
             self.fig_dir / "prior_densities.png",
+            words=words,
         )
         return numbers
 
     def train(self) -> dict[str, TrialResult]:
         specs = self.proto.all_specs(self.dataset, self.data_dir)
-        where = (
-            "as Ray tasks"
-            if self.executor == "ray"
-            else f"with {self.proto.jobs} worker process(es)"
+        line = self.words(
+            "p_training", count=len(specs), jobs=self.proto.jobs, ray=self.executor == "ray"
         )
-        self.step(f"training and evaluating {len(specs)} trial(s) {where}", "trials")
-        trials_dir = self.cache / "trials"
+        self.step(line, "trials")
+        trials_dir = report_trials_dir(self.out)
         if self.force:
             for spec in specs:
                 shutil.rmtree(trials_dir / spec.key, ignore_errors=True)
@@ -209,15 +202,14 @@ class _Run:
 
     def lab_batch(self) -> dict[str, dict]:
         """The lab's batch coded by each model of ``grid_lmbdas``, and the main model's training curves."""
-        self.step(
-            "coding the lab's batch (test digits 48-63) and drawing the training curves",
-            "lab_batch",
-        )
+        words = self.words
+        self.step(words("p_lab_batch"), "lab_batch")
         proto = self.proto
         figures.plot_training_curves(
             self.main.history,
             self.fig_dir / "training_curves.png",
-            title=f"lambda {proto.main_lmbda:g}, {proto.main_latent_dims} latents",
+            title=words("training_title", lmbda=proto.main_lmbda, latents=proto.main_latent_dims),
+            words=words,
         )
         images = self.test_split.images[LAB_BATCH]
         lambda_trials = {s.model.lmbda: self.trials[s.key] for s in self.groups["lambda"]}
@@ -234,49 +226,70 @@ class _Run:
                 numbers["info_bits"],
                 numbers["psnr_db"],
                 self.fig_dir / f"grid_lmbda{lmbda:g}.png",
-                title=f"lambda = {lmbda:g}: original | reconstruction",
+                title=words("grid_title", lmbda=lmbda),
+                words=words,
             )
             numbers.pop("strings")
             grids[f"{lmbda:g}"] = numbers
         return grids
 
     def baselines(self) -> dict:
-        self.step(f"classical codecs on {self.proto.baseline_n} test digits", "baselines")
+        self.step(self.words("p_baselines", n=self.proto.baseline_n), "baselines")
         images = self.test_split.images[: self.proto.baseline_n]
-        return measurements.baselines(
-            images, self.proto, self.cache, self.force, self.progress, self.log
+        data, cached = measurements.baselines(
+            images, self.proto, self.cache, self.force, self.progress
         )
+        if cached:
+            self.log(self.words("p_cached", name=cached))
+        return data
 
     def rd_curves(self, base: dict) -> tuple[list[dict], list[dict]]:
-        """The lambda sweep's rows and its BD-rates against the classical codecs."""
-        self.step("rate-distortion curves and BD-rates", "rd")
+        """The lambda sweep's rows, the codecs without a network, and BD-rates against the classical codecs.
+
+        The BD-rates are those of the lambda sweep and of the default shipped model's levels
+        (as its file records them) against each lossy classical codec.
+        """
+        self.step(self.words("p_rd"), "rd")
         proto = self.proto
         lambda_rows = measurements.rows_for(self.trials, self.groups["lambda"])
+        train, test = self.train_split, self.test_split
+        trivial = measure_trivial_codecs(train.images, train.labels, test.images, test.labels)
+        self.trivial = [p.row() for p in trivial]
         main_label = f"d={proto.main_latent_dims} {proto.main_prior}"
         figures.plot_rd_curves(
-            {main_label: lambda_rows}, base["rows"], self.fig_dir / "rd_curves.png"
+            {main_label: lambda_rows},
+            base["rows"],
+            self.fig_dir / "rd_curves.png",
+            words=self.words,
+            trivial=self.trivial,
+            reference=NERD_MNIST.rows(),
         )
-        if len(lambda_rows) < 2:
-            return lambda_rows, []
-        return lambda_rows, learned_vs_classical_bd_rates(lambda_rows, base["rows"])
+        self.levels = measurements.shipped_levels()
+        bd = learned_vs_classical_bd_rates(lambda_rows, base["rows"])
+        if len(self.levels) > 1:
+            bd += curve_vs_classical_bd_rates(DEFAULT_MODEL, self.levels, base["rows"])
+        return lambda_rows, bd
 
     def sweeps(self) -> dict:
         """The latent-size and prior sweeps: rows, figures, initial prior costs and BD-rates between priors."""
-        self.step("latent-size and prior sweeps", "sweeps")
+        words = self.words
+        self.step(words("p_sweeps"), "sweeps")
         proto = self.proto
         latent_rows = measurements.rows_for(self.trials, self.groups["latent"])
         prior_rows = measurements.rows_for(self.trials, self.groups["prior"])
         if len({r["latent_dims"] for r in latent_rows}) > 1:
-            figures.plot_latent_sweep(latent_rows, self.fig_dir / "latent_sweep.png")
+            figures.plot_latent_sweep(latent_rows, self.fig_dir / "latent_sweep.png", words=words)
         if len({r["prior"] for r in prior_rows}) > 1:
-            figures.plot_prior_sweep(prior_rows, self.fig_dir / "prior_sweep.png")
+            figures.plot_prior_sweep(prior_rows, self.fig_dir / "prior_sweep.png", words=words)
             learned = {
                 spec.model.prior: load_model(self.trials[spec.key].model_path)
                 for spec in self.groups["prior"]
                 if spec.model.lmbda == proto.main_lmbda
             }
             figures.plot_learned_priors(
-                measurements.learned_prior_densities(learned), self.fig_dir / "learned_priors.png"
+                measurements.learned_prior_densities(learned),
+                self.fig_dir / "learned_priors.png",
+                words=words,
             )
         by_prior: dict[str, list[dict]] = {}
         for row in prior_rows:
@@ -291,7 +304,7 @@ class _Run:
         }
 
     def samples(self) -> dict:
-        self.step("generative samples from random bits", "samples")
+        self.step(self.words("p_samples"), "samples")
         samples, redrawn = measurements.generative_samples(
             self.main_loaded, count=16, nbytes=8, seed=self.proto.seed
         )
@@ -305,9 +318,8 @@ class _Run:
 
     def presets(self) -> tuple[list[dict], dict]:
         """The shipped models on this run's digits, and the seed and improved curves with their BD-rates."""
-        self.step(
-            "the seed and improved presets: curves, BD-rates and the shipped models", "shipped"
-        )
+        words = self.words
+        self.step(words("p_shipped"), "shipped")
         proto = self.proto
         shipped = measurements.shipped_comparison(self.test_split.images[: proto.eval_limit])
         rows = {
@@ -317,17 +329,36 @@ class _Run:
         stars = [{**r["measured"], "lmbda": r["lmbda"], "label": r["name"]} for r in shipped]
         digits = proto.train_limit or len(self.train_split)
         # The shipped variable-rate model's every level, as its file records them.
-        levels = [{**r, "lmbda": float(round(r["lmbda"]))} for r in measurements.shipped_levels()]
-        label = f"{DEFAULT_MODEL}, every level (shipped, 10,000 test digits)"
-        curves = {**rows, label: levels} if levels else rows
+        curves: dict[str, list[dict]] = dict(rows)
+        if self.levels:
+            label = words("shipped_levels", model=DEFAULT_MODEL, n=self.levels[0].get("n", 0))
+            curves[label] = self.levels
         figures.plot_preset_curves(
             curves,
             self.fig_dir / "preset_curves.png",
-            extra_points={"shipped models": stars},
-            title=f"seed vs improved preset ({proto.epochs} epoch(s), {digits:,} digits)"
-            f" and the {DEFAULT_MODEL} model",
+            extra_points={"shipped": stars},
+            title=words("preset_title", epochs=proto.epochs, digits=digits, model=DEFAULT_MODEL),
+            words=words,
         )
         return shipped, {"rows": rows, "bd_rates": preset_bd_rates(*rows.items())}
+
+    def floor(self, lambda_rows: list[dict], presets: dict) -> dict:
+        """Which points of the seed's curves and of our models lie under the codecs without a network."""
+        curves = {"lambda_sweep": lambda_rows, **presets["rows"]}
+        if self.levels:
+            curves[DEFAULT_MODEL] = self.levels
+        floor = measurements.floor_summary(self.trivial, curves)
+        shown = {name: curves[name] for name in (*REPORT_PRESETS, DEFAULT_MODEL) if name in curves}
+        figures.plot_floor(
+            shown,
+            self.trivial,
+            NERD_MNIST.rows(),
+            self.fig_dir / "rd_floor.png",
+            below=[{**r, "curve": name} for name in shown for r in floor["below"][name]],
+            title=self.words("floor_title", n=self.trivial[0]["n"]),
+            words=self.words,
+        )
+        return {**floor, "default_model": DEFAULT_MODEL, "default_model_levels": self.levels}
 
     def measure(self, lang: str) -> dict:
         """Every stage in order; the numbers of results.json."""
@@ -341,6 +372,7 @@ class _Run:
         sweeps = self.sweeps()
         samples = self.samples()
         shipped, presets = self.presets()
+        floor = self.floor(lambda_rows, presets)
         self.step.stop()
         train_split, test_split, main_loaded = self.train_split, self.test_split, self.main_loaded
         digits = proto.train_limit or len(train_split)
@@ -400,6 +432,7 @@ class _Run:
             "samples": samples,
             "shipped_models": shipped,
             "presets": presets,
+            "floor": floor,
             "timings_seconds": self.step.timings,
         }
 
@@ -430,17 +463,18 @@ def build_report(
     if precision is not None:
         proto = replace(proto, precision=check_precision(precision))
     out = Path(out)
-    _prepare_out(out, force)
-    run = _Run(out, proto, force, progress, log, dataset, data_dir, executor, ray_options)
+    _prepare_out(out, force, lang)
+    run = _Run(out, proto, force, progress, log, dataset, data_dir, executor, ray_options, lang)
     results = run.measure(lang)
     timings = results["timings_seconds"]
     timings["before_html"] = round(run.step.elapsed(), 1)
-    run.step("writing index.html and results.json", "html")
+    run.step(run.words("p_html"), "html")
     html_text = render_page(results, run.fig_dir, lang)
     run.step.stop()
     timings["total"] = round(run.step.elapsed(), 1)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_json_default))
-    index = atomic_write_text(out / "index.html", html_text)
-    log(f"report written to {index} in {run.step.elapsed():.0f}s")
+    results_json = json.dumps(results, indent=2, default=_json_default)
+    atomic_write_text(run.lang_dir / "results.json", results_json)
+    index = atomic_write_text(run.lang_dir / "index.html", html_text)
+    log(run.words("p_written", path=index, seconds=run.step.elapsed()))
     files = {p.stem: p for p in sorted(run.fig_dir.glob("*.png"))}
     return ReportResult(out, index, results, run.step.elapsed(), files)
