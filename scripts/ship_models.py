@@ -53,6 +53,10 @@ def training_command(meta: dict) -> str:
         parts.append(f"--mixture {cfg['mixture_components']}")
     if cfg.get("conditioned_decoder"):
         parts.append("--conditioned-decoder")
+    if "lambda_min" in cfg:
+        parts.append(f"--lambda-range {cfg['lambda_min']:g}:{cfg['lambda_max']:g}")
+    if tr.get("init_from"):
+        parts.append(f"--init-from {tr['init_from']}")
     parts.append(f"--seed {tr.get('seed')}")
     return " ".join(parts)
 

@@ -41,7 +41,7 @@ from torch import Tensor
 TAU_START = 0.5
 TAU_DECAY = 5.0
 #: Adam's step size on ``v`` (quantisation steps per iteration).
-LEARNING_RATE = 0.05
+LEARNING_RATE = 0.03
 #: How often the hard-rounded latents are scored (every step is exact but slower).
 CHECK_EVERY = 5
 _EDGE = 1e-4
