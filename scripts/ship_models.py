@@ -21,12 +21,10 @@ import sys
 import torch
 
 from mnistcodec.coding.model_files import load_model, save_model, update_metadata
-from mnistcodec.coding.zoo import PRETRAINED_DIR
+from mnistcodec.coding.zoo import MAX_SHIPPED_BYTES, PRETRAINED_DIR
 from mnistcodec.data import load_split
 from mnistcodec.experiments.evaluate import evaluate, evaluate_levels
 from mnistcodec.storage.atomic import atomic_write_text
-
-MAX_BYTES = 6_000_000
 
 
 def training_command(meta: dict) -> str:
@@ -90,8 +88,8 @@ def main(argv: list[str]) -> int:
         final = load_model(out)
         assert final.fingerprint == shipped.fingerprint, "re-saving changed the model"
         size = out.stat().st_size
-        if size > MAX_BYTES:
-            raise SystemExit(f"{out} is {size} bytes, over the {MAX_BYTES} limit")
+        if size > MAX_SHIPPED_BYTES:
+            raise SystemExit(f"{out} is {size} bytes, over the {MAX_SHIPPED_BYTES} limit")
         manifest[name] = {
             "fingerprint": final.fingerprint,
             "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),

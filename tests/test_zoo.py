@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.zoo import DEFAULT_MODEL, PRETRAINED_DIR, resolve_model, shipped_models
+from mnistcodec.coding.zoo import (
+    DEFAULT_MODEL,
+    MAX_SHIPPED_BYTES,
+    PRETRAINED_DIR,
+    resolve_model,
+    shipped_models,
+)
 from mnistcodec.data import load_split
 from mnistcodec.errors import ModelFileError
 
@@ -27,7 +33,7 @@ def test_shipped_model_matches_manifest_and_codes_round_trip(name, test_digits):
     loaded = resolve_model(name)
     entry = MANIFEST[name]
     assert loaded.fingerprint == entry["fingerprint"]
-    assert (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size <= 6_000_000
+    assert (PRETRAINED_DIR / f"{name}.safetensors").stat().st_size <= MAX_SHIPPED_BYTES
     assert loaded.metadata["training_command"].startswith("mnistcodec train")
     assert loaded.metadata["dataset_sha256"]
     codec = Codec(loaded)
