@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: The model used when none is named: the shipped variable-rate model.
-DEFAULT_MODEL = "vr-mixture-long"
+DEFAULT_MODEL = "vr-mse"
 #: Most bytes a shipped model file may take (float16 weights, integer tables and records):
 #: 6.5 MB, for the squared-error model's finer top levels (lambda up to 16,000).
 MAX_SHIPPED_BYTES = 6_500_000

@@ -1,0 +1,70 @@
+"""The distance to the rate-distortion limit that README.md and BENCHMARKS.md quote.
+
+``bench/results/rd_limit.json`` holds every evaluated point (written by
+``bench/rd_limit.py``); recomputing from them must give the stored figures,
+the BENCHMARKS.md section and the README's headline table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import load_bench_module
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "rd_limit.json"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench_module("rd_limit")
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return json.loads(RESULTS.read_text())
+
+
+def test_bits_at_a_psnr_interpolate_between_the_levels_around_it(bench):
+    points = [
+        {"psnr_db": 12.0, "info_bits": 2.0},
+        {"psnr_db": 14.0, "info_bits": 8.0},
+        {"psnr_db": 16.0, "info_bits": 16.0},
+    ]
+    assert bench.bits_at(points, 13.0) == pytest.approx(4.0)  # geometric mean of 2 and 8
+    assert bench.bits_at(points, 14.0) == pytest.approx(8.0)
+    assert bench.bits_at(points, 16.0) == pytest.approx(16.0)
+    assert bench.bits_at(points, 11.0) is None and bench.bits_at(points, 17.0) is None
+
+
+def test_every_curve_is_a_whole_test_set_evaluation(stored):
+    for name, points in stored["curves"].items():
+        assert [p["level"] for p in points] == list(range(16)), name
+        assert all(p["n"] == 10000 for p in points), name
+
+
+def test_figures_recomputed_from_stored_points(bench, stored):
+    again = bench.summarise(stored["curves"], stored["notes"], stored["trivial_codecs"])
+    for key in ("at_psnr", "below_floor", "bd_vs_reference"):
+        assert json.dumps(again[key], sort_keys=True) == json.dumps(stored[key], sort_keys=True)
+    for name, rows in again["at_psnr"].items():
+        for row in rows:
+            value = bench.bits_at(stored["curves"][name], row["psnr_db"])
+            assert value is None or math.isclose(value, row["info_bits"])
+
+
+def test_the_readme_and_benchmarks_quote_the_stored_figures(bench, stored):
+    again = bench.summarise(stored["curves"], stored["notes"], stored["trivial_codecs"])
+    assert bench.headline(again) in (REPO / "README.md").read_text()
+    assert bench.markdown(again) in (REPO / "BENCHMARKS.md").read_text()
+
+
+def test_the_reference_has_a_level_under_the_floor_and_the_floor_is_measured(stored):
+    floor = {row["codec"]: row for row in stored["trivial_codecs"]}
+    assert floor["mean digit"]["bits_per_digit"] == 0.0
+    assert floor["class means"]["bits_per_digit"] > 3.0
+    assert [row["level"] for row in stored["below_floor"]["vr-mixture-long"]] == [0]
