@@ -81,6 +81,21 @@ def markdown(result: dict) -> str:
         f"**{bd_text(result['bd']['string_bits']['psnr'])}** at equal PSNR, "
         f"{bd_text(result['bd']['string_bits']['mad'])} at equal MAD (bit strings); "
         f"{bd_text(result['bd']['info_bits']['psnr'])} at equal PSNR on the information content.",
+        f"Against `{result['against']}` (plain, the same digits): "
+        f"**{bd_text(result['bd_against']['string_bits']['psnr'])}** at equal PSNR, "
+        f"{bd_text(result['bd_against']['string_bits']['mad'])} at equal MAD (bit strings); "
+        f"{bd_text(result['bd_against']['info_bits']['psnr'])} at equal PSNR on the information content.",
+        "",
+        "| information bits on these digits | at 13.9 dB | at 16.3 dB |",
+        "| --- | --- | --- |",
+        *(
+            f"| {label} | {result['at_psnr'][key]['13.9']:.2f} | {result['at_psnr'][key]['16.3']:.2f} |"
+            for key, label in (
+                ("against_plain", f"`{result['against']}`"),
+                ("plain", f"`{result['model']}`"),
+                ("refined", f"`{result['model']}`, refined"),
+            )
+        ),
         f"Time: {result['seconds_per_digit_refined'] * 1e3:.1f} ms per digit and level refined, "
         f"against {result['seconds_per_digit_plain'] * 1e3:.2f} ms plain.",
         "",
@@ -101,12 +116,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", nargs="?", default="vr-mse")
     parser.add_argument("--digits", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument(
+        "--against",
+        default="vr-mixture-long",
+        help="a model whose plain curve on the same digits "
+        "the refined one is compared with (default vr-mixture-long)",
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "refinement.json"))
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     images = load_split("test").images[: args.digits]
     loaded = resolve_model(args.model)
-    result: dict = {"model": args.model, "digits": args.digits, "steps": args.steps}
+    result: dict = {
+        "model": args.model,
+        "digits": args.digits,
+        "steps": args.steps,
+        "against": args.against,
+    }
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -121,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         result[name] = curve(Codec(loaded, precision="fp32", refine_steps=steps), images)
         seconds = sum(p["seconds"] for p in result[name]) / (len(result[name]) * args.digits)
         result[f"seconds_per_digit_{name}"] = seconds
+    print(f"{args.against}, plain:", flush=True)
+    result["against_plain"] = curve(Codec(resolve_model(args.against), precision="fp32"), images)
+    result["bd_against"] = {
+        rate: {
+            quality: entry["bd_rate_percent"]
+            for quality, entry in preset_bd_rates(
+                (args.against, result["against_plain"]), ("refined", result["refined"]), rate=rate
+            ).items()
+        }
+        for rate in ("string_bits", "info_bits")
+    }
     result["bd"] = {
         rate: {
             quality: entry["bd_rate_percent"]
@@ -132,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["at_psnr"] = {
         name: {str(q): bits_at(result[name], q) for q in (13.9, 16.3)}
-        for name in ("plain", "refined")
+        for name in ("plain", "refined", "against_plain")
     }
     print(
         f"refined vs plain: {bd_text(result['bd']['string_bits']['psnr'])} at equal PSNR, "
