@@ -1403,26 +1403,32 @@ function leaky(h) {
   for (let i = 0; i < h.length; i++) if (h[i] < 0) h[i] = Math.fround(h[i] * 0.2);
 }
 
+/** Valid positions p of `2 p + a - 2` in [0, size) for p in [0, count): [first, last). */
+function span(a, count, size) {
+  const first = Math.max(0, Math.ceil((2 - a) / 2));
+  const last = Math.min(count, Math.floor((size + 1 - a) / 2) + 1);
+  return [first, last];
+}
+
 /** Convolution 5x5, stride 2, padding 2 (PyTorch Conv2d), then leaky ReLU. */
 function conv(h, cin, size, W, b, cout) {
   const half = size / 2;
   const y = new Float32Array(cout * half * half);
   const acc = new Float64Array(half * half);
+  const spans = [0, 1, 2, 3, 4].map((a) => span(a, half, size));
   for (let o = 0; o < cout; o++) {
     acc.fill(b[o]);
     for (let c = 0; c < cin; c++) {
       const plane = c * size * size;
       for (let a = 0; a < 5; a++) {
+        const [i0, i1] = spans[a];
         for (let bb = 0; bb < 5; bb++) {
           const w = W[((o * cin + c) * 5 + a) * 5 + bb];
-          for (let i = 0; i < half; i++) {
-            const r = 2 * i + a - 2;
-            if (r < 0 || r >= size) continue;
-            const row = plane + r * size;
-            for (let j = 0; j < half; j++) {
-              const q = 2 * j + bb - 2;
-              if (q >= 0 && q < size) acc[i * half + j] += h[row + q] * w;
-            }
+          const [j0, j1] = spans[bb];
+          for (let i = i0; i < i1; i++) {
+            const src = plane + (2 * i + a - 2) * size + bb - 2;
+            const dst = i * half;
+            for (let j = j0; j < j1; j++) acc[dst + j] += h[src + 2 * j] * w;
           }
         }
       }
@@ -1440,22 +1446,21 @@ function convTranspose(h, cin, size, W, b, cout) {
   const full = 2 * size;
   const acc = new Float64Array(cout * full * full);
   for (let o = 0; o < cout; o++) acc.fill(b[o], o * full * full, (o + 1) * full * full);
+  const spans = [0, 1, 2, 3, 4].map((a) => span(a, size, full));
   for (let c = 0; c < cin; c++) {
-    for (let u = 0; u < size; u++) {
-      for (let v = 0; v < size; v++) {
-        const x = h[(c * size + u) * size + v];
-        if (x === 0) continue;
-        for (let o = 0; o < cout; o++) {
-          const wbase = (c * cout + o) * 25;
-          const obase = o * full * full;
-          for (let a = 0; a < 5; a++) {
-            const i = 2 * u + a - 2;
-            if (i < 0 || i >= full) continue;
-            const row = obase + i * full;
-            for (let bb = 0; bb < 5; bb++) {
-              const j = 2 * v + bb - 2;
-              if (j >= 0 && j < full) acc[row + j] += x * W[wbase + a * 5 + bb];
-            }
+    const plane = c * size * size;
+    for (let o = 0; o < cout; o++) {
+      const wbase = (c * cout + o) * 25;
+      const obase = o * full * full;
+      for (let a = 0; a < 5; a++) {
+        const [u0, u1] = spans[a];
+        for (let bb = 0; bb < 5; bb++) {
+          const w = W[wbase + a * 5 + bb];
+          const [v0, v1] = spans[bb];
+          for (let u = u0; u < u1; u++) {
+            const dst = obase + (2 * u + a - 2) * full + bb - 2;
+            const src = plane + u * size;
+            for (let v = v0; v < v1; v++) acc[dst + 2 * v] += h[src + v] * w;
           }
         }
       }
