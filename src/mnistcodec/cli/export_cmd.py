@@ -4,6 +4,7 @@ the playground as a static folder that codes in the page with mnistcodec.js."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def export_handler(args: argparse.Namespace) -> int:
@@ -22,8 +23,7 @@ def export_handler(args: argparse.Namespace) -> int:
 
 
 def _export_web(args: argparse.Namespace, resolve_model) -> int:
-    from pathlib import Path
-
+    # Lazy, as the ONNX export: the model loader pulls in PyTorch.
     from mnistcodec.playground.web_export import check_web_dir, export_web
 
     check_web_dir(args.web, force=args.force)

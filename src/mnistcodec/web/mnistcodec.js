@@ -876,16 +876,28 @@ export class Model {
 
   /** uint8 digit (784) -> analysis latents y (Float32Array of D). */
   analyse(pixels) {
+    return this.analyseMany([pixels])[0];
+  }
+
+  /** Several digits at once (the dense layers read each weight row once per batch). */
+  analyseMany(digits) {
     const A = this.analysis;
     if (!A.fc2w) fail("InputError", "this model file holds no analysis transform: it can decode but not encode");
-    const x = new Float32Array(784);
-    for (let i = 0; i < 784; i++) x[i] = pixels[i] / 255;
-    const h1 = conv(x, 1, 28, A.c1w, A.c1b, 20);
-    const h2 = conv(h1, 20, 14, A.c2w, A.c2b, 50);
-    const h3 = dense(h2, A.fc1w, A.fc1b, 500, 2450, true);
-    const y = dense(h3, A.fc2w, A.fc2b, this.dims, 500, false);
-    if (!y.every(Number.isFinite)) fail("InputError", "the analysis transform produced non-finite latents");
-    return y;
+    const out = [];
+    for (let first = 0; first < digits.length; first += BATCH) {
+      const part = digits.slice(first, first + BATCH);
+      const h2 = new Float32Array(part.length * 2450);
+      part.forEach((pixels, b) => {
+        const x = new Float32Array(784);
+        for (let i = 0; i < 784; i++) x[i] = pixels[i] / 255;
+        h2.set(conv(conv(x, 1, 28, A.c1w, A.c1b, 20), 20, 14, A.c2w, A.c2b, 50), b * 2450);
+      });
+      const h3 = dense(h2, part.length, A.fc1w, A.fc1b, 500, 2450, true);
+      const y = dense(h3, part.length, A.fc2w, A.fc2b, this.dims, 500, false);
+      if (!y.every(Number.isFinite)) fail("InputError", "the analysis transform produced non-finite latents");
+      for (let b = 0; b < part.length; b++) out.push(y.subarray(b * this.dims, (b + 1) * this.dims));
+    }
+    return out;
   }
 
   /** Latents y at a level -> integer latents k: `round(g_l y - o_l)` in float32, halves to even. */
@@ -902,42 +914,59 @@ export class Model {
 
   /** Integer latents at a level -> uint8 digit (784): `y^ = (k + o_l) / g_l`, synthesis, round(255 x^). */
   synthesise(k, level) {
+    return this.synthesiseMany([k], [level]);
+  }
+
+  /** Digits `ks[i]` at `levels[i]` -> uint8 pixels (n * 784), in batches. */
+  synthesiseMany(ks, levels) {
     const S = this.synthesis;
     const D = this.dims;
-    const table = this.tables[level];
-    const y = new Float32Array(D);
-    for (let i = 0; i < D; i++) {
-      let v = typeof k[i] === "bigint" ? Number(k[i]) : k[i];
-      v = Math.fround(Math.max(-3.4028234663852886e38, Math.min(3.4028234663852886e38, v)));
-      v = Math.fround(v + table.offsets[i]);
-      y[i] = this.gains ? Math.fround(v / this.gains[level * D + i]) : v;
-    }
-    const affine = (layer, h, per) => {
-      if (!this.conditioned) return;
-      const n = LEVEL_LAYERS[layer];
-      const scale = S.scales[layer];
-      const shift = S.shifts[layer];
-      for (let u = 0; u < n; u++) {
-        const a = scale[level * n + u];
-        const b = shift[level * n + u];
-        for (let j = u * per; j < (u + 1) * per; j++) h[j] = Math.fround(Math.fround(h[j] * a) + b);
+    const out = new Uint8Array(ks.length * 784);
+    for (let first = 0; first < ks.length; first += BATCH) {
+      const n = Math.min(BATCH, ks.length - first);
+      const y = new Float32Array(n * D);
+      for (let b = 0; b < n; b++) {
+        const k = ks[first + b];
+        const level = levels[first + b];
+        const table = this.tables[level];
+        for (let i = 0; i < D; i++) {
+          let v = typeof k[i] === "bigint" ? Number(k[i]) : k[i];
+          v = Math.fround(Math.max(-3.4028234663852886e38, Math.min(3.4028234663852886e38, v)));
+          v = Math.fround(v + table.offsets[i]);
+          y[b * D + i] = this.gains ? Math.fround(v / this.gains[level * D + i]) : v;
+        }
       }
-    };
-    const h1 = dense(y, S.fc1w, S.fc1b, 500, D, false);
-    affine("fc_1", h1, 1);
-    leaky(h1);
-    const h2 = dense(h1, S.fc2w, S.fc2b, 2450, 500, false);
-    affine("fc_2", h2, 49);
-    leaky(h2);
-    const h3 = convTranspose(h2, 50, 7, S.c1w, S.c1b, 20);
-    affine("conv_1", h3, 196);
-    leaky(h3);
-    const h4 = convTranspose(h3, 20, 14, S.c2w, S.c2b, 1);
-    leaky(h4);
-    const out = new Uint8Array(784);
-    for (let i = 0; i < 784; i++) {
-      const v = roundHalfEven(Math.fround(h4[i] * 255));
-      out[i] = Number.isNaN(v) ? 0 : Math.max(0, Math.min(255, v));
+      const affine = (layer, h, b, per) => affineAt(layer, h, levels[first + b], b, per);
+      const affineAt = (layer, h, level, b, per) => {
+        if (!this.conditioned) return;
+        const units = LEVEL_LAYERS[layer];
+        const scale = S.scales[layer];
+        const shift = S.shifts[layer];
+        const start = b * units * per;
+        for (let u = 0; u < units; u++) {
+          const a = scale[level * units + u];
+          const t = shift[level * units + u];
+          for (let j = start + u * per; j < start + (u + 1) * per; j++) h[j] = Math.fround(Math.fround(h[j] * a) + t);
+        }
+      };
+      const h1 = dense(y, n, S.fc1w, S.fc1b, 500, D, false);
+      for (let b = 0; b < n; b++) affine("fc_1", h1, b, 1);
+      leaky(h1);
+      const h2 = dense(h1, n, S.fc2w, S.fc2b, 2450, 500, false);
+      for (let b = 0; b < n; b++) affine("fc_2", h2, b, 49);
+      leaky(h2);
+      for (let b = 0; b < n; b++) {
+        const h3 = convTranspose(h2.subarray(b * 2450, (b + 1) * 2450), 50, 7, S.c1w, S.c1b, 20);
+        affineAt("conv_1", h3, levels[first + b], 0, 196);
+        leaky(h3);
+        const h4 = convTranspose(h3, 20, 14, S.c2w, S.c2b, 1);
+        leaky(h4);
+        const base = (first + b) * 784;
+        for (let i = 0; i < 784; i++) {
+          const v = roundHalfEven(Math.fround(h4[i] * 255));
+          out[base + i] = Number.isNaN(v) ? 0 : Math.max(0, Math.min(255, v));
+        }
+      }
     }
     return out;
   }
@@ -1116,15 +1145,16 @@ export class Model {
     for (let first = 0; first < digits.length; first += blockSize) {
       const part = digits.slice(first, first + blockSize);
       if (mode === "stream") {
-        const coded = part.map((pixels) => this.symbols(this.quantise(this.analyse(pixels), level), level));
+        const coded = this.analyseMany(part).map((y) => this.symbols(this.quantise(y, level), level));
         blocks.push({ levels: [level], stream: this.encodeStream(coded, level) });
         coded.forEach((s) => perDigit.push({ level, component: s.component }));
         continue;
       }
       const strings = [];
       const levels = [];
+      const ys = this.analyseMany(part);
       part.forEach((pixels, i) => {
-        const y = this.analyse(pixels);
+        const y = ys[i];
         let chosen;
         if (target) chosen = this.chooseLevel(pixels, y, target, first + i);
         else {
@@ -1144,12 +1174,17 @@ export class Model {
   /** Rate control, as mnistcodec.coding.rate_control: every level tried, one kept. */
   chooseLevel(pixels, y, target, index) {
     const tries = [];
+    const ks = [];
+    const all = [];
     for (let level = 0; level < this.levels; level++) {
       const k = this.quantise(y, level);
       const s = this.symbols(k, level);
-      const string = this.encodeDigit(s, level);
-      tries.push({ level, string, component: s.component, psnr: psnr(pixels, this.synthesise(k, level)) });
+      ks.push(k);
+      all.push(level);
+      tries.push({ level, string: this.encodeDigit(s, level), component: s.component });
     }
+    const decoded = this.synthesiseMany(ks, all);
+    tries.forEach((t, l) => (t.psnr = psnr(pixels, decoded.subarray(784 * l, 784 * (l + 1)))));
     let best = -1;
     let bestScore = -Infinity;
     if (target.bits !== undefined) {
@@ -1255,8 +1290,7 @@ export class Model {
       levels.push(...digitLevels);
       start += block.count;
     }
-    const images = new Uint8Array(file.count * 784);
-    latents.forEach((k, i) => images.set(this.synthesise(k, levels[i]), 784 * i));
+    const images = this.synthesiseMany(latents, levels);
     return { count: file.count, images, levels, latents, components, version: file.version, mode: file.mode === 0 ? "per-digit" : "stream" };
   }
 
@@ -1270,7 +1304,6 @@ export class Model {
     if (!Number.isInteger(seed) || seed < 0) fail("InputError", `seed must be a non-negative integer, got ${seed}`);
     const at = level === null ? this.referenceLevel : this.checkLevel(level);
     const random = xorshift(seed);
-    const images = new Uint8Array(n * 784);
     const latents = [];
     for (let attempt = 0; latents.length < n; attempt++) {
       if (attempt >= 100 * n) fail("InputError", `could not decode ${n} random ${nbytes}-byte strings with this model`);
@@ -1283,10 +1316,9 @@ export class Model {
         if (err instanceof MnistCodecError) continue;
         throw err;
       }
-      images.set(this.synthesise(s.k, at), 784 * latents.length);
       latents.push(s.k);
     }
-    return { images, latents, level: at };
+    return { images: this.synthesiseMany(latents, new Array(n).fill(at)), latents, level: at };
   }
 
   /** The header of a .mnc file (no model needed). */
@@ -1376,25 +1408,31 @@ function toDigits(images) {
 
 // -- float32 kernels -----------------------------------------------------------------------------
 
-/** W h + b (W (out, in) row-major), float32 result, optional leaky ReLU. */
-function dense(h, W, b, out, inn, relu) {
-  const y = new Float32Array(out);
+/** Digits at once through the dense layers. */
+const BATCH = 32;
+
+/** W h + b for `n` inputs (W (out, in) row-major; h and the result digit after digit), float32. */
+function dense(h, n, W, bias, out, inn, relu) {
+  const y = new Float32Array(n * out);
   for (let o = 0; o < out; o++) {
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
     const base = o * inn;
-    let i = 0;
-    for (; i + 4 <= inn; i += 4) {
-      s0 += W[base + i] * h[i];
-      s1 += W[base + i + 1] * h[i + 1];
-      s2 += W[base + i + 2] * h[i + 2];
-      s3 += W[base + i + 3] * h[i + 3];
+    for (let b = 0; b < n; b++) {
+      const x = b * inn;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let i = 0;
+      for (; i + 4 <= inn; i += 4) {
+        s0 += W[base + i] * h[x + i];
+        s1 += W[base + i + 1] * h[x + i + 1];
+        s2 += W[base + i + 2] * h[x + i + 2];
+        s3 += W[base + i + 3] * h[x + i + 3];
+      }
+      for (; i < inn; i++) s0 += W[base + i] * h[x + i];
+      const v = s0 + s1 + (s2 + s3) + bias[o];
+      y[b * out + o] = relu && v < 0 ? 0.2 * v : v;
     }
-    for (; i < inn; i++) s0 += W[base + i] * h[i];
-    const v = s0 + s1 + (s2 + s3) + b[o];
-    y[o] = relu && v < 0 ? 0.2 * v : v;
   }
   return y;
 }
