@@ -19,6 +19,7 @@ Node 20 is required (it is on the machine: no other runtime is downloaded).
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import struct
@@ -42,6 +43,7 @@ PRETRAINED = ROOT / "src" / "mnistcodec" / "pretrained"
 GOLDEN = ROOT / "tests" / "golden"
 NODE = shutil.which("node")
 GOLDEN_FILES = sorted(p.name for p in GOLDEN.glob("*.mnc") if not p.name.startswith("overflow"))
+OVERFLOW_FILES = sorted(p.name for p in GOLDEN.glob("overflow*.mnc"))
 #: Test digits compressed per case (the bench script measures all 10,000).
 DIGITS = 200
 
@@ -78,11 +80,58 @@ def as_int(value) -> int:
 
 
 def js_decode(model: str, path: Path, tmp_path: Path) -> tuple[dict, np.ndarray]:
+    """``node mnistcodec.js decompress MODEL FILE OUT.idx --latents``: its summary and digits."""
     out = tmp_path / "js-decoded.idx"
     result = node("decompress", model_path(model), path, out, "--latents")
     summary = json.loads(result.stdout)
     summary["latents"] = [[as_int(v) for v in row] for row in summary["latents"]]
     return summary, read_idx(out)
+
+
+# One Node process decodes every golden file with the library's API (a model loads once).
+DECODE_ALL = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const models = {};
+const out = {};
+for (const [model, file] of JSON.parse(readFileSync(0, "utf8"))) {
+  models[model] ??= await loadModel(model);
+  const r = models[model].decompress(readFileSync(file));
+  out[file] = { count: r.count, version: r.version, levels: r.levels, latents: r.latents,
+                images: Buffer.from(r.images).toString("base64") };
+}
+console.log(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
+"""
+
+
+@pytest.fixture(scope="module")
+def js_golden() -> dict[str, dict]:
+    """Every golden file decoded in Node: count, version, levels, latents and digits."""
+    files = [*GOLDEN_FILES, *OVERFLOW_FILES]
+    record = json.loads((GOLDEN / "overflow.latents.json").read_text())
+    pairs = [
+        (
+            str(model_path(record["model"] if n in OVERFLOW_FILES else n.split(".")[0])),
+            str(GOLDEN / n),
+        )
+        for n in files
+    ]
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", DECODE_ALL],
+        input=json.dumps(pairs),
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    decoded = {}
+    for file, value in json.loads(result.stdout).items():
+        value["latents"] = [[as_int(v) for v in row] for row in value["latents"]]
+        images = np.frombuffer(base64.b64decode(value["images"]), np.uint8)
+        value["images"] = images.reshape(-1, 28, 28)
+        decoded[Path(file).name] = value
+    return decoded
 
 
 @pytest.fixture(scope="module")
@@ -91,26 +140,33 @@ def test_digits() -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", GOLDEN_FILES)
-def test_golden_file_decodes_in_javascript_as_in_python(name, tmp_path):
+def test_golden_file_decodes_in_javascript_as_in_python(name, js_golden):
     model = name.split(".")[0]
     codec = Codec.from_model(model, precision="fp32")
     data = (GOLDEN / name).read_bytes()
-    summary, pixels = js_decode(model, GOLDEN / name, tmp_path)
-    assert summary["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
-    python = decompress_bytes(codec, data)
-    assert np.abs(pixels.astype(int) - python).max() <= 1
-    golden = read_idx(GOLDEN / f"{model}.decoded.idx")
-    assert np.abs(pixels.astype(int) - golden).max() <= 1
+    decoded = js_golden[name]
+    assert decoded["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+    pixels = decoded["images"].astype(int)
+    assert np.abs(pixels - decompress_bytes(codec, data)).max() <= 1
+    assert np.abs(pixels - read_idx(GOLDEN / f"{model}.decoded.idx")).max() <= 1
     header, blocks = parse_file(data)
-    assert summary["levels"] == [lv for b in blocks for lv in b.digit_levels()]
-    assert summary["version"] == header.version and summary["count"] == header.count
+    assert decoded["levels"] == [lv for b in blocks for lv in b.digit_levels()]
+    assert decoded["version"] == header.version and decoded["count"] == header.count
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in GOLDEN.glob("overflow*.mnc")))
-def test_overflow_vectors_decode_in_javascript(name, tmp_path):
+@pytest.mark.parametrize("name", OVERFLOW_FILES)
+def test_overflow_vectors_decode_in_javascript(name, js_golden):
     record = json.loads((GOLDEN / "overflow.latents.json").read_text())
-    summary, _ = js_decode(record["model"], GOLDEN / name, tmp_path)
-    assert summary["latents"] == record["latents"]
+    assert js_golden[name]["latents"] == record["latents"]
+
+
+def test_the_command_line_decodes_a_golden_file(tmp_path):
+    summary, pixels = js_decode("vr-mixture", GOLDEN / "vr-mixture.v3.stream.mnc", tmp_path)
+    codec = Codec.from_model("vr-mixture", precision="fp32")
+    data = (GOLDEN / "vr-mixture.v3.stream.mnc").read_bytes()
+    assert summary["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+    assert np.abs(pixels.astype(int) - decompress_bytes(codec, data)).max() <= 1
+    assert summary["count"] == 24 and summary["mode"] == "stream" and summary["version"] == 3
 
 
 def compare_files(js: bytes, py: bytes, codec: Codec) -> list[int]:
@@ -228,32 +284,61 @@ def crafted() -> dict[str, tuple[str, bytes]]:
     }
 
 
-@pytest.mark.parametrize("case", sorted(crafted()))
-def test_bad_files_give_the_library_error_in_both_runtimes(case, tmp_path):
-    kind, data = crafted()[case]
-    path = tmp_path / "bad.mnc"
-    path.write_bytes(data)
-    result = node("decompress", model_path("vr"), path, check=False)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
-    with pytest.raises(FormatError) as info:
-        decompress_bytes(Codec.from_model("vr"), data)
-    assert type(info.value).__name__ == kind
-    # the same check fails first in both: the messages agree up to the runtime's wording
-    probe = (
-        "import {loadModel} from './mnistcodec.js'; import {readFileSync} from 'node:fs';"
-        f"const m = await loadModel({json.dumps(str(model_path('vr')))});"
-        f"try {{ m.decompress(readFileSync({json.dumps(str(path))})); }}"
-        "catch (e) { console.log(e.constructor.name + ' ' + e.kind); }"
-    )
-    probed = subprocess.run(
-        [NODE, "--input-type=module", "-e", probe],
+# Each crafted file through the library's API in one Node process: the error's class, kind, message.
+PROBE = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const [model, files] = JSON.parse(readFileSync(0, "utf8"));
+const m = await loadModel(model);
+const out = {};
+for (const file of files) {
+  try { m.decompress(readFileSync(file)); out[file] = null; }
+  catch (e) { out[file] = [e.constructor.name, e.kind, e.message]; }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.fixture(scope="module")
+def js_errors(tmp_path_factory) -> dict[str, list[str]]:
+    folder = tmp_path_factory.mktemp("crafted")
+    files = {}
+    for case, (_, data) in crafted().items():
+        files[case] = folder / f"{case.replace(' ', '-')}.mnc"
+        files[case].write_bytes(data)
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", PROBE],
+        input=json.dumps([str(model_path("vr")), [str(f) for f in files.values()]]),
         cwd=LIBRARY.parent,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert probed.stdout.split() == ["MnistCodecError", kind], probed.stderr
+    assert result.returncode == 0, result.stderr
+    errors = json.loads(result.stdout)
+    return {case: errors[str(path)] for case, path in files.items()}
+
+
+@pytest.mark.parametrize("case", sorted(crafted()))
+def test_bad_files_give_the_library_error_in_both_runtimes(case, js_errors):
+    kind, data = crafted()[case]
+    with pytest.raises(FormatError) as info:
+        decompress_bytes(Codec.from_model("vr"), data)
+    assert type(info.value).__name__ == kind
+    assert js_errors[case] is not None, "the library decoded a bad file"
+    name, js_kind, message = js_errors[case]
+    assert (name, js_kind) == ("MnistCodecError", kind)
+    # the same check fails first in both runtimes, worded alike
+    assert message.split(":")[0] == str(info.value).split(":")[0]
+
+
+@pytest.mark.parametrize("case", ["corrupt payload", "string that does not decode"])
+def test_bad_files_give_one_error_line_from_the_command_line(case, tmp_path):
+    path = tmp_path / "bad.mnc"
+    path.write_bytes(crafted()[case][1])
+    result = node("decompress", model_path("vr"), path, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
 
 
 def test_bad_model_files_and_arguments_give_one_error_line(tmp_path):

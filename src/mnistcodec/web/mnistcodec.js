@@ -1543,7 +1543,7 @@ export function parseHeader(data) {
   for (let i = 0; i < Math.min(8, data.length); i++) if (data[i] !== MAGIC[i]) fail("FormatError", "not an mnistcodec compressed file (bad magic)");
   if (data.length < 9) fail("TruncatedError", `file is truncated (${data.length} bytes, inside the header)`);
   const version = data[8];
-  if (version < 1 || version > 3) fail("FormatError", `unsupported .mnc format version ${version}; this reader reads versions 1, 2, 3`);
+  if (version < 1 || version > 3) fail("FormatError", `unsupported .mnc format version ${version}; this mnistcodec reads versions 1, 2, 3`);
   if (data.length < HEADER_SIZE) fail("TruncatedError", `file is truncated (${data.length} bytes, inside the ${HEADER_SIZE}-byte header)`);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   if (crc32(data, 0, 62) !== view.getUint32(62)) fail("ChecksumError", "header checksum mismatch: the file is corrupt");
