@@ -252,7 +252,7 @@ def markdown(r: dict) -> str:
         f"| Python CLI (`mnistcodec compress` / `decompress`, start-up included) | {rate(n, py['cli_encode_s'])} | {rate(n, py['cli_decode_s'])} | | |",
         f"| Python library in-process (`compress_to_bytes` / `decompress_bytes`) | {rate(n, py['lib_encode_s'])} | {rate(n, py['lib_decode_s'])} | | |",
         "",
-        f"The exported page (`mnistcodec export {r['model']} --web DIR`, served by `python -m http.server`) downloads {chrome['page_bytes'] / 1e6:.2f} MB in {len(chrome['page_files'])} requests ({', '.join(p.lstrip('/') or 'index.html' for p in chrome['page_files'])}), all from its folder. From opening it to the first bits: {chrome['first_bits_ms']:.0f} ms (page ready with its model loaded and checked at {chrome['ready_ms']:.0f} ms, then one digit coded in the page in {chrome['first_compress_ms']:.0f} ms).",
+        f"The exported page (`mnistcodec export {r['model']} --web DIR`, served by Python's `http.server`) downloads {chrome['page_bytes'] / 1e6:.2f} MB in {len(chrome['page_files'])} requests ({', '.join(p.lstrip('/') or 'index.html' for p in chrome['page_files'])}), all from its folder. From opening it to the first bits: {chrome['first_bits_ms']:.0f} ms (page ready with its model loaded and checked at {chrome['ready_ms']:.0f} ms, then one digit coded in the page in {chrome['first_compress_ms']:.0f} ms).",
         "",
         f"Byte-identical files: all {ident['n']:,} test digits compressed by `node mnistcodec.js compress` and by Python (fp32): {same:,} of {ident['n']:,} strings identical ({100 * same / ident['n']:.2f} %); the exceptions: {ident['differing'] or 'none'}. Python decodes the JavaScript file, every check included.",
         END,
