@@ -793,9 +793,9 @@ export class Model {
       fc1b: w(s, "fc_1.bias", [500]),
       fc2w: w(s, "fc_2.weight", [2450, 500]),
       fc2b: w(s, "fc_2.bias", [2450]),
-      c1w: w(s, "conv_1.weight", [50, 20, 5, 5]),
+      c1w: gatherWeights(w(s, "conv_1.weight", [50, 20, 5, 5]), 50, 20, true),
       c1b: w(s, "conv_1.bias", [20]),
-      c2w: w(s, "conv_2.weight", [20, 1, 5, 5]),
+      c2w: gatherWeights(w(s, "conv_2.weight", [20, 1, 5, 5]), 20, 1, true),
       c2b: w(s, "conv_2.bias", [1]),
     };
     if (this.conditioned) {
@@ -811,9 +811,9 @@ export class Model {
     this.analysis = {};
     if (this.header[`model.${a}.fc_2.weight`]) {
       this.analysis = {
-        c1w: w(a, "conv_1.weight", [20, 1, 5, 5]),
+        c1w: gatherWeights(w(a, "conv_1.weight", [20, 1, 5, 5]), 1, 20, false),
         c1b: w(a, "conv_1.bias", [20]),
-        c2w: w(a, "conv_2.weight", [50, 20, 5, 5]),
+        c2w: gatherWeights(w(a, "conv_2.weight", [50, 20, 5, 5]), 20, 50, false),
         c2b: w(a, "conv_2.bias", [50]),
         fc1w: w(a, "fc_1.weight", [500, 2450]),
         fc1b: w(a, "fc_1.bias", [500]),
@@ -1441,70 +1441,95 @@ function leaky(h) {
   for (let i = 0; i < h.length; i++) if (h[i] < 0) h[i] = Math.fround(h[i] * 0.2);
 }
 
-/** Valid positions p of `2 p + a - 2` in [0, size) for p in [0, count): [first, last). */
-function span(a, count, size) {
-  const first = Math.max(0, Math.ceil((2 - a) / 2));
-  const last = Math.min(count, Math.floor((size + 1 - a) / 2) + 1);
-  return [first, last];
-}
+/**
+ * The 5x5 stride-2 layers as gathers: for each output position, the pairs (input position,
+ * kernel index) that reach it, so that each output is a sum of dot products over the input
+ * channels (contiguous: inputs are held position-major, weights as [out][kernel][in]).
+ * Convolution (padding 2): output (i, j) of (size/2)^2 reads input (2i + a - 2, 2j + b - 2);
+ * transposed convolution (padding 2, output padding 1): input (u, v) reaches output
+ * (2u + a - 2, 2v + b - 2) of (2 size)^2.
+ */
+const PAIRS = new Map();
 
-/** Convolution 5x5, stride 2, padding 2 (PyTorch Conv2d), then leaky ReLU. */
-function conv(h, cin, size, W, b, cout) {
-  const half = size / 2;
-  const y = new Float32Array(cout * half * half);
-  const acc = new Float64Array(half * half);
-  const spans = [0, 1, 2, 3, 4].map((a) => span(a, half, size));
-  for (let o = 0; o < cout; o++) {
-    acc.fill(b[o]);
-    for (let c = 0; c < cin; c++) {
-      const plane = c * size * size;
+function layerPairs(transposed, size) {
+  const key = `${transposed}:${size}`;
+  if (PAIRS.has(key)) return PAIRS.get(key);
+  const out = transposed ? 2 * size : size / 2;
+  const list = [];
+  for (let i = 0; i < out; i++) {
+    for (let j = 0; j < out; j++) {
+      const pairs = [];
       for (let a = 0; a < 5; a++) {
-        const [i0, i1] = spans[a];
-        for (let bb = 0; bb < 5; bb++) {
-          const w = W[((o * cin + c) * 5 + a) * 5 + bb];
-          const [j0, j1] = spans[bb];
-          for (let i = i0; i < i1; i++) {
-            const src = plane + (2 * i + a - 2) * size + bb - 2;
-            const dst = i * half;
-            for (let j = j0; j < j1; j++) acc[dst + j] += h[src + 2 * j] * w;
-          }
+        for (let b = 0; b < 5; b++) {
+          let u;
+          let v;
+          if (transposed) {
+            if ((i + 2 - a) % 2 || (j + 2 - b) % 2) continue;
+            [u, v] = [(i + 2 - a) / 2, (j + 2 - b) / 2];
+          } else [u, v] = [2 * i + a - 2, 2 * j + b - 2];
+          if (u >= 0 && u < size && v >= 0 && v < size) pairs.push(u * size + v, a * 5 + b);
         }
       }
+      list.push(Int32Array.from(pairs));
     }
-    for (let p = 0; p < half * half; p++) {
-      const v = acc[p];
-      y[o * half * half + p] = v < 0 ? 0.2 * v : v;
+  }
+  PAIRS.set(key, list);
+  return list;
+}
+
+/** Weights as [out][kernel][in]: from (out, in, 5, 5) (convolution) or (in, out, 5, 5) (transposed). */
+function gatherWeights(W, cin, cout, transposed) {
+  const t = new Float32Array(cout * 25 * cin);
+  for (let o = 0; o < cout; o++) {
+    for (let c = 0; c < cin; c++) {
+      for (let k = 0; k < 25; k++) {
+        t[(o * 25 + k) * cin + c] = W[(transposed ? c * cout + o : o * cin + c) * 25 + k];
+      }
+    }
+  }
+  return t;
+}
+
+/** A 5x5 stride-2 layer: h (cin, size, size) channel-first -> (cout, out, out) float32, plus bias. */
+function strided(h, cin, size, Wt, bias, cout, transposed) {
+  const positions = size * size;
+  const hT = new Float32Array(positions * cin);
+  for (let c = 0; c < cin; c++) for (let p = 0; p < positions; p++) hT[p * cin + c] = h[c * positions + p];
+  const pairs = layerPairs(transposed, size);
+  const count = pairs.length;
+  const y = new Float32Array(cout * count);
+  for (let p = 0; p < count; p++) {
+    const pr = pairs[p];
+    for (let o = 0; o < cout; o++) {
+      let s0 = 0;
+      let s1 = 0;
+      const wo = o * 25 * cin;
+      for (let t = 0; t < pr.length; t += 2) {
+        const hb = pr[t] * cin;
+        const wb = wo + pr[t + 1] * cin;
+        let c = 0;
+        for (; c + 2 <= cin; c += 2) {
+          s0 += hT[hb + c] * Wt[wb + c];
+          s1 += hT[hb + c + 1] * Wt[wb + c + 1];
+        }
+        if (c < cin) s0 += hT[hb + c] * Wt[wb + c];
+      }
+      y[o * count + p] = s0 + s1 + bias[o];
     }
   }
   return y;
 }
 
-/** Transposed convolution 5x5, stride 2, padding 2, output padding 1 (weight (in, out, 5, 5)). */
-function convTranspose(h, cin, size, W, b, cout) {
-  const full = 2 * size;
-  const acc = new Float64Array(cout * full * full);
-  for (let o = 0; o < cout; o++) acc.fill(b[o], o * full * full, (o + 1) * full * full);
-  const spans = [0, 1, 2, 3, 4].map((a) => span(a, size, full));
-  for (let c = 0; c < cin; c++) {
-    const plane = c * size * size;
-    for (let o = 0; o < cout; o++) {
-      const wbase = (c * cout + o) * 25;
-      const obase = o * full * full;
-      for (let a = 0; a < 5; a++) {
-        const [u0, u1] = spans[a];
-        for (let bb = 0; bb < 5; bb++) {
-          const w = W[wbase + a * 5 + bb];
-          const [v0, v1] = spans[bb];
-          for (let u = u0; u < u1; u++) {
-            const dst = obase + (2 * u + a - 2) * full + bb - 2;
-            const src = plane + u * size;
-            for (let v = v0; v < v1; v++) acc[dst + 2 * v] += h[src + v] * w;
-          }
-        }
-      }
-    }
-  }
-  return Float32Array.from(acc);
+/** Convolution 5x5, stride 2, padding 2 (PyTorch Conv2d), then leaky ReLU. */
+function conv(h, cin, size, Wt, bias, cout) {
+  const y = strided(h, cin, size, Wt, bias, cout, false);
+  leaky(y);
+  return y;
+}
+
+/** Transposed convolution 5x5, stride 2, padding 2, output padding 1 (PyTorch ConvTranspose2d). */
+function convTranspose(h, cin, size, Wt, bias, cout) {
+  return strided(h, cin, size, Wt, bias, cout, true);
 }
 
 // -- the .mnc container ----------------------------------------------------------------------
