@@ -106,8 +106,7 @@ class TrialSpec:
 
     def config(self) -> dict:
         """The hashed configuration: model and training configs, minus the data directory and
-        the CPU threading mode (neither changes what is computed beyond float rounding; the
-        mode a trial used is in its history and its results row); the
+        the CPU threading mode (neither changes what is computed beyond float rounding); the
         precision only when it resolves to bf16, the level weight and the learning-rate decay
         only when set, so other trials keep the keys they had before these options existed."""
         train = asdict(self.train)
@@ -174,8 +173,8 @@ class TrialResult:
             "seed": t.seed,
             "epochs": t.epochs,
             "limit": t.limit,
-            "threading": _run_detail(self.history, "threading"),
-            "threads": _run_detail(self.history, "threads"),
+            "threading": last.get("threading"),  # how the last epoch used the CPU
+            "threads": last.get("threads"),
             "train_seconds": sum(float(r.get("seconds", 0.0)) for r in self.history),
             "val_rate": last.get("val_rate"),
             "val_distortion": last.get("val_distortion"),
@@ -187,16 +186,6 @@ class TrialResult:
         if "info_bits" in ev and "mad" in ev:
             row["lagrangian"] = ev["info_bits"] + m.lmbda * ev["mad"]
         return row
-
-
-def _run_detail(history: list[dict], key: str):
-    """How the epochs used the CPU (``threading`` or ``threads``): one value when all epochs
-    agree, the values joined with ``+`` when a resumed run changed it, ``None`` when the
-    history predates the record."""
-    values = list(dict.fromkeys(row.get(key) for row in history if row.get(key)))
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else "+".join(map(str, values))
 
 
 def make_grid(

@@ -216,18 +216,8 @@ def train(
             )
             val_rate, val_distortion, val_loss = validate(model, val_images, pool=pool)
             seconds = time.perf_counter() - t0
-            record = EpochRecord(
-                epoch,
-                seconds,
-                loss,
-                rate,
-                distortion,
-                val_loss,
-                val_rate,
-                val_distortion,
-                threading,
-                threads,
-            )
+            figures = (loss, rate, distortion, val_loss, val_rate, val_distortion)
+            record = EpochRecord(epoch, seconds, *figures, threading, threads)
             history.append(record)
             log(format_epoch(record, train_config.epochs))
             rows = [asdict(r) for r in history]
