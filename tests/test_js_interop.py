@@ -42,7 +42,10 @@ LIBRARY = ROOT / "src" / "mnistcodec" / "web" / "mnistcodec.js"
 PRETRAINED = ROOT / "src" / "mnistcodec" / "pretrained"
 GOLDEN = ROOT / "tests" / "golden"
 NODE = shutil.which("node")
-GOLDEN_FILES = sorted(p.name for p in GOLDEN.glob("*.mnc") if not p.name.startswith("overflow"))
+GOLDEN_FILES = sorted(
+    p.name for p in GOLDEN.glob("*.mnc") if not p.name.startswith(("overflow", "kinds"))
+)
+KIND_FILES = sorted(p.name for p in GOLDEN.glob("kinds.*.mnc"))
 OVERFLOW_FILES = sorted(p.name for p in GOLDEN.glob("overflow*.mnc"))
 #: Test digits compressed per case (the bench script measures all 10,000).
 DIGITS = 200
@@ -107,15 +110,10 @@ console.log(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? `${v}n` : v))
 @pytest.fixture(scope="module")
 def js_golden() -> dict[str, dict]:
     """Every golden file decoded in Node: count, version, levels, latents and digits."""
-    files = [*GOLDEN_FILES, *OVERFLOW_FILES]
-    record = json.loads((GOLDEN / "overflow.latents.json").read_text())
-    pairs = [
-        (
-            str(model_path(record["model"] if n in OVERFLOW_FILES else n.split(".")[0])),
-            str(GOLDEN / n),
-        )
-        for n in files
-    ]
+    overflow = json.loads((GOLDEN / "overflow.latents.json").read_text())["model"]
+    pairs = [(str(model_path(n.split(".")[0])), str(GOLDEN / n)) for n in GOLDEN_FILES]
+    pairs += [(str(model_path(overflow)), str(GOLDEN / n)) for n in OVERFLOW_FILES]
+    pairs += [(str(model_path(n.split(".")[1])), str(GOLDEN / n)) for n in KIND_FILES]
     result = subprocess.run(
         [NODE, "--input-type=module", "-e", DECODE_ALL],
         input=json.dumps(pairs),
@@ -158,6 +156,39 @@ def test_golden_file_decodes_in_javascript_as_in_python(name, js_golden):
 def test_overflow_vectors_decode_in_javascript(name, js_golden):
     record = json.loads((GOLDEN / "overflow.latents.json").read_text())
     assert js_golden[name]["latents"] == record["latents"]
+
+
+@pytest.mark.parametrize("name", KIND_FILES)
+def test_every_version_decodes_with_every_model_kind_in_javascript(name, js_golden):
+    """A version-1 file of a variable-rate model (level 0), a version-2 file of a fixed-rate one."""
+    expected = json.loads((GOLDEN / "kinds.latents.json").read_text())[name]
+    assert js_golden[name]["latents"] == expected
+    assert js_golden[name]["version"] == int(name[-5]) and set(js_golden[name]["levels"]) == {0}
+    codec = Codec.from_model(name.split(".")[1], precision="fp32")
+    python = decompress_bytes(codec, (GOLDEN / name).read_bytes())
+    assert np.abs(js_golden[name]["images"].astype(int) - python).max() <= 1
+
+
+def test_the_dequantisation_vectors_of_the_spec():
+    """docs/mnc-format.md, latents to pixels: (float32(k) + o) / g, bit for bit."""
+    script = (
+        "import { dequantise } from './mnistcodec.js'; import { readFileSync } from 'node:fs';"
+        "const f = (h) => new Float32Array(new Uint32Array([parseInt(h, 16)]).buffer)[0];"
+        "const hex = (v) => new Uint32Array(new Float32Array([v]).buffer)[0].toString(16).padStart(8, '0');"
+        "const cases = JSON.parse(readFileSync(0, 'utf8')).cases;"
+        "console.log(JSON.stringify(cases.map((c) => hex(dequantise(BigInt(c.k), f(c.offset), f(c.gain))))));"
+    )
+    vectors = (GOLDEN / "dequantisation.json").read_text()
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=vectors,
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [c["y_hat"] for c in json.loads(vectors)["cases"]]
 
 
 def test_the_command_line_decodes_a_golden_file(tmp_path):
@@ -269,7 +300,13 @@ def crafted() -> dict[str, tuple[str, bytes]]:
     string[-7] ^= 0x01  # a bit of the last byte string, CRCs fixed: not canonical
     short_stream = bytearray(stream[:66]) + bytes([0, 10, 1, 0x80]) + bytes(4)
     struct.pack_into(">Q", short_stream, 54, 4)
+    padding = bytearray(other)  # seed-lmbda2000's file: for the vr model, the wrong model
+    padding[-5] |= 0x01  # a 1 in the last block's padding bits, CRCs fixed
+    level_and_padding = bytearray(level)
+    level_and_padding[-5] |= 0x01
     return {
+        "padding bit and wrong model": ("WrongModelError", with_crcs(padding)),
+        "unknown level and padding bit": ("FormatError", with_crcs(level_and_padding)),
         "empty": ("FormatError", b""),
         "bad magic": ("FormatError", b"PK\x03\x04" + good[4:]),
         "truncated header": ("TruncatedError", good[:30]),

@@ -559,6 +559,7 @@ const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i
 const MAX_MODEL_BYTES = 2 ** 30;
 const MAX_HEADER = 16 * 2 ** 20;
 const LEVEL_LAYERS = { fc_1: 500, fc_2: 50, conv_1: 20 };
+const VR_LEVELS = 16;
 const DTYPE_SIZES = { F32: 4, F16: 2, I32: 4, U16: 2 };
 
 /** Read a model file: bytes (Uint8Array / ArrayBuffer), a URL, or (Node) a path. */
@@ -637,7 +638,8 @@ export class Model {
     if (!Number.isInteger(this.components) || this.components < 1 || this.components > 256) bad(`invalid mixture_components ${this.components}`);
     this.conditioned = this.variableRate && config.conditioned_decoder === true;
     if (this.variableRate) {
-      if (!Array.isArray(record.levels) || record.levels.length < 1 || record.levels.length > 256) bad("a variable-rate model's record needs its levels");
+      // The format fixes the levels of arch "vr": 16, the record lists their lambdas.
+      if (!Array.isArray(record.levels) || record.levels.length !== VR_LEVELS) bad(`a variable-rate model has ${VR_LEVELS} levels; its record lists ${Array.isArray(record.levels) ? record.levels.length : "none"}`);
       this.lambdas = record.levels.map(Number);
     } else {
       this.lambdas = [Number(config.lmbda)];
@@ -645,6 +647,16 @@ export class Model {
     this.levels = this.lambdas.length;
     this.fingerprint = record.fingerprint;
     this.checkTensorNames();
+    const coding = new Set(
+      [...Array(this.variableRate ? this.levels : 1).keys()]
+        .map((l) => (this.variableRate ? `coding.level.${l}.` : "coding."))
+        .concat(this.components > 1 ? ["coding.components."] : [])
+        .flatMap((prefix) => ["counts", "lower", "offsets"].map((key) => prefix + key)),
+    );
+    for (const name of Object.keys(this.header)) {
+      if (name === "__metadata__" || coding.has(name)) continue;
+      if (!/^model\.(synthesis_transform|analysis_transform|entropy_bottleneck)\./.test(name)) bad(`unexpected tensor ${name}`);
+    }
     this.tables = [];
     for (let level = 0; level < this.levels; level++) {
       const prefix = this.variableRate ? `coding.level.${level}.` : "coding.";
@@ -930,10 +942,7 @@ export class Model {
         const level = levels[first + b];
         const table = this.tables[level];
         for (let i = 0; i < D; i++) {
-          let v = typeof k[i] === "bigint" ? Number(k[i]) : k[i];
-          v = Math.fround(Math.max(-3.4028234663852886e38, Math.min(3.4028234663852886e38, v)));
-          v = Math.fround(v + table.offsets[i]);
-          y[b * D + i] = this.gains ? Math.fround(v / this.gains[level * D + i]) : v;
+          y[b * D + i] = dequantise(k[i], table.offsets[i], this.gains ? this.gains[level * D + i] : 1);
         }
       }
       const affine = (layer, h, b, per) => affineAt(layer, h, levels[first + b], b, per);
@@ -1224,13 +1233,16 @@ export class Model {
       fail("WrongModelError", `file was written by model ${file.fingerprint.slice(0, 16)}..., not by the given model ${String(this.fingerprint).slice(0, 16)}...; decode it with the model that wrote it`);
     }
     if (file.count === 0) fail("FormatError", "the compressed file holds no digits");
-    let start = 0;
-    for (const block of file.blocks) {
+    const checkLevels = (block) => {
       const top = Math.max(...block.levels);
       if (top >= this.levels) {
         fail("FormatError", `the file uses level ${top}, but this model has levels 0 to ${this.levels - 1}; decode it with the model that wrote it`);
       }
+    };
+    let start = 0;
+    for (const block of file.blocks) {
       if (file.mode === 1) {
+        checkLevels(block);
         const bytesIn = block.end - block.start;
         if (0.5 * block.count * this.tables[block.levels[0]].minBits > 8 * bytesIn + 64) {
           fail("DecodeError", `block ${block.index} (digits ${start} to ${start + block.count - 1}) does not decode: a ${bytesIn}-byte stream cannot hold ${block.count} digits`);
@@ -1260,7 +1272,9 @@ export class Model {
             components.push(s.component);
           }
         } else {
-          block.strings.forEach((string, i) => {
+          const strings = block.strings();
+          checkLevels(block);
+          strings.forEach((string, i) => {
             const level = digitLevels[i];
             const s = this.decodeDigit(string.data, string.start, string.end, level);
             if (check) {
@@ -1325,6 +1339,18 @@ export class Model {
   inspect(bytes) {
     return inspect(bytes);
   }
+}
+
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * Latents to the synthesis transform's input: `y^ = (float32(k) + o) / g`, one float32 addition
+ * then one float32 division; `float32(k)`: k to the nearest float64 (Number of a BigInt),
+ * saturated to +-FLOAT32_MAX, then to the nearest float32.
+ */
+export function dequantise(k, offset, gain) {
+  const v = Math.fround(Math.min(FLOAT32_MAX, Math.max(-FLOAT32_MAX, Number(k))));
+  return Math.fround(Math.fround(v + offset) / gain);
 }
 
 /** numpy's pairwise summation of float64 (the order numpy's sum uses for short rows). */
@@ -1632,15 +1658,16 @@ export function readMnc(data) {
     }
     const size = header.version === 3 ? Math.ceil(total / 8) : total;
     if (size > end - pos) fail("FormatError", "corrupt file: strings run past the end of the payload");
-    const strings = header.version === 3 ? unpackBits(data, pos, size, lengths) : byteStrings(data, pos, lengths);
-    blocks.push({ index, count: n, levels, strings });
+    const region = { data, pos, size, lengths };
+    const strings = header.version === 3 ? () => unpackBits(region) : () => byteStrings(region);
+    blocks.push({ index, count: n, levels, strings, lengths });
     pos += size;
   }
   if (pos !== end) fail("FormatError", `corrupt file: ${end - pos} payload bytes are not part of any block`);
   return { ...header, data, blocks };
 }
 
-function byteStrings(data, pos, lengths) {
+function byteStrings({ data, pos, lengths }) {
   return lengths.map((length) => {
     const s = { data, start: pos, end: pos + length, bits: 8 * length };
     pos += length;
@@ -1650,8 +1677,8 @@ function byteStrings(data, pos, lengths) {
 
 const bitAt = (data, pos, bit) => (data[pos + (bit >> 3)] >> (7 - (bit & 7))) & 1;
 
-/** Version 3: each string's bits copied out as bytes (its bits, then zero bits). */
-function unpackBits(data, pos, size, lengths) {
+/** Version 3: each string's bits copied out as bytes (its bits, then zero bits), checked. */
+function unpackBits({ data, pos, size, lengths }) {
   let bit = 0;
   const strings = lengths.map((length) => {
     const bytes = new Uint8Array(Math.ceil(length / 8));
@@ -1713,7 +1740,7 @@ export function inspect(bytes) {
   const blocks = file.blocks.map((b) => ({
     digits: b.count,
     levels: b.levels.length === 1 ? new Array(b.count).fill(b.levels[0]) : b.levels,
-    ...(file.mode === 1 ? { streamBytes: b.end - b.start } : { stringBits: b.strings.map((s) => s.bits) }),
+    ...(file.mode === 1 ? { streamBytes: b.end - b.start } : { stringBits: file.version === 3 ? b.lengths : b.lengths.map((l) => 8 * l) }),
   }));
   return {
     version: file.version,
