@@ -15,7 +15,11 @@ back) is read next to versions 1 and 2: the golden files of every shipped model
 in both formats (``<model>.<mode>.mnc``: version 1, or 2 for a variable-rate
 model; ``<model>.v3.<mode>.mnc``: version 3) must decode to the golden digits
 and re-encode byte for byte, and so must the overflow vectors; the coded model
-must equal what constriction builds, row by row. A change to the code that
+must equal what constriction builds, row by row. The spec's test vectors hold
+too: latents to float32 (offsets with gains, large ``k``;
+``tests/golden/dequantisation.json``), every version with every model kind
+(``tests/golden/kinds.*``), and the content hash's record read from its stored
+text. A change to the code that
 breaks the spec, or a constriction release that quantises differently, fails
 here.
 
@@ -66,6 +70,7 @@ STATE_MAX = (1 << 64) - 1
 WORD_BITS = 32
 EXPONENTS = 130
 CHUNK_BITS = 16
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # -- model files (docs/model-format.md) ---------------------------------------------------------
 
@@ -667,19 +672,55 @@ def reencode_mnc(
     return write_mnc(Mnc(*fields))
 
 
+# -- latents to pixels (docs/mnc-format.md, "Decoding") ------------------------------------------
+
+
+def float32_of(k: int) -> np.float32:
+    """``float32(k)``: the nearest float64 (Python's ``float(int)``, ties to even), saturated
+    to the largest finite float32 of its sign, then the nearest float32 (ties to even)."""
+    return np.float32(min(max(float(k), -FLOAT32_MAX), FLOAT32_MAX))
+
+
+def dequantise(k: int, offset: np.float32, gain: np.float32) -> np.float32:
+    """``y^ = (float32(k) + o) / g``: one float32 addition, then one float32 division."""
+    with np.errstate(over="ignore"):
+        return (float32_of(k) + np.float32(offset)) / np.float32(gain)
+
+
+def float32_once(k: int) -> float:
+    """``k`` rounded once to float32 (ties to even; infinity beyond its range): NOT the rule,
+    which goes through float64; the test vectors must tell the two apart."""
+    magnitude, shift = abs(k), max(0, abs(k).bit_length() - 24)
+    q, r = divmod(magnitude, 1 << shift)
+    if shift and (r > 1 << (shift - 1) or (r == 1 << (shift - 1) and q & 1)):
+        q += 1
+    value = q << shift
+    return math.copysign(math.inf if value >= 1 << 128 else float(value), k)
+
+
+def float32_bits(value) -> str:
+    return f"{int(np.float32(value).view(np.uint32)):08x}"
+
+
+def float32_from_bits(text: str) -> np.float32:
+    return np.uint32(int(text, 16)).view(np.float32)
+
+
 # -- the synthesis transform (arch "seed") ------------------------------------------------------
 
 
 def synthesise(
     model: Model, latents: list[list[int]], levels: list[int] | None = None
 ) -> np.ndarray:
-    """uint8 (N, 28, 28): ``y^ = (k + o_l) / g_l``, float32 layers, ``round_half_even(255 x)`` saturated."""
-    k = torch.tensor(np.array(latents, dtype=np.float64).astype(np.float32))
+    """uint8 (N, 28, 28): ``y^ = (float32(k) + o_l) / g_l``, float32 layers,
+    ``round_half_even(255 x)`` saturated."""
+    k = np.array([[float32_of(v) for v in row] for row in latents], dtype=np.float32)
     levels = levels or [0] * len(latents)
     dims = model.dims  # a mixture level's C x D offsets are all 0: its first D serve
     offsets = np.stack([model.at_level(lv).offsets[:dims].astype(np.float32) for lv in levels])
     gains = np.stack([model.at_level(level).gains() for level in levels])
-    y = (k + torch.from_numpy(offsets)) / torch.from_numpy(gains)
+    with np.errstate(over="ignore"):
+        y = torch.from_numpy((k + offsets) / gains)
     w = model.weight
     conditioned = model.record["config"].get("conditioned_decoder", False)
     index = torch.tensor(levels, dtype=torch.int64)
@@ -742,6 +783,46 @@ def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
         assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
 
 
+def without_spaces(text: str) -> str:
+    """JSON text with every space outside its strings removed."""
+    out, in_string, escaped = [], False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == " ":
+            continue
+        out.append(char)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_hashed_record_is_the_stored_text_without_spaces_and_content_hash(name):
+    """The content hash's record, re-serialised by Python, is the stored record text with the
+    spaces outside strings and the ``content_sha256`` member removed (a reader in another
+    language needs no Python float formatting); the entries JSON begins as the spec shows."""
+    model = read_model(model_path(name))
+    stored = model.header["__metadata__"]["mnistcodec"]
+    member = f'"content_sha256":"{model.record["content_sha256"]}"'
+    text = without_spaces(stored)
+    text = (
+        text.replace(member + ",", "") if member + "," in text else text.replace("," + member, "")
+    )
+    rest = {k: v for k, v in model.record.items() if k != "content_sha256"}
+    assert text == json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    if name == "seed-lmbda2000":
+        entries = {k: v for k, v in model.header.items() if k != "__metadata__"}
+        compact = json.dumps(entries, sort_keys=True, separators=(",", ":"))
+        documented = '{"coding.counts":{"data_offsets":[200,2600],"dtype":"I32","shape":[50,12]},'
+        assert compact.startswith(documented + '"coding.lower":{"data_offsets":[2600,2800],')
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name, fmt", CASES)
 def test_golden_file_decodes_and_reencodes_from_the_spec(name, fmt, mode):
@@ -773,6 +854,59 @@ def test_both_modes_decode_to_the_same_latents(name, fmt):
         decode_mnc(model, parse_mnc(golden_path(name, fmt, mode).read_bytes())) for mode in MODES
     )
     assert per_digit == stream
+
+
+def test_latents_to_pixels_vectors():
+    """``tests/golden/dequantisation.json``: the rule, bit for bit, where a choice matters."""
+    document = json.loads((GOLDEN_DIR / "dequantisation.json").read_text())
+    other_order = double_rounding = saturated = infinite = 0
+    for case in document["cases"]:
+        k = int(case["k"])
+        offset, gain = float32_from_bits(case["offset"]), float32_from_bits(case["gain"])
+        y = dequantise(k, offset, gain)
+        assert float32_bits(y) == case["y_hat"], case
+        f = float32_of(k)
+        with np.errstate(over="ignore"):
+            others = [f / gain + offset / gain, (f + offset) * (np.float32(1) / gain)]
+            exact = np.float32((float(k) + float(offset)) / float(gain))
+        other_order += any(float32_bits(v) != case["y_hat"] for v in [*others, exact])
+        once = float32_once(k)
+        double_rounding += math.isfinite(once) and once != float(f)
+        saturated += math.isinf(once)
+        infinite += bool(np.isinf(y))
+    # The vectors tell the rule from the other readings of it.
+    assert other_order >= 10 and double_rounding >= 3 and saturated >= 3 and infinite >= 2
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if read_model(model_path(n)).variable_rate])
+def test_exp_of_gains_and_scales_is_within_one_ulp_of_exact(name):
+    """The spec lets ``exp`` be off by one ulp: torch's float32 exp is, and nothing more."""
+    model = read_model(model_path(name))
+    logs = [k for k in model.tensors if "log_gains" in k or "level_log_scales" in k]
+    assert logs
+    for key in logs:
+        x = model.tensors[key].astype(np.float32)
+        ours = torch.exp(torch.from_numpy(x)).numpy()
+        exact = np.exp(x.astype(np.float64)).astype(np.float32)  # correctly rounded but for ties
+        ulps = np.abs(ours.view(np.int32).astype(np.int64) - exact.view(np.int32))
+        assert ulps.max() <= 1, key
+
+
+@pytest.mark.parametrize(
+    "file, version",
+    [("kinds.vr-balanced.version-1.mnc", 1), ("kinds.seed-lmbda2000.version-2.mnc", 2)],
+)
+def test_every_version_decodes_with_every_model_kind(file, version):
+    """A version-1 file of a variable-rate model (its digits at level 0) and a version-2 file
+    of a fixed-rate model (levels 00 00) are valid: they decode and re-encode byte for byte."""
+    data = (GOLDEN_DIR / file).read_bytes()
+    model = read_model(model_path(file.split(".")[1]))
+    mnc = parse_mnc(data)
+    assert mnc.version == version and model.variable_rate == (version == 1)
+    latents = decode_mnc(model, mnc)
+    assert latents == json.loads((GOLDEN_DIR / "kinds.latents.json").read_text())[file]
+    assert set(mnc_levels(mnc)) == {0}
+    assert reencode_mnc(model, mnc, latents) == data
 
 
 def test_every_model_has_version_3_golden_files():

@@ -21,9 +21,9 @@ import torch
 
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.files import decode_latents_bytes
+from mnistcodec.coding.files import decode_latents_bytes, decompress_bytes
 from mnistcodec.coding.onnx_export import OPSET, export_onnx
-from mnistcodec.coding.zoo import resolve_model
+from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model
 from mnistcodec.data import load_split, read_idx
 from mnistcodec.errors import MnistCodecError
 
@@ -146,8 +146,49 @@ def test_the_documented_example_decodes_the_golden_files(exported, mode, infix):
     assert digits.shape == expected.shape and digits.dtype == np.uint8
     assert np.abs(digits.astype(np.int16) - expected).max() <= 1
     overflow = json.loads((GOLDEN_DIR / "overflow.latents.json").read_text())
-    latents = namespace["decode_latents"](exported, GOLDEN_DIR / f"overflow.{infix}{mode}.mnc")
+    latents, levels = namespace["decode_latents"](
+        exported, GOLDEN_DIR / f"overflow.{infix}{mode}.mnc"
+    )
     assert latents.tolist() == overflow["latents"]  # escapes of every kind, exactly
+    assert set(levels.tolist()) == {0}
+
+
+@pytest.fixture(scope="module")
+def default_export(tmp_path_factory) -> Path:
+    """The default model exported: the model of every file a user makes without naming one."""
+    return export_onnx(resolve_model(DEFAULT_MODEL), tmp_path_factory.mktemp("export") / "default")
+
+
+@pytest.mark.parametrize("mode", ["per-digit", "stream"])
+def test_the_documented_example_decodes_the_default_models_files(default_export, mode, tmp_path):
+    namespace: dict = {}
+    exec(compile(documented_example(), "docs/onnx-export.md", "exec"), namespace)
+    codec = Codec.from_model(DEFAULT_MODEL)
+    # Its golden file (version 3).
+    golden = GOLDEN_DIR / f"{DEFAULT_MODEL}.v3.{mode}.mnc"
+    digits = namespace["decode_mnc"](default_export, golden)
+    expected = read_idx(GOLDEN_DIR / f"{DEFAULT_MODEL}.decoded.idx")
+    assert digits.shape == expected.shape and digits.dtype == np.uint8
+    assert np.abs(digits.astype(np.int16) - expected).max() <= 1
+    # Files compress writes with every default, and with rate control's level per digit.
+    runs = [[]] if mode == "stream" else [[], ["--target-bits", "30"]]
+    for extra in runs:
+        out = tmp_path / f"made{len(extra)}.mnc"
+        argv = ["compress", "--split", "test", "--index", "0:40", "-o", str(out), "-q", *extra]
+        assert main(argv + (["--stream"] if mode == "stream" else [])) == 0
+        data = out.read_bytes()
+        if extra:
+            assert data[66] == 1  # the block's levels: one per digit
+        k, levels = namespace["decode_latents"](default_export, out)
+        assert k.tolist() == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+        digits = namespace["decode_mnc"](default_export, out)
+        library = decompress_bytes(codec, data)
+        assert np.abs(digits.astype(np.int16) - library).max() <= 1
+        assert (
+            len(set(levels.tolist())) > 1
+            if extra
+            else set(levels.tolist()) == {codec.default_level}
+        )
 
 
 def test_an_existing_export_is_refused_without_force(exported, capsys):

@@ -198,6 +198,7 @@ def test_learning_rates_decay_in_the_last_epochs_of_a_run_and_of_a_resumed_run(
 
 
 def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypatch):
+    """``auto``, the load-adaptive option: a resumed run keeps what the load gave at its start."""
     config, out = ModelConfig(latent_dims=8), tmp_path / "r.safetensors"
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -205,7 +206,7 @@ def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypa
         monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))  # a busy machine: shards
         train(
             config,
-            TrainConfig(epochs=1, limit=256, val_limit=64),
+            TrainConfig(epochs=1, limit=256, val_limit=64, threading="auto"),
             out,
             progress=False,
             log=lambda _: None,
@@ -214,7 +215,7 @@ def test_resume_keeps_the_threading_mode_the_run_started_with(tmp_path, monkeypa
         monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
         train(
             config,
-            TrainConfig(epochs=2, limit=256, val_limit=64),
+            TrainConfig(epochs=2, limit=256, val_limit=64, threading="auto"),
             out,
             resume=True,
             progress=False,

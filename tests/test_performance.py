@@ -41,6 +41,7 @@ from mnistcodec.model.cpu_kernels import (
 )
 from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.training.loop import ADAM_EPS, TrainConfig, make_optimizer, train
+from mnistcodec.training.names import DEFAULT_THREADING
 from mnistcodec.training.threading import choose_threading
 
 REPO = Path(__file__).resolve().parents[1]
@@ -319,6 +320,39 @@ def test_two_threads_match_one_thread_and_repeat_exactly(tmp_path, threading):
     np.testing.assert_allclose(
         [getattr(b, f) for f in figures], [getattr(a, f) for f in figures], rtol=1e-5
     )
+
+
+def test_the_default_threading_gives_the_same_numbers_whatever_the_load(tmp_path, monkeypatch):
+    """The same command, seed and thread count: the same numbers on an idle and a busy machine;
+    the mode is recorded in the model file and in every row of the history files."""
+    assert TrainConfig().threading == DEFAULT_THREADING == "intra-op"
+    runs = []
+    for name, load in [("idle", 0.0), ("busy", 1000.0)]:
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            out = tmp_path / f"{name}.safetensors"
+            result = train(
+                ModelConfig(latent_dims=8),
+                TrainConfig(epochs=1, limit=300, val_limit=100, seed=3),
+                out,
+                progress=False,
+                log=lambda _: None,
+            )
+        finally:
+            torch.set_num_threads(previous)
+        runs.append(result)
+        assert load_model(out).metadata["training"]["threading_used"] == "intra-op"
+        rows = json.loads(out.with_name(out.name + ".history.json").read_text())
+        assert [(r["threading"], r["threads"]) for r in rows] == [("intra-op", 2)]
+        assert "threading,threads" in out.with_name(out.name + ".history.csv").read_text()
+    idle, busy = runs
+    figures = ("loss", "rate", "distortion", "val_loss", "val_rate", "val_distortion")
+    assert [getattr(idle.history[0], f) for f in figures] == [
+        getattr(busy.history[0], f) for f in figures
+    ]
+    assert idle.model.fingerprint == busy.model.fingerprint
 
 
 def test_auto_threading_follows_the_load(monkeypatch):

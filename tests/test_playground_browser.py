@@ -6,11 +6,16 @@ this test fails, it is not skipped. Selenium is given the driver's path, so
 it never looks for (or downloads) a driver of its own. A screenshot of each
 state is written to ``$MNISTCODEC_TEST_OUTPUT/playground`` (default
 ``test-output/playground`` in the repository), and the test prints where.
+Besides drawing, the rate and sampling, the tests cover the empty states (no
+broken-image icon, nothing of an old digit after Clear), the panels that follow
+the model, a dropped ``.mnc`` file, the API page's Markdown and a 420-pixel-wide
+window.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -24,7 +29,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[1]
-WAIT_S = 30
+GOLDEN_DIR = ROOT / "tests" / "golden"
+WAIT_S = 60
+
+#: Images a visitor sees as broken: shown (laid out, not hidden) with no loaded picture.
+BROKEN_IMAGES = """
+return [...document.images].filter((img) => img.getClientRects().length
+  && getComputedStyle(img).visibility !== "hidden"
+  && (!img.getAttribute("src") || (img.complete && img.naturalWidth === 0))).map((img) => img.id || img.alt);
+"""
 
 
 def output_dir() -> Path:
@@ -77,12 +90,34 @@ def draw_stroke(driver) -> None:
     actions.release().perform()
 
 
-def test_draw_change_the_rate_and_sample(browser, playground_url):
-    shots = output_dir()
+def open_page(browser, playground_url) -> WebDriverWait:
     wait = WebDriverWait(browser, WAIT_S)
     browser.get(playground_url + "/")
     wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    return wait
+
+
+def sample_requests(driver) -> list[str]:
+    """The URLs of the page's sample requests so far, oldest first."""
+    return driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+        ".filter((name) => name.includes('/api/sample'))"
+    )
+
+
+def read_idx_digit(path: Path, index: int) -> list[list[int]]:
+    data = path.read_bytes()
+    _, count, rows, cols = struct.unpack(">IIII", data[:16])
+    start = 16 + index * rows * cols
+    return [list(data[start + r * cols : start + (r + 1) * cols]) for r in range(rows)]
+
+
+def test_draw_change_the_rate_and_sample(browser, playground_url):
+    shots = output_dir()
+    wait = open_page(browser, playground_url)
     assert text_of(browser, "bits") == "–"
+    assert browser.execute_script(BROKEN_IMAGES) == []
+    browser.save_screenshot(str(shots / "0-loaded.png"))
 
     draw_stroke(browser)
     wait.until(lambda d: text_of(d, "bits").isdigit())
@@ -113,6 +148,10 @@ def test_draw_change_the_rate_and_sample(browser, playground_url):
         "const i = document.getElementById('samples'); return [i.naturalWidth, i.naturalHeight]"
     )
     assert size == [4 * 28 + 3 * 2, 4 * 28 + 3 * 2]  # 16 digits in a 4x4 grid, 2-pixel gaps
+    # Sampling follows the slider (level 0 now) and says so.
+    assert "level=0" in sample_requests(browser)[-1]
+    assert browser.find_element(By.ID, "samples").get_attribute("data-level") == "0"
+    assert "level 0" in text_of(browser, "samples-caption")
     browser.save_screenshot(str(shots / "3-sampled.png"))
 
     index = browser.find_element(By.ID, "test-index")
@@ -123,6 +162,118 @@ def test_draw_change_the_rate_and_sample(browser, playground_url):
     wait.until(lambda d: "level 0" in text_of(d, "status"))
     assert text_of(browser, "bits").isdigit()
     browser.save_screenshot(str(shots / "4-test-digit.png"))
+
+    # Clear: every output empty, nothing of the old digit left, no broken image.
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classical tbody tr"))
+    browser.find_element(By.ID, "clear-button").click()
+    assert text_of(browser, "bits") == "–" and text_of(browser, "psnr") == "–"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#latent-chart svg")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#classical table")
+    assert browser.execute_script(BROKEN_IMAGES) == []
+    browser.save_screenshot(str(shots / "5-cleared.png"))
+
+    # Another model: the random digits are that model's, never the previous one's.
+    select = browser.find_element(By.ID, "model-select")
+    current = select.get_attribute("value")
+    other = next(
+        o.get_attribute("value")
+        for o in select.find_elements(By.TAG_NAME, "option")
+        if o.get_attribute("value") != current
+    )
+    browser.execute_script(
+        "const s = arguments[0]; s.value = arguments[1]; s.dispatchEvent(new Event('change'))",
+        select,
+        other,
+    )
+    wait.until(lambda d: d.find_element(By.ID, "samples").get_attribute("data-model") == other)
+    assert other in text_of(browser, "samples-caption")
+    assert f"model={other}" in sample_requests(browser)[-1]
+    browser.save_screenshot(str(shots / "6-other-model.png"))
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
     print(f"playground screenshots in {shots}")
+
+
+def test_a_dropped_mnc_file_takes_over_the_top_panels(browser, playground_url):
+    shots = output_dir()
+    wait = open_page(browser, playground_url)
+    draw_stroke(browser)
+    wait.until(lambda d: text_of(d, "bits").isdigit())
+    golden = GOLDEN_DIR / "seed-lmbda2000.v3.per-digit.mnc"
+    browser.find_element(By.ID, "upload").send_keys(str(golden))
+    wait.until(lambda d: d.execute_script("return document.body.dataset.decoded") == golden.name)
+    # The drawing's figures are gone; the file's first digit is on the canvas, pixel for pixel.
+    assert text_of(browser, "bits") == "–"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#latent-chart svg")
+    canvas = browser.execute_script(
+        "const c = document.getElementById('canvas').getContext('2d');"
+        "const rows = [];"
+        "for (let r = 0; r < 28; r++) { const row = [];"
+        "  for (let q = 0; q < 28; q++) row.push(c.getImageData(10 * q + 5, 10 * r + 5, 1, 1).data[0]);"
+        "  rows.push(row); }"
+        "return rows;"
+    )
+    expected = read_idx_digit(GOLDEN_DIR / "seed-lmbda2000.decoded.idx", 0)
+    pairs = zip(sum(canvas, []), sum(expected, []), strict=True)
+    assert max(abs(a - b) for a, b in pairs) <= 1
+    # All the file's digits, at the top of the page: visible without scrolling.
+    box = browser.execute_script(
+        "const img = document.getElementById('decoded-img'); const r = img.getBoundingClientRect();"
+        "return [r.top, r.bottom, r.width, window.innerHeight, img.naturalWidth];"
+    )
+    top, bottom, width, height, natural = box
+    assert natural > 28 and width >= 2 * natural and 0 <= top and bottom <= height
+    assert "24 digits" in text_of(browser, "decoded-caption")
+    assert browser.execute_script(BROKEN_IMAGES) == []
+    browser.save_screenshot(str(shots / "7-dropped-mnc.png"))
+
+    # Drawing again hides the file's digits.
+    draw_stroke(browser)
+    wait.until(lambda d: text_of(d, "bits").isdigit())
+    assert not browser.find_element(By.ID, "decoded-panel").is_displayed()
+
+
+def test_a_narrow_window_keeps_the_table_and_the_chart_readable(browser, playground_url):
+    shots = output_dir()
+    browser.set_window_size(420, 1600)
+    wait = open_page(browser, playground_url)
+    assert browser.execute_script("return window.innerWidth") <= 420
+    draw_stroke(browser)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classical tbody tr"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#latent-chart svg"))
+    layout = browser.execute_script(
+        "const box = document.getElementById('classical').getBoundingClientRect();"
+        "const cells = [...document.querySelectorAll('#classical th, #classical td')];"
+        "const svgs = [...document.querySelectorAll('#latent-chart svg')];"
+        "return {right: box.right, page: document.documentElement.scrollWidth, width: window.innerWidth,"
+        " cells: cells.map((c) => c.getBoundingClientRect().right),"
+        " headers: cells.filter((c) => c.tagName === 'TH').map((c) => c.textContent),"
+        " scales: svgs.map((s) => s.getBoundingClientRect().width / s.viewBox.baseVal.width),"
+        " chart: svgs.map((s) => s.getBoundingClientRect().right)};"
+    )
+    # Every column (PSNR and MAD included) within the panel, no sideways scrolling.
+    assert {"PSNR", "MAD"} <= set(layout["headers"])
+    assert max(layout["cells"]) <= layout["right"] + 0.5
+    assert layout["page"] <= layout["width"]
+    # The chart at its own size (its 10-pixel labels stay 10 pixels), in rows that fit.
+    assert len(layout["scales"]) > 1 and min(layout["scales"]) > 0.99
+    assert max(layout["chart"]) <= layout["width"]
+    browser.save_screenshot(str(shots / "8-narrow.png"))
+    for element_id, name in [
+        ("latents", "8-narrow-latents.png"),
+        ("classical", "8-narrow-table.png"),
+    ]:
+        browser.execute_script(
+            "arguments[0].scrollIntoView()", browser.find_element(By.ID, element_id)
+        )
+        browser.save_screenshot(str(shots / name))
+
+
+def test_the_api_page_renders_markdown(browser, playground_url):
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(playground_url + "/docs")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#operations .op"))
+    text = text_of(browser, "operations") + text_of(browser, "description")
+    assert "`" not in text and "**" not in text
+    assert browser.find_elements(By.CSS_SELECTOR, "#operations p code")
+    browser.save_screenshot(str(output_dir() / "9-api-docs.png"))

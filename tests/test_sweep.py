@@ -171,6 +171,14 @@ def test_run_sweep_writes_tables_and_bd_rates(grid_copy, tmp_path):
         json.loads((out / "bd_rates.json").read_text()) == result.bd_rates == []
     )  # one configuration
     assert not list(out.glob("*.png"))  # a sweep measures; the command draws
+    # Each row says how its trial used the CPU: the default, deterministic mode.
+    threads = {row["threads"] for row in result.rows}
+    assert {row["threading"] for row in result.rows} == {"intra-op"} and None not in threads
+    rows = json.loads((out / "results.json").read_text())
+    assert [(r["threading"], r["threads"]) for r in rows] == [
+        (r["threading"], r["threads"]) for r in result.rows
+    ]
+    assert "threading,threads" in (out / "results.csv").read_text().splitlines()[0]
 
 
 def test_sweep_command_plots_latent_and_prior_grids(tmp_path, monkeypatch, capsys):

@@ -19,7 +19,7 @@ from mnistcodec.cli.common import (
 from mnistcodec.coding.zoo import DEFAULT_MODEL, shipped_models
 from mnistcodec.errors import InputError
 from mnistcodec.model.names import ARCHITECTURE_NAMES, DISTORTIONS, PRIOR_NAMES
-from mnistcodec.training.names import THREADING_MODES
+from mnistcodec.training.names import DEFAULT_THREADING, THREADING_MODES
 from mnistcodec.training.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
@@ -211,10 +211,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threading",
         choices=THREADING_MODES,
-        default="auto",
-        help="CPU threads: intra-op (each operation on all cores; fastest on a machine of your own), "
-        "shards (each batch split across threads; robust on a busy, shared machine) or auto "
-        "(shards when the load average exceeds the cores; default)",
+        default=DEFAULT_THREADING,
+        help="CPU threads: intra-op (each operation on all cores; fastest on a machine of your own; "
+        "default), shards (each batch split across threads; robust on a busy, shared machine) or "
+        "auto (shards when the load average exceeds the cores, so the numbers depend on the load); "
+        "intra-op and shards give the same numbers for the same command, seed and thread count",
     )
     p.add_argument(
         "--out",

@@ -76,6 +76,8 @@ RESULT_COLUMNS = (
     "seed",
     "epochs",
     "limit",
+    "threading",
+    "threads",
     "train_seconds",
     "val_rate",
     "val_distortion",
@@ -171,6 +173,8 @@ class TrialResult:
             "seed": t.seed,
             "epochs": t.epochs,
             "limit": t.limit,
+            "threading": last.get("threading"),  # how the last epoch used the CPU
+            "threads": last.get("threads"),
             "train_seconds": sum(float(r.get("seconds", 0.0)) for r in self.history),
             "val_rate": last.get("val_rate"),
             "val_distortion": last.get("val_distortion"),

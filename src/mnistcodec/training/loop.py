@@ -55,7 +55,7 @@ from mnistcodec.training.checkpoints import (
     save_checkpoint,
     write_history,
 )
-from mnistcodec.training.names import THREADING_MODES
+from mnistcodec.training.names import DEFAULT_THREADING, DETERMINISTIC_THREADING, THREADING_MODES
 from mnistcodec.training.threading import (
     ShardedStep,
     Workers,
@@ -81,7 +81,7 @@ class TrainConfig:
     val_limit: int | None = None
     dataset: str = "mnist"
     data_dir: str | None = None
-    threading: str = "auto"
+    threading: str = DEFAULT_THREADING
     precision: str = "auto"  # fp32, bf16 or auto (mnistcodec.model.precision)
     level_weight: float = 0.0  # a variable-rate model's level weights (VariableRateModel.loss)
     lr_decay_epochs: int = 0  # the last this many epochs train at lr_decay_factor x the rates
@@ -138,6 +138,10 @@ class EpochRecord:
     val_loss: float
     val_rate: float
     val_distortion: float
+    #: How the epoch used the CPU (``intra-op`` or ``shards``) and with how many threads;
+    #: empty and 0 in rows written before they were recorded.
+    threading: str = ""
+    threads: int = 0
 
 
 @dataclass
@@ -201,7 +205,7 @@ def train(
     if resume:
         start_epoch, rows, recorded = restore_checkpoint(ckpt, model, optimizer, model_config)
         history = [EpochRecord(**row) for row in rows]
-        if train_config.threading == "auto" and recorded in THREADING_MODES[1:]:
+        if train_config.threading == "auto" and recorded in DETERMINISTIC_THREADING:
             threading = recorded  # a resumed run keeps the mode it started with
         log(f"resuming from {ckpt} after epoch {start_epoch - 1}")
 
@@ -218,9 +222,8 @@ def train(
             )
             val_rate, val_distortion, val_loss = validate(model, val_images, pool=pool)
             seconds = time.perf_counter() - t0
-            record = EpochRecord(
-                epoch, seconds, loss, rate, distortion, val_loss, val_rate, val_distortion
-            )
+            figures = (loss, rate, distortion, val_loss, val_rate, val_distortion)
+            record = EpochRecord(epoch, seconds, *figures, threading, threads)
             history.append(record)
             log(format_epoch(record, train_config.epochs))
             rows = [asdict(r) for r in history]

@@ -18,15 +18,21 @@ With ``T = torch.get_num_threads() > 1`` there are two ways to use the cores:
   processes, OpenMP threads waiting at those barriers lose their time slices
   and per-operation threading becomes several times slower, while shards
   keep going.
-* ``auto`` (the default) takes ``shards`` when the machine is oversubscribed
-  at the start of training (1-minute load average above the core count) and
-  ``intra-op`` otherwise (:func:`choose_threading`). The choice is recorded in
-  the checkpoint, and a resumed run keeps it.
+* ``auto`` (load-adaptive, an option) takes ``shards`` when the machine is
+  oversubscribed at the start of training (1-minute load average above the
+  core count) and ``intra-op`` otherwise (:func:`choose_threading`). The
+  choice is recorded in the checkpoint, and a resumed run keeps it.
 
 Both draw the batch's noise in the same order as one thread (shard ``k`` draws
 from a copy of the epoch generator advanced past the shards before it). Sums
 in another order make runs with different thread counts or modes differ by
-float rounding; one thread count and mode always gives the same numbers.
+float rounding (for instance 101.052 against 101.042 bits after a sweep's
+epochs); one thread count and mode always gives the same numbers. So the
+default is ``intra-op`` (:data:`~mnistcodec.training.names.DEFAULT_THREADING`):
+the same command, seed and thread count give the same numbers whatever else
+the machine runs, while ``auto``'s depend on the load. The mode used is
+recorded in the model file (``training.threading_used``), in every row of the
+training history and in a sweep's results.
 """
 
 from __future__ import annotations

@@ -1,0 +1,413 @@
+"""mnistcodec.js against the Python library, through Node (``node mnistcodec.js ...``).
+
+The JavaScript library (``src/mnistcodec/web/mnistcodec.js``, docs/javascript.md)
+is a second implementation of docs/mnc-format.md and docs/model-format.md.
+Here Node runs its command line and the Python library checks what it does:
+
+* every golden file decodes in JavaScript to the latents Python decodes and to
+  pixels within one grey level of Python's fp32 path; the overflow vectors to
+  their recorded latents;
+* digits compressed in JavaScript give the same ``.mnc`` bytes as Python's for
+  all but at most 0.1 % of digits (float rounding in the analysis may move a
+  latent across a rounding boundary); the differing digits are counted and
+  printed, and every JavaScript file decodes in Python to its own latents;
+* files Python writes decode in JavaScript (fresh files, every mode);
+* crafted bad files get the library's error, of the same kind as Python's.
+
+Node 20 is required (it is on the machine: no other runtime is downloaded).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.container import parse_file
+from mnistcodec.coding.files import compress_to_bytes, decode_latents_bytes, decompress_bytes
+from mnistcodec.coding.rate_control import LevelChoice, RateTarget
+from mnistcodec.data import load_split
+from mnistcodec.errors import FormatError, MnistCodecError
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = ROOT / "src" / "mnistcodec" / "web" / "mnistcodec.js"
+PRETRAINED = ROOT / "src" / "mnistcodec" / "pretrained"
+GOLDEN = ROOT / "tests" / "golden"
+NODE = shutil.which("node")
+GOLDEN_FILES = sorted(
+    p.name for p in GOLDEN.glob("*.mnc") if not p.name.startswith(("overflow", "kinds"))
+)
+KIND_FILES = sorted(p.name for p in GOLDEN.glob("kinds.*.mnc"))
+OVERFLOW_FILES = sorted(p.name for p in GOLDEN.glob("overflow*.mnc"))
+#: Test digits compressed per case (the bench script measures all 10,000).
+DIGITS = 200
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="node (20 or later) is not installed")
+
+
+def node(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """``node mnistcodec.js ARGS`` (exit status 0, or 2 with one error line, never a trace)."""
+    result = subprocess.run(
+        [NODE, str(LIBRARY), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def model_path(name: str) -> Path:
+    return PRETRAINED / f"{name}.safetensors"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    _, n, rows, cols = struct.unpack_from(">IIII", data)
+    return np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols)
+
+
+def write_idx(path: Path, images: np.ndarray) -> None:
+    path.write_bytes(struct.pack(">IIII", 0x803, images.shape[0], 28, 28) + images.tobytes())
+
+
+def as_int(value) -> int:
+    """A latent as the JSON carries it: a number, or ``"<digits>n"`` beyond 2**53."""
+    return int(value[:-1]) if isinstance(value, str) else int(value)
+
+
+def js_decode(model: str, path: Path, tmp_path: Path) -> tuple[dict, np.ndarray]:
+    """``node mnistcodec.js decompress MODEL FILE OUT.idx --latents``: its summary and digits."""
+    out = tmp_path / "js-decoded.idx"
+    result = node("decompress", model_path(model), path, out, "--latents")
+    summary = json.loads(result.stdout)
+    summary["latents"] = [[as_int(v) for v in row] for row in summary["latents"]]
+    return summary, read_idx(out)
+
+
+# One Node process decodes every golden file with the library's API (a model loads once).
+DECODE_ALL = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const models = {};
+const out = {};
+for (const [model, file] of JSON.parse(readFileSync(0, "utf8"))) {
+  models[model] ??= await loadModel(model);
+  const r = models[model].decompress(readFileSync(file));
+  out[file] = { count: r.count, version: r.version, levels: r.levels, latents: r.latents,
+                images: Buffer.from(r.images).toString("base64") };
+}
+console.log(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
+"""
+
+
+@pytest.fixture(scope="module")
+def js_golden() -> dict[str, dict]:
+    """Every golden file decoded in Node: count, version, levels, latents and digits."""
+    overflow = json.loads((GOLDEN / "overflow.latents.json").read_text())["model"]
+    pairs = [(str(model_path(n.split(".")[0])), str(GOLDEN / n)) for n in GOLDEN_FILES]
+    pairs += [(str(model_path(overflow)), str(GOLDEN / n)) for n in OVERFLOW_FILES]
+    pairs += [(str(model_path(n.split(".")[1])), str(GOLDEN / n)) for n in KIND_FILES]
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", DECODE_ALL],
+        input=json.dumps(pairs),
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    decoded = {}
+    for file, value in json.loads(result.stdout).items():
+        value["latents"] = [[as_int(v) for v in row] for row in value["latents"]]
+        images = np.frombuffer(base64.b64decode(value["images"]), np.uint8)
+        value["images"] = images.reshape(-1, 28, 28)
+        decoded[Path(file).name] = value
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def test_digits() -> np.ndarray:
+    return load_split("test").images[:DIGITS]
+
+
+@pytest.mark.parametrize("name", GOLDEN_FILES)
+def test_golden_file_decodes_in_javascript_as_in_python(name, js_golden):
+    model = name.split(".")[0]
+    codec = Codec.from_model(model, precision="fp32")
+    data = (GOLDEN / name).read_bytes()
+    decoded = js_golden[name]
+    assert decoded["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+    pixels = decoded["images"].astype(int)
+    assert np.abs(pixels - decompress_bytes(codec, data)).max() <= 1
+    assert np.abs(pixels - read_idx(GOLDEN / f"{model}.decoded.idx")).max() <= 1
+    header, blocks = parse_file(data)
+    assert decoded["levels"] == [lv for b in blocks for lv in b.digit_levels()]
+    assert decoded["version"] == header.version and decoded["count"] == header.count
+
+
+@pytest.mark.parametrize("name", OVERFLOW_FILES)
+def test_overflow_vectors_decode_in_javascript(name, js_golden):
+    record = json.loads((GOLDEN / "overflow.latents.json").read_text())
+    assert js_golden[name]["latents"] == record["latents"]
+
+
+@pytest.mark.parametrize("name", KIND_FILES)
+def test_every_version_decodes_with_every_model_kind_in_javascript(name, js_golden):
+    """A version-1 file of a variable-rate model (level 0), a version-2 file of a fixed-rate one."""
+    expected = json.loads((GOLDEN / "kinds.latents.json").read_text())[name]
+    assert js_golden[name]["latents"] == expected
+    assert js_golden[name]["version"] == int(name[-5]) and set(js_golden[name]["levels"]) == {0}
+    codec = Codec.from_model(name.split(".")[1], precision="fp32")
+    python = decompress_bytes(codec, (GOLDEN / name).read_bytes())
+    assert np.abs(js_golden[name]["images"].astype(int) - python).max() <= 1
+
+
+def test_the_dequantisation_vectors_of_the_spec():
+    """docs/mnc-format.md, latents to pixels: (float32(k) + o) / g, bit for bit."""
+    script = (
+        "import { dequantise } from './mnistcodec.js'; import { readFileSync } from 'node:fs';"
+        "const f = (h) => new Float32Array(new Uint32Array([parseInt(h, 16)]).buffer)[0];"
+        "const hex = (v) => new Uint32Array(new Float32Array([v]).buffer)[0].toString(16).padStart(8, '0');"
+        "const cases = JSON.parse(readFileSync(0, 'utf8')).cases;"
+        "console.log(JSON.stringify(cases.map((c) => hex(dequantise(BigInt(c.k), f(c.offset), f(c.gain))))));"
+    )
+    vectors = (GOLDEN / "dequantisation.json").read_text()
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=vectors,
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [c["y_hat"] for c in json.loads(vectors)["cases"]]
+
+
+def test_the_command_line_decodes_a_golden_file(tmp_path):
+    summary, pixels = js_decode("vr-mixture", GOLDEN / "vr-mixture.v3.stream.mnc", tmp_path)
+    codec = Codec.from_model("vr-mixture", precision="fp32")
+    data = (GOLDEN / "vr-mixture.v3.stream.mnc").read_bytes()
+    assert summary["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+    assert np.abs(pixels.astype(int) - decompress_bytes(codec, data)).max() <= 1
+    assert summary["count"] == 24 and summary["mode"] == "stream" and summary["version"] == 3
+
+
+def compare_files(js: bytes, py: bytes, codec: Codec) -> list[int]:
+    """The digits whose strings differ (JavaScript file vs Python file); the JS file must decode."""
+    decompress_bytes(codec, js)  # every check, the canonical-string check included
+    if js == py:
+        return []
+    (js_header, js_blocks), (py_header, py_blocks) = parse_file(js), parse_file(py)
+    assert (js_header.count, js_header.mode, js_header.version) == (
+        py_header.count,
+        py_header.mode,
+        py_header.version,
+    )
+    differing, first = [], 0
+    for a, b in zip(js_blocks, py_blocks, strict=True):
+        if a.stream:  # a stream block: every digit of a differing block counts
+            if a.stream != b.stream:
+                differing += list(range(first, first + a.count))
+        else:
+            pairs = zip(a.strings, b.strings, a.digit_levels(), b.digit_levels(), strict=True)
+            differing += [first + i for i, (s, t, u, v) in enumerate(pairs) if (s, u) != (t, v)]
+        first += a.count
+    return differing
+
+
+CASES = [
+    ("seed-lmbda2000", [], "per-digit", None),
+    ("improved-lmbda1000", [], "stream", None),
+    ("vr", ["--lmbda", "300"], "per-digit", 300.0),  # a lambda: its nearest level
+    ("vr-mixture", [], "per-digit", None),
+    ("vr-mixture", ["--level", "12"], "stream", LevelChoice(level=12)),
+    ("vr-mixture-long", ["--level", "0"], "per-digit", LevelChoice(level=0)),
+]
+
+
+@pytest.mark.parametrize("model, flags, mode, choice", CASES)
+def test_javascript_files_match_python_files(model, flags, mode, choice, test_digits, tmp_path):
+    images = tmp_path / "digits.idx"
+    write_idx(images, test_digits)
+    out = tmp_path / "js.mnc"
+    node("compress", model_path(model), images, out, "--mode", mode, "--block-size", 128, *flags)
+    codec = Codec.from_model(model, precision="fp32")
+    if isinstance(choice, float):
+        choice = LevelChoice(level=codec.level_for_lambda(choice))
+    python = compress_to_bytes(codec, test_digits, mode=mode, block_size=128, choice=choice)
+    differing = compare_files(out.read_bytes(), python.data, codec)
+    print(f"{model} {mode} {flags}: {len(differing)} of {DIGITS} digits differ {differing}")
+    assert len(differing) <= DIGITS // 1000
+
+
+@pytest.mark.parametrize("target", [RateTarget(bits=40), RateTarget(psnr=20)])
+def test_rate_control_in_javascript_matches_python(target, test_digits, tmp_path):
+    digits = test_digits[:60]
+    images = tmp_path / "digits.idx"
+    write_idx(images, digits)
+    out = tmp_path / "js.mnc"
+    flag = ["--target-bits", target.bits] if target.bits else ["--target-psnr", target.psnr]
+    node("compress", model_path("vr-mixture"), images, out, *flag)
+    codec = Codec.from_model("vr-mixture", precision="fp32")
+    python = compress_to_bytes(codec, digits, choice=LevelChoice(target=target))
+    differing = compare_files(out.read_bytes(), python.data, codec)
+    print(f"rate control {target}: {len(differing)} of {len(digits)} digits differ {differing}")
+    assert not differing
+
+
+@pytest.mark.parametrize("model", ["improved-lmbda500", "vr-mixture-long"])
+@pytest.mark.parametrize("mode", ["per-digit", "stream"])
+def test_fresh_python_files_decode_in_javascript(model, mode, test_digits, tmp_path):
+    codec = Codec.from_model(model, precision="fp32")
+    digits = test_digits[:50]
+    data = compress_to_bytes(codec, digits, mode=mode, block_size=16).data
+    path = tmp_path / "py.mnc"
+    path.write_bytes(data)
+    summary, pixels = js_decode(model, path, tmp_path)
+    assert summary["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
+    assert np.abs(pixels.astype(int) - decompress_bytes(codec, data)).max() <= 1
+
+
+# -- bad files: the library's error in both runtimes ------------------------------------------
+
+
+def with_crcs(data: bytearray) -> bytes:
+    """Fix both CRCs after an edit (a crafted file: only the structure is wrong)."""
+    struct.pack_into(">I", data, 62, zlib.crc32(bytes(data[:62])))
+    struct.pack_into(">I", data, len(data) - 4, zlib.crc32(bytes(data[:-4])))
+    return bytes(data)
+
+
+def crafted() -> dict[str, tuple[str, bytes]]:
+    good = (GOLDEN / "vr.v3.per-digit.mnc").read_bytes()
+    other = (GOLDEN / "seed-lmbda2000.v3.per-digit.mnc").read_bytes()
+    stream = (GOLDEN / "vr.v3.stream.mnc").read_bytes()
+    flipped = bytearray(good)
+    flipped[80] ^= 0x10
+    version = bytearray(good)
+    version[8] = 7
+    level = bytearray(good)
+    level[67] = 40  # the block's level: not one of the 16
+    string = bytearray((GOLDEN / "vr.per-digit.mnc").read_bytes())
+    string[-7] ^= 0x01  # a bit of the last byte string, CRCs fixed: not canonical
+    short_stream = bytearray(stream[:66]) + bytes([0, 10, 1, 0x80]) + bytes(4)
+    struct.pack_into(">Q", short_stream, 54, 4)
+    padding = bytearray(other)  # seed-lmbda2000's file: for the vr model, the wrong model
+    padding[-5] |= 0x01  # a 1 in the last block's padding bits, CRCs fixed
+    level_and_padding = bytearray(level)
+    level_and_padding[-5] |= 0x01
+    return {
+        "padding bit and wrong model": ("WrongModelError", with_crcs(padding)),
+        "unknown level and padding bit": ("FormatError", with_crcs(level_and_padding)),
+        "empty": ("FormatError", b""),
+        "bad magic": ("FormatError", b"PK\x03\x04" + good[4:]),
+        "truncated header": ("TruncatedError", good[:30]),
+        "unknown version": ("FormatError", bytes(version)),
+        "truncated": ("TruncatedError", good[:-9]),
+        "trailing data": ("TrailingDataError", good + b"\0"),
+        "corrupt payload": ("ChecksumError", bytes(flipped)),
+        "wrong model": ("WrongModelError", other),
+        "unknown level": ("FormatError", with_crcs(level)),
+        "string that does not decode": ("DecodeError", with_crcs(string)),
+        "stream far too short": ("DecodeError", with_crcs(short_stream)),
+    }
+
+
+# Each crafted file through the library's API in one Node process: the error's class, kind, message.
+PROBE = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const [model, files] = JSON.parse(readFileSync(0, "utf8"));
+const m = await loadModel(model);
+const out = {};
+for (const file of files) {
+  try { m.decompress(readFileSync(file)); out[file] = null; }
+  catch (e) { out[file] = [e.constructor.name, e.kind, e.message]; }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.fixture(scope="module")
+def js_errors(tmp_path_factory) -> dict[str, list[str]]:
+    folder = tmp_path_factory.mktemp("crafted")
+    files = {}
+    for case, (_, data) in crafted().items():
+        files[case] = folder / f"{case.replace(' ', '-')}.mnc"
+        files[case].write_bytes(data)
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", PROBE],
+        input=json.dumps([str(model_path("vr")), [str(f) for f in files.values()]]),
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    errors = json.loads(result.stdout)
+    return {case: errors[str(path)] for case, path in files.items()}
+
+
+@pytest.mark.parametrize("case", sorted(crafted()))
+def test_bad_files_give_the_library_error_in_both_runtimes(case, js_errors):
+    kind, data = crafted()[case]
+    with pytest.raises(FormatError) as info:
+        decompress_bytes(Codec.from_model("vr"), data)
+    assert type(info.value).__name__ == kind
+    assert js_errors[case] is not None, "the library decoded a bad file"
+    name, js_kind, message = js_errors[case]
+    assert (name, js_kind) == ("MnistCodecError", kind)
+    # the same check fails first in both runtimes, worded alike
+    assert message.split(":")[0] == str(info.value).split(":")[0]
+
+
+@pytest.mark.parametrize("case", ["corrupt payload", "string that does not decode"])
+def test_bad_files_give_one_error_line_from_the_command_line(case, tmp_path):
+    path = tmp_path / "bad.mnc"
+    path.write_bytes(crafted()[case][1])
+    result = node("decompress", model_path("vr"), path, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_bad_model_files_and_arguments_give_one_error_line(tmp_path):
+    corrupt = bytearray(model_path("seed-lmbda2000").read_bytes())
+    corrupt[-100] ^= 0xFF  # a synthesis weight: the fingerprint no longer matches
+    (tmp_path / "corrupt.safetensors").write_bytes(bytes(corrupt))
+    (tmp_path / "text.safetensors").write_text("not a model")
+    mnc = GOLDEN / "seed-lmbda2000.v3.per-digit.mnc"
+    for model, message in [
+        (tmp_path / "missing.safetensors", "no model file"),
+        (tmp_path / "text.safetensors", "not a model file"),
+        (tmp_path / "corrupt.safetensors", "mismatch"),
+        (tmp_path, "is a directory"),
+    ]:
+        result = node("decompress", model, mnc, check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    result = node("compress", model_path("vr"), mnc, tmp_path / "x.mnc", check=False)
+    assert result.returncode == 2 and "IDX" in result.stderr
+    images = tmp_path / "d.idx"
+    write_idx(images, np.zeros((2, 28, 28), np.uint8))
+    result = node(
+        "compress", model_path("vr"), images, tmp_path / "x.mnc", "--level", 16, check=False
+    )
+    assert result.returncode == 2 and "level 16 does not exist" in result.stderr
+    assert issubclass(FormatError, MnistCodecError)
+
+
+def test_javascript_samples_decode_random_bits(tmp_path):
+    out = tmp_path / "samples.idx"
+    node("sample", model_path("vr-mixture"), 8, 3, out)
+    first = read_idx(out).copy()
+    node("sample", model_path("vr-mixture"), 8, 3, out)
+    assert first.shape == (8, 28, 28) and np.array_equal(first, read_idx(out))
+    assert first.max() > 0
