@@ -55,15 +55,27 @@ def test_unknown_model_name_is_a_clear_error():
 
 def test_models_command_lists_shipped_models():
     proc = subprocess.run(
-        [sys.executable, "-m", "mnistcodec", "models"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "mnistcodec", "models"], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr
     for name in SHIPPED:
         assert name in proc.stdout
-    # Figures recorded before bit strings say they are byte strings; the default's are bits.
+    # Every model's figures in the same units, measured the same way: bit strings (.mnc
+    # version 3), with the byte strings beside them in the record; a variable-rate model's
+    # label names the level and lambda its figures are for.
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isalpha()}
-    assert "(byte strings)" in lines["seed-lmbda2000"]
-    assert "(byte strings)" not in lines[DEFAULT_MODEL]
+    for name in SHIPPED:
+        record = resolve_model(name).metadata["evaluation"]
+        if "byte_string_bits" in record:
+            assert record["string_bits"] < record["byte_string_bits"]
+            figures = f"strings {record['string_bits']:.2f} bits (byte strings {record['byte_string_bits']:.2f})"
+        else:  # a record made before bit strings: its string_bits are byte strings
+            figures = f"strings - bits (byte strings {record['string_bits']:.2f})"
+        assert figures in lines[name]
+        if "level" in record:
+            assert f"level {record['level']}, lambda {record['lmbda']:.0f}," in lines[name]
+            assert "lambda=" not in lines[name]
+    assert "level 10, lambda 2125," in lines[DEFAULT_MODEL]
 
 
 def test_models_check_compares_a_record_in_the_string_kind_it_was_recorded_in(tmp_path):
@@ -75,12 +87,14 @@ def test_models_check_compares_a_record_in_the_string_kind_it_was_recorded_in(tm
 
     images = load_split("test").images
     record = resolve_model("seed-lmbda2000").metadata["evaluation"]
-    assert "byte_string_bits" not in record
-    old = check_shipped("seed-lmbda2000", images)
-    assert all(same for _, _, same in old.values()), old
-    # The same figures claimed as a record of bit strings no longer hold.
     copy = tmp_path / "seed.safetensors"
     shutil.copy(PRETRAINED_DIR / "seed-lmbda2000.safetensors", copy)
-    update_metadata(copy, {"evaluation": {**record, "byte_string_bits": record["string_bits"]}})
+    # A record of the older form: byte strings as string_bits, no byte_string_bits.
+    older = {k: v for k, v in record.items() if k != "byte_string_bits"}
+    update_metadata(copy, {"evaluation": {**older, "string_bits": record["byte_string_bits"]}})
+    old = check_shipped(str(copy), images)
+    assert all(same for _, _, same in old.values()), old
+    # The byte strings' figure claimed as bit strings no longer holds.
+    update_metadata(copy, {"evaluation": {**record, "string_bits": record["byte_string_bits"]}})
     recorded, measured, same = check_shipped(str(copy), images)["string_bits"]
     assert not same and measured < recorded - 2

@@ -277,6 +277,14 @@ def register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=evaluate_handler)
 
 
+def strings_figure(ev: dict) -> str:
+    """A record's string lengths, the same units for every model: bit strings (``.mnc`` version
+    3; a dash in a record made before them) and, in brackets, byte strings (versions 1 and 2)."""
+    if "byte_string_bits" in ev:
+        return f"{ev['string_bits']:.2f} bits (byte strings {ev['byte_string_bits']:.2f})"
+    return f"- bits (byte strings {ev.get('string_bits', float('nan')):.2f})"
+
+
 def models_handler(args: argparse.Namespace) -> int:
     # lazy: PyTorch and the models
     from mnistcodec.coding.model_files import load_model
@@ -291,10 +299,15 @@ def models_handler(args: argparse.Namespace) -> int:
     for name, path in shipped.items():
         loaded = load_model(path)
         cfg, ev = loaded.config, loaded.metadata.get("evaluation", {})
+        # The lambda the figures are for: a variable-rate model's is its evaluated level's.
+        if "level" in ev:
+            rate = f"level {ev['level']}, lambda {ev['lmbda']:.0f}"
+        else:
+            rate = f"lambda {cfg.lmbda:g}"
         print(
-            f"{name:<24} {cfg.arch}/{cfg.prior} lambda={cfg.lmbda:g} d={cfg.latent_dims}  "
+            f"{name:<24} {cfg.arch}/{cfg.prior} {rate}, d={cfg.latent_dims}  "
             f"{path.stat().st_size / 1e6:.1f} MB  info {ev.get('info_bits', float('nan')):.2f} bits  "
-            f"strings {ev.get('string_bits', float('nan')):.2f} bits{'' if 'byte_string_bits' in ev else ' (byte strings)'}  "
+            f"strings {strings_figure(ev)}  "
             f"PSNR {ev.get('psnr_db', float('nan')):.2f} dB"
             + ("  (default)" if name == DEFAULT_MODEL else "")
         )
@@ -302,7 +315,7 @@ def models_handler(args: argparse.Namespace) -> int:
             lambdas = loaded.model.lambdas
             print(
                 f"    {loaded.levels} levels (--level 0-{loaded.levels - 1}, lambda {lambdas[0]:g} to {lambdas[-1]:g}); "
-                f"figures above at the reference level {loaded.model.reference_level} (lambda {lambdas[loaded.model.reference_level]:.0f})"
+                f"the default level is {loaded.model.reference_level}"
             )
         extras = [
             f"a mixture prior of {cfg.mixture_components} logistics" * (cfg.mixture_components > 1),
