@@ -79,3 +79,16 @@ def test_a_range_on_a_fixed_rate_model_is_an_error(tmp_path, capsys):
     assert "variable-rate" in capsys.readouterr().err and not out.exists()
     with pytest.raises(InputError):
         ModelConfig(lambda_max=10.0)
+
+
+def test_the_shipped_squared_error_model_round_trips_at_every_level(test_digits):
+    codec = Codec.from_model("vr-mse")
+    assert codec.loaded.config.distortion == "mse"
+    assert codec.lambdas == pytest.approx(level_lambdas(215.0, 16000.0))
+    digits = test_digits[:12]
+    for level in range(codec.levels):
+        strings, _ = codec.compress(digits, level)
+        assert (codec.decompress(strings, levels=level) == codec.reconstruct(digits, level)).all()
+        stream, _ = codec.compress_stream(digits, level)
+        decoded = codec.decompress_stream(stream, len(digits), level=level)
+        assert (decoded == codec.reconstruct(digits, level)).all()
