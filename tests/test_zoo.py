@@ -75,7 +75,9 @@ def test_models_command_lists_shipped_models():
         if "level" in record:
             assert f"level {record['level']}, lambda {record['lmbda']:.0f}," in lines[name]
             assert "lambda=" not in lines[name]
-    assert "level 10, lambda 2125," in lines[DEFAULT_MODEL]
+    default = resolve_model(DEFAULT_MODEL).model
+    reference = default.reference_level
+    assert f"level {reference}, lambda {default.lambdas[reference]:.0f}," in lines[DEFAULT_MODEL]
 
 
 def test_models_check_compares_a_record_in_the_string_kind_it_was_recorded_in(tmp_path):
