@@ -15,6 +15,7 @@ from mnistcodec.cli.common import (
     choose_level,
     positive_float,
     positive_int,
+    seed_int,
 )
 from mnistcodec.coding.zoo import DEFAULT_MODEL, shipped_models
 from mnistcodec.errors import InputError
@@ -206,7 +207,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="named configuration: seed (the tutorial's), improved (faster prior) or vr (one variable-rate model); sets --arch, --prior, --prior-lr",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="random seed, 0 to 2^63 - 1 (default 0)"
+    )
     p.add_argument(
         "--threading",
         choices=THREADING_MODES,

@@ -118,7 +118,10 @@ def decode_png(data: bytes, name: str = "<png>") -> np.ndarray:
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{name}: corrupt or truncated PNG ({exc})") from None
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
+        raise InputError(
+            f"{name}: corrupt or truncated PNG ({detail or type(exc).__name__})"
+        ) from None
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
