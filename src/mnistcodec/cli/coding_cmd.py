@@ -23,8 +23,9 @@ from mnistcodec.cli.common import (
     add_data_args,
     add_device_args,
     add_level_args,
-    bounded_int,
     choose_level,
+    non_negative_int,
+    note,
     positive_float,
     positive_int,
     seed_int,
@@ -124,7 +125,7 @@ def _refuse_terminal(out: str) -> None:
 
 def _load_codec(name: str | None, args: argparse.Namespace) -> Codec:
     device = resolve_device(args.device)
-    return Codec(resolve_model(name), device=device, precision=args.precision)
+    return Codec(resolve_model(name, notify=note), device=device, precision=args.precision)
 
 
 def _model_or_input(args: argparse.Namespace) -> None:
@@ -431,7 +432,7 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--n",
-        type=bounded_int(1, MAX_SAMPLES),
+        type=positive_int,
         default=16,
         help=f"number of digits, at most {MAX_SAMPLES} (default 16)",
     )
@@ -440,7 +441,7 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--bytes",
-        type=bounded_int(0, MAX_SAMPLE_BYTES),
+        type=non_negative_int,
         default=8,
         help=f"bytes per random string, at most {MAX_SAMPLE_BYTES} (default 8)",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import TYPE_CHECKING
 
 from mnistcodec.errors import InputError
@@ -11,6 +12,14 @@ from mnistcodec.model.names import PRECISIONS
 
 if TYPE_CHECKING:
     from mnistcodec.coding.model_files import LoadedModel
+
+
+def note(message: str) -> None:
+    """One line of notice on standard error (``mnistcodec: note: ...``), not an error."""
+    from mnistcodec.cli import printable
+
+    print(f"mnistcodec: note: {printable(message)}", file=sys.stderr)
+
 
 #: Digits listed one per line (compress, inspect) before the listing is cut short.
 MAX_LISTED = 64
@@ -80,12 +89,9 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text[:40]}")
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mnistcodec.cli.common import note
+
 
 def export_handler(args: argparse.Namespace) -> int:
     # Lazy imports here: the export pulls in PyTorch; the CLI starts without it.
@@ -11,7 +13,7 @@ def export_handler(args: argparse.Namespace) -> int:
     from mnistcodec.coding.zoo import resolve_model  # lazy: PyTorch
 
     check_export_dir(args.onnx, force=args.force)
-    loaded = resolve_model(args.model)
+    loaded = resolve_model(args.model, notify=note)
     out = export_onnx(loaded, args.onnx, force=args.force)
     print(f"exported {args.model} (fingerprint {loaded.fingerprint[:16]}) to {out}/")
     print("  analysis.onnx, synthesis.onnx, tables.json, manifest.json")

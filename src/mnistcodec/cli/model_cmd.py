@@ -13,6 +13,7 @@ from mnistcodec.cli.common import (
     add_level_args,
     add_training_args,
     choose_level,
+    note,
     positive_float,
     positive_int,
     seed_int,
@@ -164,7 +165,7 @@ def evaluate_handler(args: argparse.Namespace) -> int:
     from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
     from mnistcodec.model.precision import resolve_device
 
-    loaded = resolve_model(args.model)
+    loaded = resolve_model(args.model, notify=note)
     loaded.model.to(resolve_device(args.device))
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
     coding, precision = not args.no_coding, args.precision
@@ -190,7 +191,7 @@ def summary_handler(args: argparse.Namespace) -> int:
     from mnistcodec.model.variable_rate import make_model
 
     if args.model:
-        model = resolve_model(args.model).model
+        model = resolve_model(args.model, notify=note).model
     else:
         model = make_model(model_config_from(args))
     print(model_summary(model))

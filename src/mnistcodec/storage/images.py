@@ -44,6 +44,7 @@ from mnistcodec.storage.atomic import (
     atomic_directory,
     atomic_open,
     atomic_write,
+    check_not_link,
     check_readable,
     check_writable,
     file_kind,
@@ -326,6 +327,14 @@ def _check_directory(path: Path, force: bool) -> None:
     ``force`` replaces the directory as a whole, so it is refused if anything
     else is inside (files of other names, subdirectories, links).
     """
+    check_not_link(path, force)
+    if path.is_symlink():
+        if path.exists() and not path.is_dir():
+            kind = file_kind(path.stat().st_mode)
+            raise InputError(
+                f"output {path} is a symbolic link to {kind}, not a directory; give a directory"
+            )
+        return  # --force: the link itself is replaced by the new directory, never followed
     if os.path.lexists(path) and not path.is_dir():
         kind = file_kind(path.lstat().st_mode)
         raise InputError(f"output {path} exists and is {kind}, not a directory")
@@ -366,7 +375,7 @@ def _as_pieces(pieces: Iterable[np.ndarray], count: int) -> Iterator[np.ndarray]
 def _write_dir_pieces(path: Path, count: int, pieces: Iterable[np.ndarray], force: bool) -> None:
     _check_directory(path, force)
     index = 0
-    with atomic_directory(path) as put:
+    with atomic_directory(path, replace_link=force) as put:
         for piece in _as_pieces(pieces, count):
             for image in piece:
                 put(digit_file_name(index, count), encode_png(image))
@@ -428,10 +437,12 @@ def _write_idx_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray]
 
 def output_kind(path: str | os.PathLike) -> str:
     """``"grid"`` (``*.png``), ``"idx"`` (``*.idx``, ``*.idx3-ubyte``, ``*-ubyte``,
-    optionally ``.gz``), ``"stdout"`` (``-``: raw IDX on standard output) or ``"dir"``
-    (anything else, or an existing directory)."""
+    optionally ``.gz``; any case), ``"stdout"`` (``-``: raw IDX on standard output) or
+    ``"dir"`` (a name ending in ``/``, an existing directory, or any other name)."""
     if is_stdio(path):
         return "stdout"
+    if os.fspath(path).endswith(("/", os.sep)):
+        return "dir"  # a trailing slash names a directory, whatever the name before it
     path = Path(path)
     if path.is_dir():
         return "dir"
@@ -481,7 +492,7 @@ def write_image_pieces(
         with atomic_open(path, force=force) as handle:
             if kind == "grid":
                 _write_grid_pieces(handle, count, pieces)
-            elif str(path).endswith(".gz"):
+            elif str(path).lower().endswith(".gz"):
                 with gzip.GzipFile(
                     filename="", mode="wb", fileobj=handle, compresslevel=6, mtime=0
                 ) as packed:
