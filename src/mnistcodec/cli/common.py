@@ -7,6 +7,7 @@ import math
 import sys
 from typing import TYPE_CHECKING
 
+from mnistcodec.cli import printable
 from mnistcodec.errors import InputError
 from mnistcodec.model.names import PRECISIONS
 
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 
 def note(message: str) -> None:
     """One line of notice on standard error (``mnistcodec: note: ...``), not an error."""
-    from mnistcodec.cli import printable
-
     print(f"mnistcodec: note: {printable(message)}", file=sys.stderr)
 
 

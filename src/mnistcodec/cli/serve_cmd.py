@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from dataclasses import replace
 
 from mnistcodec.cli import Terminated
 from mnistcodec.cli.common import bounded_float, bounded_int, positive_int
@@ -21,8 +22,6 @@ def serve_handler(args: argparse.Namespace) -> int:
             f"mnistcodec serve needs {' and '.join(missing)}: pip install 'mnistcodec[serve]'"
         )
     # lazy: PyTorch and the web stack (an optional extra) load only when serving
-    from dataclasses import replace
-
     from mnistcodec.playground.server import Limits, serve
 
     defaults = Limits()

@@ -39,7 +39,7 @@ from mnistcodec import __version__
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.storage.atomic import atomic_directory, check_not_link
+from mnistcodec.storage.atomic import atomic_directory, check_link_output
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 EXPORT_FORMAT = "mnistcodec-onnx-export"
@@ -83,10 +83,7 @@ def check_export_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     ``--force`` never deletes a directory of other files.
     """
     path = Path(out_dir)
-    check_not_link(path, force)
-    if path.is_symlink():
-        if path.exists() and not path.is_dir():
-            raise InputError(f"output {path} is a symbolic link to a file; give a directory name")
+    if check_link_output(path, force):
         return path  # --force: the link itself is replaced, never followed
     if path.exists() and not path.is_dir():
         raise InputError(f"output {path} exists and is not a directory; give a directory name")

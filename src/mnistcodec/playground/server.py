@@ -44,7 +44,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.errors import InputError
-from mnistcodec.playground.app import AppLimits, create_app
+from mnistcodec.playground.app import create_app
+from mnistcodec.playground.guard import AppLimits
 from mnistcodec.playground.service import Playground
 
 #: Largest request line and headers together (h11 refuses more with a 400).

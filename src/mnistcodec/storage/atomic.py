@@ -313,29 +313,29 @@ def _replace_directory(staging: Path, path: Path) -> None:
 
 
 def _replace_link(staging: Path, path: Path) -> None:
-    """Put directory ``staging`` in the place of the symbolic link ``path`` (the link goes).
-
-    One atomic exchange where the system has it (the link, now at the staging
-    name, is then removed); elsewhere the link is removed and the directory
-    renamed into place. The link's target is never touched.
-    """
+    """Put directory ``staging`` in the place of the link ``path``; the link's target is untouched."""
     if _exchange(staging, path):
-        os.unlink(staging)
+        os.unlink(staging)  # the link, now at the staging name
         return
     os.unlink(path)
     os.rename(staging, path)
 
 
-def check_not_link(path: str | os.PathLike, force: bool) -> None:
-    """An output that is a symbolic link is replaced (never followed), and only with ``force``."""
+def check_link_output(path: str | os.PathLike, force: bool) -> bool:
+    """Whether a directory output is a symbolic link, which only ``force`` replaces (never
+    follows); a link to anything but a directory is refused."""
     path = Path(path)
-    if path.is_symlink() and not force:
-        target = os.readlink(path)
-        state = "to a missing file" if not path.exists() else f"to {target}"
+    if not path.is_symlink():
+        return False
+    if not force:
+        state = f"to {os.readlink(path)}" if path.exists() else "to a missing file"
         raise InputError(
             f"output {path} is a symbolic link {state}; outputs are never written through links: "
             "pass --force to replace the link itself, or give the target's path"
         )
+    if path.exists() and not path.is_dir():
+        raise InputError(f"output {path} is a symbolic link to a file; give a directory")
+    return True
 
 
 @contextlib.contextmanager
@@ -357,8 +357,7 @@ def atomic_directory(
     followed, and nothing is written into its target.
     """
     path = Path(path)
-    check_not_link(path, replace_link)
-    link = path.is_symlink()
+    link = check_link_output(path, replace_link)
     existing = path.is_dir() and not link
     parent = path.parent if str(path.parent) else Path(".")
     remove_stale_temporaries(parent, path.name)

@@ -219,7 +219,7 @@ def fit_to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:
     return _centred_by_mass(_scaled_to_box(_light_on_dark(grey)))
 
 
-def _pillow_message(exc: BaseException) -> str:
+def pillow_message(exc: BaseException) -> str:
     """Pillow's message without the in-memory file object it sometimes names."""
     text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
     return text or type(exc).__name__
@@ -264,7 +264,7 @@ def open_image(data: bytes, name: str = "<image>", max_pixels: int = MAX_FIT_PIX
         ValueError,
         EOFError,
     ) as exc:
-        raise InputError(f"{name}: corrupt or truncated image ({_pillow_message(exc)})") from None
+        raise InputError(f"{name}: corrupt or truncated image ({pillow_message(exc)})") from None
     return image
 
 
@@ -278,7 +278,7 @@ def fit_image_bytes(
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise InputError(f"{name}: corrupt or truncated image ({_pillow_message(exc)})") from None
+        raise InputError(f"{name}: corrupt or truncated image ({pillow_message(exc)})") from None
 
 
 def fit_image_files(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str]]:

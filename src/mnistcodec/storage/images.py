@@ -44,7 +44,7 @@ from mnistcodec.storage.atomic import (
     atomic_directory,
     atomic_open,
     atomic_write,
-    check_not_link,
+    check_link_output,
     check_readable,
     check_writable,
     file_kind,
@@ -90,8 +90,7 @@ def _png_kind(data: bytes, name: str) -> tuple[int, int, int, int]:
     """(width, height, bit depth, colour type) from a PNG's IHDR chunk."""
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise InputError(f"{name}: corrupt PNG (no image header)")
-    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
-    return width, height, depth, colour
+    return struct.unpack(">IIBB", data[16:26])
 
 
 def decode_png(data: bytes, name: str = "<png>") -> np.ndarray:
@@ -324,17 +323,11 @@ def digit_file_names(count: int) -> list[str]:
 def _check_directory(path: Path, force: bool) -> None:
     """A directory output: new, empty, or (with ``force``) one holding only digit files.
 
-    ``force`` replaces the directory as a whole, so it is refused if anything
-    else is inside (files of other names, subdirectories, links).
+    ``force`` replaces the directory as a whole, so it is refused if anything else is inside
+    (files of other names, subdirectories, links). A link as the output: see ``check_link_output``.
     """
-    check_not_link(path, force)
-    if path.is_symlink():
-        if path.exists() and not path.is_dir():
-            kind = file_kind(path.stat().st_mode)
-            raise InputError(
-                f"output {path} is a symbolic link to {kind}, not a directory; give a directory"
-            )
-        return  # --force: the link itself is replaced by the new directory, never followed
+    if check_link_output(path, force):
+        return
     if os.path.lexists(path) and not path.is_dir():
         kind = file_kind(path.lstat().st_mode)
         raise InputError(f"output {path} exists and is {kind}, not a directory")
@@ -441,11 +434,9 @@ def output_kind(path: str | os.PathLike) -> str:
     ``"dir"`` (a name ending in ``/``, an existing directory, or any other name)."""
     if is_stdio(path):
         return "stdout"
-    if os.fspath(path).endswith(("/", os.sep)):
+    if os.fspath(path).endswith(("/", os.sep)) or Path(path).is_dir():
         return "dir"  # a trailing slash names a directory, whatever the name before it
     path = Path(path)
-    if path.is_dir():
-        return "dir"
     name = path.name.lower()
     stem = name.removesuffix(".gz")
     if name.endswith(".png"):
@@ -475,9 +466,8 @@ def write_image_pieces(
 ) -> str:
     """Write ``count`` digits given piece by piece, by the kind of ``path``; return that kind.
 
-    Memory stays that of one piece (and one row of digits for a grid); a file
-    or directory appears only once complete. ``-`` streams raw IDX to
-    standard output.
+    Memory stays that of one piece (and one row of digits for a grid); a file or directory
+    appears only once complete. ``-`` streams raw IDX to standard output.
     """
     kind = check_output(path, force)
     if count < 1:
@@ -493,9 +483,7 @@ def write_image_pieces(
             if kind == "grid":
                 _write_grid_pieces(handle, count, pieces)
             elif str(path).lower().endswith(".gz"):
-                with gzip.GzipFile(
-                    filename="", mode="wb", fileobj=handle, compresslevel=6, mtime=0
-                ) as packed:
+                with gzip.GzipFile("", "wb", 6, handle, mtime=0) as packed:
                     _write_idx_pieces(packed, count, pieces)
             else:
                 _write_idx_pieces(handle, count, pieces)
