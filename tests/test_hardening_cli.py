@@ -347,3 +347,17 @@ def test_decompress_and_sample_take_quiet(tmp_path, capsys, mnc_file):
         capsys, "sample", SEED_MODEL, "-q", "--n", "2", "-o", tmp_path / "s.png"
     )
     assert status == 0 and out == "" and err == ""
+
+
+def test_export_has_the_default_model_and_a_fixed_rate_level_error_says_so(
+    tmp_path, capsys, monkeypatch
+):
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _cli(capsys, "export", "--onnx", "exported")
+    assert status == 0, err
+    assert (
+        f"exported {DEFAULT_MODEL}" in out and (tmp_path / "exported" / "manifest.json").is_file()
+    )
+    status, _, err = _cli(capsys, "sample", SEED_MODEL, "--level", "3", "-o", "s.png")
+    assert status == 2 and "fixed-rate model" in err and "levels 0 to 0" not in err

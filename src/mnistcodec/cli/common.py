@@ -135,6 +135,11 @@ def choose_level(loaded: LoadedModel, args: argparse.Namespace) -> int | None:
     if args.lmbda is not None:
         return nearest_level(args.lmbda, lambdas)
     if args.level is not None and args.level >= len(lambdas):
+        if len(lambdas) == 1:
+            raise InputError(
+                f"level {args.level} does not exist: this is a fixed-rate model, whose only "
+                "level is 0 (a variable-rate model, such as the default, has several)"
+            )
         raise InputError(
             f"level {args.level} does not exist; this model has levels 0 to {len(lambdas) - 1}"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mnistcodec.cli.common import note
+from mnistcodec.coding.zoo import DEFAULT_MODEL
 
 
 def export_handler(args: argparse.Namespace) -> int:
@@ -29,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(see docs/onnx-export.md). Needs: pip install 'mnistcodec[onnx]'."
         ),
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a shipped model's name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"a model file or a shipped model's name (default: {DEFAULT_MODEL})",
+    )
     p.add_argument(
         "--onnx", required=True, metavar="DIR", help="the directory to write (must be new)"
     )
