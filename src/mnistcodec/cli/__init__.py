@@ -2,7 +2,10 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``;
 every handler is a function ``(args) -> int`` that calls one library function
-and prints its result. Errors of the :class:`MnistCodecError` family are printed
+and prints its result. Options and positional arguments come in any order
+(``compress vr --fit photo.png -o x.mnc``; ``--`` before a name that starts
+with ``-``), and a usage error shows the command's own usage. When a report
+cannot be written after an output file was written whole, the error says so. Errors of the :class:`MnistCodecError` family are printed
 on one line (``mnistcodec: error: ...``) with exit status 2; no traceback. So
 are failed writes (a full disk, a closed standard output). SIGINT, SIGTERM and
 SIGHUP stop a command cleanly (no temporary file is left) with status 128 + the
