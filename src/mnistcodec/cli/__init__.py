@@ -210,6 +210,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     if argv[:index]:
         parser.parse_args(argv[:index])  # top-level options only: --help, --version
     command = subparsers.choices[argv[index]]
+    if any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+        return parser.parse_args(argv)  # a command of commands (data info): argparse's order
     args = command.parse_intermixed_args(argv[index + 1 :])
     args.command = argv[index]
     return args
