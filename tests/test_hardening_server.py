@@ -64,8 +64,12 @@ class Server:
     def log(self) -> str:
         return self.err_path.read_text()
 
-    def request(self, method, path, body=None, headers=None, timeout=60):
-        """``(status, headers, body)`` of one request on a new connection."""
+    def request(self, method, path, body=None, headers=None, timeout=300):
+        """``(status, headers, body)`` of one request on a new connection.
+
+        The timeout is generous: under a flood on a loaded machine a request may
+        wait for the whole queue before it is worked on.
+        """
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers or {})
@@ -234,7 +238,7 @@ def test_a_flood_of_bombs_and_slow_clients_keeps_memory_bounded(server, test_dig
     assert status == 200 and again["string_hex"] == normal["string_hex"]
     # the stalled clients are closed by the server within its timeouts
     for sock in stalled:
-        sock.settimeout(10)
+        sock.settimeout(60)
         try:
             while sock.recv(4096):
                 pass
@@ -276,8 +280,9 @@ def test_heavy_requests_beyond_the_queue_are_told_to_retry(_data_environment, tm
 # -- 2. slow clients --------------------------------------------------------------------------
 
 
-def _drain(sock: socket.socket, limit: float = 10.0) -> bytes:
-    """Everything the server sends until it closes the connection (at most ``limit`` s)."""
+def _drain(sock: socket.socket, limit: float = 60.0) -> bytes:
+    """Everything the server sends until it closes the connection (at most ``limit`` s: a bound
+    for a loaded machine, not a timing; the server closes within its own timeouts)."""
     sock.settimeout(limit)
     data = b""
     try:
@@ -312,7 +317,7 @@ def test_connections_beyond_the_limit_are_refused(server):
     try:
         refused = 0
         for sock in held[24:]:
-            answer = _drain(sock, 5)
+            answer = _drain(sock, 30)
             refused += answer.startswith(b"HTTP/1.1 503")
         assert refused == 6
     finally:
