@@ -34,8 +34,14 @@ from mnistcodec.storage.fitting import fit_image_bytes
 from mnistcodec.storage.images import encode_png, png_grid
 
 
-def call(url: str, path: str, body: bytes | None = None, content_type: str = "image/png"):
-    """``(status, content type, body bytes)`` of one request; errors are answers too."""
+def call(url: str, path: str, body: bytes | None = None, content_type: str | None = None):
+    """``(status, content type, body bytes)`` of one request; errors are answers too.
+
+    A body goes as the page sends it: a .mnc file as application/octet-stream, an image as
+    image/png.
+    """
+    if content_type is None:
+        content_type = "application/octet-stream" if path.startswith("/api/decode") else "image/png"
     headers = {"Content-Type": content_type} if body is not None else {}
     request = urllib.request.Request(url + path, data=body, headers=headers)
     try:
@@ -222,7 +228,13 @@ def test_a_body_over_the_limit_is_refused_from_its_length_unread(playground_url)
 def test_a_chunked_body_over_the_limit_is_refused(playground_url):
     connection = http.client.HTTPConnection(*_host_port(playground_url), timeout=30)
     chunks = [b"\0" * (1 << 16)] * (MAX_BODY_BYTES // (1 << 16) + 1)
-    connection.request("POST", "/api/decode", body=iter(chunks), encode_chunked=True)
+    connection.request(
+        "POST",
+        "/api/decode",
+        body=iter(chunks),
+        headers={"Content-Type": "application/octet-stream"},
+        encode_chunked=True,
+    )
     response = connection.getresponse()
     assert response.status == 413
     assert json.loads(response.read())["status"] == 413

@@ -2,7 +2,10 @@
 
 Each command group lives in its own module exposing ``register(subparsers)``;
 every handler is a function ``(args) -> int`` that calls one library function
-and prints its result. Errors of the :class:`MnistCodecError` family are printed
+and prints its result. Options and positional arguments come in any order
+(``compress vr --fit photo.png -o x.mnc``; ``--`` before a name that starts
+with ``-``), and a usage error shows the command's own usage. When a report
+cannot be written after an output file was written whole, the error says so. Errors of the :class:`MnistCodecError` family are printed
 on one line (``mnistcodec: error: ...``) with exit status 2; no traceback. So
 are failed writes (a full disk, a closed standard output). SIGINT, SIGTERM and
 SIGHUP stop a command cleanly (no temporary file is left) with status 128 + the
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import os
 import re
 import signal
@@ -169,9 +173,80 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+#: Output files this run has written whole (said when the report then fails).
+_written: list[str] = []
+
+
+def note_written(path: str | os.PathLike) -> None:
+    """Record that ``path`` was written completely (``-``, standard output, is not a file)."""
+    if os.fspath(path) != "-":
+        _written.append(os.fspath(path))
+
+
+def _stdout_message(error: MnistCodecError) -> str:
+    """A failed standard output, and what happened to the files already written."""
+    message = str(error)
+    if _written:
+        message = message.replace("; the output is incomplete", "")
+        files = ", ".join(_written)
+        message += f"; only the report was lost: {files} {'is' if len(_written) == 1 else 'are'} written completely"
+    return message
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line, options and positional arguments in any order.
+
+    The command's own parser reads everything after the command name
+    (``parse_intermixed_args``), so ``compress vr --fit photo.png -o x.mnc`` and
+    ``compress vr -o x -- -dash.png`` work, and an error shows that command's usage.
+    """
+    parser = build_parser(argv)
+    index = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    subparsers = next(
+        (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+    )
+    if index is None or subparsers is None or argv[index] not in subparsers.choices:
+        return parser.parse_args(argv)
+    if argv[:index]:
+        parser.parse_args(argv[:index])  # top-level options only: --help, --version
+    command = subparsers.choices[argv[index]]
+    if any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+        return parser.parse_args(argv)  # a command of commands (data info): argparse's order
+    args = command.parse_intermixed_args(argv[index + 1 :])
+    args.command = argv[index]
+    return args
+
+
+def _parse_or_exit(argv: list[str]) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit status of ``--help``, ``--version`` or a usage error.
+
+    argparse prints help and ignores a failed write; the text is gathered here
+    and written afterwards, so a full disk or a closed pipe gives status 2 and
+    one line of error instead of 0.
+    """
+    stdout, gathered = sys.stdout, io.StringIO()
+    sys.stdout = gathered
+    try:
+        return parse_arguments(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    finally:
+        sys.stdout = stdout
+    try:
+        stdout.write(gathered.getvalue())
+        stdout.flush()
+    except OSError as exc:
+        _silence_stdout()
+        return _error(str(stdout_failed(exc)))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    _written.clear()
+    args = _parse_or_exit(argv)
+    if isinstance(args, int):
+        return args
     stdout = sys.stdout
     sys.stdout = _PrintableText(stdout)
     try:
@@ -182,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except MnistCodecError as exc:
         if isinstance(exc, OutputError) and "standard output" in str(exc):
             _silence_stdout()
+            return _error(_stdout_message(exc))
         return _error(str(exc))
     except KeyboardInterrupt:
         print("mnistcodec: interrupted", file=sys.stderr)
@@ -193,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.filename is None:
             _silence_stdout()
-            return _error(str(stdout_failed(exc)))
+            return _error(_stdout_message(stdout_failed(exc)))
         return _error(f"{exc.filename}: {exc.strerror or exc}")
     finally:
         sys.stdout = stdout

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from mnistcodec.cli import note_written
 from mnistcodec.cli.common import (
     MAX_LISTED,
     add_data_args,
@@ -24,10 +25,12 @@ from mnistcodec.cli.common import (
     add_level_args,
     choose_level,
     non_negative_int,
+    note,
     positive_float,
     positive_int,
+    seed_int,
 )
-from mnistcodec.coding.api import Codec
+from mnistcodec.coding.api import MAX_SAMPLE_BYTES, MAX_SAMPLES, Codec
 from mnistcodec.coding.container import MAX_BLOCK, parse_header, string_bits
 from mnistcodec.coding.files import (
     DEFAULT_BLOCK_SIZE,
@@ -49,7 +52,7 @@ from mnistcodec.errors import InputError
 from mnistcodec.model.precision import resolve_device
 from mnistcodec.storage.atomic import check_writable, is_stdio
 from mnistcodec.storage.fitting import fit_image_files
-from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces, write_images
+from mnistcodec.storage.images import check_output, open_inputs, write_image_pieces
 
 
 def parse_index(text: str, length: int) -> slice:
@@ -124,7 +127,10 @@ def _load_codec(name: str | None, args: argparse.Namespace) -> Codec:
     device = resolve_device(args.device)
     refine_steps = getattr(args, "refine", 0)
     return Codec(
-        resolve_model(name), device=device, precision=args.precision, refine_steps=refine_steps
+        resolve_model(name, notify=note),
+        device=device,
+        precision=args.precision,
+        refine_steps=refine_steps,
     )
 
 
@@ -216,6 +222,7 @@ def compress_handler(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
     else:
         result = compress_to_file(codec, pieces, count, args.out, force=args.force, **options)
+        note_written(args.out)
     report = sys.stderr if to_stdout else sys.stdout
     where = "standard output" if to_stdout else args.out
     print(
@@ -271,6 +278,9 @@ def decompress_handler(args: argparse.Namespace) -> int:
     codec = _load_codec(model, args)
     header, pieces = iter_decompress(codec, data)
     write_image_pieces(args.out, header.count, pieces, force=args.force)
+    note_written(args.out)
+    if args.quiet:
+        return 0
     described = {
         "grid": "PNG grid",
         "idx": "IDX file",
@@ -285,18 +295,22 @@ def decompress_handler(args: argparse.Namespace) -> int:
 
 
 def sample_handler(args: argparse.Namespace) -> int:
-    if args.bytes < 0:
-        raise InputError(f"--bytes must be non-negative, got {args.bytes}")
     _refuse_terminal(args.out)
     kind = check_output(args.out, force=args.force)
     codec = _load_codec(args.model, args)
-    images = codec.sample(args.n, seed=args.seed, nbytes=args.bytes)
-    write_images(args.out, images, force=args.force)
-    print(
-        f"decoded {args.n} random {args.bytes}-byte strings (seed {args.seed}, decode check off) "
-        f"into {args.out} ({kind})",
-        file=sys.stderr if kind == "stdout" else sys.stdout,
-    )
+    level = choose_level(codec.loaded, args)
+    level = codec.default_level if level is None else level
+    # Streamed piece by piece, as decompress writes: memory stays one piece however many digits.
+    pieces = codec.iter_sample(args.n, seed=args.seed, nbytes=args.bytes, level=level)
+    write_image_pieces(args.out, args.n, pieces, force=args.force)
+    note_written(args.out)
+    if not args.quiet:
+        at = f", level {level} (lambda {codec.lambdas[level]:g})" if codec.levels > 1 else ""
+        print(
+            f"decoded {args.n} random {args.bytes}-byte strings (seed {args.seed}{at}, decode "
+            f"check off) into {args.out} ({kind})",
+            file=sys.stderr if kind == "stdout" else sys.stdout,
+        )
     return 0
 
 
@@ -412,6 +426,7 @@ def register_decompress(subparsers: argparse._SubParsersAction) -> None:
         help="PNG grid, IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     add_device_args(p)
     p.set_defaults(handler=decompress_handler)
 
@@ -429,9 +444,21 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"model file or shipped model name (default: {DEFAULT_MODEL})",
     )
-    p.add_argument("--n", type=positive_int, default=16, help="number of digits (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--bytes", type=int, default=8, help="bytes per random string (default 8)")
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=16,
+        help=f"number of digits, at most {MAX_SAMPLES} (default 16)",
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="random seed, 0 to 2^63 - 1 (default 0)"
+    )
+    p.add_argument(
+        "--bytes",
+        type=non_negative_int,
+        default=8,
+        help=f"bytes per random string, at most {MAX_SAMPLE_BYTES} (default 8)",
+    )
     p.add_argument(
         "-o",
         "--out",
@@ -440,5 +467,7 @@ def register_sample(subparsers: argparse._SubParsersAction) -> None:
         help="PNG grid (.png), IDX file, directory, or - for IDX on standard output",
     )
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    add_level_args(p)
     add_device_args(p)
     p.set_defaults(handler=sample_handler)

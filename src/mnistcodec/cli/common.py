@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from typing import TYPE_CHECKING
 
+from mnistcodec.cli import printable
 from mnistcodec.errors import InputError
 from mnistcodec.model.names import PRECISIONS
 
 if TYPE_CHECKING:
     from mnistcodec.coding.model_files import LoadedModel
+
+
+def note(message: str) -> None:
+    """One line of notice on standard error (``mnistcodec: note: ...``), not an error."""
+    print(f"mnistcodec: note: {printable(message)}", file=sys.stderr)
+
 
 #: Digits listed one per line (compress, inspect) before the listing is cut short.
 MAX_LISTED = 64
@@ -29,10 +38,52 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Largest integer any option takes (a signed 64-bit integer: seeds, counts, sizes).
+MAX_OPTION_INT = (1 << 63) - 1
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text[:40]!r}") from None
+
+
+def bounded_int(low: int, high: int = MAX_OPTION_INT):
+    """An argparse type: an integer from ``low`` to ``high``, else one clear error."""
+
+    def integer(text: str) -> int:
+        value = _integer(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text[:40]}")
+        return value
+
+    return integer
+
+
+def bounded_float(low: float, high: float, low_open: bool = False):
+    """An argparse type: a finite number from ``low`` (excluded if ``low_open``) to ``high``."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            side = f"above {low:g}" if low_open else f"from {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {side} to {high:g}, got {text[:40]}")
+        return value
+
+    return number
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    value = _integer(text)
+    if not 1 <= value <= MAX_OPTION_INT:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer (at most 2^63 - 1), got {text[:40]}"
+        )
     return value
 
 
@@ -44,10 +95,16 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    value = _integer(text)
+    if not 0 <= value <= MAX_OPTION_INT:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-negative integer (at most 2^63 - 1), got {text[:40]}"
+        )
     return value
+
+
+#: ``--seed``: what PyTorch and NumPy both take.
+seed_int = bounded_int(0)
 
 
 def add_level_args(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +135,11 @@ def choose_level(loaded: LoadedModel, args: argparse.Namespace) -> int | None:
     if args.lmbda is not None:
         return nearest_level(args.lmbda, lambdas)
     if args.level is not None and args.level >= len(lambdas):
+        if len(lambdas) == 1:
+            raise InputError(
+                f"level {args.level} does not exist: this is a fixed-rate model, whose only "
+                "level is 0 (a variable-rate model, such as the default, has several)"
+            )
         raise InputError(
             f"level {args.level} does not exist; this model has levels 0 to {len(lambdas) - 1}"
         )
@@ -88,7 +150,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     """The optimisation options shared by ``train`` and ``sweep``: epochs, batch, Adam, subsets."""
     parser.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
     parser.add_argument(
-        "--batch-size", type=positive_int, default=128, help="batch size (default 128)"
+        "--batch-size", type=bounded_int(1, 1 << 24), default=128, help="batch size (default 128)"
     )
     parser.add_argument(
         "--lr", type=positive_float, default=1e-3, help="Adam learning rate (default 1e-3)"
@@ -116,7 +178,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--level-weight",
-        type=float,
+        type=bounded_float(-100, 100),
         default=None,
         metavar="A",
         help="variable-rate models: weight each level's Lagrangian by (2000 / lambda)^A "
@@ -124,7 +186,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lr-decay-epochs",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="K",
         help="train the last K of --epochs at --lr-decay-factor times the learning rates "

@@ -13,6 +13,7 @@ from mnistcodec.cli.common import (
     add_training_args,
     positive_float,
     positive_int,
+    seed_int,
 )
 from mnistcodec.model.compression_model import DISTORTIONS
 from mnistcodec.model.priors import PRIORS
@@ -200,7 +201,7 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
         help="prior families (default logistic)",
     )
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], metavar="S", help="seeds (default 0)"
+        "--seeds", type=seed_int, nargs="+", default=[0], metavar="S", help="seeds (default 0)"
     )
     p.add_argument(
         "--arch", default="seed", choices=sorted(ARCHITECTURES), help="architecture (default seed)"

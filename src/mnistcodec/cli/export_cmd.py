@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mnistcodec.cli.common import note
+from mnistcodec.coding.zoo import DEFAULT_MODEL
+
 
 def export_handler(args: argparse.Namespace) -> int:
     # Lazy imports here: the export pulls in PyTorch; the CLI starts without it.
@@ -15,7 +18,7 @@ def export_handler(args: argparse.Namespace) -> int:
     if args.web is not None:
         return _export_web(args, resolve_model)
     check_export_dir(args.onnx, force=args.force)
-    loaded = resolve_model(args.model)
+    loaded = resolve_model(args.model, notify=note)
     out = export_onnx(loaded, args.onnx, force=args.force)
     print(f"exported {args.model} (fingerprint {loaded.fingerprint[:16]}) to {out}/")
     print("  analysis.onnx, synthesis.onnx, tables.json, manifest.json")
@@ -27,7 +30,7 @@ def _export_web(args: argparse.Namespace, resolve_model) -> int:
     from mnistcodec.playground.web_export import check_web_dir, export_web
 
     check_web_dir(args.web, force=args.force)
-    loaded = resolve_model(args.model)
+    loaded = resolve_model(args.model, notify=note)
     name = Path(str(args.model)).name.removesuffix(".safetensors")
     out = export_web(loaded, name, args.web, force=args.force)
     print(f"exported {args.model} (fingerprint {loaded.fingerprint[:16]}) to {out}/")
@@ -46,7 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "server (see docs/javascript.md)."
         ),
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a shipped model's name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help=f"a model file or a shipped model's name (default: {DEFAULT_MODEL})",
+    )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--onnx", metavar="DIR", help="the directory to write (must be new)")
     target.add_argument(

@@ -13,8 +13,10 @@ from mnistcodec.cli.common import (
     add_level_args,
     add_training_args,
     choose_level,
+    note,
     positive_float,
     positive_int,
+    seed_int,
 )
 from mnistcodec.coding.zoo import DEFAULT_MODEL, shipped_models
 from mnistcodec.errors import InputError
@@ -164,7 +166,7 @@ def evaluate_handler(args: argparse.Namespace) -> int:
     from mnistcodec.experiments.evaluate import evaluate, evaluate_levels, format_evaluation
     from mnistcodec.model.precision import resolve_device
 
-    loaded = resolve_model(args.model)
+    loaded = resolve_model(args.model, notify=note)
     loaded.model.to(resolve_device(args.device))
     images = load_split(args.split, args.dataset, args.data_dir).images[: args.limit]
     coding, precision = not args.no_coding, args.precision
@@ -190,7 +192,7 @@ def summary_handler(args: argparse.Namespace) -> int:
     from mnistcodec.model.variable_rate import make_model
 
     if args.model:
-        model = resolve_model(args.model).model
+        model = resolve_model(args.model, notify=note).model
     else:
         model = make_model(model_config_from(args))
     print(model_summary(model))
@@ -207,7 +209,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="named configuration: seed (the tutorial's), improved (faster prior) or vr (one variable-rate model); sets --arch, --prior, --prior-lr",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="random seed, 0 to 2^63 - 1 (default 0)"
+    )
     p.add_argument(
         "--threading",
         choices=THREADING_MODES,

@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from dataclasses import replace
 
 from mnistcodec.cli import Terminated
-from mnistcodec.cli.common import positive_int
+from mnistcodec.cli.common import bounded_float, bounded_int, positive_int
 from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.errors import InputError
 
-
-def port_number(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {text}")
-    return value
+port_number = bounded_int(0, 65535)
 
 
 def serve_handler(args: argparse.Namespace) -> int:
@@ -26,8 +22,20 @@ def serve_handler(args: argparse.Namespace) -> int:
             f"mnistcodec serve needs {' and '.join(missing)}: pip install 'mnistcodec[serve]'"
         )
     # lazy: PyTorch and the web stack (an optional extra) load only when serving
-    from mnistcodec.playground.server import serve
+    from mnistcodec.playground.server import Limits, serve
 
+    defaults = Limits()
+    limits = replace(
+        defaults,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        app=replace(
+            defaults.app,
+            body_timeout=args.body_timeout,
+            max_active=args.max_active,
+            max_queued=args.queue,
+        ),
+    )
     try:
         serve(
             args.host,
@@ -36,6 +44,8 @@ def serve_handler(args: argparse.Namespace) -> int:
             torch_threads=args.threads,
             announce=lambda line: print(line, flush=True),
             log_level="info" if args.verbose else "warning",
+            limits=limits,
+            allow_hosts=args.allow_host,
         )
     except (KeyboardInterrupt, Terminated):
         pass  # the way to stop a server: uvicorn has already shut it down cleanly
@@ -66,6 +76,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         metavar="N",
         help="PyTorch threads per request (default 1: the cores serve concurrent requests)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests whose Host is NAME (repeatable; * answers any Host, which "
+        "lets DNS-rebinding pages read the answers). Always answered: localhost, 127.0.0.1, "
+        "::1 and the --host address",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=bounded_int(1, 1 << 16),
+        default=64,
+        metavar="N",
+        help="connections open at once; more are answered 503 (default 64)",
+    )
+    p.add_argument(
+        "--max-active",
+        type=bounded_int(1, 1024),
+        default=4,
+        metavar="N",
+        help="images coded, files decoded or samples drawn at once (default 4)",
+    )
+    p.add_argument(
+        "--queue",
+        type=bounded_int(0, 1 << 16),
+        default=32,
+        metavar="N",
+        help="such requests waiting for their turn; more are answered 503 (default 32)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=bounded_float(0.1, 3600),
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send a request's headers (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=bounded_float(0.1, 3600),
+        default=30.0,
+        metavar="S",
+        help="seconds a client has to send a request's body (default 30)",
     )
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(handler=serve_handler)

@@ -64,11 +64,25 @@ from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 MAX_SAMPLES = 1 << 20
 #: Longest random string :meth:`Codec.sample` draws per digit.
 MAX_SAMPLE_BYTES = 1 << 16
+#: Largest seed :meth:`Codec.sample` takes (2^63 - 1, as ``train --seed``).
+MAX_SAMPLE_SEED = (1 << 63) - 1
 
 DEFAULT_CHUNK = 4096
 #: Most refinement steps :class:`Codec` accepts.
 MAX_REFINE_STEPS = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_sample(n: int, seed: int, nbytes: int) -> None:
+    """Refuse a sample count, seed or string length out of range (one clear error)."""
+    if not 1 <= n <= MAX_SAMPLES:
+        raise InputError(f"number of samples must be at least 1 and at most {MAX_SAMPLES}, got {n}")
+    if not 0 <= nbytes <= MAX_SAMPLE_BYTES:
+        raise InputError(
+            f"bytes per string must be non-negative and at most {MAX_SAMPLE_BYTES}, got {nbytes}"
+        )
+    if not 0 <= seed <= MAX_SAMPLE_SEED:
+        raise InputError(f"seed must be from 0 to {MAX_SAMPLE_SEED}, got {seed}")
 
 
 class Codec:
@@ -368,46 +382,75 @@ class Codec:
 
     # -- generative use ----------------------------------------------------------------
 
-    def sample(self, n: int = 16, seed: int = 0, nbytes: int = 8) -> np.ndarray:
+    def sample(
+        self, n: int = 16, seed: int = 0, nbytes: int = 8, level: int | None = None
+    ) -> np.ndarray:
         """Decode ``n`` random ``nbytes``-byte strings with the decode check off: uint8 digits.
 
-        The lab's generative use: random bits decoded through the prior and the
-        synthesis transform give digits drawn from (roughly) the learned
-        distribution. See :meth:`sample_latents` for how strings are drawn.
+        The lab's generative use: random bits decoded through the prior (of
+        ``level``'s tables; default the reference level) and the synthesis
+        transform give digits drawn from (roughly) the learned distribution. See
+        :meth:`sample_latents` for how strings are drawn; :meth:`iter_sample`
+        gives them piece by piece.
         """
-        k, _ = self.sample_latents(n, seed=seed, nbytes=nbytes)
         out = np.empty((n, *IMAGE_SHAPE), dtype=np.uint8)
-        for part in self._chunks(n):
-            out[part] = self.synthesise(k[part])
+        start = 0
+        for piece in self.iter_sample(n, seed, nbytes, level):
+            out[start : start + piece.shape[0]] = piece
+            start += piece.shape[0]
         return out
 
-    def sample_latents(self, n: int = 16, seed: int = 0, nbytes: int = 8) -> tuple[np.ndarray, int]:
+    def iter_sample(
+        self, n: int = 16, seed: int = 0, nbytes: int = 8, level: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """:meth:`sample`'s digits in pieces of at most ``chunk_size``: memory stays one piece.
+
+        The arguments are checked at the call, before any piece is asked for.
+        """
+        level = int(self.digit_levels(level, 1)[0])
+        _check_sample(n, seed, nbytes)
+        return self._sample_pieces(n, self._sample_rows(n, seed, nbytes, level), level)
+
+    def _sample_pieces(
+        self, n: int, draw: Iterator[np.ndarray], level: int
+    ) -> Iterator[np.ndarray]:
+        for part in self._chunks(n):
+            k = np.stack([next(draw) for _ in range(part.stop - part.start)])
+            yield self.synthesise(k, level)
+
+    def sample_latents(
+        self, n: int = 16, seed: int = 0, nbytes: int = 8, level: int | None = None
+    ) -> tuple[np.ndarray, int]:
         """Integer latents (n, D) of ``n`` random strings, and how many strings were redrawn.
 
         Strings come from ``numpy.random.default_rng(seed)``; the rare string the
         range decoder rejects (a state no encoder produces) is replaced by the
-        generator's next one, so the result depends only on ``(n, seed, nbytes)``
-        and the model.
+        generator's next one, so the result depends only on ``(n, seed, nbytes,
+        level)`` and the model.
         """
-        if not 1 <= n <= MAX_SAMPLES:
-            raise InputError(
-                f"number of samples must be at least 1 and at most {MAX_SAMPLES}, got {n}"
-            )
-        if not 0 <= nbytes <= MAX_SAMPLE_BYTES:
-            raise InputError(
-                f"bytes per string must be non-negative and at most {MAX_SAMPLE_BYTES}, got {nbytes}"
-            )
-        if seed < 0:
-            raise InputError(f"seed must be non-negative, got {seed}")
+        level = int(self.digit_levels(level, 1)[0])
+        redrawn = [0]
+        rows = np.stack(list(self._sample_rows(n, seed, nbytes, level, redrawn)))
+        return rows, redrawn[0]
+
+    def _sample_rows(
+        self, n: int, seed: int, nbytes: int, level: int, redrawn: list[int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """The integer latents of ``n`` random strings, one row at a time."""
+        _check_sample(n, seed, nbytes)
         rng = np.random.default_rng(seed)
-        rows: list[np.ndarray] = []
+        made = 0
         for attempt in range(100 * n):
             try:
-                rows.append(self.decode_latents([rng.bytes(nbytes)], check=False)[0])
+                row = self.decode_latents([rng.bytes(nbytes)], check=False, levels=level)[0]
             except DecodeError:
                 continue
-            if len(rows) == n:
-                return np.stack(rows), attempt + 1 - n
+            made += 1
+            if redrawn is not None:
+                redrawn[0] = attempt + 1 - made
+            yield row
+            if made == n:
+                return
         raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
 
     def reconstruct(self, images: np.ndarray, levels=None) -> np.ndarray:

@@ -21,11 +21,18 @@ from mnistcodec.storage.model_container import MAX_HEADER_BYTES, MAX_MODEL_BYTES
 MAX_LATENT_DIMS = 1 << 16
 #: Largest learning rate training accepts (Adam's steps are about this size).
 MAX_LEARNING_RATE = 1.0
+#: Largest magnitude of a stored log-gain or per-level log-scale (e^16 is about 9 million:
+#: beyond it latents overflow the coder's integers). Trained models stay within 8.
+MAX_LOG_GAIN = 16.0
+#: Largest magnitude of a coding table's offset or lower bound.
+MAX_TABLE_VALUE = 1 << 20
 
 __all__ = [
     "MAX_HEADER_BYTES",
     "MAX_LATENT_DIMS",
     "MAX_LEARNING_RATE",
+    "MAX_LOG_GAIN",
+    "MAX_TABLE_VALUE",
     "MAX_MODEL_BYTES",
     "check_learning_rate",
     "check_model_config",
@@ -37,6 +44,35 @@ def latent_dims_problem(value: object) -> str | None:
     """Why ``value`` is not a latent size a model file may have, or ``None``."""
     if type(value) is not int or not 1 <= value <= MAX_LATENT_DIMS:
         return f"latent_dims = {value!r:.40} (expected an integer from 1 to {MAX_LATENT_DIMS})"
+    return None
+
+
+def model_values_problem(state: dict, tables: list) -> str | None:
+    """Why a model's stored values cannot code (a degenerate model), or ``None``.
+
+    Each log-gain and per-level log-scale is within :data:`MAX_LOG_GAIN`; the
+    levels are distinct operating points, ordered by lambda, so the mean
+    log-gain over the latents rises strictly from level to level (equal gains
+    make every level the same; all-zero gains decode to blank digits); every
+    table's offsets and lower bounds are within :data:`MAX_TABLE_VALUE`.
+    """
+    for key, tensor in state.items():
+        if "log_gains" in key or "level_log_scales" in key:
+            largest = float(tensor.abs().max()) if tensor.numel() else 0.0
+            if largest > MAX_LOG_GAIN:
+                return f"{key} holds {largest:.4g}, beyond the limit of {MAX_LOG_GAIN:g}"
+        if key.endswith("log_gains") and tensor.ndim == 2 and tensor.shape[0] > 1:
+            steps = torch.diff(tensor.to(torch.float64).mean(dim=1))
+            if not bool((steps > 0).all()):
+                level = int(torch.nonzero(steps <= 0)[0]) + 1
+                return (
+                    f"{key}: level {level}'s mean log-gain does not rise above level "
+                    f"{level - 1}'s (the levels must be distinct, ordered by lambda)"
+                )
+    for table in tables:
+        largest = max(float(abs(table.offsets).max()), float(abs(table.lower).max()))
+        if largest > MAX_TABLE_VALUE:
+            return f"a coding table holds {largest:.4g}, beyond the limit of {MAX_TABLE_VALUE}"
     return None
 
 

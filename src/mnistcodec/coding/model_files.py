@@ -48,7 +48,11 @@ import numpy as np
 import torch
 
 from mnistcodec import __version__
-from mnistcodec.coding.limits import MAX_LATENT_DIMS, latent_dims_problem
+from mnistcodec.coding.limits import (
+    MAX_LATENT_DIMS,
+    latent_dims_problem,
+    model_values_problem,
+)
 from mnistcodec.coding.tables import (
     DEFAULT_PRECISION,
     DEFAULT_TAIL_MASS,
@@ -261,8 +265,11 @@ def _check_record(record: dict, name: str) -> tuple[ModelConfig, int]:
     if type(lmbda) not in (int, float) or not math.isfinite(lmbda):
         raise ModelFileError(f"{name} has an invalid configuration: lmbda must be a finite number")
     precision = coding.get("precision")
-    if type(precision) is not int:
-        raise ModelFileError(f"{name} has invalid coding parameters: precision = {precision!r:.40}")
+    if type(precision) is not int or not 1 <= precision <= 24:
+        raise ModelFileError(
+            f"{name} has invalid coding parameters: precision = {precision!r:.40} "
+            "(expected an integer from 1 to 24)"
+        )
     try:
         return ModelConfig.from_dict(config), precision
     except (TypeError, ValueError, MnistCodecError) as exc:
@@ -394,6 +401,9 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
     for key, tensor in state.items():
         if not torch.isfinite(tensor).all():
             raise ModelFileError(f"{name} holds non-finite weights ({key})")
+    problem = model_values_problem(state, tables)
+    if problem is not None:
+        raise ModelFileError(f"{name} is a degenerate model: {problem}")
     model = _materialise(skeleton, state)
     model.eval()
     return _frozen(model, tables, fingerprint, record)

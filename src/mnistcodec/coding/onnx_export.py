@@ -39,7 +39,7 @@ from mnistcodec import __version__
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.storage.atomic import atomic_directory
+from mnistcodec.storage.atomic import atomic_directory, check_link_output
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 EXPORT_FORMAT = "mnistcodec-onnx-export"
@@ -83,6 +83,8 @@ def check_export_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     ``--force`` never deletes a directory of other files.
     """
     path = Path(out_dir)
+    if check_link_output(path, force):
+        return path  # --force: the link itself is replaced, never followed
     if path.exists() and not path.is_dir():
         raise InputError(f"output {path} exists and is not a directory; give a directory name")
     parent = path.parent if str(path.parent) else Path(".")
@@ -325,7 +327,7 @@ def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = F
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     source = loaded.path.name if loaded.path is not None else None
     files["manifest.json"] = _json_bytes(manifest_record(loaded, hashes, source))
-    with atomic_directory(path) as put:
+    with atomic_directory(path, replace_link=force) as put:
         for name, data in files.items():
             put(name, data)
     return path

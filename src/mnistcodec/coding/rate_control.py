@@ -134,7 +134,10 @@ class LevelChoice:
                     "rate control needs a variable-rate model (one with several levels)"
                 )
             if mode != "per-digit":
-                raise InputError("rate control chooses a level per digit: use --mode per-digit")
+                raise InputError(
+                    "rate control chooses a level per digit, which only per-digit mode does: "
+                    "drop --stream"
+                )
 
 
 def code_block(codec: Codec, images: np.ndarray, mode: str, choice: LevelChoice, first: int):

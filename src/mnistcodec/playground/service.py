@@ -45,6 +45,11 @@ MAX_WEB_SAMPLES = 64
 MAX_WEB_SAMPLE_BYTES = 64
 #: Largest seed :meth:`Playground.sample_png` takes (NumPy's generators take any; JSON numbers do not).
 MAX_SEED = (1 << 53) - 1
+#: Largest level a request may name (the API's schema; a model has fewer).
+MAX_LEVEL = 255
+#: Largest image (width x height) the playground decodes: a 16-megapixel photo. Checked from
+#: the header, before any pixel is decoded (a JPEG is decoded at a reduced size).
+MAX_WEB_PIXELS = 1 << 24
 #: Most digits of a dropped ``.mnc`` file decoded.
 MAX_DECODED_DIGITS = 1024
 #: The classical codecs the page compares with.
@@ -203,7 +208,7 @@ class Playground:
         if len(data) > MAX_BODY_BYTES:
             raise InputError(f"the body holds more than {MAX_BODY_BYTES} bytes")
         if fit:
-            return fit_image_bytes(data, "the image")
+            return fit_image_bytes(data, "the image", max_pixels=MAX_WEB_PIXELS)
         return decode_png(data, "the image")
 
     def test_digit(self, index: int) -> dict:
@@ -282,8 +287,11 @@ class Playground:
             )
         return {"target_bytes": target, "target_bits": string_bits(strings[0]), "codecs": rows}
 
-    def sample_png(self, model=None, seed: int = 0, n: int = 16, nbytes: int = 8) -> bytes:
-        """``n`` random ``nbytes``-byte strings decoded, as one PNG grid."""
+    def sample_png(
+        self, model=None, seed: int = 0, n: int = 16, nbytes: int = 8, level=None, lmbda=None
+    ) -> bytes:
+        """``n`` random ``nbytes``-byte strings decoded at a level (as :meth:`compress` names
+        it: ``level`` or ``lmbda``), as one PNG grid."""
         if not 1 <= n <= MAX_WEB_SAMPLES:
             raise InputError(f"n must be from 1 to {MAX_WEB_SAMPLES}, got {n}")
         if not 0 <= nbytes <= MAX_WEB_SAMPLE_BYTES:
@@ -291,7 +299,8 @@ class Playground:
         if not 0 <= seed <= MAX_SEED:
             raise InputError(f"seed must be from 0 to {MAX_SEED}, got {seed}")
         codec = self.models.get(model)
-        return encode_png(png_grid(codec.sample(n, seed=seed, nbytes=nbytes)))
+        level = choose_level(codec, level, lmbda)
+        return encode_png(png_grid(codec.sample(n, seed=seed, nbytes=nbytes, level=level)))
 
     def decode_mnc(self, data: bytes, model: str | None = None) -> dict:
         """A ``.mnc`` file decoded: its digits as a PNG grid, with what its header says."""

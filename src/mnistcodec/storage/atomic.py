@@ -74,8 +74,14 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     (a directory, device, FIFO or socket) is refused whatever ``force`` says,
     as are an existing file without ``force`` (a dangling symbolic link
     included) and a missing parent directory, each with a message that says
-    what to do.
+    what to do. A name ending in ``/`` names a directory, so it is refused too
+    (it is never written as a file under the name without the slash).
     """
+    raw = os.fspath(path)
+    if raw.endswith(("/", os.sep)) and raw.strip("/" + os.sep):
+        raise InputError(
+            f"output {raw} ends with {raw[-1]}, which names a directory; give a file name"
+        )
     path = Path(path)
     try:
         link = os.lstat(path)
@@ -306,8 +312,36 @@ def _replace_directory(staging: Path, path: Path) -> None:
     os.rename(old, staging)
 
 
+def _replace_link(staging: Path, path: Path) -> None:
+    """Put directory ``staging`` in the place of the link ``path``; the link's target is untouched."""
+    if _exchange(staging, path):
+        os.unlink(staging)  # the link, now at the staging name
+        return
+    os.unlink(path)
+    os.rename(staging, path)
+
+
+def check_link_output(path: str | os.PathLike, force: bool) -> bool:
+    """Whether a directory output is a symbolic link, which only ``force`` replaces (never
+    follows); a link to anything but a directory is refused."""
+    path = Path(path)
+    if not path.is_symlink():
+        return False
+    if not force:
+        state = f"to {os.readlink(path)}" if path.exists() else "to a missing file"
+        raise InputError(
+            f"output {path} is a symbolic link {state}; outputs are never written through links: "
+            "pass --force to replace the link itself, or give the target's path"
+        )
+    if path.exists() and not path.is_dir():
+        raise InputError(f"output {path} is a symbolic link to a file; give a directory")
+    return True
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Callable[[str, bytes], None]]:
+def atomic_directory(
+    path: str | os.PathLike, replace_link: bool = False
+) -> Iterator[Callable[[str, bytes], None]]:
     """Yield ``put(name, data)``; directory ``path`` holds these files only if the block succeeds.
 
     Files are written into a staging directory beside ``path``, flushed to
@@ -317,10 +351,14 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Callable[[str, bytes],
     exists (its old files go, none is mixed with the new ones). On any failure
     (a full disk is an :class:`OutputError`) the staging directory is removed
     and ``path`` is left as it was. The caller checks ``path`` first
-    (existing, empty, ``--force``, ...).
+    (existing, empty, ``--force``, ...). A symbolic link at ``path`` is
+    replaced by the directory only if ``replace_link`` (the caller's
+    ``--force``), as :func:`atomic_open` replaces a link to a file: it is never
+    followed, and nothing is written into its target.
     """
     path = Path(path)
-    existing = path.is_dir()
+    link = check_link_output(path, replace_link)
+    existing = path.is_dir() and not link
     parent = path.parent if str(path.parent) else Path(".")
     remove_stale_temporaries(parent, path.name)
     try:
@@ -345,6 +383,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Callable[[str, bytes],
         os.chmod(staging, (path.stat().st_mode & 0o7777) if existing else 0o777 & ~umask)
         if existing:
             _replace_directory(staging, path)
+        elif link:
+            _replace_link(staging, path)
         else:
             os.rename(staging, path)
     except BaseException as exc:

@@ -27,22 +27,34 @@ polarity, in these steps:
    pixels, so that its centre of mass falls as near as possible to the
    pixel (14, 14) as in MNIST (rows and columns counted from 0), without pushing ink off the field.
 
-:func:`fit_image_bytes` decodes any image Pillow reads (PNG, JPEG, WebP, GIF,
-BMP, TIFF ...; at most :data:`MAX_FIT_PIXELS` pixels, checked before the
-pixels are decoded) and fits it; :func:`fit_image_files` fits files
-(``mnistcodec compress --fit``). Only NumPy and Pillow are used.
+:func:`fit_image_bytes` decodes an image of one of :data:`FIT_FORMATS` (PNG,
+JPEG, WebP, GIF, BMP, TIFF, AVIF; no other Pillow plugin is ever tried, so a
+PostScript file never reaches Ghostscript) and fits it; :func:`fit_image_files`
+fits files (``mnistcodec compress --fit``). Only NumPy and Pillow are used.
+
+Work per image is bounded before decoding: the size is read from the header
+and refused above :data:`MAX_FIT_PIXELS` (the playground passes a smaller cap);
+a JPEG larger than :data:`WORK_SIDE` is decoded at a reduced scale (its DCT
+draft); any image still larger is reduced by whole-pixel box averaging until
+its longer side is at most :data:`WORK_SIDE`, before the float arithmetic of
+the steps, and 16- and 32-bit images are brought to 8 bits. A digit needs far
+fewer pixels than that: step 5 scales its ink to 20 pixels. Pixels that are
+not finite (NaN or infinity, in a float TIFF) are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from mnistcodec.errors import InputError
 from mnistcodec.storage.atomic import is_stdio, read_input
@@ -53,25 +65,81 @@ class NotAnImageError(InputError):
     """Bytes that no image decoder recognises."""
 
 
+#: The formats' names as people write them.
+_FORMAT_NAMES = ("PNG", "JPEG", "WebP", "GIF", "BMP", "TIFF", "AVIF")
+
 #: Side of the box the ink is scaled to fit, as MNIST's.
 BOX = 20
 #: Largest image (width x height) decoded for fitting: a 64-megapixel photo.
 MAX_FIT_PIXELS = 1 << 26
 #: Largest image file read for fitting.
 MAX_FIT_BYTES = 1 << 26
+#: Longest side an image is worked on at: larger ones are reduced first (box averaging).
+WORK_SIDE = 1024
+#: The formats an image to fit may have (Pillow's names); no other decoder is tried.
+FIT_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 #: Share of the ink's range above the background that is still background (step 3, photos).
 INK_FLOOR = 0.1
 #: Spread of the frame's grey levels up to which an image counts as clean (step 3).
 FLAT_FRAME = 8.0
 
 
+def _orientation(image: Image.Image) -> int:
+    with contextlib.suppress(Exception):
+        return int(image.getexif().get(0x0112, 1))
+    return 1
+
+
+def _reduced(image: Image.Image) -> Image.Image:
+    """An image at most :data:`WORK_SIDE` on its longer side (box averaging), EXIF-oriented.
+
+    Palette and 1-bit images become RGBA or L first (averaging palette indices
+    would be wrong), 16-bit greyscale 32-bit (Pillow reduces that).
+    """
+    orientation = _orientation(image)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    factor = -(-max(image.size) // WORK_SIDE)
+    if factor > 1:
+        image = image.reduce(factor)
+    if orientation in _TRANSPOSE:
+        image = image.transpose(_TRANSPOSE[orientation])
+    return image
+
+
 def _greyscale(image: Image.Image) -> np.ndarray:
-    """Step 1: an image of any mode as greyscale float64 (H, W) on 0..255."""
-    image = ImageOps.exif_transpose(image)
+    """Step 1: an image of any mode as greyscale float64 (H, W) on 0..255.
+
+    ``InputError`` for pixels that are not finite (a float image's NaN or infinity).
+    """
+    image = _reduced(image)
     if image.mode.startswith("I"):  # 16- or 32-bit integer greyscale: 0..65535
         return np.clip(np.asarray(image, dtype=np.float64) / 257.0, 0.0, 255.0)
     if image.mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float64), 0.0, 255.0)
+        pixels = np.asarray(image, dtype=np.float64)
+        finite = np.isfinite(pixels)
+        if not finite.any():
+            raise InputError("the image holds no ink: every pixel is NaN or infinite")
+        if not finite.all():
+            raise InputError(
+                f"the image holds {int(pixels.size - finite.sum())} pixels that are not finite "
+                "numbers (NaN or infinity)"
+            )
+        return np.clip(pixels, 0.0, 255.0)
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     if not has_alpha:
         return np.asarray(image.convert("L"), dtype=np.float64)
@@ -151,52 +219,66 @@ def fit_to_mnist(image: Image.Image | np.ndarray) -> np.ndarray:
     return _centred_by_mass(_scaled_to_box(_light_on_dark(grey)))
 
 
-def open_image(data: bytes, name: str = "<image>") -> Image.Image:
-    """The image in ``data`` (any format Pillow reads), decoded; ``InputError`` otherwise.
+def pillow_message(exc: BaseException) -> str:
+    """Pillow's message without the in-memory file object it sometimes names."""
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
+    return text or type(exc).__name__
 
-    The size is checked against :data:`MAX_FIT_PIXELS` from the header, before
-    any pixel is decoded; an animated image gives its first frame.
+
+def open_image(data: bytes, name: str = "<image>", max_pixels: int = MAX_FIT_PIXELS) -> Image.Image:
+    """The image in ``data`` (one of :data:`FIT_FORMATS`), decoded; ``InputError`` otherwise.
+
+    The size is checked against ``max_pixels`` from the header, before any
+    pixel is decoded; a JPEG is decoded at the smallest DCT scale that keeps
+    :data:`WORK_SIDE` pixels; an animated image gives its first frame.
     """
     if not data:
         raise NotAnImageError(f"{name} is empty; expected an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=FIT_FORMATS)
             width, height = image.size
-            if width * height > MAX_FIT_PIXELS or width < 1 or height < 1:
+            if width * height > max_pixels or width < 1 or height < 1:
                 raise InputError(
                     f"{name}: a {width}x{height} image; images to fit may have at most "
-                    f"{MAX_FIT_PIXELS} pixels"
+                    f"{max_pixels} pixels"
                 )
+            if image.format in ("JPEG", "MPO") and max(width, height) > WORK_SIDE:
+                scale = max(width, height) / WORK_SIDE
+                image.draft(image.mode, (math.ceil(width / scale), math.ceil(height / scale)))
             image.load()
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"{name}: too large an image; images to fit may have at most {MAX_FIT_PIXELS} pixels"
+            f"{name}: too large an image; images to fit may have at most {max_pixels} pixels"
         ) from None
     except UnidentifiedImageError:
-        raise NotAnImageError(f"{name} is not an image Pillow can read") from None
+        raise NotAnImageError(
+            f"{name} is not an image of a format taken here ({', '.join(_FORMAT_NAMES)})"
+        ) from None
     except (
         OSError,
         SyntaxError,
         ValueError,
         EOFError,
     ) as exc:
-        raise InputError(f"{name}: corrupt or truncated image ({exc})") from None
+        raise InputError(f"{name}: corrupt or truncated image ({pillow_message(exc)})") from None
     return image
 
 
-def fit_image_bytes(data: bytes, name: str = "<image>") -> np.ndarray:
+def fit_image_bytes(
+    data: bytes, name: str = "<image>", max_pixels: int = MAX_FIT_PIXELS
+) -> np.ndarray:
     """An encoded image of any format, size and colour -> uint8 digit (28, 28) (:func:`fit_to_mnist`)."""
-    image = open_image(data, name)
+    image = open_image(data, name, max_pixels)
     try:
         return fit_to_mnist(image)
     except InputError as exc:
         raise InputError(f"{name}: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise InputError(f"{name}: corrupt or truncated image ({exc})") from None
+        raise InputError(f"{name}: corrupt or truncated image ({pillow_message(exc)})") from None
 
 
 def fit_image_files(paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray, list[str]]:

@@ -44,6 +44,7 @@ from mnistcodec.storage.atomic import (
     atomic_directory,
     atomic_open,
     atomic_write,
+    check_link_output,
     check_readable,
     check_writable,
     file_kind,
@@ -89,8 +90,7 @@ def _png_kind(data: bytes, name: str) -> tuple[int, int, int, int]:
     """(width, height, bit depth, colour type) from a PNG's IHDR chunk."""
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise InputError(f"{name}: corrupt PNG (no image header)")
-    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
-    return width, height, depth, colour
+    return struct.unpack(">IIBB", data[16:26])
 
 
 def decode_png(data: bytes, name: str = "<png>") -> np.ndarray:
@@ -118,7 +118,10 @@ def decode_png(data: bytes, name: str = "<png>") -> np.ndarray:
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{name}: corrupt or truncated PNG ({exc})") from None
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the data", str(exc))
+        raise InputError(
+            f"{name}: corrupt or truncated PNG ({detail or type(exc).__name__})"
+        ) from None
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
@@ -320,9 +323,11 @@ def digit_file_names(count: int) -> list[str]:
 def _check_directory(path: Path, force: bool) -> None:
     """A directory output: new, empty, or (with ``force``) one holding only digit files.
 
-    ``force`` replaces the directory as a whole, so it is refused if anything
-    else is inside (files of other names, subdirectories, links).
+    ``force`` replaces the directory as a whole, so it is refused if anything else is inside
+    (files of other names, subdirectories, links). A link as the output: see ``check_link_output``.
     """
+    if check_link_output(path, force):
+        return
     if os.path.lexists(path) and not path.is_dir():
         kind = file_kind(path.lstat().st_mode)
         raise InputError(f"output {path} exists and is {kind}, not a directory")
@@ -363,7 +368,7 @@ def _as_pieces(pieces: Iterable[np.ndarray], count: int) -> Iterator[np.ndarray]
 def _write_dir_pieces(path: Path, count: int, pieces: Iterable[np.ndarray], force: bool) -> None:
     _check_directory(path, force)
     index = 0
-    with atomic_directory(path) as put:
+    with atomic_directory(path, replace_link=force) as put:
         for piece in _as_pieces(pieces, count):
             for image in piece:
                 put(digit_file_name(index, count), encode_png(image))
@@ -425,13 +430,13 @@ def _write_idx_pieces(handle: BinaryIO, count: int, pieces: Iterable[np.ndarray]
 
 def output_kind(path: str | os.PathLike) -> str:
     """``"grid"`` (``*.png``), ``"idx"`` (``*.idx``, ``*.idx3-ubyte``, ``*-ubyte``,
-    optionally ``.gz``), ``"stdout"`` (``-``: raw IDX on standard output) or ``"dir"``
-    (anything else, or an existing directory)."""
+    optionally ``.gz``; any case), ``"stdout"`` (``-``: raw IDX on standard output) or
+    ``"dir"`` (a name ending in ``/``, an existing directory, or any other name)."""
     if is_stdio(path):
         return "stdout"
+    if os.fspath(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        return "dir"  # a trailing slash names a directory, whatever the name before it
     path = Path(path)
-    if path.is_dir():
-        return "dir"
     name = path.name.lower()
     stem = name.removesuffix(".gz")
     if name.endswith(".png"):
@@ -461,9 +466,8 @@ def write_image_pieces(
 ) -> str:
     """Write ``count`` digits given piece by piece, by the kind of ``path``; return that kind.
 
-    Memory stays that of one piece (and one row of digits for a grid); a file
-    or directory appears only once complete. ``-`` streams raw IDX to
-    standard output.
+    Memory stays that of one piece (and one row of digits for a grid); a file or directory
+    appears only once complete. ``-`` streams raw IDX to standard output.
     """
     kind = check_output(path, force)
     if count < 1:
@@ -478,10 +482,8 @@ def write_image_pieces(
         with atomic_open(path, force=force) as handle:
             if kind == "grid":
                 _write_grid_pieces(handle, count, pieces)
-            elif str(path).endswith(".gz"):
-                with gzip.GzipFile(
-                    filename="", mode="wb", fileobj=handle, compresslevel=6, mtime=0
-                ) as packed:
+            elif str(path).lower().endswith(".gz"):
+                with gzip.GzipFile("", "wb", 6, handle, mtime=0) as packed:
                     _write_idx_pieces(packed, count, pieces)
             else:
                 _write_idx_pieces(handle, count, pieces)
