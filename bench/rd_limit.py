@@ -62,10 +62,16 @@ def bits_at(points: list[dict], psnr_db: float, rate: str = "info_bits") -> floa
     return None
 
 
-def summarise(curves: dict[str, list[dict]], notes: dict[str, str], floor_rows: list) -> dict:
-    """Every figure of the tables from the stored points."""
+def summarise(
+    curves: dict[str, list[dict]],
+    notes: dict[str, str],
+    floor_rows: list,
+    refinement: dict | None = None,
+) -> dict:
+    """Every figure of the tables from the stored points (``refinement``: bench/refinement.py's)."""
     floor = Floor.from_points(floor_rows)
     result: dict = {
+        "refinement": refinement,
         "curves": curves,
         "notes": notes,
         "trivial_codecs": floor_rows,
@@ -129,10 +135,20 @@ def headline(result: dict) -> str:
         lines.append(
             f"| `{name}` | {_bits(rows[0]['info_bits'])} | {_bits(rows[1]['info_bits'])} | {bd_cell} |"
         )
+    refined = result.get("refinement")
+    if refined:
+        at, plain = refined["at_psnr"]["refined"], refined["at_psnr"]["plain"]
+        lines.append(
+            f"| `{refined['model']}` with `--refine {refined['steps']}` (first "
+            f"{refined['digits']:,} test digits; without: {_bits(plain['13.9'])} and "
+            f"{_bits(plain['16.3'])}) | {_bits(at['13.9'])} | {_bits(at['16.3'])} "
+            f"| {bd_text(refined['bd_against']['string_bits']['psnr'])} |"
+        )
     lines += [
         "",
-        "Bits are information content per digit on the 10,000 test digits, interpolated between",
-        "levels; BD-rates on real per-digit bit strings. Written by `python bench/rd_limit.py`.",
+        "Bits are information content per digit on the 10,000 test digits (the refined row: on",
+        "its digits, `bench/refinement.py`), interpolated between levels; BD-rates on real",
+        "per-digit bit strings. Written by `python bench/rd_limit.py`.",
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -206,6 +222,15 @@ def load_points(specs: list[str]) -> tuple[dict, dict]:
     return curves, notes
 
 
+def _refinement(path: Path) -> dict | None:
+    """What the README quotes of ``bench/refinement.py``'s results, if they exist."""
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    keys = ("model", "digits", "steps", "against", "at_psnr", "bd", "bd_against")
+    return {key: stored[key] for key in keys if key in stored}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--curve", action="append", default=[], metavar="NAME:NOTE:JSON")
@@ -217,11 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         stored = json.loads(Path(args.from_json).read_text())
         curves, notes, floor_rows = stored["curves"], stored["notes"], stored["trivial_codecs"]
+        refinement = stored.get("refinement")
     else:
         curves, notes = load_points(args.curve)
         floor_file = REPO / "bench" / "results" / "rd_floor.json"
         floor_rows = json.loads(floor_file.read_text())["trivial_codecs"]
-    result = summarise(curves, notes, floor_rows)
+        refinement = _refinement(REPO / "bench" / "results" / "refinement.json")
+    result = summarise(curves, notes, floor_rows, refinement)
     for name, rows in result["at_psnr"].items():
         cells = ", ".join(
             f"{_bits(r['info_bits'])} bits at {r['psnr_db']} dB (target {r['target_bits']:g})"

@@ -48,7 +48,9 @@ def test_every_curve_is_a_whole_test_set_evaluation(stored):
 
 
 def test_figures_recomputed_from_stored_points(bench, stored):
-    again = bench.summarise(stored["curves"], stored["notes"], stored["trivial_codecs"])
+    again = bench.summarise(
+        stored["curves"], stored["notes"], stored["trivial_codecs"], stored["refinement"]
+    )
     for key in ("at_psnr", "below_floor", "bd_vs_reference"):
         assert json.dumps(again[key], sort_keys=True) == json.dumps(stored[key], sort_keys=True)
     for name, rows in again["at_psnr"].items():
@@ -58,7 +60,9 @@ def test_figures_recomputed_from_stored_points(bench, stored):
 
 
 def test_the_readme_and_benchmarks_quote_the_stored_figures(bench, stored):
-    again = bench.summarise(stored["curves"], stored["notes"], stored["trivial_codecs"])
+    again = bench.summarise(
+        stored["curves"], stored["notes"], stored["trivial_codecs"], stored["refinement"]
+    )
     assert bench.headline(again) in (REPO / "README.md").read_text()
     assert bench.markdown(again) in (REPO / "BENCHMARKS.md").read_text()
 
