@@ -70,8 +70,7 @@ def test_every_page_that_names_the_default_model_names_the_codes(page):
 
 
 def test_the_readme_gives_the_reports_duration_as_report_help_does(capsys):
-    with pytest.raises(SystemExit):
-        main(["report", "--help"])
+    assert main(["report", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     (duration,) = re.findall(r"about \d+ minutes on \d+ CPU cores", help_text)
     readme = " ".join((ROOT / "README.md").read_text().split())

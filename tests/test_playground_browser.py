@@ -26,6 +26,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +128,9 @@ def test_draw_change_the_rate_and_sample(browser, playground_url):
     assert first_bits > 0 and len(first_hex) == first_bits and set(first_hex) <= {"0", "1"}
     assert first_hex.endswith("1")
     assert float(text_of(browser, "psnr")) > 0
-    assert "level 10" in text_of(browser, "level-label")
+    # The page starts at the default model's reference level.
+    reference = resolve_model(DEFAULT_MODEL).model.reference_level
+    assert f"level {reference} " in text_of(browser, "level-label")
     assert browser.find_elements(By.CSS_SELECTOR, "#latent-chart svg circle")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#classical tbody tr"))
     browser.save_screenshot(str(shots / "1-drawn.png"))
