@@ -124,8 +124,8 @@ def onnxruntime_version() -> str | None:
 
 
 def _torch_layers(engine: str, side: str) -> tuple[tuple[str, ...], str | None]:
-    """The bf16 layers and route of a torch engine on ``side`` (``analysis``/``synthesis``)."""
-    if engine == "torch":
+    """The bf16 layers and bf16 route of ``engine`` on ``side`` (none: float32 or not torch)."""
+    if engine not in ("torch-bf16", "torch-bf16-native"):
         return (), None
     layers = P.BF16_LAYERS["analysis"] if side == "analysis" else P.CONFORMANT_SYNTHESIS_LAYERS
     return layers, "native" if engine == "torch-bf16-native" else "emulated"
@@ -149,16 +149,12 @@ class Engine:
 
     @property
     def precision(self) -> P.TransformPrecision:
-        """The bf16 layers of the torch engines in use (float32 for ONNX Runtime)."""
+        """The bf16 layers of the torch engines in use (none for ONNX Runtime)."""
         if self.fixed is not None:
             return self.fixed
         return P.TransformPrecision(
-            _torch_layers(self.choice.encoder, "analysis")[0]
-            if self.choice.encoder.startswith("torch")
-            else (),
-            _torch_layers(self.choice.decoder, "synthesis")[0]
-            if self.choice.decoder.startswith("torch")
-            else (),
+            _torch_layers(self.choice.encoder, "analysis")[0],
+            _torch_layers(self.choice.decoder, "synthesis")[0],
         )
 
     def describe(self) -> dict:
