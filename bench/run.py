@@ -339,7 +339,7 @@ def ratio(ours: float | None, peer: float | None) -> float | None:
 
 def run_suite(args: argparse.Namespace) -> dict:
     plan = dict(QUICK if args.quick else FULL)
-    for key in ("train_rounds", "train_epochs", "code_rounds", "code_repeats"):
+    for key in ("train_rounds", "train_epochs", "train_limit", "code_rounds", "code_repeats"):
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
     use_peer = not args.no_peer and (args.peer or not args.quick)
@@ -740,6 +740,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="the peer venv's python")
     p.add_argument("--train-rounds", type=int, default=None)
     p.add_argument("--train-epochs", type=int, default=None)
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N training digits only (a shorter epoch; both sides)",
+    )
     p.add_argument("--code-rounds", type=int, default=None)
     p.add_argument("--code-repeats", type=int, default=None)
     p.add_argument(
