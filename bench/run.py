@@ -600,7 +600,15 @@ def thread_label(label: str, train_runs: list[dict]) -> str:
 def precision_note(results: dict) -> str:
     """The precision asked for, and what the coding workers ran."""
     units = results["machine"].get("bf16_matrix_units")
-    ran = sorted({c.get("precision", "fp32") for o in results["ours"].values() for c in o["code"]})
+    ran = sorted(
+        {
+            c.get("precision", "fp32")
+            if not isinstance(c.get("engine"), dict)
+            else f"engines {c['engine']['encoder']} / {c['engine']['decoder']}"
+            for o in results["ours"].values()
+            for c in o["code"]
+        }
+    )
     hardware = "with" if units else "without"
     return (
         f"precision `{results.get('precision', 'auto')}` on a CPU {hardware} bf16 matrix units"
