@@ -14,14 +14,21 @@ virtualenv, ``bench/peer/setup_peer.sh``):
 * coding of the test digits: encode and decode digits per second with the whole
   set in one call (per-digit strings; ours also in stream mode), and
   single-digit latency;
-* peak resident memory (RSS) of the training and of the coding processes.
+* peak resident memory (RSS) of the training and of the coding processes;
+* the coding of the same digits with the shipped default model
+  (``--default-model``, ``vr-mixture-long``), against the peer's seed model.
+
+The machine record holds the CPU model and the flags that select kernels, and
+each coding run records the inference engine it ran (``precision="auto"``: the
+calibrated choice, see ``mnistcodec.coding.calibration``).
 
 Every measurement runs in a fresh process, ours and the peer's alternating
 round by round, so both see the same machine load; figures are reported as
 min / median / max over epochs, repeats and rounds, with the ratio of the
 medians. Results go to ``bench/results/bench-<time>.json`` and to the section
-of ``BENCHMARKS.md`` between ``<!-- bench:start -->`` and ``<!-- bench:end -->``
-(the rest of that file is left alone).
+of ``BENCHMARKS.md`` for this CPU kind, between ``<!-- bench:KIND:start -->`` and
+``<!-- bench:KIND:end -->`` (KIND: the CPU model and its widest vector units), so
+that every kind met keeps its own table; the rest of that file is left alone.
 
 Threads: the peer uses TensorFlow's default pools (one thread per core). Ours
 is measured with torch's default (one thread per core: training splits each
@@ -59,7 +66,6 @@ PEER_SCRIPT = REPO / "bench" / "peer" / "tf_seed.py"
 DEFAULT_PEER_PYTHON = REPO / "bench" / ".peer-venv" / "bin" / "python"
 RESULTS_DIR = REPO / "bench" / "results"
 MARKDOWN = REPO / "BENCHMARKS.md"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 FULL = {
@@ -165,9 +171,14 @@ def worker_code(spec: dict) -> dict:
 
     images = load_split("test").images[: spec["limit"]]
     n = int(images.shape[0])
+    from mnistcodec.coding.calibration import CALIBRATION_MIN_DIGITS
+
     codec = Codec.from_model(spec["model"], precision=spec.get("precision", "auto"))
-    codec.decompress(codec.compress(images[:256])[0])  # warm-up
-    out: dict = {"digits": n, "threads": torch.get_num_threads(), **codec.precision.describe()}
+    # Warm-up, and (precision auto) the engine calibration, once per machine and model: a call
+    # large enough to trigger it, so that it is never inside a timed call.
+    warm = images[: max(256, CALIBRATION_MIN_DIGITS)]
+    codec.decompress(codec.compress(warm)[0])
+    out: dict = {"digits": n, "threads": torch.get_num_threads(), **codec.engine.describe()}
     encode, decode, stream_encode, stream_decode = [], [], [], []
     strings = stream = decoded = None
     for _ in range(spec["repeats"]):
@@ -282,6 +293,7 @@ def machine_info() -> dict:
     import numpy
     import torch
 
+    from mnistcodec.coding.calibration import machine_record
     from mnistcodec.model.precision import bf16_matrix_units
 
     cpu = platform.processor() or platform.machine()
@@ -313,6 +325,9 @@ def machine_info() -> dict:
         "constriction": importlib.metadata.version("constriction"),
         "omp_wait_policy": child_env().get("OMP_WAIT_POLICY"),
         "bf16_matrix_units": bf16_matrix_units("cpu"),
+        "cpu_flags": machine_record()["cpu_flags"],
+        "cpu_flags_sha256": machine_record()["cpu_flags_sha256"],
+        "onnxruntime": machine_record()["onnxruntime"],
     }
 
 
@@ -324,7 +339,7 @@ def ratio(ours: float | None, peer: float | None) -> float | None:
 
 def run_suite(args: argparse.Namespace) -> dict:
     plan = dict(QUICK if args.quick else FULL)
-    for key in ("train_rounds", "train_epochs", "code_rounds", "code_repeats"):
+    for key in ("train_rounds", "train_epochs", "train_limit", "code_rounds", "code_repeats"):
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
     use_peer = not args.no_peer and (args.peer or not args.quick)
@@ -345,6 +360,8 @@ def run_suite(args: argparse.Namespace) -> dict:
         "load_average_start": os.getloadavg(),
         "peer": {"available": has_peer, "reason": peer_reason},
         "ours": {label: {"threads": t, "train": [], "code": []} for label, t in configs.items()},
+        "default_model": args.default_model,
+        "ours_default_model": {"code": []},
         "peer_runs": {"train": [], "code": []},
     }
     with tempfile.TemporaryDirectory(prefix="mnistcodec-bench-") as tmp_name:
@@ -382,6 +399,16 @@ def run_suite(args: argparse.Namespace) -> dict:
                     "precision": args.precision,
                 }
                 results["ours"][label]["code"].append(run_ours("code", spec, tmp, threads))
+            if args.default_model:
+                log(f"coding round {r + 1}/{plan['code_rounds']}: ours, {args.default_model}")
+                spec = {
+                    "model": args.default_model,
+                    "limit": plan["code_limit"],
+                    "repeats": plan["code_repeats"],
+                    "latency_calls": plan["latency_calls"],
+                    "precision": args.precision,
+                }
+                results["ours_default_model"]["code"].append(run_ours("code", spec, tmp))
             if has_peer:
                 log(f"coding round {r + 1}/{plan['code_rounds']}: peer")
                 peer_args = [
@@ -455,6 +482,12 @@ def figures(results: dict) -> list[dict]:
         "rss_code": pool(peer_code, "peak_rss_mib"),
     }
     ours = {label: ours_rows(c["train"], c["code"]) for label, c in results["ours"].items()}
+    # The default model's coding (default threads only) against the peer's seed model.
+    default_code = results.get("ours_default_model", {}).get("code", [])
+    for i, label in enumerate(ours):
+        for key, source in DEFAULT_MODEL_ROWS.items():
+            ours[label][key] = pool(default_code, source) if i == 0 and default_code else []
+            peer[key] = peer[source_key(source)]
     rows = []
     for key, name, unit, better in ROWS:
         peer_s = summary(peer[key]) if peer[key] else None
@@ -489,12 +522,54 @@ ROWS = [
     ("single_encode", "single-digit encode latency", "ms", "lower"),
     ("single_decode", "single-digit decode latency", "ms", "lower"),
     ("bits", "string length", "bits/digit", "lower"),
+    ("default_encode", "encode, the default model, per-digit strings", "digits/s", "higher"),
+    ("default_decode", "decode, the default model, per-digit strings", "digits/s", "higher"),
+    ("default_bits", "string length, the default model", "bits/digit", "lower"),
     ("rss_train", "peak RSS, training", "MiB", "lower"),
     ("rss_code", "peak RSS, coding", "MiB", "lower"),
 ]
 
 
+#: Rows of the default model's coding: the worker's figure each comes from.
+DEFAULT_MODEL_ROWS = {
+    "default_encode": "encode_digits_per_s",
+    "default_decode": "decode_digits_per_s",
+    "default_bits": "string_bits_mean",
+}
+
+
+def source_key(worker_key: str) -> str:
+    """The peer's row that a default-model row is compared with (the peer's seed model)."""
+    return {"encode_digits_per_s": "encode", "decode_digits_per_s": "decode"}.get(
+        worker_key, "bits"
+    )
+
+
 # -- reporting -------------------------------------------------------------------------------
+
+
+def cpu_kind(machine: dict) -> tuple[str, str]:
+    """``(slug, label)`` of the CPU kind: its model name and its widest vector units."""
+    flags = set(machine.get("cpu_flags") or [])
+    if "amx_bf16" in flags:
+        units = "AMX"
+    elif "avx512_bf16" in flags:
+        units = "AVX-512 + AVX512-BF16" + (" + VNNI" if "avx512_vnni" in flags else "")
+    elif "avx512f" in flags:
+        units = "AVX-512" + (" + VNNI" if "avx512_vnni" in flags else "")
+    elif "avx2" in flags:
+        units = "AVX2"
+    else:
+        units = "no AVX2"
+    label = f"{machine['cpu']}, {units}"
+    slug = "".join(c if c.isalnum() else "-" for c in label.lower())
+    return "-".join(filter(None, slug.split("-"))), label
+
+
+def markers(machine: dict) -> tuple[str, str]:
+    """The markers of this CPU kind's section of BENCHMARKS.md (one section per kind met)."""
+    slug = cpu_kind(machine)[0]
+    return f"<!-- bench:{slug}:start -->", f"<!-- bench:{slug}:end -->"
 
 
 def fmt(value: float | None) -> str:
@@ -525,7 +600,15 @@ def thread_label(label: str, train_runs: list[dict]) -> str:
 def precision_note(results: dict) -> str:
     """The precision asked for, and what the coding workers ran."""
     units = results["machine"].get("bf16_matrix_units")
-    ran = sorted({c.get("precision", "fp32") for o in results["ours"].values() for c in o["code"]})
+    ran = sorted(
+        {
+            c.get("precision", "fp32")
+            if not isinstance(c.get("engine"), dict)
+            else f"engines {c['engine']['encoder']} / {c['engine']['decoder']}"
+            for o in results["ours"].values()
+            for c in o["code"]
+        }
+    )
     hardware = "with" if units else "without"
     return (
         f"precision `{results.get('precision', 'auto')}` on a CPU {hardware} bf16 matrix units"
@@ -538,14 +621,17 @@ def markdown(results: dict) -> str:
     peer = results["peer"]
     labels = list(results["ours"])
     thread_note = ", ".join(thread_label(label, c["train"]) for label, c in results["ours"].items())
+    start, end = markers(m)
     lines = [
-        START,
-        "## mnistcodec vs the seed's TensorFlow stack",
+        start,
+        f"## mnistcodec vs the seed's TensorFlow stack: {cpu_kind(m)[1]}",
         "",
         f"Written by `{results['command']}` ({'quick mode: tiny subsets' if results['quick'] else 'full suite'}),"
         f" {results['started']} to {results['finished']}.",
         "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; load average"
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; CPU flags that select"
+        f" kernels: {', '.join(m.get('cpu_flags') or []) or 'none'} (all flags: SHA-256"
+        f" {str(m.get('cpu_flags_sha256'))[:12]}); load average"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start,"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_end'])} at the end"
         " (the sides alternate run by run so that all see the same load).",
@@ -604,16 +690,20 @@ def markdown(results: dict) -> str:
         " its epochs: unlike wall time it does not depend on how much of the machine the process"
         " got. Coding figures are whole-set calls through the public API (`Codec.compress` /"
         " `decompress`, `compress_stream` / `decompress_stream`; the peer's `MNISTCompressor` /"
-        " `MNISTDecompressor`). Raw results: `bench/results/`.",
-        END,
+        " `MNISTDecompressor`). The default model's rows code the same digits with the shipped"
+        f" default model (`{results.get('default_model')}`, default threads) and compare them with"
+        " the peer's seed model. Raw results: `bench/results/`.",
+        end,
     ]
     return "\n".join(lines) + "\n"
 
 
 TARGETS = [
-    ("epoch", "lower", 0.5, "epoch time <= 0.5x the peer's"),
-    ("encode", "higher", 2.0, "encode >= 2x the peer's digits/s"),
-    ("decode", "higher", 3.0, "decode >= 3x the peer's digits/s"),
+    ("epoch", "lower", 0.9, "epoch time <= 0.9x the peer's"),
+    ("encode", "higher", 1.5, "encode >= 1.5x the peer's digits/s"),
+    ("decode", "higher", 1.2, "decode >= 1.2x the peer's digits/s"),
+    ("default_encode", "higher", 1.5, "the default model's encode >= 1.5x the peer's (seed)"),
+    ("default_decode", "higher", 1.2, "the default model's decode >= 1.2x the peer's (seed)"),
 ]
 
 
@@ -635,12 +725,13 @@ def headline_lines(results: dict) -> list[str]:
                 f"- training peak RSS <= 1.5 GB ({label}): {fmt(rss['max'])} MiB,"
                 f" {'met' if rss['max'] <= 1536 else 'not met'}."
             )
-    return ["Targets (issue 7):", "", *out] if out else []
+    return ["Targets (issue 26):", "", *out] if out else []
 
 
 def write_markdown(path: Path, section: str) -> None:
     """Replace our section of ``path`` (between the markers), keeping everything else."""
-    replace_section(path, START, END, section)
+    start, end = section.split("\n", 1)[0], section.rstrip("\n").rsplit("\n", 1)[-1]
+    replace_section(path, start, end, section)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -657,6 +748,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-python", default=str(DEFAULT_PEER_PYTHON), help="the peer venv's python")
     p.add_argument("--train-rounds", type=int, default=None)
     p.add_argument("--train-epochs", type=int, default=None)
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="train on the first N training digits only (a shorter epoch; both sides)",
+    )
     p.add_argument("--code-rounds", type=int, default=None)
     p.add_argument("--code-repeats", type=int, default=None)
     p.add_argument(
@@ -672,6 +769,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "fp32", "bf16"],
         default="auto",
         help="precision of ours (default auto: bf16 only on bf16 matrix units)",
+    )
+    p.add_argument(
+        "--default-model",
+        default="vr-mixture-long",
+        help="shipped model whose coding is also measured against the peer's seed ('' to skip)",
     )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -572,19 +572,22 @@ def test_decode_reports_the_first_bad_string():
 # -- the benchmark suite -----------------------------------------------------------------------
 
 
-def test_bench_markdown_section_keeps_the_rest_of_the_file(tmp_path):
+def test_bench_markdown_keeps_one_section_per_cpu_kind(tmp_path):
     bench = load_bench_module("run")
+    zen4 = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16", "avx512_vnni"]}
+    zen3 = {"cpu": "AMD EPYC", "cpu_flags": ["avx2"]}
+    (s4, e4), (s3, e3) = bench.markers(zen4), bench.markers(zen3)
+    assert s4 != s3 and bench.cpu_kind(zen3) == ("amd-epyc-avx2", "AMD EPYC, AVX2")
     path = tmp_path / "BENCHMARKS.md"
-    path.write_text(
-        f"# Title\n\nintro\n\n{bench.START}\nold\n{bench.END}\n\n## Other section\nkept\n"
-    )
-    bench.write_markdown(path, f"{bench.START}\nnew\n{bench.END}\n")
+    path.write_text(f"# Title\n\nintro\n\n{s3}\nold zen3\n{e3}\n\n## Other section\nkept\n")
+    bench.write_markdown(path, f"{s4}\nzen4 figures\n{e4}\n")
+    bench.write_markdown(path, f"{s4}\nnewer zen4 figures\n{e4}\n")
     text = path.read_text()
-    assert "new" in text and "old" not in text
-    assert text.startswith("# Title\n\nintro") and text.endswith("## Other section\nkept\n")
+    assert "old zen3" in text and "newer zen4 figures" in text and "\nzen4 figures" not in text
+    assert text.startswith("# Title\n\nintro") and "## Other section\nkept\n" in text
     fresh = tmp_path / "fresh.md"
-    bench.write_markdown(fresh, f"{bench.START}\nx\n{bench.END}\n")
-    assert bench.START in fresh.read_text()
+    bench.write_markdown(fresh, f"{s3}\nx\n{e3}\n")
+    assert s3 in fresh.read_text()
 
 
 @pytest.mark.slow
@@ -610,11 +613,19 @@ def test_bench_quick_runs(tmp_path):
     for name in (
         "training epoch (incl. validation)",
         "encode, per-digit strings",
+        "encode, the default model, per-digit strings",
+        "decode, the default model, per-digit strings",
         "peak RSS, training",
     ):
         assert names[name]["ours"]["default threads"]["median"] > 0
+    machine = results["machine"]
+    assert machine["cpu"] and isinstance(machine["cpu_flags"], list) and machine["cpu_flags_sha256"]
+    assert results["ours"]["default threads"]["code"][0]["engine"]
     text = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "<!-- bench:start -->" in text and "<!-- bench:end -->" in text and "ours only" in text
+    bench = load_bench_module("run")
+    start, end = bench.markers(machine)
+    assert start in text and end in text and "ours only" in text
+    assert f"stack: {bench.cpu_kind(machine)[1]}" in text
 
 
 def test_floor_counts_the_seed_networks_multiply_adds():

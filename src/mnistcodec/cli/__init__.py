@@ -61,6 +61,7 @@ COMMANDS = {
         "mnistcodec.cli.serve_cmd",
         "the playground: draw a digit and watch its bits (local web app and JSON API)",
     ),
+    "doctor": ("mnistcodec.cli.doctor_cmd", "this machine's engines and each model's choice"),
 }
 
 

@@ -32,11 +32,14 @@ count, but another CPU, BLAS or device may, in rare pixels, land on the other
 side of a rounding boundary (one grey level).
 
 Precision (:mod:`mnistcodec.model.precision`). ``precision="fp32"`` is the
-exact reference path. ``"auto"`` (the default) stays on it unless the device
-has bf16 matrix units; there it encodes with bf16 products and decodes with
-bf16 in the one synthesis layer that keeps decoding conformant (99 % of pixels
-within 1 grey level of float32). ``"bf16"`` runs every heavy layer in bf16,
-decoding included. Whatever the precision, the integer latents decoded from a
+exact reference path. ``"auto"`` (the default) runs, on the CPU, the engine a
+calibration measured fastest on this machine for this model among the
+conformant ones (:mod:`mnistcodec.coding.calibration`: PyTorch in float32 or
+bf16, ONNX Runtime); on a GPU it stays on float32 unless the device has bf16
+matrix units, where it encodes with bf16 products and decodes with bf16 in the
+one synthesis layer that keeps decoding conformant (99 % of pixels within 1
+grey level of float32). ``"bf16"`` runs every heavy layer in bf16, decoding
+included. Whatever the precision, the integer latents decoded from a
 string are the same: they depend only on the frozen tables.
 """
 
@@ -48,6 +51,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mnistcodec.coding.calibration import codec_engine
+from mnistcodec.coding.engine import Engine
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
@@ -55,7 +60,7 @@ from mnistcodec.coding.refinement import RefinementProblem, refine_integers
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.coding.zoo import resolve_model
 from mnistcodec.errors import FormatError, InputError
-from mnistcodec.model.precision import coding_precision, products_in_bf16
+from mnistcodec.model.precision import TransformPrecision
 from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.model.variable_rate import nearest_level
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
@@ -106,7 +111,8 @@ class Codec:
         self.refine_steps = refine_steps
         self.model = loaded.model.to(device).eval()
         self.device = torch.device(device)
-        self.precision = coding_precision(precision, self.device)
+        #: Runs the two transforms (:mod:`mnistcodec.coding.engine`).
+        self.engine = codec_engine(loaded, self.device, precision)
         self.offsets = torch.from_numpy(loaded.tables.offsets.copy()).to(self.device)
         self.chunk_size = int(chunk_size)
         self.coders = [self._level_coder(t) for t in loaded.level_tables] or [
@@ -126,6 +132,16 @@ class Codec:
         if self.loaded.component_tables is None:
             return LatentCoder(tables)
         return MixtureCoder(tables, self.loaded.component_tables)
+
+    @property
+    def precision(self) -> TransformPrecision:
+        """The transforms' bf16 layers in the engine now in use."""
+        return self.engine.precision
+
+    @precision.setter
+    def precision(self, value: TransformPrecision) -> None:
+        """Run PyTorch with these bf16 layers from now on (no engine choice)."""
+        self.engine = Engine(self.loaded, precision=value)
 
     @property
     def levels(self) -> int:
@@ -186,9 +202,7 @@ class Codec:
     def latents(self, images: np.ndarray) -> torch.Tensor:
         """uint8 digits -> the analysis transform's latents ``y`` (N, D), float32."""
         x = images_to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
-        analysis = self.model.analysis_transform
-        with products_in_bf16(analysis, self.precision.analysis):
-            y = analysis(x)
+        y = self.engine.analysis(x)
         if not torch.isfinite(y).all():
             raise InputError("the analysis transform produced non-finite latents")
         return y
@@ -273,9 +287,7 @@ class Codec:
             y_hat = (k32 + self.level_offsets[index]) / self.gains[index]
         else:
             y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
-        synthesis = self.model.synthesis_transform
-        with products_in_bf16(synthesis, self.precision.synthesis):
-            x_hat = synthesis(y_hat, index)
+        x_hat = self.engine.synthesis(y_hat, index)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
         return pixels.to(torch.uint8).view(-1, *IMAGE_SHAPE).cpu().numpy()
 

@@ -12,8 +12,23 @@ shared single-row table of the ``C`` component weights. A digit is coded as
 
 The encoder chooses ``c`` as the component whose integer tables give the
 fewest bits, ``-log2 w_c - sum_i log2 P_c(k_i)`` (overflow codes included;
-ties go to the smaller index). Any choice decodes: the decoder reads ``c``
-before anything else. The decoded component symbol must be a component (the
+ties go to the smaller index), summed in float64 (:meth:`MixtureCoder.exact_bits`).
+Any choice decodes: the decoder reads ``c`` before anything else.
+
+Searching all ``C`` components fast, with the same answer. Per latent
+dimension ``i``, one integer table holds, for every value ``k`` in the union
+of the components' windows, the bits of ``k`` under each component in fixed
+point, ``q = round(2**S bits)`` (escape and overflow code where ``k`` is
+outside component ``c``'s window; values outside every window cost every
+component its escape and the same overflow code, which is left out). A
+digit's ``C`` costs are then ``D`` row gathers and integer sums, and the
+cheapest is found by one ``argmin``. Each rounded term is within ``1/2`` of
+``2**S`` times its float64 value, so two components' integer costs differ
+from ``2**S`` times their float64 costs' difference by at most ``D + 1``;
+where the best two integer costs are more than :attr:`MixtureCoder.margin`
+``= D + 2`` apart, the float64 search picks the same component (its own
+rounding is below ``1e-9`` bits). The few digits closer than that are decided
+by the float64 search itself, so the choice is that search's, digit for digit. The decoded component symbol must be a component (the
 table's escape column is never coded). Stream mode codes, digit after digit,
 the component and latents of each, then all overflow values. Strings are
 shortened and checked exactly as in :mod:`mnistcodec.coding.range_coder`;
@@ -29,11 +44,17 @@ from mnistcodec.coding.range_coder import (
     DecodeError,
     LatentCoder,
     Symbols,
+    _flatten_in_order,
     _overflow_bits,
     _overflow_exponent,
 )
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import ModelFileError
+
+#: Fixed-point scale of the integer component search: costs in units of ``2**-12`` bits.
+CHOICE_SCALE_BITS = 12
+#: Largest integer search table (entries); a model whose windows spread wider uses float64 alone.
+MAX_CHOICE_ENTRIES = 1 << 24
 
 
 class MixtureCoder(LatentCoder):
@@ -59,6 +80,9 @@ class MixtureCoder(LatentCoder):
         # Each row's symbol bits end to end, and where row (c, i) starts: one gather per latent.
         self._flat_bits = np.ascontiguousarray(self._bits).reshape(-1)
         self._row_starts = (np.arange(tables.latent_dims) * (tables.width + 1)).reshape(count, -1)
+        #: How far apart (in ``2**-S`` bits) the best two integer costs must be to decide alone.
+        self.margin = self.dims + 2
+        self._choice = self._choice_tables()
 
     @property
     def symbol_dims(self) -> int:
@@ -79,6 +103,59 @@ class MixtureCoder(LatentCoder):
 
     def rows(self, component: int | None) -> np.ndarray:
         return np.arange(self.dims) + int(component or 0) * self.dims
+
+    # -- choosing the component -----------------------------------------------------------
+
+    def _choice_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """The integer search tables: ``(table (D R, C) int32, low (D,), component costs (C,), R)``.
+
+        Row ``i R + r`` of ``table`` is value ``k = low_i + r - 1`` of dimension ``i``
+        for ``1 <= r <= R - 2``; rows ``0`` and ``R - 1`` stand for every value
+        below and above the union of the windows (escape bits only).
+        """
+        width, scale = self.tables.width, float(1 << CHOICE_SCALE_BITS)
+        low = self._lower_by_component.min(axis=0)
+        span = int((self._lower_by_component.max(axis=0) - low).max()) + width
+        rows = span + 2
+        if self.dims * rows * self.count > MAX_CHOICE_ENTRIES:
+            return None
+        values = low[:, None] + np.arange(rows)[None, :] - 1  # (D, R)
+        bits = self._bits.reshape(self.count, self.dims, width + 1)
+        escape = bits[:, :, width]  # (C, D)
+        rel = values[None, :, :] - self._lower_by_component[:, :, None]  # (C, D, R)
+        inside = (rel >= 0) & (rel < width)
+        cost = np.take_along_axis(bits, np.where(inside, rel, width), axis=2)
+        outside_all = ~inside.any(axis=0)  # (D, R): every component escapes
+        outside_all[:, 0] = outside_all[:, -1] = True
+        overflow = np.vectorize(lambda v: _overflow_bits(int(v)), otypes=[np.float64])(values)
+        cost = np.where(inside, cost, escape[:, :, None] + np.where(outside_all, 0.0, overflow))
+        table = np.rint(cost * scale).transpose(1, 2, 0).reshape(-1, self.count)
+        if table.max() >= 1 << 31:  # pragma: no cover - beyond any int32 table
+            return None
+        component = np.rint(self._component_bits[:-1] * scale).astype(np.int64)
+        return table.astype(np.int32), low, component, rows
+
+    def exact_bits(self, k: np.ndarray) -> np.ndarray:
+        """Each component's bits for each digit (N, C), float64: what the choice minimises."""
+        return self._columns(np.asarray(k))[1]
+
+    def choose(self, k: np.ndarray) -> np.ndarray:
+        """Each digit's component (N,): the float64 search's argmin, found by the integer search."""
+        k = np.asarray(k)
+        if self._choice is None or k.shape[0] == 0:
+            return np.argmin(self.exact_bits(k), axis=1)
+        table, low, component, rows = self._choice
+        clipped = np.clip(k, -(1 << 40), 1 << 40).astype(np.int64)
+        index = np.clip(clipped - low[None, :] + 1, 0, rows - 1)
+        index += np.arange(self.dims)[None, :] * rows
+        cost = table[index].sum(axis=1, dtype=np.int64) + component[None, :]  # (N, C)
+        chosen = np.argmin(cost, axis=1)
+        if self.count > 1:
+            best_two = np.partition(cost, 1, axis=1)
+            close = np.flatnonzero(best_two[:, 1] - best_two[:, 0] <= self.margin)
+            if close.size:
+                chosen[close] = np.argmin(self.exact_bits(k[close]), axis=1)
+        return chosen
 
     # -- symbols <-> integer latents ------------------------------------------------------
 
@@ -103,9 +180,11 @@ class MixtureCoder(LatentCoder):
     def to_symbols(self, k: np.ndarray) -> Symbols:
         """Integer latents (N, D) -> :class:`Symbols` under each digit's cheapest component."""
         k = np.asarray(k)
-        columns, bits = self._columns(k)
-        chosen = np.argmin(bits, axis=1)
-        picked = columns[np.arange(k.shape[0]), chosen]
+        chosen = self.choose(k)
+        clipped = np.clip(k, -(1 << 40), 1 << 40).astype(np.int64)
+        rel = clipped - self._lower_by_component[chosen]
+        inside = rel.astype(np.uint64) < self.tables.width  # 0 <= rel < width
+        picked = np.where(inside, rel, self.tables.escape)
         indices = np.concatenate([chosen[:, None], picked], axis=1).astype(np.int32)
         overflow: list[list[int]] = [[] for _ in range(k.shape[0])]
         for row, col in zip(*np.nonzero(picked == self.tables.escape), strict=True):
@@ -117,12 +196,13 @@ class MixtureCoder(LatentCoder):
         chosen = symbols.indices[:, 0].astype(np.int64)
         latent = symbols.indices[:, 1:]
         k = (latent.astype(np.int64) + self._lower_by_component[chosen]).astype(np.float64)
-        for row, values in enumerate(symbols.overflow):
-            cols = np.flatnonzero(latent[row] == self.tables.escape)
-            if len(cols) != len(values):
-                raise DecodeError("overflow values do not match the escape symbols")
-            for col, value in zip(cols.tolist(), values, strict=True):
-                k[row, col] = float(value)
+        escape = latent == self.tables.escape
+        if np.any(escape.sum(axis=1) != [len(values) for values in symbols.overflow]):
+            raise DecodeError("overflow values do not match the escape symbols")
+        escaped = np.nonzero(escape)
+        values = _flatten_in_order(symbols, escaped)
+        if values:
+            k[escaped] = [float(value) for value in values]
         return k
 
     def table_bits(self, symbols: Symbols) -> np.ndarray:

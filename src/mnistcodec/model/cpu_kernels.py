@@ -189,10 +189,11 @@ def _synthesis_grid_order(
     fc_1 = transform.fc_1
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
-    h = F.leaky_relu_(h if affine is None else affine("fc_1", h), slope)
+    h = F.leaky_relu_(_affine_in_place(affine, "fc_1", h), slope)
     h = precision.linear(h, fc_2_weight, fc_2_bias, "fc_2" in bf16)
     if affine is not None:
-        h = affine.grid("fc_2", h.view(-1, 49, 50)).view(-1, 2450)
+        grid = h.view(-1, 49, 50)
+        grid.mul_(affine.scales["fc_2"].unsqueeze(1)).add_(affine.shifts["fc_2"].unsqueeze(1))
     h = F.leaky_relu_(h, slope)
     # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
     return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2), affine)
@@ -203,7 +204,10 @@ def _synthesis_convolutions(transform: nn.Module, h: Tensor, affine=None) -> Ten
     conv_1, conv_2 = transform.conv_1, transform.conv_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.conv_transpose2d(h, conv_1, "conv_1" in bf16)
-    h = F.leaky_relu_(h if affine is None else affine("conv_1", h), slope)
+    if torch.is_grad_enabled():
+        h = F.leaky_relu_(h if affine is None else affine("conv_1", h), slope)
+    else:
+        h = F.leaky_relu_(_affine_in_place(affine, "conv_1", h), slope)
     if "conv_2" in bf16:
         h = precision.conv_transpose2d(h, conv_2, True)
     elif h.shape[0] >= TAPS_MIN_BATCH:
@@ -211,6 +215,18 @@ def _synthesis_convolutions(transform: nn.Module, h: Tensor, affine=None) -> Ten
     else:
         h = F.conv_transpose2d(h, conv_2.weight, conv_2.bias, stride=2, padding=2, output_padding=1)
     return F.leaky_relu_(h, slope)
+
+
+def _affine_in_place(affine, name: str, h: Tensor) -> Tensor:
+    """``affine(name, h)`` (:class:`~mnistcodec.model.transforms.LevelAffine`) written into ``h``.
+
+    The same product and sum per element (so the same float32 values), without
+    two temporaries the size of ``h``; for gradient-free calls only.
+    """
+    if affine is None:
+        return h
+    shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
+    return h.mul_(affine.scales[name].view(shape)).add_(affine.shifts[name].view(shape))
 
 
 # -- the 20->1 transposed convolution of the seed ------------------------------------------------

@@ -33,12 +33,16 @@ and the result is rounded to bfloat16 (:func:`emulated`). That is the matrix
 units' arithmetic up to the order of the sums, at float32's speed; the
 library's own bfloat16 kernels on vector units are several times slower than
 float32 (7x for a training epoch, 18x for the 50->20 transposed convolution,
-on an AVX2 CPU). ``MNISTCODEC_BF16=native`` or ``emulated`` forces one way.
+on an AVX2 CPU). ``MNISTCODEC_BF16=native`` or ``emulated`` forces one way,
+and :func:`bf16_route` does so inside a block (the engine calibration of
+:mod:`mnistcodec.coding.engine` measures both routes on CPUs with AVX512-BF16,
+whose bf16 dot products oneDNN uses without AMX).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from collections.abc import Callable, Iterator
@@ -95,6 +99,29 @@ def bf16_matrix_units(device: str | torch.device = "cpu") -> bool:
             return "amx_bf16" in cpuinfo.read()
     except OSError:  # pragma: no cover
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_description() -> tuple[str, tuple[str, ...]]:
+    """This CPU's model name and feature flags, as Linux reports them (empty elsewhere)."""
+    name, flags = "", ()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not name:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = tuple(sorted(value.split()))
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return name, flags
+
+
+def bf16_vector_units() -> bool:
+    """Whether the CPU has bf16 dot-product instructions (AVX512-BF16) or tiles (AMX)."""
+    flags = cpu_description()[1]
+    return "avx512_bf16" in flags or "amx_bf16" in flags or bf16_matrix_units("cpu")
 
 
 def resolve_precision(requested: str, device: str | torch.device = "cpu") -> str:
@@ -184,9 +211,33 @@ def set_precision(model: nn.Module, precision: TransformPrecision) -> None:
 # -- the products --------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
+#: The bf16 route forced inside a :func:`bf16_route` block (None: the default rule).
+_ROUTE: contextvars.ContextVar[str | None] = contextvars.ContextVar("bf16_route", default=None)
+BF16_ROUTES = ("native", "emulated")
+
+
+@contextlib.contextmanager
+def bf16_route(route: str | None) -> Iterator[None]:
+    """Inside the block, bf16 products take ``route`` (``native``/``emulated``; None: default)."""
+    if route is not None and route not in BF16_ROUTES:
+        raise ValueError(f"unknown bf16 route {route!r}")
+    token = _ROUTE.set(route)
+    try:
+        yield
+    finally:
+        _ROUTE.reset(token)
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 products on ``device`` use bfloat16 kernels (else :func:`emulated`)."""
+    route = _ROUTE.get()
+    if route is not None:
+        return route == "native"
+    return _default_native_bf16(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_native_bf16(device: torch.device) -> bool:
     forced = os.environ.get("MNISTCODEC_BF16", "")
     if forced in ("native", "emulated"):
         return forced == "native"
@@ -257,3 +308,7 @@ def apply_layer(layer: nn.Module, x: Tensor, bf16: bool) -> Tensor:
     if isinstance(layer, nn.ConvTranspose2d):
         return conv_transpose2d(x, layer, True)
     return conv2d(x, layer, True)
+
+
+#: Forget the environment's route (``MNISTCODEC_BF16`` is read once per device).
+native_bf16.cache_clear = _default_native_bf16.cache_clear  # type: ignore[attr-defined]

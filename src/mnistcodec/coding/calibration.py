@@ -1,0 +1,360 @@
+"""Choosing the inference engine per machine and per model, by measurement, and remembering it.
+
+``precision="auto"`` on the CPU (the default of the codec and the commands)
+runs each transform on the engine a short calibration measured fastest here
+among the conformant ones (:mod:`mnistcodec.coding.engine`):
+
+1. ``MNISTCODEC_ENGINE`` names an engine (or ``ENCODER,DECODER``): that one,
+   no measurement. ``auto`` or unset: go on.
+2. The cache ``$XDG_CACHE_HOME/mnistcodec/engines.json`` (default
+   ``~/.cache/mnistcodec``) holds a choice for this model measured on this
+   machine: that one. An entry is for one model content (fingerprint and
+   content hash) and one machine record (:func:`machine_record`: CPU model and
+   flags, PyTorch, oneDNN, ONNX Runtime, NumPy and mnistcodec versions, thread
+   count); any change there makes it stale and it is measured again. A cache
+   that cannot be read as one is ignored with a warning and rewritten.
+3. Otherwise the codec runs ``torch`` (float32; bf16 where the CPU has AMX, as
+   before calibration existed) until a call brings at least
+   :data:`CALIBRATION_MIN_DIGITS` digits: then :func:`calibrate` measures, the
+   choice is stored, and that call and the later ones use it. Smaller calls
+   (single digits, the playground) never wait for a measurement.
+
+:func:`calibrate` makes its own inputs (the model's reconstructions of noise,
+then of those images: digit-like pictures, no dataset needed), checks each
+candidate against ``torch`` on them (an encoder may change at most
+:data:`~mnistcodec.coding.engine.ENCODER_LATENT_SHARE` of the rounded latents,
+a decoder must keep :data:`~mnistcodec.coding.engine.DECODER_PIXEL_SHARE` of
+the pixels within 1 grey level), then times every conformant candidate in
+alternation (:data:`CALIBRATION_ROUNDS` rounds of :data:`CALIBRATION_DIGITS`
+digits; ONNX Runtime at each sub-batch of
+:data:`~mnistcodec.coding.engine.ORT_CHUNKS`) and keeps the fastest median; another engine than ``torch`` must beat
+it by :data:`MIN_GAIN` to be kept. ``mnistcodec doctor`` shows the machine,
+the cache and the choices, and ``--calibrate`` measures on demand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistcodec import __version__
+from mnistcodec.coding import engine as E
+from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.data.sources import cache_root
+from mnistcodec.model import precision as P
+from mnistcodec.storage.atomic import atomic_write_text
+
+ENGINE_ENV = "MNISTCODEC_ENGINE"
+CACHE_FORMAT = "mnistcodec-engine-cache"
+CACHE_VERSION = 1
+#: A call with at least this many digits calibrates a model not yet measured here.
+CALIBRATION_MIN_DIGITS = 2048
+CALIBRATION_DIGITS = 1024
+CALIBRATION_ROUNDS = 2
+#: How much faster (a share) an engine other than ``torch`` must measure to be chosen.
+MIN_GAIN = 0.05
+#: CPU flags that decide which kernels run (recorded by name; all flags enter a hash).
+KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def cache_path() -> Path:
+    return cache_root() / "engines.json"
+
+
+def graphs_dir() -> Path:
+    return cache_root() / "onnx"
+
+
+def machine_record() -> dict:
+    """What a measurement depends on besides the model: CPU, libraries, threads."""
+    name, flags = P.cpu_description()
+    return {
+        "cpu": name or platform.processor() or platform.machine(),
+        "cpu_flags": [flag for flag in KEY_FLAGS if flag in flags],
+        "cpu_flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest(),
+        "torch": torch.__version__,
+        "onednn": _onednn_version(),
+        "onnxruntime": E.onnxruntime_version(),
+        "numpy": np.__version__,
+        "mnistcodec": __version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _onednn_version() -> str:
+    for line in torch.__config__.show().splitlines():
+        for name in ("MKL-DNN v", "oneDNN v"):
+            if name in line:
+                return line.split(name, 1)[1].split()[0]
+    return ""
+
+
+def model_key(loaded: LoadedModel) -> str:
+    return f"{loaded.fingerprint}:{E.content_key(loaded)}"
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+
+def read_cache(path: Path | None = None) -> dict:
+    """The cache's entries by model key; a missing file is empty, a corrupt one warns and is empty."""
+    path = path or cache_path()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or record.get("format") != CACHE_FORMAT:
+            raise ValueError("not an engine cache")
+        if record.get("version") != CACHE_VERSION:
+            return {}  # another version's cache: measured again, rewritten
+        entries = record["entries"]
+        if not isinstance(entries, dict):
+            raise ValueError("entries is not an object")
+        return entries
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"ignoring the engine cache {path} ({exc}); it will be measured again and rewritten",
+            stacklevel=2,
+        )
+        return {}
+
+
+def cached_entry(loaded: LoadedModel, path: Path | None = None) -> dict | None:
+    """This model's entry, if it was measured on this machine as it is now."""
+    entry = read_cache(path).get(model_key(loaded))
+    if not isinstance(entry, dict) or entry.get("machine") != machine_record():
+        return None
+    try:
+        E.Choice.parse(entry["choice"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return entry
+
+
+def store_entry(loaded: LoadedModel, entry: dict, path: Path | None = None) -> None:
+    """Add (or replace) this model's entry; a cache that cannot be written is left as it is."""
+    path = path or cache_path()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # already reported when it was read
+        entries = read_cache(path)
+    entries[model_key(loaded)] = entry
+    record = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": entries}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        warnings.warn(f"could not write the engine cache {path} ({exc})", stacklevel=2)
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def calibration_inputs(loaded: LoadedModel, digits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Digit-like images ``x`` (N, 1, 28, 28) and latents ``y_hat`` (N, D), by ``torch``.
+
+    Noise is analysed and reconstructed: the synthesis' outputs are pictures
+    of its own kind, whatever the model, with no dataset needed.
+    """
+    reference = E.Engine(loaded)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((digits, 1, 28, 28), generator=generator)
+    levels = _levels(loaded, digits)
+    x = reference.synthesis(torch.round(reference.analysis(x)), levels).clamp(0, 1)
+    x = torch.round(x * 255) / 255
+    return x, torch.round(reference.analysis(x))
+
+
+def _levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
+    if not getattr(loaded.model.synthesis_transform, "levels", None):
+        return None
+    return torch.arange(digits) % loaded.model.synthesis_transform.levels
+
+
+def _conformant(side: str, candidate: torch.Tensor, reference: torch.Tensor) -> bool:
+    if side == "encoder":
+        changed = torch.count_nonzero(torch.round(candidate) != torch.round(reference))
+        return bool(changed <= E.ENCODER_LATENT_SHARE * reference.numel())
+    pixels = torch.round(candidate.clamp(0, 1) * 255) - torch.round(reference.clamp(0, 1) * 255)
+    return bool(torch.mean((pixels.abs() <= 1).float()) >= E.DECODER_PIXEL_SHARE)
+
+
+def _candidates(names: tuple[str, ...]) -> list[tuple[str, int]]:
+    return [
+        (name, chunk)
+        for name in names
+        for chunk in (E.ORT_CHUNKS if name == "onnxruntime" else (E.ORT_CHUNKS[-1],))
+    ]
+
+
+def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
+    """Measure every available engine on both transforms and choose; returns the cache entry."""
+    started = time.perf_counter()
+    x, y_hat = calibration_inputs(loaded, digits)
+    levels = _levels(loaded, digits)
+    measured: dict[str, dict] = {}
+    best: dict[str, tuple[str, int]] = {}
+    for side in ("encoder", "decoder"):
+        runs: dict[tuple[str, int], Callable[[], torch.Tensor]] = {}
+        for name, chunk in _candidates(E.candidate_engines()):
+            choice = E.Choice(encoder=name, decoder=name, chunk=chunk)
+            engine = E.Engine(loaded, choice, graphs_dir=graphs_dir())
+            if side == "encoder":
+                runs[(name, chunk)] = lambda engine=engine: engine.analysis(x)
+            else:
+                runs[(name, chunk)] = lambda engine=engine: engine.synthesis(y_hat, levels)
+        measured[side], best[side] = _measure(side, runs)
+    choice = E.Choice(best["encoder"][0], best["decoder"][0], _chunk(best))
+    return {
+        "choice": choice.describe(),
+        "machine": machine_record(),
+        "measured_digits_per_s": measured,
+        "calibration_seconds": round(time.perf_counter() - started, 2),
+        "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _chunk(best: dict[str, tuple[str, int]]) -> int:
+    """The sub-batch of whichever side runs ONNX Runtime (the decoder's if both)."""
+    for side in ("decoder", "encoder"):
+        if best[side][0] == "onnxruntime":
+            return best[side][1]
+    return E.ORT_CHUNKS[-1]
+
+
+def _measure(side: str, runs: dict) -> tuple[dict, tuple[str, int]]:
+    """Check and time each run in alternation; ``({label: record}, the fastest conformant key)``."""
+    reference = runs[(E.REFERENCE, E.ORT_CHUNKS[-1])]()
+    records: dict[str, dict] = {}
+    usable = {}
+    for key, run in runs.items():
+        label = key[0] if key[0] != "onnxruntime" else f"onnxruntime@{key[1]}"
+        try:
+            ok = _conformant(side, run(), reference)  # also the warm-up
+        except Exception as exc:  # noqa: BLE001  # a broken runtime is not a candidate
+            records[label] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+            continue
+        records[label] = {"conformant": ok, "times": []}
+        if ok:
+            usable[key] = (label, run)
+    digits = None
+    for _ in range(CALIBRATION_ROUNDS):
+        for label, run in usable.values():
+            start = time.perf_counter()
+            digits = run().shape[0]
+            records[label]["times"].append(time.perf_counter() - start)
+    speeds = {}
+    for key, (label, _run) in usable.items():
+        speed = digits / statistics.median(records[label].pop("times"))
+        records[label]["digits_per_s"] = round(speed, 1)
+        speeds[key] = speed
+    reference_key = (E.REFERENCE, E.ORT_CHUNKS[-1])
+    fastest = max(speeds, key=speeds.get)
+    if speeds[fastest] < speeds[reference_key] * (1 + MIN_GAIN):
+        fastest = reference_key
+    return records, fastest
+
+
+# -- choosing for a codec --------------------------------------------------------------------
+
+
+def engine_override() -> E.Choice | None:
+    """The choice ``MNISTCODEC_ENGINE`` forces, or None (unset or ``auto``)."""
+    text = os.environ.get(ENGINE_ENV, "").strip()
+    if not text or text == "auto":
+        return None
+    return E.parse_override(text)
+
+
+class AutoEngine(E.Engine):
+    """``precision="auto"`` on the CPU: the override, the cached choice, or measure when worth it."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__(loaded, graphs_dir=graphs_dir())
+        override = engine_override()
+        self.source = "override" if override else "default"
+        if override is not None:
+            self.choice = override
+        else:
+            entry = cached_entry(loaded)
+            if entry is not None:
+                self.choice, self.source = E.Choice.parse(entry["choice"]), "cached"
+            elif P.bf16_matrix_units("cpu"):
+                self.choice = E.Choice("torch-bf16-native", "torch-bf16-native")
+
+    def describe(self) -> dict:
+        return {**super().describe(), "engine_source": self.source}
+
+    def _settle(self, digits: int) -> None:
+        if self.source == "default" and digits >= CALIBRATION_MIN_DIGITS:
+            entry = calibrate(self.loaded)
+            store_entry(self.loaded, entry)
+            self.choice, self.source = E.Choice.parse(entry["choice"]), "calibrated"
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        self._settle(x.shape[0])
+        return super().analysis(x)
+
+    def synthesis(self, y_hat: torch.Tensor, levels: torch.Tensor | None) -> torch.Tensor:
+        self._settle(y_hat.shape[0])
+        return super().synthesis(y_hat, levels)
+
+
+def codec_engine(loaded: LoadedModel, device: torch.device, precision: str) -> E.Engine:
+    """The engine of a codec: ``fp32``/``bf16`` fixed, ``auto`` chosen on the CPU (above)."""
+    P.check_precision(precision)
+    if precision != "auto" or device.type != "cpu":
+        return E.Engine(loaded, precision=P.coding_precision(precision, device))
+    return AutoEngine(loaded)
+
+
+# -- what ``mnistcodec doctor`` shows ---------------------------------------------------------
+
+
+def doctor_record(models: dict[str, LoadedModel], measure: bool = False) -> dict:
+    """The machine, the engines, the cache and each model's choice (measured now if ``measure``).
+
+    ``models`` maps a name to a loaded model. A model's ``choice`` is what a
+    codec with ``precision="auto"`` on the CPU runs here, and ``source`` says
+    why: ``override`` (``MNISTCODEC_ENGINE``), ``cached``, ``calibrated`` (now)
+    or ``default`` (not measured yet on this machine).
+    """
+    override = engine_override()
+    record = {
+        "machine": machine_record(),
+        "bf16_matrix_units": P.bf16_matrix_units("cpu"),
+        "bf16_vector_units": P.bf16_vector_units(),
+        "engines": list(E.available_engines()),
+        "calibrated_engines": list(E.candidate_engines()),
+        "override": {ENGINE_ENV: os.environ.get(ENGINE_ENV)} if override else None,
+        "cache": str(cache_path()),
+        "models": {},
+    }
+    for name, loaded in models.items():
+        if measure and override is None:
+            entry = calibrate(loaded)
+            store_entry(loaded, entry)
+            source = "calibrated"
+        else:
+            entry = cached_entry(loaded)
+            source = "cached" if entry else "default"
+        engine = AutoEngine(loaded) if entry is None or override else None
+        choice = engine.choice.describe() if engine else entry["choice"]
+        record["models"][name] = {
+            "fingerprint": loaded.fingerprint,
+            "choice": choice,
+            "source": "override" if override else source,
+            "measured_digits_per_s": (entry or {}).get("measured_digits_per_s"),
+            "when": (entry or {}).get("when"),
+        }
+    return record

@@ -1,0 +1,261 @@
+"""Inference engines: the ways the codec can run a model's two transforms on this machine.
+
+The codec (:class:`~mnistcodec.coding.api.Codec`) calls ``engine.analysis(x)``
+(pixels / 255 -> latents ``y``) and ``engine.synthesis(y_hat, levels)``
+(quantised latents -> ``x_hat``); everything around them (quantisation, the
+tables, the range coder, pixel rounding) is the same whatever the engine. The
+engines (:data:`ENGINES`):
+
+* ``torch``: PyTorch eager in float32 with the CPU kernels of
+  :mod:`mnistcodec.model.cpu_kernels` (channels-last convolutions, grid-order
+  dense weights, the 20->1 transposed convolution as one product). The exact
+  reference: golden files decode to the same pixels on it.
+* ``torch-bf16``: the same, with the heavy layers' products in bf16 by
+  rounding (:func:`mnistcodec.model.precision.emulated`): the analysis' two
+  heavy layers, and in the synthesis only the 500->2450 layer (the
+  conformant decoder of ``docs/precision.md``).
+* ``torch-bf16-native``: the same layers through oneDNN's bfloat16 kernels,
+  which use AVX512-BF16 dot products or AMX tiles; offered only on CPUs that
+  have one of them.
+* ``onnxruntime``: ONNX Runtime's CPU provider on the reference graphs of
+  :mod:`mnistcodec.coding.onnx_export` (float32), run in sub-batches of
+  ``chunk`` digits; offered where ``onnxruntime`` and ``onnx`` import. The
+  graphs are exported once per model and kept in the cache directory.
+
+Conformance. Every engine other than ``torch`` computes the same functions in
+another order of float operations (or in bf16), so it is held to bounds: a
+decoder to the rule of ``docs/precision.md`` (at least 99 % of pixels within 1
+grey level of ``torch``), an encoder to at most :data:`ENCODER_LATENT_SHARE` of
+its integer latents differing from ``torch``'s (an encoder may choose its
+latents: any latents decode; the cost in rate and PSNR is bounded in
+``docs/precision.md`` and tested). :mod:`mnistcodec.coding.calibration`
+measures them and chooses; ``MNISTCODEC_ENGINE`` overrides the choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.coding.onnx_export import ANALYSIS_IO, _synthesis_onnx, _to_onnx
+from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.model import precision as P
+from mnistcodec.storage.atomic import atomic_write
+from mnistcodec.storage.digits import IMAGE_SHAPE
+
+ENGINES = ("torch", "torch-bf16", "torch-bf16-native", "onnxruntime")
+#: The exact reference engine.
+REFERENCE = "torch"
+#: Sub-batch sizes the ONNX Runtime engine is measured with.
+ORT_CHUNKS = (256, 1024)
+#: Most integer latents an encoder engine may change against ``torch`` (a share).
+ENCODER_LATENT_SHARE = 1e-3
+#: Least share of pixels a decoder engine keeps within 1 grey level of ``torch``.
+DECODER_PIXEL_SHARE = 0.99
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How each transform runs: an engine name per side and the ONNX Runtime sub-batch."""
+
+    encoder: str = REFERENCE
+    decoder: str = REFERENCE
+    chunk: int = ORT_CHUNKS[-1]
+
+    def describe(self) -> dict:
+        return {"encoder": self.encoder, "decoder": self.decoder, "chunk": self.chunk}
+
+    @classmethod
+    def parse(cls, record: dict) -> Choice:
+        """A choice from its :meth:`describe` record; ``ValueError`` when it is not one."""
+        choice = cls(str(record["encoder"]), str(record["decoder"]), int(record["chunk"]))
+        if choice.encoder not in ENGINES or choice.decoder not in ENGINES or choice.chunk < 1:
+            raise ValueError(f"not an engine choice: {record!r}")
+        return choice
+
+
+def parse_override(text: str) -> Choice:
+    """``MNISTCODEC_ENGINE``: one engine for both sides, or ``ENCODER,DECODER``."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) not in (1, 2) or any(part not in ENGINES for part in parts):
+        raise InputError(
+            f"MNISTCODEC_ENGINE={text!r} is not an engine; use auto or one of "
+            f"{', '.join(ENGINES)} (or ENCODER,DECODER)"
+        )
+    return Choice(parts[0], parts[-1])
+
+
+def available_engines() -> tuple[str, ...]:
+    """The engines this machine can run."""
+    names = ["torch", "torch-bf16"]
+    if P.bf16_vector_units():
+        names.append("torch-bf16-native")
+    if onnxruntime_version() is not None:
+        names.append("onnxruntime")
+    return tuple(names)
+
+
+def candidate_engines() -> tuple[str, ...]:
+    """The engines a calibration measures: all available but ``torch-bf16``.
+
+    Rounding to bf16 around float32 products (``torch-bf16``) does the float32
+    work and more, so it never beats ``torch``; it stays an explicit choice.
+    """
+    return tuple(name for name in available_engines() if name != "torch-bf16")
+
+
+def onnxruntime_version() -> str | None:
+    """ONNX Runtime's version, or None when it (or ``onnx``, to export graphs) is missing."""
+    try:
+        import onnx  # noqa: F401  # lazy: optional dependency, only for this engine
+        import onnxruntime  # lazy: optional dependency, only for this engine
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
+
+
+# -- running the transforms ----------------------------------------------------------------
+
+
+def _torch_layers(engine: str, side: str) -> tuple[tuple[str, ...], str | None]:
+    """The bf16 layers and bf16 route of ``engine`` on ``side`` (none: float32 or not torch)."""
+    if engine not in ("torch-bf16", "torch-bf16-native"):
+        return (), None
+    layers = P.BF16_LAYERS["analysis"] if side == "analysis" else P.CONFORMANT_SYNTHESIS_LAYERS
+    return layers, "native" if engine == "torch-bf16-native" else "emulated"
+
+
+class Engine:
+    """Runs a model's transforms as a :class:`Choice` says (CPU), or at a fixed precision."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        choice: Choice = Choice(),
+        precision: P.TransformPrecision | None = None,
+        graphs_dir: Path | None = None,
+    ) -> None:
+        self.loaded, self.choice = loaded, choice
+        #: A fixed precision (``--precision fp32`` / ``bf16``, any device) instead of a choice.
+        self.fixed = precision
+        self.graphs_dir = graphs_dir
+        self._sessions: dict[str, object] = {}
+
+    @property
+    def precision(self) -> P.TransformPrecision:
+        """The bf16 layers of the torch engines in use (none for ONNX Runtime)."""
+        if self.fixed is not None:
+            return self.fixed
+        return P.TransformPrecision(
+            _torch_layers(self.choice.encoder, "analysis")[0],
+            _torch_layers(self.choice.decoder, "synthesis")[0],
+        )
+
+    def describe(self) -> dict:
+        if self.fixed is not None:
+            return {"engine": "torch", **self.fixed.describe()}
+        return {"engine": self.choice.describe(), **self.precision.describe()}
+
+    @torch.no_grad()
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents ``y`` (N, D) float32."""
+        transform = self.loaded.model.analysis_transform
+        if self.fixed is not None:
+            with P.products_in_bf16(transform, self.fixed.analysis):
+                return transform(x)
+        if self.choice.encoder == "onnxruntime" and x.device.type == "cpu":
+            return self._run_onnx("analysis", x, None)
+        layers, route = _torch_layers(self.choice.encoder, "analysis")
+        with P.products_in_bf16(transform, layers), P.bf16_route(route):
+            return transform(x)
+
+    @torch.no_grad()
+    def synthesis(self, y_hat: torch.Tensor, levels: torch.Tensor | None) -> torch.Tensor:
+        """``y_hat`` (N, D) and each digit's level (or None) -> ``x_hat`` (N, 1, 28, 28)."""
+        transform = self.loaded.model.synthesis_transform
+        if self.fixed is not None:
+            with P.products_in_bf16(transform, self.fixed.synthesis):
+                return transform(y_hat, levels)
+        if self.choice.decoder == "onnxruntime" and y_hat.device.type == "cpu":
+            return self._run_onnx("synthesis", y_hat, levels)
+        layers, route = _torch_layers(self.choice.decoder, "synthesis")
+        with P.products_in_bf16(transform, layers), P.bf16_route(route):
+            return transform(y_hat, levels)
+
+    def _run_onnx(self, side: str, inputs: torch.Tensor, levels: torch.Tensor | None):
+        session = self._session(side)
+        names = [i.name for i in session.get_inputs()]
+        array = inputs.contiguous().numpy()
+        parts = []
+        for start in range(0, array.shape[0], self.choice.chunk):
+            feed = {names[0]: array[start : start + self.choice.chunk]}
+            if len(names) > 1:
+                rows = levels[start : start + self.choice.chunk] if levels is not None else None
+                if rows is None:
+                    raise InputError("a conditioned synthesis transform needs each digit's level")
+                feed[names[1]] = rows.to(torch.int64).numpy()
+            parts.append(session.run(None, feed)[0])
+        out = np.concatenate(parts) if parts else np.empty((0,), np.float32)
+        shape = (
+            (-1, self.loaded.config.latent_dims) if side == "analysis" else (-1, 1, *IMAGE_SHAPE)
+        )
+        return torch.from_numpy(out).reshape(shape)
+
+    def _session(self, side: str):
+        if side not in self._sessions:
+            import onnxruntime  # lazy: optional dependency, only for this engine
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            self._sessions[side] = onnxruntime.InferenceSession(
+                onnx_graph(self.loaded, side, self.graphs_dir),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
+        return self._sessions[side]
+
+
+def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -> bytes:
+    """The ONNX bytes of one transform, exported once and kept in ``graphs_dir`` if given.
+
+    A kept graph is named by the SHA-256 of the model's whole content, so a
+    changed model never meets an old graph; one that cannot be read is exported again.
+    """
+    path = None
+    if graphs_dir is not None:
+        key = hashlib.sha256(f"{loaded.fingerprint}:{content_key(loaded)}".encode()).hexdigest()
+        path = graphs_dir / f"{key[:32]}.{side}.onnx"
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    model = copy.deepcopy(loaded.model).cpu().eval()
+    try:
+        if side == "analysis":
+            data = _to_onnx(model.analysis_transform, torch.zeros(1, 1, *IMAGE_SHAPE), ANALYSIS_IO)
+        else:
+            data = _synthesis_onnx(model.synthesis_transform, loaded.config.latent_dims)
+    except MnistCodecError as exc:
+        raise InputError(f"the onnxruntime engine cannot export this model: {exc}") from None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
+        except OSError:  # a read-only cache only costs the export next time
+            pass
+    return data
+
+
+def content_key(loaded: LoadedModel) -> str:
+    """What identifies a model's whole content: its recorded content hash, else its fingerprint.
+
+    The fingerprint leaves the analysis weights out; the content hash does not.
+    """
+    return str(loaded.metadata.get("content_sha256") or loaded.fingerprint)

@@ -1,0 +1,208 @@
+"""Inference engines and their calibration: conformance of every engine, the cache, ``doctor``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistcodec.cli import main
+from mnistcodec.coding import calibration as C
+from mnistcodec.coding import engine as E
+from mnistcodec.coding.api import Codec
+from mnistcodec.coding.model_files import load_model
+from mnistcodec.coding.zoo import resolve_model, shipped_models
+from mnistcodec.errors import InputError
+from mnistcodec.experiments import metrics
+from mnistcodec.storage.idx import read_idx
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+MODELS = ("seed-lmbda2000", "vr-mixture-long")
+#: The encoder bound of docs/precision.md: information content and PSNR against float32.
+INFO_SHARE, PSNR_DB = 0.005, 0.05
+
+
+@pytest.fixture
+def engine_env(monkeypatch, tmp_path):
+    """A fresh cache directory; returns a setter for MNISTCODEC_ENGINE."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(C.ENGINE_ENV, raising=False)
+    return lambda value: monkeypatch.setenv(C.ENGINE_ENV, value)
+
+
+def _codec(name: str, engine: str, set_engine) -> Codec:
+    set_engine(engine)
+    codec = Codec.from_model(name)
+    assert codec.engine.choice == E.Choice(engine, engine) and codec.engine.source == "override"
+    return codec
+
+
+@pytest.mark.parametrize("engine", E.available_engines())
+@pytest.mark.parametrize("name", MODELS)
+def test_every_encoder_engine_keeps_the_latents_or_the_stated_bound(
+    name, engine, engine_env, test_digits
+):
+    reference = Codec.from_model(name, precision="fp32")
+    codec = _codec(name, engine, engine_env)
+    level = reference.default_level
+    k_ref, info_ref = reference.analyse(test_digits, level)
+    k, info = codec.analyse(test_digits, level)
+    changed = np.count_nonzero(k != k_ref) / k.size
+    if engine == E.REFERENCE:
+        assert changed == 0 and np.array_equal(info, info_ref)
+        return
+    assert changed <= E.ENCODER_LATENT_SHARE
+    assert abs(info.mean() / info_ref.mean() - 1) <= INFO_SHARE
+    decoded = reference.synthesise(k, level)
+    decoded_ref = reference.synthesise(k_ref, level)
+    psnr, psnr_ref = (
+        metrics.mean_psnr(test_digits, decoded),
+        metrics.mean_psnr(test_digits, decoded_ref),
+    )
+    assert abs(psnr - psnr_ref) <= PSNR_DB
+
+
+@pytest.mark.parametrize("engine", E.available_engines())
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_every_decoder_engine_meets_the_conformance_rule_on_the_golden_files(
+    name, engine, engine_env, tmp_path
+):
+    engine_env(engine)
+    out = tmp_path / "decoded.idx"
+    argv = ["decompress", name, str(GOLDEN / f"{name}.v3.per-digit.mnc"), "-o", str(out)]
+    assert main(argv) == 0
+    error = np.abs(read_idx(out).astype(int) - read_idx(GOLDEN / f"{name}.decoded.idx"))
+    assert np.mean(error <= 1) >= E.DECODER_PIXEL_SHARE
+    if engine == E.REFERENCE:
+        assert error.max() == 0
+
+
+def test_an_unknown_engine_is_one_clear_error(engine_env, tmp_path, capsys):
+    engine_env("tensorrt")
+    with pytest.raises(InputError, match="MNISTCODEC_ENGINE"):
+        Codec.from_model("seed-lmbda2000")
+    out = tmp_path / "x.idx"
+    golden = str(GOLDEN / "seed-lmbda2000.v3.per-digit.mnc")
+    assert main(["decompress", "seed-lmbda2000", golden, "-o", str(out)]) == 2
+    assert "MNISTCODEC_ENGINE" in capsys.readouterr().err and not out.exists()
+
+
+def test_fp32_ignores_the_engine_choice(engine_env, test_digits):
+    engine_env("onnxruntime" if "onnxruntime" in E.available_engines() else "torch-bf16")
+    codec = Codec.from_model("seed-lmbda2000", precision="fp32")
+    assert codec.engine.fixed is not None and codec.precision.name == "fp32"
+
+
+# -- calibration and its cache -----------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_calibration(monkeypatch):
+    monkeypatch.setattr(C, "CALIBRATION_DIGITS", 64)
+    monkeypatch.setattr(C, "CALIBRATION_ROUNDS", 1)
+
+
+def test_calibration_chooses_a_conformant_engine_and_caches_it(
+    engine_env, quick_calibration, tiny_model_path
+):
+    loaded = load_model(tiny_model_path)
+    assert C.cached_entry(loaded) is None
+    entry = C.calibrate(loaded)
+    choice = E.Choice.parse(entry["choice"])
+    for side, engine in (("encoder", choice.encoder), ("decoder", choice.decoder)):
+        label = engine if engine != "onnxruntime" else f"onnxruntime@{choice.chunk}"
+        assert entry["measured_digits_per_s"][side][label]["conformant"]
+    C.store_entry(loaded, entry)
+    assert C.cached_entry(loaded) == json.loads(json.dumps(entry))
+    codec = Codec(loaded)
+    assert codec.engine.source == "cached" and codec.engine.choice == choice
+
+
+def _stored(loaded) -> dict:
+    entry = {"choice": E.Choice("torch", "torch").describe(), "machine": C.machine_record()}
+    C.store_entry(loaded, entry)
+    return entry
+
+
+def test_the_cache_is_stale_when_the_cpu_or_a_library_changes(
+    engine_env, tiny_model_path, monkeypatch
+):
+    loaded = load_model(tiny_model_path)
+    _stored(loaded)
+    assert C.cached_entry(loaded) is not None
+    real = C.machine_record
+    for key, value in (("cpu", "Another CPU"), ("torch", "9.9"), ("onnxruntime", "0.1")):
+        monkeypatch.setattr(
+            C, "machine_record", lambda key=key, value=value: {**real(), key: value}
+        )
+        assert C.cached_entry(loaded) is None, key
+    monkeypatch.setattr(C, "machine_record", real)
+    assert C.cached_entry(loaded) is not None
+
+
+def test_the_cache_is_stale_when_the_model_changes(engine_env, tiny_model_path, tmp_path):
+    loaded = load_model(tiny_model_path)
+    _stored(loaded)
+    changed = load_model(tiny_model_path)
+    changed.metadata["content_sha256"] = "0" * 64  # another analysis transform, same decoder
+    assert C.cached_entry(changed) is None
+    assert C.cached_entry(resolve_model("seed-lmbda2000")) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[]",
+        '{"format": "something else"}',
+        '{"format": "mnistcodec-engine-cache", "version": 1, "entries": 3}',
+    ],
+)
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_rewritten(engine_env, tiny_model_path, text):
+    loaded = load_model(tiny_model_path)
+    path = C.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.warns(UserWarning, match="ignoring the engine cache"):
+        assert C.cached_entry(loaded) is None
+    with pytest.warns(UserWarning, match="ignoring the engine cache"):
+        codec = Codec(loaded)
+    assert codec.engine.source == "default"
+    _stored(loaded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert C.cached_entry(loaded) is not None
+    assert json.loads(path.read_text())["format"] == C.CACHE_FORMAT
+
+
+def test_a_large_call_calibrates_once_and_small_ones_never(
+    engine_env, quick_calibration, tiny_model_path, monkeypatch, test_digits
+):
+    loaded = load_model(tiny_model_path)
+    monkeypatch.setattr(C, "CALIBRATION_MIN_DIGITS", 200)
+    codec = Codec(loaded)
+    codec.compress(test_digits[:50])
+    assert codec.engine.source == "default" and not C.cache_path().exists()
+    codec.compress(test_digits[:250])
+    assert codec.engine.source == "calibrated" and C.cached_entry(loaded) is not None
+    assert Codec(loaded).engine.source == "cached"
+
+
+def test_doctor_shows_measures_and_caches(engine_env, quick_calibration, tiny_model_path, capsys):
+    assert main(["doctor", str(tiny_model_path)]) == 0
+    out = capsys.readouterr().out
+    assert "engine cache" in out and "[default]" in out
+    assert main(["doctor", str(tiny_model_path), "--calibrate", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    model = record["models"][str(tiny_model_path)]
+    assert model["source"] == "calibrated" and record["machine"] == C.machine_record()
+    assert main(["doctor", str(tiny_model_path)]) == 0
+    assert "[cached" in capsys.readouterr().out
+    engine_env("torch")
+    assert main(["doctor", str(tiny_model_path), "--json"]) == 0
+    assert (
+        json.loads(capsys.readouterr().out)["models"][str(tiny_model_path)]["source"] == "override"
+    )
