@@ -262,6 +262,9 @@ def _wait_for(condition, child: subprocess.Popen, seconds: float = 120) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_termination_signals_leave_no_temporary_file(tmp_path, signum):
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        # Under nohup the children inherit the ignored signal, and commands keep running then.
+        pytest.skip(f"{signal.Signals(signum).name} is ignored in this environment")
     out = tmp_path / "train.mnc"
     child = subprocess.Popen(
         _command("compress", MODEL, "--split", "train", "-o", out, "-q"),
