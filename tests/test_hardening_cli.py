@@ -110,6 +110,19 @@ def test_export_to_a_dangling_link_names_no_temporary(tmp_path, capsys):
     _no_temporaries(tmp_path)
 
 
+def test_the_web_export_treats_a_linked_target_as_the_onnx_export_does(tmp_path, capsys):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "site"
+    link.symlink_to(target)
+    status, _, err = _cli(capsys, "export", SEED_MODEL, "--web", link)
+    assert status == 2 and "symbolic link" in err and "--force" in err
+    status, _, _ = _cli(capsys, "export", SEED_MODEL, "--web", link, "--force")
+    assert status == 0 and not link.is_symlink() and (link / "manifest.json").is_file()
+    assert list(target.iterdir()) == []  # the link was replaced, never followed
+    _no_temporaries(tmp_path)
+
+
 # -- 9. output names ----------------------------------------------------------------------
 
 

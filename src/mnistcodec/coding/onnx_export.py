@@ -39,8 +39,9 @@ from mnistcodec import __version__
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.storage.atomic import atomic_directory, check_link_output
+from mnistcodec.storage.atomic import atomic_directory
 from mnistcodec.storage.digits import IMAGE_SHAPE
+from mnistcodec.storage.export_dirs import check_export_directory
 
 EXPORT_FORMAT = "mnistcodec-onnx-export"
 EXPORT_FORMAT_VERSION = 1
@@ -82,32 +83,7 @@ def check_export_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     empty or holds an earlier export (its ``manifest.json`` says so), so that
     ``--force`` never deletes a directory of other files.
     """
-    path = Path(out_dir)
-    if check_link_output(path, force):
-        return path  # --force: the link itself is replaced, never followed
-    if path.exists() and not path.is_dir():
-        raise InputError(f"output {path} exists and is not a directory; give a directory name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"output directory {parent} does not exist")
-    if not path.exists():
-        return path
-    if not force:
-        raise InputError(f"output {path} already exists; pass --force to replace the export")
-    if any(path.iterdir()) and not _is_export(path):
-        raise InputError(
-            f"output {path} is a directory that holds no mnistcodec export; "
-            "--force replaces only an earlier export (or an empty directory)"
-        )
-    return path
-
-
-def _is_export(path: Path) -> bool:
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT
+    return check_export_directory(out_dir, force, EXPORT_FORMAT, "export")
 
 
 def _onnx():

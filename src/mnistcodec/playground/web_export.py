@@ -30,6 +30,7 @@ from pathlib import Path
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.errors import InputError
 from mnistcodec.storage.atomic import atomic_directory
+from mnistcodec.storage.export_dirs import check_export_directory
 
 WEB_FORMAT = "mnistcodec-web-export"
 #: The files of ``mnistcodec/web`` that the page loads.
@@ -39,30 +40,7 @@ BACKEND_META = '<meta name="mnistcodec-backend" content="library">'
 
 def check_web_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
     """A target directory, checked before any work: new, or (``force``) an earlier web export."""
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise InputError(f"output {path} exists and is not a directory; give a directory name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"output directory {parent} does not exist")
-    if not path.exists():
-        return path
-    if not force:
-        raise InputError(f"output {path} already exists; pass --force to replace the export")
-    if any(path.iterdir()) and not _is_web_export(path):
-        raise InputError(
-            f"output {path} is a directory that holds no mnistcodec web export; "
-            "--force replaces only an earlier web export (or an empty directory)"
-        )
-    return path
-
-
-def _is_web_export(path: Path) -> bool:
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == WEB_FORMAT
+    return check_export_directory(out_dir, force, WEB_FORMAT, "web export")
 
 
 def page_html() -> str:
@@ -100,7 +78,7 @@ def export_web(
         "sha256": {file: hashlib.sha256(data).hexdigest() for file, data in sorted(files.items())},
     }
     files["manifest.json"] = (json.dumps(manifest, indent=1) + "\n").encode()
-    with atomic_directory(path) as put:
+    with atomic_directory(path, replace_link=force) as put:
         for file, data in files.items():
             put(file, data)
     return path
