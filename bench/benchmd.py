@@ -1,7 +1,8 @@
-"""Sections of BENCHMARKS.md that a benchmark script owns, between two markers."""
+"""What the benchmark scripts share: the sections of BENCHMARKS.md each owns, and the CPU's name."""
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 
@@ -21,3 +22,14 @@ def replace_section(path: Path, start: str, end: str, section: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for every speed figure."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

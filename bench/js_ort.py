@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import cpu_name, replace_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "src" / "mnistcodec" / "web" / "mnistcodec.js"
@@ -164,14 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     package = json.loads((ort / "package.json").read_text())
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    cpu = cpu_name()
     load = Path("/proc/loadavg").read_text().split()[0]
     result.update(
         model=args.model,

@@ -51,7 +51,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import cpu_name, replace_section  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.container import parse_file  # noqa: E402
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes  # noqa: E402
@@ -299,16 +299,6 @@ def main() -> int:
     if not args.no_write:
         replace_section(Path(args.markdown), START, END, markdown(result))
     return 0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchmd import replace_section  # noqa: E402
+from benchmd import cpu_name, replace_section  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.zoo import shipped_models  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
@@ -276,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             "bf16_route": "native" if P.native_bf16(torch.device("cpu")) else "rounding",
         },
     }
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            result["machine"]["cpu"] = line.split(":", 1)[1].strip()
-            break
+    result["machine"]["cpu"] = cpu_name()
     result["quality"] = [quality(name, images) for name in shipped_models()]
     result["speed"] = speed(images, 1 if args.quick else 3, 2000 if args.quick else 5000)
     result["seed_bf16"] = seed_in_bf16()

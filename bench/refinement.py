@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import cpu_name, replace_section  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.container import string_bits  # noqa: E402
 from mnistcodec.coding.zoo import resolve_model  # noqa: E402
@@ -133,14 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "against": args.against,
     }
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    cpu = cpu_name()
     result["cpu"] = cpu
     for name, steps in (("plain", 0), ("refined", args.steps)):
         print(f"{name}:", flush=True)
