@@ -30,6 +30,7 @@ analysis transform's own latents.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,8 @@ class RefinementProblem:
     reconstruction ``(B, 1, 28, 28)``; ``offset`` ``(B, D)`` or ``(D,)``.
     """
 
-    to_bits: object
-    to_pixels: object
+    to_bits: Callable[[Tensor], Tensor]
+    to_pixels: Callable[[Tensor], Tensor]
     offset: Tensor
     lmbda: Tensor
     distortion: str

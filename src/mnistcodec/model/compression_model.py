@@ -23,6 +23,8 @@ from mnistcodec.model.names import DISTORTIONS
 from mnistcodec.model.priors import Prior, make_prior
 from mnistcodec.model.transforms import make_transforms
 
+#: A variable-rate model's lambda range unless its configuration names another.
+DEFAULT_LAMBDA_RANGE = (150.0, 8000.0)
 #: Most components a mixture prior may have.
 MAX_COMPONENTS = 256
 
@@ -42,8 +44,8 @@ class ModelConfig:
     #: A synthesis transform with one affine map per level on each hidden layer (``arch = "vr"``).
     conditioned_decoder: bool = False
     #: A variable-rate model's lowest and highest lambda: its levels are log-uniform between them.
-    lambda_min: float = 150.0
-    lambda_max: float = 8000.0
+    lambda_min: float = DEFAULT_LAMBDA_RANGE[0]
+    lambda_max: float = DEFAULT_LAMBDA_RANGE[1]
 
     def __post_init__(self) -> None:
         if (
@@ -75,8 +77,12 @@ class ModelConfig:
             raise InputError(
                 f"lambda_min ({self.lambda_min:g}) must be below lambda_max ({self.lambda_max:g})"
             )
-        if (self.lambda_min, self.lambda_max) != (150.0, 8000.0) and self.arch != "vr":
+        if self.lambda_range != DEFAULT_LAMBDA_RANGE and self.arch != "vr":
             raise InputError("a lambda range needs the variable-rate architecture (arch vr)")
+
+    @property
+    def lambda_range(self) -> tuple[float, float]:
+        return (self.lambda_min, self.lambda_max)
 
     def to_dict(self) -> dict:
         """The fields as a dict, without the later fields at their defaults (older files lack them)."""
@@ -85,7 +91,7 @@ class ModelConfig:
             del data["mixture_components"]
         if not self.conditioned_decoder:
             del data["conditioned_decoder"]
-        if (self.lambda_min, self.lambda_max) == (150.0, 8000.0):
+        if self.lambda_range == DEFAULT_LAMBDA_RANGE:
             del data["lambda_min"], data["lambda_max"]
         return data
 

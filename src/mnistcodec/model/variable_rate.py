@@ -36,15 +36,19 @@ import torch
 from torch import Tensor, nn
 
 from mnistcodec.errors import InputError
-from mnistcodec.model.compression_model import CompressionModel, ModelConfig, RDOutput
+from mnistcodec.model.compression_model import (
+    DEFAULT_LAMBDA_RANGE,
+    CompressionModel,
+    ModelConfig,
+    RDOutput,
+)
 from mnistcodec.model.priors import LogisticMixture, Prior, bits_from_log_prob, make_prior
 from mnistcodec.model.transforms import ConditionedSynthesisTransform, make_transforms
 
 #: The architecture name of the variable-rate model (``train --arch vr``).
 ARCH = "vr"
 LEVEL_COUNT = 16
-LAMBDA_MIN = 150.0
-LAMBDA_MAX = 8000.0
+LAMBDA_MIN, LAMBDA_MAX = DEFAULT_LAMBDA_RANGE
 
 
 #: The operating points: lambda of level ``l``, log-uniform from LAMBDA_MIN to LAMBDA_MAX.
@@ -200,7 +204,7 @@ class VariableRateModel(CompressionModel):
         self.analysis_transform, self.synthesis_transform = make_transforms(
             "seed", self.config.latent_dims
         )
-        lambdas = level_lambdas(self.config.lambda_min, self.config.lambda_max)
+        lambdas = level_lambdas(*self.config.lambda_range)
         if self.config.conditioned_decoder:
             self.synthesis_transform = ConditionedSynthesisTransform(
                 self.config.latent_dims, LEVEL_COUNT
