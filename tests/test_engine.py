@@ -14,15 +14,13 @@ from mnistcodec.coding import calibration as C
 from mnistcodec.coding import engine as E
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.model_files import load_model
-from mnistcodec.coding.zoo import resolve_model, shipped_models
+from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.errors import InputError
 from mnistcodec.experiments import metrics
 from mnistcodec.storage.idx import read_idx
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-MODELS = ("seed-lmbda2000", "vr-mixture-long")
-#: The encoder bound of docs/precision.md: information content and PSNR against float32.
-INFO_SHARE, PSNR_DB = 0.005, 0.05
+MODELS = ("seed-lmbda2000", "vr-mixture-long", DEFAULT_MODEL)
 
 
 @pytest.fixture
@@ -47,22 +45,23 @@ def test_every_encoder_engine_keeps_the_latents_or_the_stated_bound(
 ):
     reference = Codec.from_model(name, precision="fp32")
     codec = _codec(name, engine, engine_env)
-    level = reference.default_level
-    k_ref, info_ref = reference.analyse(test_digits, level)
-    k, info = codec.analyse(test_digits, level)
-    changed = np.count_nonzero(k != k_ref) / k.size
-    if engine == E.REFERENCE:
-        assert changed == 0 and np.array_equal(info, info_ref)
-        return
-    assert changed <= E.ENCODER_LATENT_SHARE
-    assert abs(info.mean() / info_ref.mean() - 1) <= INFO_SHARE
-    decoded = reference.synthesise(k, level)
-    decoded_ref = reference.synthesise(k_ref, level)
-    psnr, psnr_ref = (
-        metrics.mean_psnr(test_digits, decoded),
-        metrics.mean_psnr(test_digits, decoded_ref),
-    )
-    assert abs(psnr - psnr_ref) <= PSNR_DB
+    # The lowest, the default and the highest level: the finest gains change the most latents.
+    for level in sorted({0, reference.default_level, reference.levels - 1}):
+        k_ref, info_ref = reference.analyse(test_digits, level)
+        k, info = codec.analyse(test_digits, level)
+        changed = np.count_nonzero(k != k_ref) / k.size
+        if engine == E.REFERENCE:
+            assert changed == 0 and np.array_equal(info, info_ref)
+            continue
+        assert changed <= E.ENCODER_LATENT_SHARE
+        assert abs(info.mean() / info_ref.mean() - 1) <= E.ENCODER_INFO_SHARE
+        decoded = reference.synthesise(k, level)
+        decoded_ref = reference.synthesise(k_ref, level)
+        psnr, psnr_ref = (
+            metrics.mean_psnr(test_digits, decoded),
+            metrics.mean_psnr(test_digits, decoded_ref),
+        )
+        assert abs(psnr - psnr_ref) <= E.ENCODER_PSNR_DB
 
 
 @pytest.mark.parametrize("engine", E.available_engines())
@@ -206,3 +205,18 @@ def test_doctor_shows_measures_and_caches(engine_env, quick_calibration, tiny_mo
     assert (
         json.loads(capsys.readouterr().out)["models"][str(tiny_model_path)]["source"] == "override"
     )
+
+
+def test_the_calibrations_encoder_check_bounds_rate_and_psnr_at_every_level():
+    loaded = resolve_model(DEFAULT_MODEL)
+    x, y_hat = C.calibration_inputs(loaded, 256)
+    levels = C._levels(loaded, 256)
+    assert levels is not None and set(levels.tolist()) == set(range(loaded.levels))
+    check = C.EncoderCheck(loaded, x, levels)
+    y = E.Engine(loaded).analysis(x)
+    assert check(y)
+    # Latents 3 % too small: fewer bits and a worse PSNR; 3 % too large: more bits.
+    assert not check(y * 0.97) and not check(y * 1.03)
+    _, bits, psnr = check.measure(y * 0.97)
+    _, bits_ref, psnr_ref = check.reference
+    assert bits < bits_ref and psnr < psnr_ref

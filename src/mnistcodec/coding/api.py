@@ -55,6 +55,7 @@ from mnistcodec.coding.calibration import codec_engine
 from mnistcodec.coding.engine import Engine
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
 from mnistcodec.coding.refinement import RefinementProblem, refine_integers
 from mnistcodec.coding.tables import CodingTables
@@ -113,7 +114,9 @@ class Codec:
         self.device = torch.device(device)
         #: Runs the two transforms (:mod:`mnistcodec.coding.engine`).
         self.engine = codec_engine(loaded, self.device, precision)
-        self.offsets = torch.from_numpy(loaded.tables.offsets.copy()).to(self.device)
+        #: Latents to integers and back at each digit's level (:mod:`mnistcodec.coding.quantiser`).
+        self.quantiser = Quantiser(loaded, self.device)
+        self.offsets = self.quantiser.offsets
         self.chunk_size = int(chunk_size)
         self.coders = [self._level_coder(t) for t in loaded.level_tables] or [
             LatentCoder(loaded.tables)
@@ -121,11 +124,7 @@ class Codec:
         #: The coder of the default level (a fixed-rate model's only one).
         self.coder = self.coders[self.default_level]
         if loaded.variable_rate:
-            dims = loaded.config.latent_dims
-            offsets = np.stack([t.offsets[:dims] for t in loaded.level_tables])
-            self.level_offsets = torch.from_numpy(offsets).to(self.device)
-            log_gains = self.model.entropy_bottleneck.log_gains.detach()
-            self.gains = torch.exp(log_gains).to(self.device, torch.float32)
+            self.level_offsets, self.gains = self.quantiser.level_offsets, self.quantiser.gains
 
     def _level_coder(self, tables: CodingTables) -> LatentCoder:
         """A level's coder: a mixture's codes a component before the latents."""
@@ -210,15 +209,8 @@ class Codec:
     @torch.no_grad()
     def quantise(self, y: torch.Tensor, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Latents ``y`` at each digit's level -> (integer latents k (N, D), information bits (N,))."""
-        bottleneck = self.model.entropy_bottleneck
-        if not self.loaded.variable_rate:
-            k = bottleneck.integers(y, self.offsets)
-            bits = bottleneck.bits(bottleneck.dequantize(k, self.offsets))
-            return k.cpu().double().numpy(), bits.cpu().double().numpy()
-        index = torch.from_numpy(levels).to(self.device)
-        gain, offset = self.gains[index], self.level_offsets[index]
-        k = torch.round(y * gain - offset)
-        bits = bottleneck.information_bits(k + offset, gain)
+        index = torch.from_numpy(levels).to(self.device) if self.loaded.variable_rate else None
+        k, bits = self.quantiser.integers(y, index)
         return k.cpu().double().numpy(), bits.cpu().double().numpy()
 
     def analyse(self, images: np.ndarray, levels=None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,9 +276,7 @@ class Codec:
         index = None
         if self.loaded.variable_rate:
             index = torch.from_numpy(self.digit_levels(levels, k32.shape[0])).to(self.device)
-            y_hat = (k32 + self.level_offsets[index]) / self.gains[index]
-        else:
-            y_hat = self.model.entropy_bottleneck.dequantize(k32, self.offsets)
+        y_hat = self.quantiser.dequantise(k32, index)
         x_hat = self.engine.synthesis(y_hat, index)
         pixels = torch.nan_to_num(torch.round(x_hat * 255.0), nan=0.0).clamp(0, 255)
         return pixels.to(torch.uint8).view(-1, *IMAGE_SHAPE).cpu().numpy()

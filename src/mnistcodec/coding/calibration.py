@@ -21,9 +21,9 @@ among the conformant ones (:mod:`mnistcodec.coding.engine`):
 
 :func:`calibrate` makes its own inputs (the model's reconstructions of noise,
 then of those images: digit-like pictures, no dataset needed), checks each
-candidate against ``torch`` on them (an encoder may change at most
-:data:`~mnistcodec.coding.engine.ENCODER_LATENT_SHARE` of the rounded latents,
-a decoder must keep :data:`~mnistcodec.coding.engine.DECODER_PIXEL_SHARE` of
+candidate against ``torch`` on them (an encoder, coding each picture at a
+level in turn, must keep the information content and the PSNR within the
+bounds of :class:`EncoderCheck`; a decoder must keep :data:`~mnistcodec.coding.engine.DECODER_PIXEL_SHARE` of
 the pixels within 1 grey level), then times every conformant candidate in
 alternation (:data:`CALIBRATION_ROUNDS` rounds of :data:`CALIBRATION_DIGITS`
 digits; ONNX Runtime at each sub-batch of
@@ -51,6 +51,7 @@ import torch
 from mnistcodec import __version__
 from mnistcodec.coding import engine as E
 from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.data.sources import cache_root
 from mnistcodec.model import precision as P
 from mnistcodec.storage.atomic import atomic_write_text
@@ -161,30 +162,66 @@ def store_entry(loaded: LoadedModel, entry: dict, path: Path | None = None) -> N
 
 
 def calibration_inputs(loaded: LoadedModel, digits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Digit-like images ``x`` (N, 1, 28, 28) and latents ``y_hat`` (N, D), by ``torch``.
+    """Digit-like images ``x`` (N, 1, 28, 28) and decoder latents ``y_hat`` (N, D), by ``torch``.
 
-    Noise is analysed and reconstructed: the synthesis' outputs are pictures
-    of its own kind, whatever the model, with no dataset needed.
+    Noise is coded and reconstructed, digit ``n`` at level ``n mod L``: the
+    synthesis' outputs are pictures of its own kind, whatever the model, with
+    no dataset needed; ``y_hat`` are the quantised latents of those pictures.
     """
-    reference = E.Engine(loaded)
+    reference, quantiser = E.Engine(loaded), Quantiser(loaded)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((digits, 1, 28, 28), generator=generator)
     levels = _levels(loaded, digits)
-    x = reference.synthesis(torch.round(reference.analysis(x)), levels).clamp(0, 1)
-    x = torch.round(x * 255) / 255
-    return x, torch.round(reference.analysis(x))
+    y_hat = quantiser.dequantise(quantiser.integers(reference.analysis(x), levels)[0], levels)
+    x = torch.round(reference.synthesis(y_hat, levels).clamp(0, 1) * 255) / 255
+    y_hat = quantiser.dequantise(quantiser.integers(reference.analysis(x), levels)[0], levels)
+    return x, y_hat
 
 
 def _levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
-    if not getattr(loaded.model.synthesis_transform, "levels", None):
+    """Digit ``n``'s level, ``n mod L``, for a variable-rate model (None for a fixed-rate one)."""
+    if not loaded.variable_rate:
         return None
-    return torch.arange(digits) % loaded.model.synthesis_transform.levels
+    return torch.arange(digits) % loaded.levels
 
 
-def _conformant(side: str, candidate: torch.Tensor, reference: torch.Tensor) -> bool:
-    if side == "encoder":
-        changed = torch.count_nonzero(torch.round(candidate) != torch.round(reference))
-        return bool(changed <= E.ENCODER_LATENT_SHARE * reference.numel())
+class EncoderCheck:
+    """An encoder engine's bounds against ``torch`` on the calibration pictures ``x``.
+
+    Both engines' latents are quantised at each digit's level; the candidate
+    must keep the mean information content within
+    :data:`~mnistcodec.coding.engine.ENCODER_INFO_SHARE`, the PSNR of the
+    ``torch`` decoder's reconstructions (of their mean squared error: a few
+    pictures reconstructed exactly would weigh without bound in a mean of
+    PSNRs) within
+    :data:`~mnistcodec.coding.engine.ENCODER_PSNR_DB`, and change at most
+    :data:`~mnistcodec.coding.engine.ENCODER_LATENT_SHARE` of the integers.
+    """
+
+    def __init__(self, loaded: LoadedModel, x: torch.Tensor, levels: torch.Tensor | None) -> None:
+        self.x, self.levels = x, levels
+        self.quantiser, self.decoder = Quantiser(loaded), E.Engine(loaded)
+        self.reference = self.measure(self.decoder.analysis(x))
+
+    def measure(self, y: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+        """``(integers, mean information bits, PSNR of the mean squared error)`` of latents ``y``."""
+        k, bits = self.quantiser.integers(y, self.levels)
+        x_hat = self.decoder.synthesis(self.quantiser.dequantise(k, self.levels), self.levels)
+        error = (torch.round(x_hat.clamp(0, 1) * 255) / 255 - self.x).square().mean()
+        return k, float(bits.mean()), float(-10 * torch.log10(error.clamp_min(1e-10)))
+
+    def __call__(self, y: torch.Tensor) -> bool:
+        k_ref, bits_ref, psnr_ref = self.reference
+        k, bits, psnr = self.measure(y)
+        changed = torch.count_nonzero(k != k_ref) / max(k.numel(), 1)
+        return bool(
+            changed <= E.ENCODER_LATENT_SHARE
+            and abs(bits - bits_ref) <= E.ENCODER_INFO_SHARE * max(bits_ref, 1.0)
+            and abs(psnr - psnr_ref) <= E.ENCODER_PSNR_DB
+        )
+
+
+def _decoder_conformant(candidate: torch.Tensor, reference: torch.Tensor) -> bool:
     pixels = torch.round(candidate.clamp(0, 1) * 255) - torch.round(reference.clamp(0, 1) * 255)
     return bool(torch.mean((pixels.abs() <= 1).float()) >= E.DECODER_PIXEL_SHARE)
 
@@ -213,7 +250,11 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
                 runs[(name, chunk)] = lambda engine=engine: engine.analysis(x)
             else:
                 runs[(name, chunk)] = lambda engine=engine: engine.synthesis(y_hat, levels)
-        measured[side], best[side] = _measure(side, runs)
+        if side == "encoder":
+            check = EncoderCheck(loaded, x, levels)
+            measured[side], best[side] = _measure(runs, lambda out, _ref, check=check: check(out))
+        else:
+            measured[side], best[side] = _measure(runs, _decoder_conformant)
     choice = E.Choice(best["encoder"][0], best["decoder"][0], _chunk(best))
     return {
         "choice": choice.describe(),
@@ -232,7 +273,9 @@ def _chunk(best: dict[str, tuple[str, int]]) -> int:
     return E.ORT_CHUNKS[-1]
 
 
-def _measure(side: str, runs: dict) -> tuple[dict, tuple[str, int]]:
+def _measure(
+    runs: dict, conformant: Callable[[torch.Tensor, torch.Tensor], bool]
+) -> tuple[dict, tuple[str, int]]:
     """Check and time each run in alternation; ``({label: record}, the fastest conformant key)``."""
     reference = runs[(E.REFERENCE, E.ORT_CHUNKS[-1])]()
     records: dict[str, dict] = {}
@@ -240,7 +283,7 @@ def _measure(side: str, runs: dict) -> tuple[dict, tuple[str, int]]:
     for key, run in runs.items():
         label = key[0] if key[0] != "onnxruntime" else f"onnxruntime@{key[1]}"
         try:
-            ok = _conformant(side, run(), reference)  # also the warm-up
+            ok = conformant(run(), reference)  # also the warm-up
         except Exception as exc:  # noqa: BLE001  # a broken runtime is not a candidate
             records[label] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             continue

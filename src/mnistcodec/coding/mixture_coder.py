@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnistcodec.coding import lane_coder
 from mnistcodec.coding.range_coder import (
     _OVERFLOW_EXPONENTS,
     DecodeError,
@@ -212,6 +213,42 @@ class MixtureCoder(LatentCoder):
         bits = self._bits[rows, symbols.indices[:, 1:]].sum(axis=1) + self._component_bits[chosen]
         extra = [sum(_overflow_bits(v) for v in values) for values in symbols.overflow]
         return bits + np.asarray(extra, dtype=np.float64)
+
+    # -- many digits at once --------------------------------------------------------------
+
+    def _lane_tables(self) -> lane_coder.LaneTables:
+        """The ``C x D`` latent rows, then the component row (row ``C D``)."""
+        if self._lanes is None:
+            width = max(self.tables.width, self.count) + 2
+            latent = lane_coder.cumulative_table(self.tables.counts, self.tables.precision, width)
+            component = lane_coder.cumulative_table(
+                self.components.counts[:1], self.components.precision, width
+            )
+            self._lanes = lane_coder.LaneTables(np.concatenate([latent, component]))
+        return self._lanes
+
+    def _lane_rows(self, first: np.ndarray | None, count: int) -> np.ndarray:
+        """Rows ``c D + i`` of each digit's latents under its component ``c``."""
+        return first.astype(np.int64)[:, None] * self.dims + np.arange(self.dims)[None, :]
+
+    def _lane_encode(self, indices: np.ndarray) -> list[bytes | None]:
+        count = indices.shape[0]
+        rows = np.empty(indices.shape, dtype=np.int64)
+        rows[:, 0] = self.count * self.dims
+        rows[:, 1:] = self._lane_rows(indices[:, 0], count)
+        return lane_coder.encode_bit_strings(self._lane_tables(), rows, indices)
+
+    def _lane_decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols, first, valid = lane_coder.decode_symbols(
+            self._lane_tables(),
+            words,
+            self.dims,
+            lambda first: self._lane_rows(first, len(words)),
+            first_row=self.count * self.dims,
+            first_escape=self.count,
+        )
+        indices = np.concatenate([first[:, None].astype(np.int32), cols], axis=1)
+        return indices, valid & ~(cols == self.tables.escape).any(axis=1)
 
     # -- low-level coding ------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ from dataclasses import dataclass
 import constriction
 import numpy as np
 
+from mnistcodec.coding import lane_coder
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import FormatError
 
@@ -123,6 +124,38 @@ class LatentCoder:
         self._lower = tables.lower.astype(np.int64)
         self._tiled: np.ndarray | None = None
         self._escape = tables.escape
+        self._lanes: lane_coder.LaneTables | None = None
+
+    # -- many digits at once (:mod:`mnistcodec.coding.lane_coder`) -------------------------
+
+    def _lane_tables(self) -> lane_coder.LaneTables:
+        """Cumulative weights of the latent rows (a mixture adds its component row last)."""
+        if self._lanes is None:
+            width = self.tables.width + 2
+            self._lanes = lane_coder.LaneTables(
+                lane_coder.cumulative_table(self.tables.counts, self.tables.precision, width)
+            )
+        return self._lanes
+
+    def _lane_rows(self, first: np.ndarray | None, count: int) -> np.ndarray:
+        """The rows of each digit's table symbols (N, D): dimension ``i`` uses row ``i``."""
+        dims = self.tables.latent_dims
+        return np.broadcast_to(np.arange(dims, dtype=np.int64), (count, dims))
+
+    def _lane_encode(self, indices: np.ndarray) -> list[bytes | None]:
+        """Bit strings of digits without escapes, by lanes (``None``: the scalar coder's)."""
+        rows = self._lane_rows(None, indices.shape[0])
+        return lane_coder.encode_bit_strings(self._lane_tables(), rows, indices)
+
+    def _lane_decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols (N, D) decoded by lanes, and which lanes decoded without an exception."""
+        cols, _, valid = lane_coder.decode_symbols(
+            self._lane_tables(),
+            words,
+            self.symbol_dims,
+            lambda _: self._lane_rows(None, len(words)),
+        )
+        return cols, valid & ~(cols == self._escape).any(axis=1)
 
     @property
     def symbol_dims(self) -> int:
@@ -281,9 +314,20 @@ class LatentCoder:
         """One string per digit: the shortest bit string, or the shortest byte prefix."""
         _check_granularity(granularity)
         if granularity == "bit":
+            plain = np.fromiter(
+                (not values for values in symbols.overflow), bool, len(symbols.overflow)
+            )
+            strings: list[bytes | None] = [None] * plain.size
+            rows = np.flatnonzero(plain)
+            for row, string in zip(rows, self._lane_encode(symbols.indices[rows]), strict=True):
+                strings[row] = string
             return [
-                _shortest_bits(self._encode_digit(indices, overflow))
-                for indices, overflow in zip(symbols.indices, symbols.overflow, strict=True)
+                string
+                if string is not None
+                else _shortest_bits(self._encode_digit(indices, overflow))
+                for string, indices, overflow in zip(
+                    strings, symbols.indices, symbols.overflow, strict=True
+                )
             ]
         starts = self.start_lengths(symbols)
         return [
@@ -303,18 +347,21 @@ class LatentCoder:
         strings were written with (both kinds decode alike; the check differs).
         """
         _check_granularity(granularity)
-        indices = np.empty((len(strings), self.symbol_dims), dtype=np.int32)
-        overflow: list[list[int]] = []
+        words, fits = lane_coder.strings_to_lanes(strings)
+        indices, by_lanes = self._lane_decode(words)
+        by_lanes &= fits
+        overflow: list[list[int]] = [[] for _ in strings]
         failure: DecodeError | None = None
-        for i, words in enumerate(_strings_to_words(strings)):
+        decoded = len(strings)
+        # What the lanes left: decoded one by one, in order; the first failure ends decoding.
+        for i in np.flatnonzero(~by_lanes).tolist():
             try:
-                indices[i], values = self._decode_digit(words)
+                indices[i], overflow[i] = self._decode_digit(_bytes_to_words(strings[i]))
             except DecodeError as exc:
-                failure = exc
+                failure, decoded = exc, i
                 break
-            overflow.append(values)
+        del overflow[decoded:]
         if check:
-            decoded = len(overflow)
             canonical = self.encode_strings(Symbols(indices[:decoded], overflow), granularity)
             for i in range(decoded):
                 data = strings[i]
