@@ -118,9 +118,7 @@ def test_lanes_match_the_scalar_coder_on_random_tables_carries_and_all():
     for dims, width in ((1, 3), (4, 9), (50, 31), (120, 5)):
         coder = _random_coder(rng, dims, width)
         probs = coder.tables.counts / coder.tables.counts.sum(axis=1, keepdims=True)
-        cols = np.stack(
-            [rng.choice(width + 1, size=3000, p=probs[d]) for d in range(dims)], axis=1
-        )
+        cols = np.stack([rng.choice(width + 1, size=3000, p=probs[d]) for d in range(dims)], axis=1)
         cols[cols == width] = 0  # no escapes: every digit goes through the lanes
         symbols = Symbols(cols.astype(np.int32), [[] for _ in range(len(cols))])
         lanes = coder._lane_encode(symbols.indices)
