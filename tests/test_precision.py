@@ -42,6 +42,7 @@ def digits():
 @pytest.fixture
 def no_units(monkeypatch):
     monkeypatch.setattr(precision, "bf16_matrix_units", lambda device="cpu": False)
+    monkeypatch.setattr(precision, "bf16_vector_units", lambda: False)
 
 
 @pytest.fixture
@@ -54,6 +55,16 @@ def test_auto_stays_on_float32_without_bf16_matrix_units(no_units):
     assert coding_precision("auto").name == "fp32"
     assert training_precision("auto").name == "fp32"
     assert resolve_precision("bf16") == "bf16"
+
+
+def test_auto_trains_in_bf16_with_avx512_bf16_alone_and_codes_by_calibration(monkeypatch):
+    monkeypatch.setattr(precision, "bf16_matrix_units", lambda device="cpu": False)
+    monkeypatch.setattr(precision, "bf16_vector_units", lambda: True)
+    assert training_precision("auto").name == "bf16"
+    assert precision.training_precision_for_device("auto", "cpu") == "bf16"
+    # Coding precisions are unchanged: the CPU's engine choice is measured (coding/calibration).
+    assert resolve_precision("auto") == "fp32"
+    assert training_precision("auto", "meta").name == "fp32"
 
 
 def test_auto_uses_bf16_with_units_and_decodes_conformantly(units):

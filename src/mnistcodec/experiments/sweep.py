@@ -52,7 +52,7 @@ from mnistcodec.experiments.bdrate import learned_bd_rates
 from mnistcodec.experiments.evaluate import evaluate
 from mnistcodec.experiments.tables import rows_to_csv
 from mnistcodec.model.compression_model import ModelConfig
-from mnistcodec.model.precision import precision_for_device
+from mnistcodec.model.precision import training_precision_for_device
 from mnistcodec.storage.atomic import atomic_write_text
 from mnistcodec.training.checkpoints import checkpoint_path
 from mnistcodec.training.loop import TrainConfig, train
@@ -115,13 +115,13 @@ class TrialSpec:
             del train["level_weight"]
         if not train["lr_decay_epochs"]:
             del train["lr_decay_epochs"], train["lr_decay_factor"]
-        if precision_for_device(train.pop("precision"), self.train.device) == "bf16":
+        if training_precision_for_device(train.pop("precision"), self.train.device) == "bf16":
             train["precision"] = "bf16"
         return {"model": self.model.to_dict(), "train": train}
 
     def pinned(self) -> TrialSpec:
         """This trial with its precision resolved here: every machine then runs it alike."""
-        resolved = precision_for_device(self.train.precision, self.train.device)
+        resolved = training_precision_for_device(self.train.precision, self.train.device)
         return replace(self, train=replace(self.train, precision=resolved))
 
     @property
