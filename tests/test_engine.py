@@ -157,7 +157,7 @@ def test_the_cache_is_stale_when_the_model_changes(engine_env, tiny_model_path, 
         "{not json",
         "[]",
         '{"format": "something else"}',
-        '{"format": "mnistcodec-engine-cache", "version": 1, "entries": 3}',
+        json.dumps({"format": C.CACHE_FORMAT, "version": C.CACHE_VERSION, "entries": 3}),
     ],
 )
 def test_a_corrupt_cache_is_ignored_with_a_warning_and_rewritten(engine_env, tiny_model_path, text):
@@ -220,3 +220,14 @@ def test_the_calibrations_encoder_check_bounds_rate_and_psnr_at_every_level():
     _, bits, psnr = check.measure(y * 0.97)
     _, bits_ref, psnr_ref = check.reference
     assert bits < bits_ref and psnr < psnr_ref
+
+
+def test_a_cache_of_another_version_is_measured_again(engine_env, tiny_model_path):
+    loaded = load_model(tiny_model_path)
+    _stored(loaded)
+    record = json.loads(C.cache_path().read_text())
+    record["version"] = C.CACHE_VERSION - 1
+    C.cache_path().write_text(json.dumps(record))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert C.cached_entry(loaded) is None

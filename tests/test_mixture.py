@@ -202,3 +202,17 @@ def test_onnx_export_takes_the_level(codec, digits, tmp_path):
     pixels = np.clip(np.round(x_hat * 255), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
     expected = codec.synthesise(k, levels)
     assert np.abs(pixels.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_the_tabulated_information_content_is_the_formulas(digits):
+    """Codec information content (tables of log P per level) against the bottleneck's formula."""
+    codec = Codec.from_model("vr-mse", precision="fp32")
+    images = np.concatenate([digits, np.random.default_rng(0).integers(0, 256, (20, 28, 28))])
+    y = codec.latents(images.astype(np.uint8))
+    levels = torch.arange(y.shape[0]) % codec.levels
+    k, bits = codec.quantiser.integers(y, levels)
+    k[-1, 0] = 10_000  # outside every window: the formula's
+    bits = codec.quantiser.mixture.bits(k, levels)
+    expected = codec.model.entropy_bottleneck.information_bits(k, codec.gains[levels]).detach()
+    assert torch.allclose(bits, expected, rtol=1e-6, atol=1e-4)
+    assert float(bits[-1]) > 20

@@ -9,6 +9,8 @@ offsets ``o_l``) with ``y^ = (k + o_l) / g_l``. The information content of
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -32,6 +34,9 @@ class Quantiser:
             self.level_offsets = torch.from_numpy(offsets).to(device)
             log_gains = self.bottleneck.log_gains.detach()
             self.gains = torch.exp(log_gains).to(device, torch.float32)
+        self.mixture = (
+            MixtureBits(loaded, self.gains) if loaded.component_tables is not None else None
+        )
 
     @torch.no_grad()
     def integers(
@@ -43,6 +48,8 @@ class Quantiser:
             return k, self.bottleneck.bits(self.bottleneck.dequantize(k, self.offsets))
         gain, offset = self.gains[levels], self.level_offsets[levels]
         k = torch.round(y * gain - offset)
+        if self.mixture is not None and y.device.type == "cpu":
+            return k, self.mixture.bits(k, levels)
         return k, self.bottleneck.information_bits(k + offset, gain)
 
     def dequantise(self, k: torch.Tensor, levels: torch.Tensor | None) -> torch.Tensor:
@@ -50,3 +57,60 @@ class Quantiser:
         if not self.variable_rate:
             return self.bottleneck.dequantize(k, self.offsets)
         return (k + self.level_offsets[levels]) / self.gains[levels]
+
+
+class MixtureBits:
+    """A mixture model's information content, ``-max_c [log w_c + sum_i log P_c(k_i)] / ln 2``.
+
+    The same quantity as
+    :meth:`~mnistcodec.model.variable_rate.MixtureBottleneck.information_bits`,
+    by table: per level, ``log P_c(v)`` of every integer ``v`` in the coding
+    tables' windows, computed once by
+    :meth:`~mnistcodec.model.priors.LogisticMixture.latent_nats` (so each
+    term is that function's float32 value), then one row gather per latent
+    and a sum, instead of the formula's transcendental functions over every
+    ``(digit, component, latent)``. Only the order of the float32 sum over
+    the latents differs. Digits with a latent outside the windows use the formula.
+    """
+
+    def __init__(self, loaded: LoadedModel, gains: torch.Tensor) -> None:
+        self.prior = loaded.model.entropy_bottleneck.prior
+        self.bottleneck = loaded.model.entropy_bottleneck
+        self.gains = gains
+        self.dims = loaded.config.latent_dims
+        self.level_tables = loaded.level_tables
+        self._tables: dict[int, tuple[torch.Tensor, int, int]] = {}
+
+    def table(self, level: int) -> tuple[torch.Tensor, int, int]:
+        """``(log P (V D, C) float32, lowest value, V)``: row ``(v - low) D + i``."""
+        if level not in self._tables:
+            tables = self.level_tables[level]
+            low = int(tables.lower.min())
+            count = int(tables.lower.max()) + tables.width - low
+            values = torch.arange(low, low + count, dtype=torch.float32)
+            z = values[:, None].expand(count, self.dims).contiguous()
+            gain = self.gains[level].expand(count, self.dims)
+            with torch.no_grad():
+                nats = self.prior.latent_nats(z, gain)  # (V, C, D)
+            self._tables[level] = (nats.permute(0, 2, 1).reshape(-1, nats.shape[1]), low, count)
+        return self._tables[level]
+
+    @torch.no_grad()
+    def bits(self, k: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+        """Integer latents ``k`` (N, D) at each digit's level -> information bits (N,)."""
+        bits = torch.empty(k.shape[0], dtype=torch.float32)
+        log_weights = self.prior.log_weights()[None]
+        for level in torch.unique(levels).tolist():
+            rows = torch.nonzero(levels == level).squeeze(1)
+            table, low, count = self.table(level)
+            index = k[rows].to(torch.int64) - low
+            inside = ((index >= 0) & (index < count)).all(dim=1)
+            index = (index.clamp(0, count - 1) * self.dims + torch.arange(self.dims))[inside]
+            nats = table[index.reshape(-1)].view(-1, self.dims, table.shape[1]).sum(dim=1)
+            best = (nats + log_weights).max(dim=1).values
+            bits[rows[inside]] = -best / math.log(2.0)
+            outside = rows[~inside]
+            if outside.numel():
+                gain = self.gains[levels[outside]]
+                bits[outside] = self.bottleneck.information_bits(k[outside], gain)
+        return bits

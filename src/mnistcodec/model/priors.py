@@ -324,7 +324,11 @@ class LogisticMixture(nn.Module):
         self.logits = nn.Parameter(torch.zeros(self.components))
 
     def component_nats(self, z: Tensor, gain: Tensor) -> Tensor:
-        """``log w_c + sum_i log P_c(z_i)`` for ``z = gain * y``, shape ``(B, C)``.
+        """``log w_c + sum_i log P_c(z_i)`` for ``z = gain * y``, shape ``(B, C)``."""
+        return self.latent_nats(z, gain).sum(dim=-1) + self.log_weights(z.dtype)[None]
+
+    def latent_nats(self, z: Tensor, gain: Tensor) -> Tensor:
+        """``log P_c(z_i)`` for every component, shape ``(B, C, D)``.
 
         ``P_c(z_i) = F_c((z_i + 1/2) / g_i) - F_c((z_i - 1/2) / g_i)``, computed
         from logits with the upper tail where the bin lies right of the
@@ -337,8 +341,11 @@ class LogisticMixture(nn.Module):
         upper = (a + b) > 0
         log_hi = F.logsigmoid(torch.where(upper, -a, b))
         log_lo = F.logsigmoid(torch.where(upper, -b, a))
-        nats = log_hi + torch.log((-torch.expm1(log_lo - log_hi)).clamp_min(_LOG_FLOOR))
-        return nats.sum(dim=-1) + torch.log_softmax(self.logits.to(z.dtype), dim=0)[None]
+        return log_hi + torch.log((-torch.expm1(log_lo - log_hi)).clamp_min(_LOG_FLOOR))
+
+    def log_weights(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """``log w_c``, shape ``(C,)``."""
+        return torch.log_softmax(self.logits.to(dtype), dim=0)
 
     def component_priors(self) -> LocatedLogistic:
         """Every component as one prior of ``C x D`` dimensions (row ``c D + i``), frozen."""
