@@ -16,7 +16,8 @@ virtualenv, ``bench/peer/setup_peer.sh``):
   single-digit latency;
 * peak resident memory (RSS) of the training and of the coding processes;
 * the coding of the same digits with the shipped default model
-  (``--default-model``, ``vr-mixture-long``), against the peer's seed model.
+  (``--default-model``, ``mnistcodec.coding.zoo.DEFAULT_MODEL``), against the
+  peer's seed model.
 
 The machine record holds the CPU model and the flags that select kernels, and
 each coding run records the inference engine it ran (``precision="auto"``: the
@@ -768,16 +769,22 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="precision of ours (default auto: bf16 only on bf16 matrix units)",
+        help="precision of ours (default auto: coding by the engine calibration, training in"
+        " bf16 on AMX or AVX512-BF16)",
     )
     p.add_argument(
         "--default-model",
-        default="vr-mixture-long",
-        help="shipped model whose coding is also measured against the peer's seed ('' to skip)",
+        default=None,
+        help="shipped model whose coding is also measured against the peer's seed (default:"
+        " the shipped default model; '' to skip)",
     )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.argv = argv
+    if args.default_model is None:
+        from mnistcodec.coding.zoo import DEFAULT_MODEL  # lazy: the parent only orchestrates
+
+        args.default_model = DEFAULT_MODEL
     if args.ours_threads is None:
         args.ours_threads = "0" if args.quick else "0,1"
     args.ours_threads = [int(t) for t in args.ours_threads.split(",")]
