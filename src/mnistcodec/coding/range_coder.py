@@ -319,6 +319,8 @@ class LatentCoder:
             )
             strings: list[bytes | None] = [None] * plain.size
             rows = np.flatnonzero(plain)
+            if rows.size < lane_coder.MIN_DIGITS:
+                rows = rows[:0]
             for row, string in zip(rows, self._lane_encode(symbols.indices[rows]), strict=True):
                 strings[row] = string
             return [
@@ -347,9 +349,13 @@ class LatentCoder:
         strings were written with (both kinds decode alike; the check differs).
         """
         _check_granularity(granularity)
-        words, fits = lane_coder.strings_to_lanes(strings)
-        indices, by_lanes = self._lane_decode(words)
-        by_lanes &= fits
+        if len(strings) >= lane_coder.MIN_DIGITS:
+            words, fits = lane_coder.strings_to_lanes(strings)
+            indices, by_lanes = self._lane_decode(words)
+            by_lanes &= fits
+        else:
+            indices = np.empty((len(strings), self.symbol_dims), dtype=np.int32)
+            by_lanes = np.zeros(len(strings), dtype=bool)
         overflow: list[list[int]] = [[] for _ in strings]
         failure: DecodeError | None = None
         decoded = len(strings)
