@@ -729,6 +729,41 @@ def headline_lines(results: dict) -> list[str]:
     return ["Targets (issue 26):", "", *out] if out else []
 
 
+README_START, README_END = "<!-- speed:start -->", "<!-- speed:end -->"
+README_ROWS = (
+    ("epoch", "epoch time"),
+    ("encode", "encode"),
+    ("decode", "decode"),
+    ("default_encode", "default model encode"),
+    ("default_decode", "default model decode"),
+)
+
+
+def readme_section(results_dir: Path) -> str:
+    """The README's speed table: the newest full-suite run of each CPU kind, ratios to the peer."""
+    newest: dict[str, dict] = {}
+    for path in sorted(results_dir.glob("bench-2*.json")):
+        results = json.loads(path.read_text())
+        machine = results.get("machine", {})
+        if results.get("quick") or not machine.get("cpu_flags") or not results["peer_runs"]["code"]:
+            continue  # quick runs, runs without the peer, and runs from before flags were kept
+        newest[cpu_kind(machine)[0]] = {**results, "file": path.name}
+    header = "| CPU | run | " + " | ".join(text for _, text in README_ROWS) + " |"
+    lines = [README_START, header, "| --- " * (len(README_ROWS) + 2) + "|"]
+    for results in newest.values():
+        rows = {row["key"]: row for row in results["figures"]}
+        cells = []
+        for key, _ in README_ROWS:
+            value = rows.get(key, {}).get("ratio", {}).get(config_label(0))
+            cells.append("-" if value is None else f"{value:.2f}x")
+        lines.append(
+            f"| {cpu_kind(results['machine'])[1]} | `{results['file']}` | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join([*lines, README_END]) + "\n"
+
+
 def write_markdown(path: Path, section: str) -> None:
     """Replace our section of ``path`` (between the markers), keeping everything else."""
     start, end = section.split("\n", 1)[0], section.rstrip("\n").rsplit("\n", 1)[-1]
@@ -763,7 +798,17 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated thread counts to measure ours with, 0 = torch's default"
         " (default: 0,1 for the full suite, 0 for --quick)",
     )
-    p.add_argument("--markdown", default=str(MARKDOWN), help="file to write the section into")
+    p.add_argument(
+        "--markdown",
+        default=None,
+        help="file to write the section into (default: BENCHMARKS.md, and for a full run also"
+        " the README's speed table; a --quick run writes no markdown unless given one)",
+    )
+    p.add_argument(
+        "--readme",
+        default=str(REPO / "README.md"),
+        help="README whose speed table a full run rewrites",
+    )
     p.add_argument("--results-dir", default=str(RESULTS_DIR), help="where the JSON goes")
     p.add_argument(
         "--precision",
@@ -796,9 +841,19 @@ def main(argv: list[str] | None = None) -> int:
     json_path = results_dir / f"bench-{'quick-' if args.quick else ''}{stamp}.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     section = markdown(results)
-    write_markdown(Path(args.markdown), section)
+    if args.markdown is None and args.quick:
+        # A quick run's tiny subsets never replace a full run's figures.
+        args.log(section)
+        args.log(f"wrote {json_path}")
+        return 0
+    markdown_path = Path(args.markdown or MARKDOWN)
+    write_markdown(markdown_path, section)
+    written = [str(json_path), str(markdown_path)]
+    if not args.quick and args.markdown is None:
+        replace_section(Path(args.readme), README_START, README_END, readme_section(results_dir))
+        written.append(args.readme)
     args.log(section)
-    args.log(f"wrote {json_path} and {args.markdown}")
+    args.log(f"wrote {', '.join(written)}")
     return 0
 
 

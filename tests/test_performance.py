@@ -647,3 +647,35 @@ def test_floor_counts_the_seed_networks_multiply_adds():
         "conv_2": 14 * 14 * 20 * 25,
     }
     assert sum(analysis.values()) == sum(synthesis.values()) == 2_573_000
+
+
+def test_the_readme_speed_table_keeps_the_newest_full_run_of_each_cpu_kind(tmp_path):
+    bench = load_bench_module("run")
+
+    def result(name, cpu, flags, quick=False, peer=True, encode=1.5):
+        record = {
+            "quick": quick,
+            "machine": {"cpu": cpu, "cpu_flags": flags},
+            "peer_runs": {"train": [], "code": [{}] if peer else []},
+            "figures": [
+                {"key": "encode", "ratio": {"default threads": encode, "1 thread": 0.5}},
+                {"key": "decode", "ratio": {"default threads": 1.25}},
+            ],
+        }
+        (tmp_path / name).write_text(json.dumps(record))
+
+    zen4 = ["avx2", "avx512f", "avx512_bf16"]
+    result("bench-2026-01-01T000000Z.json", "AMD EPYC", zen4, encode=1.1)
+    result("bench-2026-02-01T000000Z.json", "AMD EPYC", zen4, encode=1.6)
+    result("bench-2026-03-01T000000Z.json", "AMD EPYC", zen4, peer=False, encode=9.0)
+    result("bench-2026-03-02T000000Z.json", "AMD EPYC", [], encode=8.0)  # flags not kept
+    result("bench-quick-2026-04-01T000000Z.json", "AMD EPYC", zen4, quick=True, encode=7.0)
+    result("bench-2026-02-02T000000Z.json", "Intel Xeon", ["avx2", "amx_bf16"], encode=2.0)
+    table = bench.readme_section(tmp_path)
+    lines = table.splitlines()
+    assert lines[0] == bench.README_START and lines[-1] == bench.README_END
+    rows = [line for line in lines if line.startswith("| AMD") or line.startswith("| Intel")]
+    assert len(rows) == 2
+    (zen_row,) = [row for row in rows if "AVX512-BF16" in row]
+    assert "bench-2026-02-01T000000Z.json" in zen_row and "| 1.60x | 1.25x |" in zen_row
+    assert "2.00x" in table and "9.00x" not in table and "8.00x" not in table
