@@ -216,3 +216,17 @@ def test_the_tabulated_information_content_is_the_formulas(digits):
     expected = codec.model.entropy_bottleneck.information_bits(k, codec.gains[levels]).detach()
     assert torch.allclose(bits, expected, rtol=1e-6, atol=1e-4)
     assert float(bits[-1]) > 20
+
+
+def test_a_folded_decoder_is_the_conditioned_one_at_its_level():
+    """Folding a level's affine maps into the weights computes the same function (float rounding)."""
+    loaded = Codec.from_model("vr-mse", precision="fp32").loaded
+    transform = loaded.model.synthesis_transform
+    y = torch.randn(300, loaded.config.latent_dims, generator=torch.Generator().manual_seed(0))
+    for level in (0, 7, 15):
+        levels = torch.full((300,), level)
+        with torch.no_grad():
+            expected = transform(y, levels)
+            folded = transform.folded(level)(y)
+        assert torch.allclose(folded, expected, atol=1e-5)
+        assert not isinstance(transform.folded(level), ConditionedSynthesisTransform)

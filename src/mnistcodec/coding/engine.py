@@ -152,6 +152,7 @@ class Engine:
         self.fixed = precision
         self.graphs_dir = graphs_dir
         self._sessions: dict[str, object] = {}
+        self._folded: dict[int, torch.nn.Module] = {}
 
     @property
     def precision(self) -> P.TransformPrecision:
@@ -191,8 +192,34 @@ class Engine:
         if self.choice.decoder == "onnxruntime" and y_hat.device.type == "cpu":
             return self._run_onnx("synthesis", y_hat, levels)
         layers, route = _torch_layers(self.choice.decoder, "synthesis")
+        if route is not None and levels is not None and hasattr(transform, "folded"):
+            return self._folded_synthesis(y_hat, levels, layers, route)
         with P.products_in_bf16(transform, layers), P.bf16_route(route):
             return transform(y_hat, levels)
+
+    def _folded_synthesis(
+        self, y_hat: torch.Tensor, levels: torch.Tensor, layers: tuple[str, ...], route: str
+    ) -> torch.Tensor:
+        """A conditioned decoder's bf16 engines: each level's maps folded into the weights.
+
+        The digits of one level run through that level's plain transform
+        (:meth:`~mnistcodec.model.transforms.ConditionedSynthesisTransform.folded`,
+        made once per level), without the per-digit maps; bounded like any bf16 decoder.
+        """
+        out = None
+        for level in torch.unique(levels).tolist():
+            if level not in self._folded:
+                self._folded[level] = self.loaded.model.synthesis_transform.folded(level)
+            transform = self._folded[level]
+            rows = torch.nonzero(levels == level).squeeze(1)
+            with P.products_in_bf16(transform, layers), P.bf16_route(route):
+                if rows.numel() == levels.numel():
+                    return transform(y_hat)
+                part = transform(y_hat[rows])
+            if out is None:
+                out = part.new_empty((levels.numel(), *part.shape[1:]))
+            out[rows] = part
+        return out if out is not None else y_hat.new_empty((0, 1, *IMAGE_SHAPE))
 
     def _run_onnx(self, side: str, inputs: torch.Tensor, levels: torch.Tensor | None):
         session = self._session(side)

@@ -181,6 +181,33 @@ class ConditionedSynthesisTransform(SeedSynthesisTransform):
             raise InputError("a conditioned synthesis transform needs each digit's level")
         return LevelAffine(self, levels)
 
+    @torch.no_grad()
+    def folded(self, level: int) -> SeedSynthesisTransform:
+        """The same function at ``level``, as a plain transform: the affine maps in the weights.
+
+        A map ``h * a + t`` after a layer ``h = W x + b`` is the layer
+        ``(a W) x + (a b + t)``, scaling the rows of ``W`` of each unit (dense
+        500), channel (the 7x7x50 grid, 49 rows each) or output channel (the
+        50->20 transposed convolution). Equal to :meth:`forward` at that level
+        up to float rounding, so only inference engines held to bounds use it.
+        """
+        plain = SeedSynthesisTransform(self.fc_1.in_features)
+        plain.load_state_dict(
+            {k: v for k, v in self.state_dict().items() if not k.startswith("level_")}
+        )
+        scale = {n: torch.exp(p[level]) for n, p in self.level_log_scales.items()}
+        shift = {n: p[level] for n, p in self.level_shifts.items()}
+        grid_scale = scale["fc_2"].repeat_interleave(49)  # output o = 49 c + pixel
+        grid_shift = shift["fc_2"].repeat_interleave(49)
+        for layer, a, t, view in (
+            (plain.fc_1, scale["fc_1"], shift["fc_1"], (-1, 1)),
+            (plain.fc_2, grid_scale, grid_shift, (-1, 1)),
+            (plain.conv_1, scale["conv_1"], shift["conv_1"], (1, -1, 1, 1)),
+        ):
+            layer.weight.mul_(a.view(view))
+            layer.bias.mul_(a).add_(t)
+        return plain.eval().requires_grad_(False)
+
     def level_parameters(self) -> list[nn.Parameter]:
         """The per-level scales and shifts (trained at the prior's learning rate)."""
         return [*self.level_log_scales.values(), *self.level_shifts.values()]
