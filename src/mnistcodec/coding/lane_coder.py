@@ -99,6 +99,46 @@ class LaneTables:
         return at - rows.astype(np.int64) * self.width
 
 
+class LaneCoding:
+    """What a coder (:class:`~mnistcodec.coding.range_coder.LatentCoder`) adds to code by lanes.
+
+    It needs the coder's ``tables``, ``symbol_dims`` and ``_escape``; a
+    mixture's coder overrides the rows (component first, then the latents'
+    rows under it).
+    """
+
+    _lanes: LaneTables | None = None
+
+    def _lane_tables(self) -> LaneTables:
+        """Cumulative weights of the latent rows (a mixture adds its component row last)."""
+        if self._lanes is None:
+            width = self.tables.width + 2
+            self._lanes = LaneTables(
+                cumulative_table(self.tables.counts, self.tables.precision, width)
+            )
+        return self._lanes
+
+    def _lane_rows(self, first: np.ndarray | None, count: int) -> np.ndarray:
+        """The rows of each digit's table symbols (N, D): dimension ``i`` uses row ``i``."""
+        dims = self.tables.latent_dims
+        return np.broadcast_to(np.arange(dims, dtype=np.int64), (count, dims))
+
+    def _lane_encode(self, indices: np.ndarray) -> list[bytes | None]:
+        """Bit strings of digits without escapes, by lanes (``None``: the scalar coder's)."""
+        rows = self._lane_rows(None, indices.shape[0])
+        return encode_bit_strings(self._lane_tables(), rows, indices)
+
+    def _lane_decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols (N, D) decoded by lanes, and which lanes decoded without an exception."""
+        cols, _, valid = decode_symbols(
+            self._lane_tables(),
+            words,
+            self.symbol_dims,
+            lambda _: self._lane_rows(None, len(words)),
+        )
+        return cols, valid & ~(cols == self._escape).any(axis=1)
+
+
 # -- encoding --------------------------------------------------------------------------------
 
 

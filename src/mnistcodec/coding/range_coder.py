@@ -109,7 +109,7 @@ class Symbols:
     overflow: list[list[int]]
 
 
-class LatentCoder:
+class LatentCoder(lane_coder.LaneCoding):
     """Codes integer latents ``k`` (N, D) with frozen :class:`CodingTables`."""
 
     def __init__(self, tables: CodingTables) -> None:
@@ -124,38 +124,6 @@ class LatentCoder:
         self._lower = tables.lower.astype(np.int64)
         self._tiled: np.ndarray | None = None
         self._escape = tables.escape
-        self._lanes: lane_coder.LaneTables | None = None
-
-    # -- many digits at once (:mod:`mnistcodec.coding.lane_coder`) -------------------------
-
-    def _lane_tables(self) -> lane_coder.LaneTables:
-        """Cumulative weights of the latent rows (a mixture adds its component row last)."""
-        if self._lanes is None:
-            width = self.tables.width + 2
-            self._lanes = lane_coder.LaneTables(
-                lane_coder.cumulative_table(self.tables.counts, self.tables.precision, width)
-            )
-        return self._lanes
-
-    def _lane_rows(self, first: np.ndarray | None, count: int) -> np.ndarray:
-        """The rows of each digit's table symbols (N, D): dimension ``i`` uses row ``i``."""
-        dims = self.tables.latent_dims
-        return np.broadcast_to(np.arange(dims, dtype=np.int64), (count, dims))
-
-    def _lane_encode(self, indices: np.ndarray) -> list[bytes | None]:
-        """Bit strings of digits without escapes, by lanes (``None``: the scalar coder's)."""
-        rows = self._lane_rows(None, indices.shape[0])
-        return lane_coder.encode_bit_strings(self._lane_tables(), rows, indices)
-
-    def _lane_decode(self, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Symbols (N, D) decoded by lanes, and which lanes decoded without an exception."""
-        cols, _, valid = lane_coder.decode_symbols(
-            self._lane_tables(),
-            words,
-            self.symbol_dims,
-            lambda _: self._lane_rows(None, len(words)),
-        )
-        return cols, valid & ~(cols == self._escape).any(axis=1)
 
     @property
     def symbol_dims(self) -> int:
@@ -487,14 +455,6 @@ def _shortest_prefix(encoder, start: int) -> bytes:
 
 def _words_to_bytes(words: np.ndarray) -> bytes:
     return np.asarray(words, dtype=">u4").tobytes()
-
-
-def _strings_to_words(strings: list[bytes]) -> list[np.ndarray]:
-    """Each string as big-endian 32-bit words (zero-padded), converted in one pass."""
-    padded = [data + b"\0" * (-len(data) % 4) for data in strings]
-    words = np.frombuffer(b"".join(padded), dtype=">u4").astype(np.uint32)
-    ends = np.cumsum([len(data) // 4 for data in padded]).tolist()
-    return [words[end - len(data) // 4 : end] for data, end in zip(padded, ends, strict=True)]
 
 
 def _bytes_to_words(data: bytes) -> np.ndarray:
