@@ -231,3 +231,17 @@ def test_a_cache_of_another_version_is_measured_again(engine_env, tiny_model_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert C.cached_entry(loaded) is None
+
+
+def test_a_bf16_decoder_keeps_a_few_folded_levels_and_decodes_mixed_levels(engine_env, test_digits):
+    reference = Codec.from_model(DEFAULT_MODEL, precision="fp32")
+    codec = _codec(DEFAULT_MODEL, "torch-bf16", engine_env)
+    levels = np.arange(test_digits.shape[0]) % reference.levels
+    k, _ = reference.analyse(test_digits, levels)
+    decoded = codec.synthesise(k, levels).astype(int)
+    expected = reference.synthesise(k, levels).astype(int)
+    assert np.mean(np.abs(decoded - expected) <= 1) >= E.DECODER_PIXEL_SHARE
+    assert len(codec.engine._folded) == E.FOLDED_LEVELS
+    few = codec.synthesise(k[:5], levels[:5]).astype(int)  # other batch shapes: float rounding
+    assert np.abs(few - decoded[:5]).max() <= 1
+    assert codec.synthesise(k[:0], levels[:0]).shape == (0, 28, 28)

@@ -62,6 +62,8 @@ ENCODER_INFO_SHARE = 0.005
 ENCODER_PSNR_DB = 0.05
 #: ... and at most this share of the integer latents changed.
 ENCODER_LATENT_SHARE = 0.005
+#: Folded decoders an engine keeps (about 5 MB each), the most recently used levels.
+FOLDED_LEVELS = 4
 #: Least share of pixels a decoder engine keeps within 1 grey level of ``torch``.
 DECODER_PIXEL_SHARE = 0.99
 
@@ -204,13 +206,17 @@ class Engine:
 
         The digits of one level run through that level's plain transform
         (:meth:`~mnistcodec.model.transforms.ConditionedSynthesisTransform.folded`,
-        made once per level), without the per-digit maps; bounded like any bf16 decoder.
+        kept for the :data:`FOLDED_LEVELS` most recent levels), without the
+        per-digit maps; bounded like any bf16 decoder.
         """
         out = None
         for level in torch.unique(levels).tolist():
-            if level not in self._folded:
-                self._folded[level] = self.loaded.model.synthesis_transform.folded(level)
-            transform = self._folded[level]
+            transform = self._folded.pop(level, None)
+            if transform is None:
+                transform = self.loaded.model.synthesis_transform.folded(level)
+            self._folded[level] = transform  # the most recent last
+            while len(self._folded) > FOLDED_LEVELS:
+                del self._folded[next(iter(self._folded))]
             rows = torch.nonzero(levels == level).squeeze(1)
             with P.products_in_bf16(transform, layers), P.bf16_route(route):
                 if rows.numel() == levels.numel():
