@@ -131,7 +131,7 @@ class MixtureCoder(LatentCoder):
         overflow = np.vectorize(lambda v: _overflow_bits(int(v)), otypes=[np.float64])(values)
         cost = np.where(inside, cost, escape[:, :, None] + np.where(outside_all, 0.0, overflow))
         table = np.rint(cost * scale).transpose(1, 2, 0).reshape(-1, self.count)
-        if table.max() >= 1 << 31:  # pragma: no cover - beyond any int32 table
+        if table.max() * self.dims >= 1 << 31:  # pragma: no cover - beyond any int32 sum
             return None
         component = np.rint(self._component_bits[:-1] * scale).astype(np.int64)
         return table.astype(np.int32), low, component, rows
@@ -149,7 +149,13 @@ class MixtureCoder(LatentCoder):
         clipped = np.clip(k, -(1 << 40), 1 << 40).astype(np.int64)
         index = np.clip(clipped - low[None, :] + 1, 0, rows - 1)
         index += np.arange(self.dims)[None, :] * rows
-        cost = table[index].sum(axis=1, dtype=np.int64) + component[None, :]  # (N, C)
+        # One (N, C) row gather per dimension, summed in int32 (the table's bound keeps every
+        # sum below 2**31): about twice as fast as gathering (N, D, C) and summing.
+        index = np.ascontiguousarray(index.T)
+        total = table[index[0]].copy()
+        for row in index[1:]:
+            total += table[row]
+        cost = total.astype(np.int64) + component[None, :]  # (N, C)
         chosen = np.argmin(cost, axis=1)
         if self.count > 1:
             best_two = np.partition(cost, 1, axis=1)
