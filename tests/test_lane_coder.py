@@ -17,6 +17,7 @@ from mnistcodec.coding.range_coder import (
     LatentCoder,
     Symbols,
     _bytes_to_words,
+    _final_interval,
     _shortest_bits,
 )
 from mnistcodec.coding.tables import CodingTables
@@ -114,7 +115,7 @@ def _random_coder(rng: np.random.Generator, dims: int, width: int) -> LatentCode
 
 def test_lanes_match_the_scalar_coder_on_random_tables_carries_and_all():
     rng = np.random.default_rng(1)
-    settled = fallen_back = 0
+    settled = fallen_back = carried = 0
     for dims, width in ((1, 3), (4, 9), (50, 31), (120, 5)):
         coder = _random_coder(rng, dims, width)
         probs = coder.tables.counts / coder.tables.counts.sum(axis=1, keepdims=True)
@@ -128,8 +129,11 @@ def test_lanes_match_the_scalar_coder_on_random_tables_carries_and_all():
         assert strings == _scalar_strings(coder, symbols)
         decoded = coder.decode_strings(strings)
         assert np.array_equal(decoded.indices, symbols.indices)
-    # Both the window arithmetic and the hand-back to the scalar coder were exercised.
-    assert settled > 1000 and fallen_back > 10
+        for indices in symbols.indices:
+            low, high, _ = _final_interval(coder._encode_digit(indices, []))
+            carried += (low % (1 << 64)) + (high - low - 1) >= 1 << 64
+    # The window arithmetic, its carry case and the hand-back to the scalar coder all ran.
+    assert settled > 1000 and fallen_back > 10 and carried > 100
 
 
 def test_random_and_corrupt_strings_give_the_scalar_outcome(test_digits):

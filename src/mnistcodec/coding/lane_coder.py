@@ -15,8 +15,8 @@ handle is handed back, per digit, to the scalar coder:
 * strings longer than :data:`MAX_WORDS` words (random strings of ``sample``);
 * decoding that meets invalid data or an escaped component;
 * the rare final intervals whose shortest bit string needs more than the
-  64-bit window arithmetic below (a carry out of the window, or a point whose
-  64 low bits are all 0).
+  64-bit window arithmetic below (a point whose 64 low bits are all 0 and
+  whose trailing zeros reach into the shifted words).
 
 Encoder lane state, with the unbounded-integer coder of the spec: ``low`` is
 ``H * 2**64 + lo`` on a grid of ``G = 64 + 32 s`` bits, ``H`` being the ``s``
@@ -199,13 +199,28 @@ def _bit_strings(
     """The final intervals' shortest bit strings (docs/mnc-format.md, version 3), per lane."""
     a = lo
     b = lo + (rng - _ONE)
-    settled = b >= a  # no carry out of the window: a and b share H
+    carried = b < a  # b = (H + 1) 2**64 + b': a and b differ above the window
+    settled = ~carried  # a and b share H: the point follows from the window alone
     top = _bit_length(a ^ b) - 1  # highest differing bit, 32 <= top <= 63 as range >= 2**32
     below = np.where(top >= 63, ~np.uint64(0), (_ONE << (top + 1).astype(np.uint64)) - _ONE)
     point = np.where(a & below == 0, a, (b >> top.astype(np.uint64)) << top.astype(np.uint64))
     settled &= point != 0
     trailing = _bit_length(point & (~point + _ONE)) - 1
     bits = 32 * shifted + 64 - trailing
+    # With a carry the highest differing bit is 64 + ctz(H + 1), and the point is
+    # (H + 1) 2**64, unless a's window is 0 and H even (then it is a: left to the scalar coder).
+    last = words[lanes, np.maximum(shifted - 1, 0)]
+    fix = np.flatnonzero(carried & (shifted > 0) & ~((a == 0) & (last & _ONE == 0)))
+    if fix.size:
+        words = words.copy()
+        _carry_into_words(words, fix, shifted[fix] - 1)  # H + 1 (below 2**(32 s): no overflow)
+        nonzero = words[fix] != 0
+        lowest = words.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)  # its last nonzero word
+        word = words[fix, lowest]
+        zeros = 32 * (shifted[fix] - 1 - lowest) + _bit_length(word & (~word + _ONE)) - 1
+        bits[fix] = 32 * shifted[fix] - zeros
+        point[fix] = 0
+        settled[fix] = True
     nbytes = (bits + 7) // 8
     # Each lane's bytes: its shifted words, then the 8 bytes of the point (its low bits are 0).
     stride = 4 * words.shape[1] + 8
