@@ -214,9 +214,9 @@ def test_the_calibrations_encoder_check_bounds_rate_and_psnr_at_every_level():
     assert levels is not None and set(levels.tolist()) == set(range(loaded.levels))
     check = C.EncoderCheck(loaded, x, levels)
     y = E.Engine(loaded).analysis(x)
-    assert check(y)
+    assert check(y, y)
     # Latents 3 % too small: fewer bits and a worse PSNR; 3 % too large: more bits.
-    assert not check(y * 0.97) and not check(y * 1.03)
+    assert not check(y * 0.97, y) and not check(y * 1.03, y)
     _, bits, psnr = check.measure(y * 0.97)
     _, bits_ref, psnr_ref = check.reference
     assert bits < bits_ref and psnr < psnr_ref

@@ -34,7 +34,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.files import decompress_bytes
-from test_playground_browser import CHROMEDRIVER, CHROMIUM, draw_stroke, text_of
+from test_playground_browser import CHROMEDRIVER, chromium_options, draw_stroke, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -80,21 +80,7 @@ def site(tmp_path):
 def browser(tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(argument)
+    options = chromium_options(tmp_path / "chromium-profile")
     options.add_experimental_option(
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},

@@ -49,13 +49,8 @@ def output_dir() -> Path:
     return path
 
 
-@pytest.fixture()
-def browser(tmp_path):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    assert not missing, (
-        f"{', '.join(missing)} missing: install Debian's chromium and chromium-driver "
-        "(bash scripts/setup.sh --test as root, or apt-get install chromium chromium-driver)"
-    )
+def chromium_options(profile: Path) -> webdriver.ChromeOptions:
+    """Headless Debian Chromium for the page tests, with a fresh profile in ``profile``."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in (
@@ -68,9 +63,20 @@ def browser(tmp_path):
         "--disable-sync",
         "--no-first-run",
         "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(argument)
+    return options
+
+
+@pytest.fixture()
+def browser(tmp_path):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    assert not missing, (
+        f"{', '.join(missing)} missing: install Debian's chromium and chromium-driver "
+        "(bash scripts/setup.sh --test as root, or apt-get install chromium chromium-driver)"
+    )
+    options = chromium_options(tmp_path / "chromium-profile")
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         yield driver

@@ -116,15 +116,27 @@ class Codec:
         self.engine = codec_engine(loaded, self.device, precision)
         #: Latents to integers and back at each digit's level (:mod:`mnistcodec.coding.quantiser`).
         self.quantiser = Quantiser(loaded, self.device)
-        self.offsets = self.quantiser.offsets
         self.chunk_size = int(chunk_size)
         self.coders = [self._level_coder(t) for t in loaded.level_tables] or [
             LatentCoder(loaded.tables)
         ]
         #: The coder of the default level (a fixed-rate model's only one).
         self.coder = self.coders[self.default_level]
-        if loaded.variable_rate:
-            self.level_offsets, self.gains = self.quantiser.level_offsets, self.quantiser.gains
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """The tables' quantisation offsets (a fixed-rate model's)."""
+        return self.quantiser.offsets
+
+    @property
+    def level_offsets(self) -> torch.Tensor | None:
+        """A variable-rate model's offsets per level (L, D); None for a fixed-rate model."""
+        return self.quantiser.level_offsets
+
+    @property
+    def gains(self) -> torch.Tensor | None:
+        """A variable-rate model's gains per level (L, D); None for a fixed-rate model."""
+        return self.quantiser.gains
 
     def _level_coder(self, tables: CodingTables) -> LatentCoder:
         """A level's coder: a mixture's codes a component before the latents."""

@@ -201,7 +201,8 @@ class EncoderCheck:
     def __init__(self, loaded: LoadedModel, x: torch.Tensor, levels: torch.Tensor | None) -> None:
         self.x, self.levels = x, levels
         self.quantiser, self.decoder = Quantiser(loaded), E.Engine(loaded)
-        self.reference = self.measure(self.decoder.analysis(x))
+        #: :meth:`measure` of the ``torch`` latents, taken at the first call.
+        self.reference: tuple[torch.Tensor, float, float] | None = None
 
     def measure(self, y: torch.Tensor) -> tuple[torch.Tensor, float, float]:
         """``(integers, mean information bits, PSNR of the mean squared error)`` of latents ``y``."""
@@ -210,7 +211,10 @@ class EncoderCheck:
         error = (torch.round(x_hat.clamp(0, 1) * 255) / 255 - self.x).square().mean()
         return k, float(bits.mean()), float(-10 * torch.log10(error.clamp_min(1e-10)))
 
-    def __call__(self, y: torch.Tensor) -> bool:
+    def __call__(self, y: torch.Tensor, y_reference: torch.Tensor) -> bool:
+        """Whether latents ``y`` keep the bounds against ``torch``'s ``y_reference``."""
+        if self.reference is None:
+            self.reference = self.measure(y_reference)
         k_ref, bits_ref, psnr_ref = self.reference
         k, bits, psnr = self.measure(y)
         changed = torch.count_nonzero(k != k_ref) / max(k.numel(), 1)
@@ -250,11 +254,8 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
                 runs[(name, chunk)] = lambda engine=engine: engine.analysis(x)
             else:
                 runs[(name, chunk)] = lambda engine=engine: engine.synthesis(y_hat, levels)
-        if side == "encoder":
-            check = EncoderCheck(loaded, x, levels)
-            measured[side], best[side] = _measure(runs, lambda out, _ref, check=check: check(out))
-        else:
-            measured[side], best[side] = _measure(runs, _decoder_conformant)
+        check = EncoderCheck(loaded, x, levels) if side == "encoder" else _decoder_conformant
+        measured[side], best[side] = _measure(runs, check)
     choice = E.Choice(best["encoder"][0], best["decoder"][0], _chunk(best))
     return {
         "choice": choice.describe(),

@@ -265,8 +265,8 @@ def decode_symbols(
 
     With ``first_row``, a first symbol is decoded with that row (a mixture's
     component; ``first_escape`` is its invalid column) before the ``steps``
-    others, and ``rows_of(first)`` gives the (N, steps) rows of the others;
-    without it ``rows_of(None)`` does. ``valid`` is false for a lane that met
+    others, and ``rows_of(first)`` gives the (N, steps) rows of the others for
+    lanes with those first symbols; without it ``rows_of(None)`` does. ``valid`` is false for a lane that met
     invalid data or an escaped first symbol: its columns mean nothing and the caller decodes it with the scalar coder.
     """
     count = words.shape[0]
@@ -311,8 +311,10 @@ def decode_symbols(
             # order, which keeps the search in cache (about 5x faster for 16 components).
             order = np.argsort(first, kind="stable")
             lanes, diff, rng, next_word = order, diff[order], rng[order], next_word[order]
-        rows = rows_of(first)[lanes]
-        cols = np.empty((count, steps), dtype=np.int32)
+        rows = rows_of(None if first is None else first[lanes])  # in lane order
+        in_lane_order = np.empty((count, steps), dtype=np.int32)
         for j in range(steps):
-            cols[lanes, j] = step(rows[:, j])
+            in_lane_order[:, j] = step(rows[:, j])
+        cols = np.empty_like(in_lane_order)
+        cols[lanes] = in_lane_order
     return cols, first, valid

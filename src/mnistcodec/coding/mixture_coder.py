@@ -249,7 +249,7 @@ class MixtureCoder(LatentCoder):
             self._lane_tables(),
             words,
             self.dims,
-            lambda first: self._lane_rows(first, len(words)),
+            lambda first: self._lane_rows(first, len(first)),
             first_row=self.count * self.dims,
             first_escape=self.count,
         )

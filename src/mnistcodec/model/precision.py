@@ -25,7 +25,7 @@ layers are opt-in (``bf16``).
 ``auto`` picks bf16 only where the device has bf16 matrix units
 (:func:`bf16_matrix_units`): AMX tiles on the CPU, tensor cores of compute
 capability 8 or later on CUDA; elsewhere it stays on float32. Training also
-takes bf16 on CPUs with AVX512-BF16 (:func:`bf16_training_units`), through
+takes bf16 on CPUs with AVX512-BF16 (:func:`bf16_units`), through
 oneDNN's bfloat16 kernels, measured faster than float32 there.
 
 Where ``bf16`` is asked for on a device without any of those units, the products are
@@ -134,22 +134,24 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu") -> str
     return requested
 
 
-def bf16_training_units(device: str | torch.device = "cpu") -> bool:
-    """Whether ``auto`` trains in bf16 on ``device``: bf16 matrix units, or AVX512-BF16 on the CPU.
+def bf16_units(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 products in hardware: matrix units, or AVX512-BF16.
 
-    AVX512-BF16's dot products (oneDNN's bfloat16 kernels) make a training
-    epoch about 0.8x float32's on a Zen 4 EPYC, for the same losses within
-    0.3 % after 2 epochs (docs/precision.md); on CPUs with neither, bf16 is slower.
+    There, ``auto`` trains in bf16 and bf16 products take PyTorch's own
+    bfloat16 kernels (the native route): AVX512-BF16's dot products make a
+    training epoch about 0.8x float32's on a Zen 4 EPYC, for the same losses
+    within 0.3 % after 2 epochs (docs/precision.md). Without either, those
+    kernels are slower than float32.
     """
     device = torch.device(device)
     return bf16_matrix_units(device) or (device.type == "cpu" and bf16_vector_units())
 
 
 def resolve_training_precision(requested: str, device: str | torch.device = "cpu") -> str:
-    """``"fp32"`` or ``"bf16"`` for training: ``auto`` is bf16 where :func:`bf16_training_units`."""
+    """``"fp32"`` or ``"bf16"`` for training: ``auto`` is bf16 where :func:`bf16_units`."""
     check_precision(requested)
     if requested == "auto":
-        return "bf16" if bf16_training_units(device) else "fp32"
+        return "bf16" if bf16_units(device) else "fp32"
     return requested
 
 
@@ -262,7 +264,7 @@ def _default_native_bf16(device: torch.device) -> bool:
     forced = os.environ.get("MNISTCODEC_BF16", "")
     if forced in ("native", "emulated"):
         return forced == "native"
-    return bf16_training_units(device)
+    return bf16_units(device)
 
 
 def bf16_weight(weight: Tensor) -> Tensor:
