@@ -49,7 +49,20 @@ REFERENCE = "vr-mixture-long"
 #: The targets at the estimate's two PSNRs: (PSNR dB, most bits per digit).
 TARGETS = ((13.9, 6.0), (16.3, 12.0))
 RATES = (("info_bits", "information"), ("string_bits", "bit strings"))
-KEEP = ("level", "lmbda", "string_bits", "byte_string_bits", "info_bits", "psnr_db", "mad", "n")
+#: The K-means pixel codebooks of bench/rd_floor.py, shown as one curve (one point per size).
+CODEBOOKS = "k-means codebooks"
+KEEP = (
+    "level",
+    "lmbda",
+    "codewords",
+    "quality",
+    "string_bits",
+    "byte_string_bits",
+    "info_bits",
+    "psnr_db",
+    "mad",
+    "n",
+)
 
 
 def bits_at(points: list[dict], psnr_db: float, rate: str = "info_bits") -> float | None:
@@ -149,8 +162,17 @@ def headline(result: dict) -> str:
         "Bits are information content per digit on the 10,000 test digits (the refined row: on",
         "its digits, `bench/refinement.py`), interpolated between levels; BD-rates on real",
         "per-digit bit strings. Written by `python bench/rd_limit.py`.",
-        END,
     ]
+    codebooks = result["curves"].get(CODEBOOKS)
+    if codebooks:
+        low, high = codebooks[0], codebooks[-1]
+        lines += [
+            f"The codebooks (`bench/rd_floor.py`): whole-digit K-means codebooks of {low['codewords']:,}",
+            f"to {high['codewords']:,} codewords, no network. They reach {low['psnr_db']:.2f} to "
+            f"{high['psnr_db']:.2f} dB only;",
+            "their BD-rate is over that range.",
+        ]
+    lines.append(END)
     return "\n".join(lines) + "\n"
 
 
@@ -197,13 +219,14 @@ def markdown(result: dict) -> str:
         lines.append(f"- `{name}`: {text or 'none'}")
     lines += [
         "",
-        "| curve | level | lambda | info bits | bit-string bits | PSNR dB | MAD |",
+        "| curve | level | lambda (codebooks: size) | info bits | bit-string bits | PSNR dB | MAD |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, points in result["curves"].items():
         for p in points:
+            setting = f"{p['lmbda']:g}" if "lmbda" in p else f"{p['codewords']:,} codewords"
             lines.append(
-                f"| `{name}` | {p.get('level', '-')} | {p['lmbda']:g} | {p['info_bits']:.2f} "
+                f"| `{name}` | {p.get('level', '-')} | {setting} | {p['info_bits']:.2f} "
                 f"| {p['string_bits']:.2f} | {p['psnr_db']:.2f} | {p['mad']:.4f} |"
             )
     lines.append(END)
@@ -220,6 +243,14 @@ def load_points(specs: list[str]) -> tuple[dict, dict]:
         curves[name] = [{k: p[k] for k in KEEP if k in p} for p in rows]
         notes[name] = note
     return curves, notes
+
+
+def codebook_points(rows: list[dict]) -> list[dict]:
+    """bench/rd_floor.py's codebook rows as a curve: "level" is the size's rank, the size its setting."""
+    return [
+        {"level": i, "quality": row["codewords"], **{k: row[k] for k in KEEP if k in row}}
+        for i, row in enumerate(sorted(rows, key=lambda row: row["codewords"]))
+    ]
 
 
 def _refinement(path: Path) -> dict | None:
@@ -246,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         curves, notes = load_points(args.curve)
         floor_file = REPO / "bench" / "results" / "rd_floor.json"
-        floor_rows = json.loads(floor_file.read_text())["trivial_codecs"]
+        stored_floor = json.loads(floor_file.read_text())
+        floor_rows = stored_floor["trivial_codecs"]
+        if stored_floor.get("codebooks"):
+            curves[CODEBOOKS] = codebook_points(stored_floor["codebooks"])
+            notes[CODEBOOKS] = "K-means, no network"
         refinement = _refinement(REPO / "bench" / "results" / "refinement.json")
     result = summarise(curves, notes, floor_rows, refinement)
     for name, rows in result["at_psnr"].items():

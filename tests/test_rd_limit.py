@@ -41,10 +41,18 @@ def test_bits_at_a_psnr_interpolate_between_the_levels_around_it(bench):
     assert bench.bits_at(points, 11.0) is None and bench.bits_at(points, 17.0) is None
 
 
-def test_every_curve_is_a_whole_test_set_evaluation(stored):
+def test_every_curve_is_a_whole_test_set_evaluation(bench, stored):
     for name, points in stored["curves"].items():
-        assert [p["level"] for p in points] == list(range(16)), name
+        count = len(points) if name == bench.CODEBOOKS else 16
+        assert [p["level"] for p in points] == list(range(count)), name
         assert all(p["n"] == 10000 for p in points), name
+
+
+def test_the_codebook_curve_is_bench_rd_floors(bench, stored):
+    floor = json.loads((REPO / "bench" / "results" / "rd_floor.json").read_text())
+    assert stored["curves"][bench.CODEBOOKS] == bench.codebook_points(floor["codebooks"])
+    sizes = [p["codewords"] for p in stored["curves"][bench.CODEBOOKS]]
+    assert sizes == sorted(sizes) and len(sizes) >= 2
 
 
 def test_figures_recomputed_from_stored_points(bench, stored):
