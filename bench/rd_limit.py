@@ -8,7 +8,10 @@ A curve is ``mnistcodec evaluate MODEL --all-levels --json`` (one point per
 level: real per-digit bit strings, information content, PSNR and MAD on the
 10,000 test digits); NOTE is its training budget in words. The reference
 curve, ``vr-mixture-long``, comes from ``bench/results/vr_bdrate.json`` (the
-same evaluation). The floor is ``bench/results/rd_floor.json`` (the codecs
+same evaluation). The curve of ``MODEL --search`` (the encoder-side search among
+training latents) comes from ``bench/results/latent_search.json``
+(``bench/latent_search.py``), the codebooks' from ``bench/results/rd_floor.json``.
+The floor is ``bench/results/rd_floor.json`` (the codecs
 without a network, measured by ``bench/rd_floor.py``); the limit is the quoted
 NERD estimate of R(D) (:data:`mnistcodec.experiments.rd_limit.NERD_MNIST`).
 
@@ -282,6 +285,15 @@ def main(argv: list[str] | None = None) -> int:
         if stored_floor.get("codebooks"):
             curves[CODEBOOKS] = codebook_points(stored_floor["codebooks"])
             notes[CODEBOOKS] = "K-means, no network"
+        search_file = REPO / "bench" / "results" / "latent_search.json"
+        if search_file.exists():
+            searched = json.loads(search_file.read_text())
+            name = f"{searched['model']} --search"
+            curves[name] = [{k: p[k] for k in KEEP if k in p} for p in searched["searched"]]
+            notes[name] = (
+                f"{notes.get(searched['model'], searched['model'])}; the encoder searches "
+                f"{searched['candidates']:,} training latents per level"
+            )
         refinement = _refinement(REPO / "bench" / "results" / "refinement.json")
     result = summarise(curves, notes, floor_rows, refinement)
     for name, rows in result["at_psnr"].items():

@@ -53,6 +53,7 @@ import torch
 
 from mnistcodec.coding.calibration import codec_engine
 from mnistcodec.coding.engine import Engine
+from mnistcodec.coding.latent_search import DEFAULT_CANDIDATES, LatentSearch
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.quantiser import Quantiser
@@ -122,6 +123,17 @@ class Codec:
         ]
         #: The coder of the default level (a fixed-rate model's only one).
         self.coder = self.coders[self.default_level]
+        #: Encoder-side search among training latents (:meth:`enable_search`); None: off.
+        self.search: LatentSearch | None = None
+
+    def enable_search(
+        self, train_images: np.ndarray, candidates: int = DEFAULT_CANDIDATES
+    ) -> LatentSearch:
+        """Search, for every digit encoded from now on, the ``candidates`` most frequent integer
+        latents of ``train_images`` at its level for a lower Lagrangian
+        (:mod:`mnistcodec.coding.latent_search`); the decoder is unchanged."""
+        self.search = LatentSearch(self, train_images, candidates)
+        return self.search
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -229,13 +241,18 @@ class Codec:
         """uint8 digits -> (integer latents k as float64 (N, D), information bits (N,)).
 
         With ``refine_steps`` the latents are searched per digit
-        (:meth:`refine`); the decoder reads them as any others.
+        (:meth:`refine`), with :meth:`enable_search` among training latents
+        too; the decoder reads them as any others.
         """
         levels = self.digit_levels(levels, images.shape[0])
         y = self.latents(images)
         if self.refine_steps:
-            return self.refine(images, y, levels, self.refine_steps)
-        return self.quantise(y, levels)
+            k, bits = self.refine(images, y, levels, self.refine_steps)
+        else:
+            k, bits = self.quantise(y, levels)
+        if self.search is not None:
+            return self.search.improve(images, levels, k, bits)
+        return k, bits
 
     def refinement_problem(self, levels: np.ndarray) -> RefinementProblem:
         """The Lagrangian of each digit at its level, for :mod:`mnistcodec.coding.refinement`."""
