@@ -247,13 +247,17 @@ def compress_handler(args: argparse.Namespace) -> int:
 def _level_choice(codec: Codec, args: argparse.Namespace) -> LevelChoice:
     """``--level``/``--lmbda`` or ``--target-bits``/``--target-psnr`` as a :class:`LevelChoice`."""
     level = choose_level(codec.loaded, args)
-    if args.target_bits is None and args.target_psnr is None:
+    rd_lambda = getattr(args, "rd_lambda", None)
+    if args.target_bits is None and args.target_psnr is None and rd_lambda is None:
         return LevelChoice(level=level)
     if level is not None:
         raise InputError(
-            "give a level (--level/--lmbda) or a rate target (--target-bits/--target-psnr), not both"
+            "give a level (--level/--lmbda) or a rate target (--target-bits/--target-psnr/"
+            "--rd-lambda), not both"
         )
-    return LevelChoice(target=RateTarget(bits=args.target_bits, psnr=args.target_psnr))
+    return LevelChoice(
+        target=RateTarget(bits=args.target_bits, psnr=args.target_psnr, lmbda=rd_lambda)
+    )
 
 
 def _print_levels(codec: Codec, result: CompressionSummary, choice: LevelChoice, out) -> None:
@@ -406,6 +410,15 @@ def add_encoder_choices(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="P",
         help="per digit, the fewest bits that reach P dB (variable-rate models)",
+    )
+    p.add_argument(
+        "--rd-lambda",
+        type=positive_float,
+        default=None,
+        metavar="L",
+        help="per digit, the level of least string bits + L x distortion: the best mean "
+        "rate-distortion trade-off at slope L (variable-rate models; L need not be one of the "
+        "levels' lambdas)",
     )
     p.add_argument(
         "--refine",

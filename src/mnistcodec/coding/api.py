@@ -245,7 +245,16 @@ class Codec:
         too; the decoder reads them as any others.
         """
         levels = self.digit_levels(levels, images.shape[0])
-        y = self.latents(images)
+        return self.choose_latents(images, self.latents(images), levels)
+
+    def choose_latents(
+        self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The integer latents sent for the analysis latents ``y`` at each digit's level.
+
+        ``round`` at the level, or the refinement's latents; then, with a
+        search, any candidate of lower Lagrangian. Returns ``(k, information bits)``.
+        """
         if self.refine_steps:
             k, bits = self.refine(images, y, levels, self.refine_steps)
         else:
