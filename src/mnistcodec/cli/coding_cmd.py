@@ -22,12 +22,11 @@ from mnistcodec.cli.common import (
     MAX_LISTED,
     add_data_args,
     add_device_args,
+    add_encoder_choices,
     add_level_args,
-    bounded_int,
     choose_level,
     non_negative_int,
     note,
-    positive_float,
     positive_int,
     seed_int,
 )
@@ -41,7 +40,6 @@ from mnistcodec.coding.files import (
     iter_decompress,
     read_compressed,
 )
-from mnistcodec.coding.latent_search import DEFAULT_CANDIDATES, MAX_CANDIDATES
 from mnistcodec.coding.rate_control import LevelChoice, RateTarget
 from mnistcodec.coding.zoo import (
     DEFAULT_MODEL,
@@ -392,55 +390,6 @@ def register_compress(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p)
     add_device_args(p)
     p.set_defaults(handler=compress_handler)
-
-
-def add_encoder_choices(p: argparse.ArgumentParser) -> None:
-    """How the encoder picks each digit's level and latents: a level, a rate target, refinement."""
-    add_level_args(p)
-    p.add_argument(
-        "--target-bits",
-        type=positive_float,
-        default=None,
-        metavar="B",
-        help="per digit, the best level whose string fits in B bits (variable-rate models)",
-    )
-    p.add_argument(
-        "--target-psnr",
-        type=positive_float,
-        default=None,
-        metavar="P",
-        help="per digit, the fewest bits that reach P dB (variable-rate models)",
-    )
-    p.add_argument(
-        "--rd-lambda",
-        type=positive_float,
-        default=None,
-        metavar="L",
-        help="per digit, the level of least string bits + L x distortion: the best mean "
-        "rate-distortion trade-off at slope L (variable-rate models; L need not be one of the "
-        "levels' lambdas)",
-    )
-    p.add_argument(
-        "--refine",
-        type=non_negative_int,
-        default=0,
-        metavar="STEPS",
-        help="search each digit's latents for a lower rate + lambda x distortion for STEPS "
-        "steps (about 30 ms per digit for 100 steps, which save about 9 %% of the bits at equal "
-        "PSNR; the decoder is unchanged; default 0)",
-    )
-    p.add_argument(
-        "--search",
-        type=bounded_int(0, MAX_CANDIDATES),
-        nargs="?",
-        const=DEFAULT_CANDIDATES,
-        default=0,
-        metavar="N",
-        help="also try, for each digit, the N most frequent integer latents of the training "
-        f"digits at its level (default N {DEFAULT_CANDIDATES}), keeping any with a lower rate + "
-        "lambda x distortion (about 8 %% fewer bits at equal PSNR at low rates; reads the "
-        "training split; the decoder is unchanged; default: off)",
-    )
 
 
 def register_decompress(subparsers: argparse._SubParsersAction) -> None:

@@ -53,9 +53,10 @@ import torch
 
 from mnistcodec.coding.calibration import codec_engine
 from mnistcodec.coding.engine import Engine
-from mnistcodec.coding.latent_search import DEFAULT_CANDIDATES, LatentSearch
+from mnistcodec.coding.latent_search import LatentSearch
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.coding.names import DEFAULT_CANDIDATES
 from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
 from mnistcodec.coding.refinement import RefinementProblem, refine_integers
@@ -126,12 +127,9 @@ class Codec:
         #: Encoder-side search among training latents (:meth:`enable_search`); None: off.
         self.search: LatentSearch | None = None
 
-    def enable_search(
-        self, train_images: np.ndarray, candidates: int = DEFAULT_CANDIDATES
-    ) -> LatentSearch:
-        """Search, for every digit encoded from now on, the ``candidates`` most frequent integer
-        latents of ``train_images`` at its level for a lower Lagrangian
-        (:mod:`mnistcodec.coding.latent_search`); the decoder is unchanged."""
+    def enable_search(self, train_images: np.ndarray, candidates: int = DEFAULT_CANDIDATES):
+        """From now on, search the ``candidates`` most frequent integer latents of ``train_images``
+        (:mod:`mnistcodec.coding.latent_search`) for every digit encoded."""
         self.search = LatentSearch(self, train_images, candidates)
         return self.search
 
@@ -250,11 +248,7 @@ class Codec:
     def choose_latents(
         self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The integer latents sent for the analysis latents ``y`` at each digit's level.
-
-        ``round`` at the level, or the refinement's latents; then, with a
-        search, any candidate of lower Lagrangian. Returns ``(k, information bits)``.
-        """
+        """``(k, information bits)`` sent for latents ``y``: rounded or refined, then searched."""
         if self.refine_steps:
             k, bits = self.refine(images, y, levels, self.refine_steps)
         else:

@@ -35,15 +35,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from mnistcodec.coding.names import DEFAULT_CANDIDATES, MAX_CANDIDATES
 from mnistcodec.errors import InputError
 from mnistcodec.storage.digits import check_digits
 
 if TYPE_CHECKING:
     from mnistcodec.coding.api import Codec
 
-#: Candidates kept per level by default.
-DEFAULT_CANDIDATES = 4096
-MAX_CANDIDATES = 65536
 #: Digits per block of the search (a (block, N) matrix of Lagrangians).
 _BLOCK = 1024
 
