@@ -8,10 +8,7 @@ twice: with the analysis transform's latents, and with the search of
 frequent integer latents of the 60,000 training digits at each level
 (``mnistcodec compress --search N``). Both encoders run in float32. It
 measures real per-digit bit strings, the information content and the PSNR
-and MAD of the decoded digits. A third curve gives each digit, searched at
-every level, the level of least string bits + L x distortion
-(``compress --search --rd-lambda L``) for L at every level's lambda and a few
-below the lowest. It prints the BD-rate of the searched curve
+and MAD of the decoded digits, prints the BD-rate of the searched curve
 against the plain one and the bits each needs at 13.9 and 16.3 dB, and writes
 ``bench/results/latent_search.json`` (which ``bench/rd_limit.py`` reads as
 the curve of ``MODEL --search``) and the section of BENCHMARKS.md between
@@ -33,7 +30,6 @@ from benchmd import cpu_name, replace_section  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.container import string_bits  # noqa: E402
 from mnistcodec.coding.latent_search import DEFAULT_CANDIDATES  # noqa: E402
-from mnistcodec.coding.rate_control import all_levels, lagrangian_levels  # noqa: E402
 from mnistcodec.coding.zoo import resolve_model  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
 from mnistcodec.experiments import metrics  # noqa: E402
@@ -72,47 +68,9 @@ def curve(codec: Codec, images: np.ndarray) -> list[dict]:
     return points
 
 
-#: Lambdas below the lowest level's, as factors of it, so that the curve reaches lower rates.
-BELOW = (0.02, 0.1, 0.25, 0.5)
-
-
-def lagrangian_curve(codec: Codec, images: np.ndarray, coded=None) -> list[dict]:
-    """``compress --rd-lambda L`` (searched if ``codec`` searches) for L at every level's
-    lambda and a few below; ``coded``: :func:`all_levels` of these digits, if already done."""
-    coded = all_levels(codec, images) if coded is None else coded
-    lambdas = [codec.lambdas[0] * f for f in BELOW] + list(codec.lambdas)
-    columns = np.arange(images.shape[0])
-    points = []
-    for index, lmbda in enumerate(lambdas):
-        levels = lagrangian_levels(coded, lmbda)
-        decoded = coded.decoded[levels, columns]
-        points.append(
-            {
-                "level": index,
-                "lmbda": float(lmbda),
-                "n": int(images.shape[0]),
-                "info_bits": float(coded.info_bits[levels, columns].mean()),
-                "string_bits": float(coded.string_bits[levels, columns].mean()),
-                "psnr_db": metrics.mean_psnr(images, decoded),
-                "mad": metrics.mad(images, decoded),
-                "levels_used": np.bincount(levels, minlength=codec.levels).tolist(),
-            }
-        )
-        print(
-            f"  lambda {lmbda:8.1f}: {points[-1]['info_bits']:6.2f} bits "
-            f"{points[-1]['psnr_db']:6.2f} dB",
-            flush=True,
-        )
-    return points
-
-
-def _bits(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def markdown(result: dict) -> str:
     plain, searched = result["plain"], result["searched"]
-    at = {name: {q: _bits(v) for q, v in row.items()} for name, row in result["at_psnr"].items()}
+    at = result["at_psnr"]
     lines = [
         START,
         "## Encoder-side search among training latents",
@@ -133,18 +91,9 @@ def markdown(result: dict) -> str:
         "",
         "| information bits | at 13.9 dB | at 16.3 dB |",
         "| --- | --- | --- |",
-        f"| `{result['model']}` | {at['plain']['13.9']} | {at['plain']['16.3']} |",
-        f"| `{result['model']}`, searched | {at['searched']['13.9']} | {at['searched']['16.3']} |",
-        f"| `{result['model']}`, searched, `--rd-lambda` | {at['lagrangian']['13.9']} | "
-        f"{at['lagrangian']['16.3']} |",
-        "",
-        "With `--rd-lambda L` each digit is coded at the level of least string bits + L x its",
-        "squared error (all 16 levels searched), for L at each level's lambda and at "
-        + ", ".join(f"{f:g}" for f in BELOW)
-        + " times the lowest;",
-        "BD-rate against the plain curve: "
-        f"**{bd_text(result['bd']['lagrangian']['string_bits']['psnr'])}** at equal PSNR, "
-        f"{bd_text(result['bd']['lagrangian']['string_bits']['mad'])} at equal MAD (bit strings).",
+        f"| `{result['model']}` | {at['plain']['13.9']:.2f} | {at['plain']['16.3']:.2f} |",
+        f"| `{result['model']}`, searched | {at['searched']['13.9']:.2f} | "
+        f"{at['searched']['16.3']:.2f} |",
         "",
         f"Time: {result['seconds_per_digit_searched'] * 1e3:.3f} ms per digit and level searched, "
         f"against {result['seconds_per_digit_plain'] * 1e3:.3f} ms plain; building the candidates "
@@ -157,17 +106,6 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {p['level']} | {p['info_bits']:.2f} | {p['psnr_db']:.2f} | "
             f"{s['info_bits']:.2f} | {s['psnr_db']:.2f} |"
-        )
-    lines += [
-        "",
-        "| `--rd-lambda` | bits | PSNR | digits per level (0 to 15) |",
-        "| --- | --- | --- | --- |",
-    ]
-    for p in result["lagrangian"]:
-        lines.append(
-            f"| {p['lmbda']:.1f} | {p['info_bits']:.2f} | {p['psnr_db']:.2f} | "
-            + " ".join(str(n) for n in p["levels_used"])
-            + " |"
         )
     lines.append(END)
     return "\n".join(lines) + "\n"
@@ -200,10 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     result["build_seconds"] = time.perf_counter() - t0
     print("searched:", flush=True)
     result["searched"] = curve(codec, images)
-    print("searched, each digit at its level of least R + lambda D (--rd-lambda):", flush=True)
-    t0 = time.perf_counter()
-    result["lagrangian"] = lagrangian_curve(codec, images)
-    result["lagrangian_seconds"] = time.perf_counter() - t0
     for name in ("plain", "searched"):
         seconds = sum(p["seconds"] for p in result[name]) / (len(result[name]) * images.shape[0])
         result[f"seconds_per_digit_{name}"] = seconds
@@ -216,26 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         }
         for rate in ("string_bits", "info_bits")
     }
-    result["bd"]["lagrangian"] = {
-        rate: {
-            quality: entry["bd_rate_percent"]
-            for quality, entry in preset_bd_rates(
-                ("plain", result["plain"]), ("lagrangian", result["lagrangian"]), rate=rate
-            ).items()
-        }
-        for rate in ("string_bits", "info_bits")
-    }
     result["at_psnr"] = {
         name: {str(q): bits_at(result[name], q) for q in (13.9, 16.3)}
-        for name in ("plain", "searched", "lagrangian")
+        for name in ("plain", "searched")
     }
     print(
         f"searched vs plain: {bd_text(result['bd']['string_bits']['psnr'])} at equal PSNR, "
         f"{bd_text(result['bd']['string_bits']['mad'])} at equal MAD (bit strings); "
-        f"{_bits(result['at_psnr']['searched']['13.9'])} bits at 13.9 dB, "
-        f"{_bits(result['at_psnr']['searched']['16.3'])} at 16.3 dB; with --rd-lambda "
-        f"{_bits(result['at_psnr']['lagrangian']['13.9'])} and "
-        f"{_bits(result['at_psnr']['lagrangian']['16.3'])}"
+        f"{result['at_psnr']['searched']['13.9']:.2f} bits at 13.9 dB, "
+        f"{result['at_psnr']['searched']['16.3']:.2f} at 16.3 dB"
     )
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     replace_section(Path(args.markdown), START, END, markdown(result))

@@ -10,9 +10,7 @@ level: real per-digit bit strings, information content, PSNR and MAD on the
 curve, ``vr-mixture-long``, comes from ``bench/results/vr_bdrate.json`` (the
 same evaluation). The curve of ``MODEL --search`` (the encoder-side search among
 training latents) comes from ``bench/results/latent_search.json``
-(``bench/latent_search.py``), with that of ``MODEL --search --rd-lambda``
-(each digit at its level of least ``R + lambda D``, one point per lambda), the
-codebooks' from ``bench/results/rd_floor.json``.
+(``bench/latent_search.py``), the codebooks' from ``bench/results/rd_floor.json``.
 The floor is ``bench/results/rd_floor.json`` (the codecs
 without a network, measured by ``bench/rd_floor.py``); the limit is the quoted
 NERD estimate of R(D) (:data:`mnistcodec.experiments.rd_limit.NERD_MNIST`).
@@ -85,14 +83,11 @@ def summarise(
     notes: dict[str, str],
     floor_rows: list,
     refinement: dict | None = None,
-    one_slope: dict | None = None,
 ) -> dict:
-    """Every figure of the tables from the stored points (``refinement``: bench/refinement.py's,
-    ``one_slope``: bench/rd_lambda.py's model against model with ``--rd-lambda`` on both)."""
+    """Every figure of the tables from the stored points (``refinement``: bench/refinement.py's)."""
     floor = Floor.from_points(floor_rows)
     result: dict = {
         "refinement": refinement,
-        "one_slope": one_slope,
         "curves": curves,
         "notes": notes,
         "trivial_codecs": floor_rows,
@@ -171,15 +166,6 @@ def headline(result: dict) -> str:
         "its digits, `bench/refinement.py`), interpolated between levels; BD-rates on real",
         "per-digit bit strings. Written by `python bench/rd_limit.py`.",
     ]
-    one_slope = result.get("one_slope")
-    if one_slope:
-        anchor, test = one_slope["models"]
-        lines += [
-            "`--rd-lambda` is an encoder policy that serves every model: with it on both "
-            f"(`bench/rd_lambda.py`), `{test}`",
-            f"needs {bd_text(one_slope['one_slope'])} against `{anchor}` at equal PSNR "
-            f"({bd_text(one_slope['plain'])} with plain levels).",
-        ]
     codebooks = result["curves"].get(CODEBOOKS)
     if codebooks:
         low, high = codebooks[0], codebooks[-1]
@@ -236,7 +222,7 @@ def markdown(result: dict) -> str:
         lines.append(f"- `{name}`: {text or 'none'}")
     lines += [
         "",
-        "| curve | level (or point) | lambda (codebooks: size) | info bits | bit-string bits | PSNR dB | MAD |",
+        "| curve | level | lambda (codebooks: size) | info bits | bit-string bits | PSNR dB | MAD |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, points in result["curves"].items():
@@ -270,21 +256,6 @@ def codebook_points(rows: list[dict]) -> list[dict]:
     ]
 
 
-def _one_slope(path: Path) -> dict | None:
-    """bench/rd_lambda.py's BD-rate of two models both coded with ``--rd-lambda``, if run."""
-    if not path.exists():
-        return None
-    stored = json.loads(path.read_text())
-    if "pair" not in stored:
-        return None
-    return {
-        "models": stored["models"],
-        "digits": stored["digits"],
-        "plain": stored["pair"]["plain"]["string_bits"]["psnr"],
-        "one_slope": stored["pair"]["lagrangian"]["string_bits"]["psnr"],
-    }
-
-
 def _refinement(path: Path) -> dict | None:
     """What the README quotes of ``bench/refinement.py``'s results, if they exist."""
     if not path.exists():
@@ -306,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
         stored = json.loads(Path(args.from_json).read_text())
         curves, notes, floor_rows = stored["curves"], stored["notes"], stored["trivial_codecs"]
         refinement = stored.get("refinement")
-        one_slope = stored.get("one_slope")
     else:
         curves, notes = load_points(args.curve)
         floor_file = REPO / "bench" / "results" / "rd_floor.json"
@@ -324,16 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{notes.get(searched['model'], searched['model'])}; the encoder searches "
                 f"{searched['candidates']:,} training latents per level"
             )
-            if searched.get("lagrangian"):
-                chosen = f"{name} --rd-lambda"
-                curves[chosen] = [{k: p[k] for k in KEEP if k in p} for p in searched["lagrangian"]]
-                notes[chosen] = (
-                    notes[name] + "; each digit at its level of least R + lambda D, one point "
-                    "per lambda"
-                )
         refinement = _refinement(REPO / "bench" / "results" / "refinement.json")
-        one_slope = _one_slope(REPO / "bench" / "results" / "rd_lambda.json")
-    result = summarise(curves, notes, floor_rows, refinement, one_slope)
+    result = summarise(curves, notes, floor_rows, refinement)
     for name, rows in result["at_psnr"].items():
         cells = ", ".join(
             f"{_bits(r['info_bits'])} bits at {r['psnr_db']} dB (target {r['target_bits']:g})"

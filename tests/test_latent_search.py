@@ -121,3 +121,17 @@ def test_compress_search_through_the_cli(tmp_path, capsys):
     assert main(["decompress", str(out), "-o", str(tmp_path / "digits.png")]) == 0
     bad = ["compress", "--split", "test", "--search", "-3", "-o", str(tmp_path / "x.mnc")]
     assert main(bad) == 2 and "must be from 0" in capsys.readouterr().err
+
+
+def test_rate_control_codes_the_searched_latents(shipped, train_digits, test_digits):
+    from mnistcodec.coding.rate_control import RateTarget, choose_levels
+
+    digits = test_digits[:40]
+    searched = Codec(shipped, precision="fp32")
+    searched.enable_search(train_digits, CANDIDATES)
+    choice = choose_levels(searched, digits, RateTarget(psnr=16.0))
+    for level in np.unique(choice.levels).tolist():
+        rows = np.flatnonzero(choice.levels == level)
+        k, _ = searched.analyse(digits[rows], level)
+        strings = [choice.strings[i] for i in rows]
+        assert np.array_equal(searched.decode_latents(strings, levels=level), k)

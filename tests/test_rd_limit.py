@@ -43,8 +43,7 @@ def test_bits_at_a_psnr_interpolate_between_the_levels_around_it(bench):
 
 def test_every_curve_is_a_whole_test_set_evaluation(bench, stored):
     for name, points in stored["curves"].items():
-        per_lambda = name == bench.CODEBOOKS or name.endswith("--rd-lambda")
-        count = len(points) if per_lambda else 16
+        count = len(points) if name == bench.CODEBOOKS else 16
         assert [p["level"] for p in points] == list(range(count)), name
         assert all(p["n"] == 10000 for p in points), name
 
@@ -58,11 +57,7 @@ def test_the_codebook_curve_is_bench_rd_floors(bench, stored):
 
 def test_figures_recomputed_from_stored_points(bench, stored):
     again = bench.summarise(
-        stored["curves"],
-        stored["notes"],
-        stored["trivial_codecs"],
-        stored["refinement"],
-        stored.get("one_slope"),
+        stored["curves"], stored["notes"], stored["trivial_codecs"], stored["refinement"]
     )
     for key in ("at_psnr", "below_floor", "bd_vs_reference"):
         assert json.dumps(again[key], sort_keys=True) == json.dumps(stored[key], sort_keys=True)
@@ -74,11 +69,7 @@ def test_figures_recomputed_from_stored_points(bench, stored):
 
 def test_the_readme_and_benchmarks_quote_the_stored_figures(bench, stored):
     again = bench.summarise(
-        stored["curves"],
-        stored["notes"],
-        stored["trivial_codecs"],
-        stored["refinement"],
-        stored.get("one_slope"),
+        stored["curves"], stored["notes"], stored["trivial_codecs"], stored["refinement"]
     )
     assert bench.headline(again) in (REPO / "README.md").read_text()
     assert bench.markdown(again) in (REPO / "BENCHMARKS.md").read_text()

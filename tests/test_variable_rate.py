@@ -12,7 +12,7 @@ import torch
 
 from mnistcodec.cli import main
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import HEADER_SIZE, VERSION, string_bits
+from mnistcodec.coding.container import HEADER_SIZE, VERSION
 from mnistcodec.coding.files import compress_to_bytes, decompress_bytes
 from mnistcodec.coding.inspection import inspect_bytes
 from mnistcodec.coding.model_files import load_model, save_model
@@ -174,31 +174,6 @@ def test_rate_control_meets_the_psnr_when_a_level_can(vr_codec, digits, every_le
     assert np.array_equal(
         decompress_bytes(vr_codec, result.data), vr_codec.reconstruct(digits, choice.levels)
     )
-
-
-def test_a_lagrangian_target_gives_each_digit_its_cheapest_level(vr_codec, digits, every_level):
-    bits = np.array([[string_bits(s) for s in row] for row in every_level.strings], dtype=float)
-    decoded = np.stack([vr_codec.reconstruct(digits, level) for level in range(LEVEL_COUNT)])
-    error = np.abs(decoded.astype(float) - digits[None].astype(float)) / 255.0  # the model's MAD
-    distortion = error.reshape(LEVEL_COUNT, len(digits), -1).mean(axis=2)
-    np.testing.assert_allclose(every_level.distortion, distortion)
-    lmbda = float(vr_codec.lambdas[LEVEL_COUNT // 2])
-    choice = choose_levels(vr_codec, digits, RateTarget(lmbda=lmbda))
-    costs = bits + lmbda * distortion
-    assert np.array_equal(choice.levels, np.argmin(costs, axis=0))
-    chosen = costs[choice.levels, np.arange(len(digits))].mean()
-    assert chosen <= costs.mean(axis=1).min() + 1e-9  # no single level does better on the whole
-    assert np.all(choose_levels(vr_codec, digits, RateTarget(lmbda=1e-6)).levels == 0)
-    result = compress_to_bytes(vr_codec, digits, choice=LevelChoice(target=RateTarget(lmbda=lmbda)))
-    assert np.array_equal(result.levels, choice.levels)
-    assert np.array_equal(
-        decompress_bytes(vr_codec, result.data), vr_codec.reconstruct(digits, choice.levels)
-    )
-    for bad in (0.0, -1.0, float("inf")):
-        with pytest.raises(InputError, match="rd-lambda"):
-            RateTarget(lmbda=bad)
-    with pytest.raises(InputError, match="exactly one"):
-        RateTarget(bits=10, lmbda=1.0)
 
 
 def test_cli_levels_targets_and_evaluation(vr_path, tmp_path, capsys):

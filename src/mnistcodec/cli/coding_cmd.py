@@ -245,17 +245,13 @@ def compress_handler(args: argparse.Namespace) -> int:
 def _level_choice(codec: Codec, args: argparse.Namespace) -> LevelChoice:
     """``--level``/``--lmbda`` or ``--target-bits``/``--target-psnr`` as a :class:`LevelChoice`."""
     level = choose_level(codec.loaded, args)
-    rd_lambda = getattr(args, "rd_lambda", None)
-    if args.target_bits is None and args.target_psnr is None and rd_lambda is None:
+    if args.target_bits is None and args.target_psnr is None:
         return LevelChoice(level=level)
     if level is not None:
         raise InputError(
-            "give a level (--level/--lmbda) or a rate target (--target-bits/--target-psnr/"
-            "--rd-lambda), not both"
+            "give a level (--level/--lmbda) or a rate target (--target-bits/--target-psnr), not both"
         )
-    return LevelChoice(
-        target=RateTarget(bits=args.target_bits, psnr=args.target_psnr, lmbda=rd_lambda)
-    )
+    return LevelChoice(target=RateTarget(bits=args.target_bits, psnr=args.target_psnr))
 
 
 def _print_levels(codec: Codec, result: CompressionSummary, choice: LevelChoice, out) -> None:

@@ -237,15 +237,6 @@ def add_encoder_choices(p: argparse.ArgumentParser) -> None:
         help="per digit, the fewest bits that reach P dB (variable-rate models)",
     )
     p.add_argument(
-        "--rd-lambda",
-        type=positive_float,
-        default=None,
-        metavar="L",
-        help="per digit, the level of least string bits + L x distortion: the best mean "
-        "rate-distortion trade-off at slope L (variable-rate models; L need not be one of the "
-        "levels' lambdas)",
-    )
-    p.add_argument(
         "--refine",
         type=non_negative_int,
         default=0,

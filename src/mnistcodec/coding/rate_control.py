@@ -10,14 +10,7 @@ and one decoding per level), and the level kept is
 * ``psnr=P``: among the levels whose decoded digit reaches ``P`` dB, the one
   with the shortest string (ties: higher PSNR); a digit that no level brings
   to ``P`` dB gets the level with the highest PSNR, and is counted in
-  :attr:`RateChoice.missed`;
-* ``lmbda=L``: the level of lowest ``R + L D``, ``R`` the string's bits and
-  ``D`` the model's distortion of the decoded digit (mean squared or absolute
-  error, pixels on [0, 1]; ties: the lower level). One ``L`` for all digits
-  is the rate-distortion optimal choice for the mean rate and mean distortion
-  of the whole set: easy digits get low levels, hard ones high levels, where
-  one level for all would spend the same step on both. ``L`` may lie between
-  or beyond the levels' own lambdas.
+  :attr:`RateChoice.missed`.
 
 The latents at each level are the ones :meth:`~mnistcodec.coding.api.Codec.compress`
 would send (refined or searched, if the codec does either).
@@ -44,19 +37,14 @@ _MSE_FLOOR = 255.0**2 * 10.0 ** (-PSNR_MAX / 10.0)
 
 @dataclass(frozen=True)
 class RateTarget:
-    """A per-digit target: at most ``bits`` bits, at least ``psnr`` dB, or the least ``R + lmbda D``."""
+    """A per-digit target: at most ``bits`` bits, or at least ``psnr`` dB (exactly one)."""
 
     bits: float | None = None
     psnr: float | None = None
-    lmbda: float | None = None
 
     def __post_init__(self) -> None:
-        if sum(v is not None for v in (self.bits, self.psnr, self.lmbda)) != 1:
-            raise InputError(
-                "give exactly one rate target: --target-bits, --target-psnr or --rd-lambda"
-            )
-        if self.lmbda is not None and not (0 < self.lmbda < float("inf")):
-            raise InputError(f"--rd-lambda must be positive and finite, got {self.lmbda}")
+        if (self.bits is None) == (self.psnr is None):
+            raise InputError("give exactly one rate target: --target-bits or --target-psnr")
         if self.bits is not None and not self.bits > 0:
             raise InputError(f"--target-bits must be positive, got {self.bits}")
         if self.psnr is not None and not 0 < self.psnr <= PSNR_MAX:
@@ -81,13 +69,6 @@ def digit_psnr(images: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(255.0**2 / np.maximum(mse, _MSE_FLOOR))
 
 
-def digit_distortion(images: np.ndarray, decoded: np.ndarray, distortion: str) -> np.ndarray:
-    """Each digit's mean squared (``"mse"``) or absolute error, pixels on [0, 1]."""
-    diff = (images.astype(np.float64) - decoded.astype(np.float64)) / 255.0
-    error = diff**2 if distortion == "mse" else np.abs(diff)
-    return error.reshape(diff.shape[0], -1).mean(axis=1)
-
-
 @dataclass
 class AllLevels:
     """Every digit coded at every level (arrays ``(levels, digits)``; strings by level)."""
@@ -96,32 +77,20 @@ class AllLevels:
     info_bits: np.ndarray
     string_bits: np.ndarray
     psnr_db: np.ndarray
-    distortion: np.ndarray
-    decoded: np.ndarray  # uint8 (levels, digits, 28, 28)
 
 
 def all_levels(codec: Codec, images: np.ndarray) -> AllLevels:
-    """Strings, information (bits), PSNR and distortion of every digit at every level."""
+    """Strings, information (bits) and PSNR of every digit at every level."""
     y = codec.latents(images)
-    strings, info, psnr, distortion, digits = [], [], [], [], []
+    strings, info, psnr = [], [], []
     for level in range(codec.levels):
         levels = codec.digit_levels(level, images.shape[0])
         k, bits = codec.choose_latents(images, y, levels)
         strings.append(codec.encode_latents(k, levels))
         info.append(bits)
-        decoded = codec.synthesise(k, levels)
-        psnr.append(digit_psnr(images, decoded))
-        distortion.append(digit_distortion(images, decoded, codec.loaded.config.distortion))
-        digits.append(decoded)
+        psnr.append(digit_psnr(images, codec.synthesise(k, levels)))
     lengths = np.array([[string_bits(s) for s in row] for row in strings], dtype=np.float64)
-    return AllLevels(
-        strings, np.stack(info), lengths, np.stack(psnr), np.stack(distortion), np.stack(digits)
-    )
-
-
-def lagrangian_levels(coded: AllLevels, lmbda: float) -> np.ndarray:
-    """Each digit's level of lowest ``string bits + lmbda x distortion`` (ties: the lower)."""
-    return np.argmin(coded.string_bits + lmbda * coded.distortion, axis=0)
+    return AllLevels(strings, np.stack(info), lengths, np.stack(psnr))
 
 
 def choose_levels(
@@ -134,9 +103,7 @@ def choose_levels(
     strings, info, psnr, bits = coded.strings, coded.info_bits, coded.psnr_db, coded.string_bits
     n = images.shape[0]
     missed = 0
-    if target.lmbda is not None:
-        levels = lagrangian_levels(coded, target.lmbda)
-    elif target.bits is not None:
+    if target.bits is not None:
         fits = bits <= target.bits
         if not fits.any(axis=0).all():
             digit = int(np.flatnonzero(~fits.any(axis=0))[0])

@@ -1117,7 +1117,7 @@ export class Model {
   /**
    * Compress uint8 digits into the bytes of a version-3 .mnc file.
    * `images`: a Uint8Array of N * 784 pixels, or an array of 784-pixel arrays.
-   * Options: one of `level`, `lmbda`, `targetBits`, `targetPsnr`, `rdLambda`; `mode` ("per-digit" or
+   * Options: one of `level`, `lmbda`, `targetBits`, `targetPsnr`; `mode` ("per-digit" or
    * "stream"), `blockSize` (default 4096). Returns the bytes; `compressDetailed` returns more.
    */
   compress(images, options = {}) {
@@ -1131,8 +1131,8 @@ export class Model {
     if (mode !== "per-digit" && mode !== "stream") fail("InputError", `unknown coding mode ${JSON.stringify(mode)}; expected one of per-digit, stream`);
     if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 2 ** 20) fail("InputError", `block size must be between 1 and ${2 ** 20}, got ${blockSize}`);
     if (!digits.length) fail("InputError", "no digits to compress (empty input)");
-    const given = ["level", "lmbda", "targetBits", "targetPsnr", "rdLambda"].filter((key) => options[key] !== undefined && options[key] !== null);
-    if (given.length > 1) fail("InputError", `give one of level, lmbda, targetBits, targetPsnr or rdLambda, not ${given.join(" and ")}`);
+    const given = ["level", "lmbda", "targetBits", "targetPsnr"].filter((key) => options[key] !== undefined && options[key] !== null);
+    if (given.length > 1) fail("InputError", `give one of level, lmbda, targetBits or targetPsnr, not ${given.join(" and ")}`);
     let level = this.referenceLevel;
     let target = null;
     if (options.level !== undefined && options.level !== null) level = this.checkLevel(options.level);
@@ -1144,10 +1144,6 @@ export class Model {
     if (options.targetPsnr !== undefined && options.targetPsnr !== null) {
       if (!(options.targetPsnr > 0 && options.targetPsnr <= 100)) fail("InputError", `targetPsnr must be in (0, 100] dB, got ${options.targetPsnr}`);
       target = { psnr: options.targetPsnr };
-    }
-    if (options.rdLambda !== undefined && options.rdLambda !== null) {
-      if (!(options.rdLambda > 0 && Number.isFinite(options.rdLambda))) fail("InputError", `rdLambda must be positive and finite, got ${options.rdLambda}`);
-      target = { lmbda: options.rdLambda };
     }
     if (target) {
       if (this.levels < 2) fail("InputError", "rate control needs a variable-rate model (one with several levels)");
@@ -1200,20 +1196,7 @@ export class Model {
     tries.forEach((t, l) => (t.psnr = psnr(pixels, decoded.subarray(784 * l, 784 * (l + 1)))));
     let best = -1;
     let bestScore = -Infinity;
-    if (target.lmbda !== undefined) {
-      // The level of least string bits + lambda x distortion (pixels on [0, 1]); ties: the lower.
-      const squared = this.config.distortion === "mse";
-      tries.forEach((t, l) => {
-        const d = decoded.subarray(784 * l, 784 * (l + 1));
-        let sum = 0;
-        for (let i = 0; i < 784; i++) {
-          const e = (pixels[i] - d[i]) / 255;
-          sum += squared ? e * e : Math.abs(e);
-        }
-        const score = -(t.string.bits + target.lmbda * (sum / 784));
-        if (score > bestScore) [best, bestScore] = [l, score];
-      });
-    } else if (target.bits !== undefined) {
+    if (target.bits !== undefined) {
       if (!tries.some((t) => t.string.bits <= target.bits)) {
         const least = Math.min(...tries.map((t) => t.string.bits));
         fail("InputError", `digit ${index} needs ${least} bits even at level 0, more than targetBits ${target.bits}`);
@@ -1796,7 +1779,7 @@ export function writeIdx(images) {
 
 const USAGE = `usage: node mnistcodec.js COMMAND ...
   decompress MODEL FILE.mnc [OUT.idx] [--latents]   decode; prints a JSON summary
-  compress MODEL IMAGES.idx OUT.mnc [--level L | --lmbda X | --target-bits B | --target-psnr P | --rd-lambda L]
+  compress MODEL IMAGES.idx OUT.mnc [--level L | --lmbda X | --target-bits B | --target-psnr P]
            [--mode per-digit|stream] [--block-size B] [--first I] [--count N]
   inspect FILE.mnc                                  the header and blocks, as JSON
   sample MODEL N SEED OUT.idx [--level L]           decode random bits
@@ -1835,7 +1818,7 @@ async function main(argv) {
     const first = number("first") ?? 0;
     const count = number("count") ?? images.length / 784 - first;
     images = images.subarray(784 * first, 784 * (first + count));
-    const options = { level: number("level"), lmbda: number("lmbda"), targetBits: number("target-bits"), targetPsnr: number("target-psnr"), rdLambda: number("rd-lambda"), mode: flags.mode, blockSize: number("block-size") };
+    const options = { level: number("level"), lmbda: number("lmbda"), targetBits: number("target-bits"), targetPsnr: number("target-psnr"), mode: flags.mode, blockSize: number("block-size") };
     const result = model.compressDetailed(images, options);
     await fs.writeFile(rest[2], result.data);
     print({ count: count, bytes: result.data.length });
