@@ -23,49 +23,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import cpu_name, replace_section  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
-from mnistcodec.coding.container import string_bits  # noqa: E402
-from mnistcodec.coding.latent_search import DEFAULT_CANDIDATES  # noqa: E402
+from mnistcodec.coding.names import DEFAULT_CANDIDATES  # noqa: E402
 from mnistcodec.coding.zoo import resolve_model  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
-from mnistcodec.experiments import metrics  # noqa: E402
-from mnistcodec.experiments.bdrate import bd_text, preset_bd_rates  # noqa: E402
+from mnistcodec.experiments.bdrate import bd_text  # noqa: E402
 from rd_limit import bits_at  # noqa: E402
+from refinement import bd_by_rate, curve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- search:start -->", "<!-- search:end -->"
-
-
-def curve(codec: Codec, images: np.ndarray) -> list[dict]:
-    """One point per level: real strings, decoded digits, and the time to encode."""
-    points = []
-    for level in range(codec.levels):
-        t0 = time.perf_counter()
-        strings, info = codec.compress(images, level)
-        seconds = time.perf_counter() - t0
-        decoded = codec.decompress(strings, levels=level)
-        points.append(
-            {
-                "level": level,
-                "lmbda": codec.lambdas[level],
-                "n": int(images.shape[0]),
-                "info_bits": float(info.mean()),
-                "string_bits": float(np.mean([string_bits(s) for s in strings])),
-                "psnr_db": metrics.mean_psnr(images, decoded),
-                "mad": metrics.mad(images, decoded),
-                "seconds": seconds,
-            }
-        )
-        print(
-            f"  level {level:2d}: {points[-1]['info_bits']:6.2f} bits "
-            f"{points[-1]['psnr_db']:6.2f} dB ({seconds:.1f} s)",
-            flush=True,
-        )
-    return points
 
 
 def markdown(result: dict) -> str:
@@ -141,15 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("plain", "searched"):
         seconds = sum(p["seconds"] for p in result[name]) / (len(result[name]) * images.shape[0])
         result[f"seconds_per_digit_{name}"] = seconds
-    result["bd"] = {
-        rate: {
-            quality: entry["bd_rate_percent"]
-            for quality, entry in preset_bd_rates(
-                ("plain", result["plain"]), ("searched", result["searched"]), rate=rate
-            ).items()
-        }
-        for rate in ("string_bits", "info_bits")
-    }
+    result["bd"] = bd_by_rate(("plain", result["plain"]), ("searched", result["searched"]))
     result["at_psnr"] = {
         name: {str(q): bits_at(result[name], q) for q in (13.9, 16.3)}
         for name in ("plain", "searched")

@@ -65,6 +65,17 @@ def curve(codec: Codec, images: np.ndarray) -> list[dict]:
     return points
 
 
+def bd_by_rate(anchor: tuple[str, list[dict]], test: tuple[str, list[dict]]) -> dict:
+    """BD-rates (%) of ``test`` against ``anchor``, by rate (bit strings, information) and quality."""
+    return {
+        rate: {
+            quality: entry["bd_rate_percent"]
+            for quality, entry in preset_bd_rates(anchor, test, rate=rate).items()
+        }
+        for rate in ("string_bits", "info_bits")
+    }
+
+
 def markdown(result: dict) -> str:
     plain, refined = result["plain"], result["refined"]
     lines = [
@@ -142,24 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         result[f"seconds_per_digit_{name}"] = seconds
     print(f"{args.against}, plain:", flush=True)
     result["against_plain"] = curve(Codec(resolve_model(args.against), precision="fp32"), images)
-    result["bd_against"] = {
-        rate: {
-            quality: entry["bd_rate_percent"]
-            for quality, entry in preset_bd_rates(
-                (args.against, result["against_plain"]), ("refined", result["refined"]), rate=rate
-            ).items()
-        }
-        for rate in ("string_bits", "info_bits")
-    }
-    result["bd"] = {
-        rate: {
-            quality: entry["bd_rate_percent"]
-            for quality, entry in preset_bd_rates(
-                ("plain", result["plain"]), ("refined", result["refined"]), rate=rate
-            ).items()
-        }
-        for rate in ("string_bits", "info_bits")
-    }
+    result["bd_against"] = bd_by_rate(
+        (args.against, result["against_plain"]), ("refined", result["refined"])
+    )
+    result["bd"] = bd_by_rate(("plain", result["plain"]), ("refined", result["refined"]))
     result["at_psnr"] = {
         name: {str(q): bits_at(result[name], q) for q in (13.9, 16.3)}
         for name in ("plain", "refined", "against_plain")
