@@ -2,6 +2,7 @@
 
     python scripts/ship_models.py NAME=PATH [NAME=PATH ...]
     python scripts/ship_models.py --refresh NAME [NAME ...]
+    python scripts/ship_models.py --adopt NAME=PATH [NAME=PATH ...]
 
 Each model is re-saved with float16 weights (its integer coding tables are
 kept exact) into ``src/mnistcodec/pretrained/NAME.safetensors``, with its
@@ -12,6 +13,9 @@ variable-rate model: at its reference level, and at every level in
 fingerprint and SHA-256. ``--refresh`` evaluates already shipped models again
 with the current code (for instance after a change of the string format) and
 rewrites only their recorded figures: the weights, tables and fingerprint stay.
+``--adopt`` ships a model file as it is (tensors byte for byte), such as one that
+``mnistcodec codebooks`` built from a shipped model: its training command is
+the source's followed by the file's ``codebooks_command``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -91,6 +96,29 @@ def refresh(names: list[str], manifest: dict, images) -> None:
         )
 
 
+def adopt(items: list[str], manifest: dict, images) -> None:
+    for item in items:
+        name, source = item.split("=", 1)
+        loaded = load_model(source)
+        out = PRETRAINED_DIR / f"{name}.safetensors"
+        out.write_bytes(Path(source).read_bytes())
+        base, more = loaded.metadata.get("training_command"), loaded.metadata.get("codebooks_command")
+        command = f"{base}; then {more}" if base and more else (more or base or "")
+        update_metadata(out, {"training_command": command})
+        extra = record_evaluation(out, images)
+        size = out.stat().st_size
+        if size > MAX_SHIPPED_BYTES:
+            raise SystemExit(f"{out} is {size} bytes, over the {MAX_SHIPPED_BYTES} limit")
+        manifest[name] = {
+            "fingerprint": load_model(out).fingerprint,
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+            "bytes": size,
+            "training_command": command,
+            **extra,
+        }
+        print(f"{name}: {size / 1e6:.2f} MB, adopted from {source}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     PRETRAINED_DIR.mkdir(parents=True, exist_ok=True)
     manifest_path = PRETRAINED_DIR / "MANIFEST.json"
@@ -98,6 +126,10 @@ def main(argv: list[str]) -> int:
     images = load_split("test").images
     if argv[:1] == ["--refresh"]:
         refresh(argv[1:], manifest, images)
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return 0
+    if argv[:1] == ["--adopt"]:
+        adopt(argv[1:], manifest, images)
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return 0
     for item in argv:

@@ -37,6 +37,10 @@ COMMANDS = {
     "evaluate": ("mnistcodec.cli.model_cmd", "rate, PSNR and distortion of a model on a split"),
     "summary": ("mnistcodec.cli.model_cmd", "layers, output shapes and parameter counts"),
     "models": ("mnistcodec.cli.model_cmd", "list the pretrained models that ship with the package"),
+    "codebooks": (
+        "mnistcodec.cli.model_cmd",
+        "make a variable-rate model's lowest levels whole-digit codebooks (K-means)",
+    ),
     "compress": ("mnistcodec.cli.coding_cmd", "compress digits into a .mnc file"),
     "decompress": ("mnistcodec.cli.coding_cmd", "decode a .mnc file into PNGs or an IDX file"),
     "inspect": ("mnistcodec.cli.inspect_cmd", "header and sizes of a .mnc file (no model needed)"),

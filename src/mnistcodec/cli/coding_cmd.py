@@ -30,7 +30,7 @@ from mnistcodec.cli.common import (
     positive_int,
     seed_int,
 )
-from mnistcodec.coding.api import MAX_SAMPLE_BYTES, MAX_SAMPLES, Codec
+from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import MAX_BLOCK, parse_header, string_bits
 from mnistcodec.coding.files import (
     DEFAULT_BLOCK_SIZE,
@@ -40,6 +40,7 @@ from mnistcodec.coding.files import (
     iter_decompress,
     read_compressed,
 )
+from mnistcodec.coding.limits import MAX_SAMPLE_BYTES, MAX_SAMPLES
 from mnistcodec.coding.rate_control import LevelChoice, RateTarget
 from mnistcodec.coding.zoo import (
     DEFAULT_MODEL,

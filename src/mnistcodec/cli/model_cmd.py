@@ -1,4 +1,4 @@
-"""``train``, ``evaluate`` and ``summary`` commands."""
+"""``train``, ``evaluate``, ``summary``, ``models`` and ``codebooks`` commands."""
 
 from __future__ import annotations
 
@@ -185,6 +185,39 @@ def evaluate_handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def codebooks_handler(args: argparse.Namespace) -> int:
+    # lazy: PyTorch and the model
+    from mnistcodec.coding.model_files import save_with_codebooks
+    from mnistcodec.coding.zoo import resolve_model
+    from mnistcodec.data import load_split
+    from mnistcodec.experiments.codebooks import train_codebook
+
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or sizes != sorted(set(sizes)):
+        raise InputError(f"--sizes must be increasing codebook sizes, got {args.sizes!r}")
+    source = resolve_model(args.model, notify=note)
+    if not source.variable_rate or source.codebooks:
+        raise InputError(f"{args.model}: codebook levels go into a variable-rate model without any")
+    if len(sizes) >= source.levels:
+        raise InputError(f"give at most {source.levels - 1} sizes: one level stays the network's")
+    images = load_split("train", args.dataset, args.data_dir).images[: args.limit]
+    codebooks = {}
+    for level, size in enumerate(sizes):
+        codebooks[level] = train_codebook(images, size, args.iterations, args.seed)
+        if not args.quiet:
+            note(f"level {level}: {size} codewords trained on {images.shape[0]} digits")
+    command = f"mnistcodec codebooks {args.model} --sizes {args.sizes} --seed {args.seed}"
+    record = {"codebooks": {"sizes": sizes, "iterations": args.iterations, "seed": args.seed}}
+    loaded = save_with_codebooks(
+        source, codebooks, args.out, {**record, "codebooks_command": command}, force=args.force
+    )
+    print(f"model written to {args.out} (fingerprint {loaded.fingerprint[:16]})")
+    return 0
+
+
 def summary_handler(args: argparse.Namespace) -> int:
     # lazy: PyTorch and the model
     from mnistcodec.coding.zoo import resolve_model
@@ -250,6 +283,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=summary_handler)
 
     register_models(subparsers)
+    register_codebooks(subparsers)
+
+
+def register_codebooks(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("codebooks")
+    p.add_argument("model", help="variable-rate model file or shipped name (e.g. vr-mse)")
+    p.add_argument(
+        "--sizes",
+        default="16,64,256,1024,4096",
+        help="codewords of the new lowest levels, in level order (default 16,64,256,1024,4096; "
+        "each at most 4096)",
+    )
+    p.add_argument("--iterations", type=positive_int, default=25, help="K-means steps (default 25)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="train on the first N training digits"
+    )
+    p.add_argument("--out", "-o", required=True, metavar="PATH", help="the new model file")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model file")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    add_data_args(p)
+    p.set_defaults(handler=codebooks_handler)
 
 
 def register_evaluate(subparsers: argparse._SubParsersAction) -> None:

@@ -51,14 +51,17 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mnistcodec.coding import codebook_levels as cbl
+from mnistcodec.coding import sampling
 from mnistcodec.coding.calibration import codec_engine
 from mnistcodec.coding.engine import Engine
 from mnistcodec.coding.latent_search import LatentSearch
+from mnistcodec.coding.limits import check_sample
 from mnistcodec.coding.mixture_coder import MixtureCoder
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.names import DEFAULT_CANDIDATES
 from mnistcodec.coding.quantiser import Quantiser
-from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols
+from mnistcodec.coding.range_coder import LatentCoder, Symbols
 from mnistcodec.coding.refinement import RefinementProblem, refine_integers
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.coding.zoo import resolve_model
@@ -68,29 +71,10 @@ from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.model.variable_rate import nearest_level
 from mnistcodec.storage.digits import IMAGE_SHAPE, check_digits
 
-#: Most digits one call to :meth:`Codec.sample` decodes (784 MiB of digits).
-MAX_SAMPLES = 1 << 20
-#: Longest random string :meth:`Codec.sample` draws per digit.
-MAX_SAMPLE_BYTES = 1 << 16
-#: Largest seed :meth:`Codec.sample` takes (2^63 - 1, as ``train --seed``).
-MAX_SAMPLE_SEED = (1 << 63) - 1
-
 DEFAULT_CHUNK = 4096
 #: Most refinement steps :class:`Codec` accepts.
 MAX_REFINE_STEPS = 100_000
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_sample(n: int, seed: int, nbytes: int) -> None:
-    """Refuse a sample count, seed or string length out of range (one clear error)."""
-    if not 1 <= n <= MAX_SAMPLES:
-        raise InputError(f"number of samples must be at least 1 and at most {MAX_SAMPLES}, got {n}")
-    if not 0 <= nbytes <= MAX_SAMPLE_BYTES:
-        raise InputError(
-            f"bytes per string must be non-negative and at most {MAX_SAMPLE_BYTES}, got {nbytes}"
-        )
-    if not 0 <= seed <= MAX_SAMPLE_SEED:
-        raise InputError(f"seed must be from 0 to {MAX_SAMPLE_SEED}, got {seed}")
 
 
 class Codec:
@@ -119,7 +103,7 @@ class Codec:
         #: Latents to integers and back at each digit's level (:mod:`mnistcodec.coding.quantiser`).
         self.quantiser = Quantiser(loaded, self.device)
         self.chunk_size = int(chunk_size)
-        self.coders = [self._level_coder(t) for t in loaded.level_tables] or [
+        self.coders = [self._level_coder(*lt) for lt in enumerate(loaded.level_tables)] or [
             LatentCoder(loaded.tables)
         ]
         #: The coder of the default level (a fixed-rate model's only one).
@@ -148,8 +132,10 @@ class Codec:
         """A variable-rate model's gains per level (L, D); None for a fixed-rate model."""
         return self.quantiser.gains
 
-    def _level_coder(self, tables: CodingTables) -> LatentCoder:
-        """A level's coder: a mixture's codes a component before the latents."""
+    def _level_coder(self, level: int, tables: CodingTables) -> LatentCoder:
+        """A level's coder: a mixture's codes a component before the latents; a codebook an index."""
+        if level in self.loaded.codebooks:
+            return cbl.CodebookCoder(self.loaded.codebooks[level], self.latent_dims)
         if self.loaded.component_tables is None:
             return LatentCoder(tables)
         return MixtureCoder(tables, self.loaded.component_tables)
@@ -248,7 +234,23 @@ class Codec:
     def choose_latents(
         self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(k, information bits)`` sent for latents ``y``: rounded or refined, then searched."""
+        """``(k, information bits)`` sent for latents ``y``: rounded or refined, then searched.
+
+        Digits at codebook levels get their nearest codeword's index instead
+        (:mod:`mnistcodec.coding.codebook_levels`).
+        """
+        books = cbl.codebook_rows(self.loaded.codebooks, levels)
+        if books is None:
+            return self._network_latents(images, y, levels)
+        k, bits = cbl.choose_at_levels(self.loaded.codebooks, images, levels, self.latent_dims)
+        net = ~books
+        if net.any():
+            k[net], bits[net] = self._network_latents(images[net], y[net], levels[net])
+        return k, bits
+
+    def _network_latents(
+        self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self.refine_steps:
             k, bits = self.refine(images, y, levels, self.refine_steps)
         else:
@@ -304,6 +306,14 @@ class Codec:
         the huge values random bytes can decode to (generative sampling).
         """
         k64 = np.clip(np.asarray(k, dtype=np.float64), -_FLOAT32_MAX, _FLOAT32_MAX)
+        if self.loaded.codebooks:
+            levels = self.digit_levels(levels, k64.shape[0])
+            books = cbl.codebook_rows(self.loaded.codebooks, levels)
+            if books is not None:
+                out = cbl.lookup_at_levels(self.loaded.codebooks, k64, levels)
+                if (~books).any():
+                    out[~books] = self.synthesise(k64[~books], levels[~books])
+                return out
         k32 = torch.from_numpy(k64.astype(np.float32)).to(self.device)
         index = None
         if self.loaded.variable_rate:
@@ -442,15 +452,8 @@ class Codec:
         The arguments are checked at the call, before any piece is asked for.
         """
         level = int(self.digit_levels(level, 1)[0])
-        _check_sample(n, seed, nbytes)
-        return self._sample_pieces(n, self._sample_rows(n, seed, nbytes, level), level)
-
-    def _sample_pieces(
-        self, n: int, draw: Iterator[np.ndarray], level: int
-    ) -> Iterator[np.ndarray]:
-        for part in self._chunks(n):
-            k = np.stack([next(draw) for _ in range(part.stop - part.start)])
-            yield self.synthesise(k, level)
+        check_sample(n, seed, nbytes)
+        return sampling.pieces(self, n, sampling.rows(self, n, seed, nbytes, level), level)
 
     def sample_latents(
         self, n: int = 16, seed: int = 0, nbytes: int = 8, level: int | None = None
@@ -464,28 +467,8 @@ class Codec:
         """
         level = int(self.digit_levels(level, 1)[0])
         redrawn = [0]
-        rows = np.stack(list(self._sample_rows(n, seed, nbytes, level, redrawn)))
+        rows = np.stack(list(sampling.rows(self, n, seed, nbytes, level, redrawn)))
         return rows, redrawn[0]
-
-    def _sample_rows(
-        self, n: int, seed: int, nbytes: int, level: int, redrawn: list[int] | None = None
-    ) -> Iterator[np.ndarray]:
-        """The integer latents of ``n`` random strings, one row at a time."""
-        _check_sample(n, seed, nbytes)
-        rng = np.random.default_rng(seed)
-        made = 0
-        for attempt in range(100 * n):
-            try:
-                row = self.decode_latents([rng.bytes(nbytes)], check=False, levels=level)[0]
-            except DecodeError:
-                continue
-            made += 1
-            if redrawn is not None:
-                redrawn[0] = attempt + 1 - made
-            yield row
-            if made == n:
-                return
-        raise InputError(f"could not decode {n} random {nbytes}-byte strings with this model")
 
     def reconstruct(self, images: np.ndarray, levels=None) -> np.ndarray:
         """What decoding gives, computed without entropy coding (for tests and checks)."""

@@ -179,10 +179,12 @@ def calibration_inputs(loaded: LoadedModel, digits: int) -> tuple[torch.Tensor, 
 
 
 def _levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
-    """Digit ``n``'s level, ``n mod L``, for a variable-rate model (None for a fixed-rate one)."""
+    """Digit ``n``'s level, the ``n mod L``-th of the ``L`` levels the network codes, for a
+    variable-rate model (None for a fixed-rate one); codebook levels use no transform."""
     if not loaded.variable_rate:
         return None
-    return torch.arange(digits) % loaded.levels
+    network = [level for level in range(loaded.levels) if level not in loaded.codebooks]
+    return torch.tensor(network)[torch.arange(digits) % len(network)]
 
 
 class EncoderCheck:

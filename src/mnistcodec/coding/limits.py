@@ -104,3 +104,23 @@ def check_learning_rate(lr: float, what: str = "learning rate") -> None:
     """A learning rate must be positive, finite and at most :data:`MAX_LEARNING_RATE`."""
     if not 0 < lr <= MAX_LEARNING_RATE:
         raise InputError(f"{what} must be positive and at most {MAX_LEARNING_RATE}, got {lr}")
+
+
+#: Most digits one call to :meth:`Codec.sample` decodes (784 MiB of digits).
+MAX_SAMPLES = 1 << 20
+#: Longest random string :meth:`Codec.sample` draws per digit.
+MAX_SAMPLE_BYTES = 1 << 16
+#: Largest seed :meth:`Codec.sample` takes (2^63 - 1, as ``train --seed``).
+MAX_SAMPLE_SEED = (1 << 63) - 1
+
+
+def check_sample(n: int, seed: int, nbytes: int) -> None:
+    """Refuse a sample count, seed or string length out of range (one clear error)."""
+    if not 1 <= n <= MAX_SAMPLES:
+        raise InputError(f"number of samples must be at least 1 and at most {MAX_SAMPLES}, got {n}")
+    if not 0 <= nbytes <= MAX_SAMPLE_BYTES:
+        raise InputError(
+            f"bytes per string must be non-negative and at most {MAX_SAMPLE_BYTES}, got {nbytes}"
+        )
+    if not 0 <= seed <= MAX_SAMPLE_SEED:
+        raise InputError(f"seed must be from 0 to {MAX_SAMPLE_SEED}, got {seed}")

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from mnistcodec import __version__
+from mnistcodec.coding import codebook_levels as cbl
 from mnistcodec.coding.limits import (
     MAX_LATENT_DIMS,
     latent_dims_problem,
@@ -65,6 +66,7 @@ from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.variable_rate import LEVEL_COUNT, is_mixture, is_variable_rate, make_model
 from mnistcodec.storage.atomic import atomic_write
 from mnistcodec.storage.model_container import (
+    CODEBOOK_FORMAT_VERSION,
     FORMAT_NAME,
     FORMAT_VERSION,
     check_content,
@@ -109,6 +111,8 @@ class LoadedModel:
     level_tables: tuple[CodingTables, ...] = ()
     #: A mixture model's one-row table of its components' weights.
     component_tables: CodingTables | None = None
+    #: Codebook levels (model format version 2): level -> its codewords and their table.
+    codebooks: dict[int, cbl.Codebook] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:
@@ -125,9 +129,16 @@ class LoadedModel:
 
 
 def compute_fingerprint(
-    config: ModelConfig, tables: CodingTables | Sequence[CodingTables], synthesis: dict
+    config: ModelConfig,
+    tables: CodingTables | Sequence[CodingTables],
+    synthesis: dict,
+    codebook_levels: Sequence[int] = (),
 ) -> str:
-    """SHA-256 over the architecture, coding tables (every level's), offsets and decoder weights."""
+    """SHA-256 over the architecture, coding tables (every level's), offsets and decoder weights.
+
+    ``synthesis`` holds a model's codebook pixels too (``codebook.level.<l>.pixels``),
+    and its codebook levels enter the hashed head.
+    """
     levels = [tables] if isinstance(tables, CodingTables) else list(tables)
     h = hashlib.sha256()
     head = {
@@ -137,6 +148,8 @@ def compute_fingerprint(
     }
     if config.mixture_components > 1:
         head["mixture_components"] = config.mixture_components
+    if codebook_levels:
+        head[cbl.RECORD_KEY] = list(codebook_levels)
     h.update(json.dumps(head, sort_keys=True).encode())
     arrays = [array for t in levels for array in (t.counts, t.lower, t.offsets)]
     for array in arrays:
@@ -166,7 +179,13 @@ def _all_tables(model: CompressionModel, precision: int, tail_mass: float) -> li
     return tables
 
 
-def _frozen(model: CompressionModel, tables: list[CodingTables], fingerprint: str, metadata: dict):
+def _frozen(
+    model: CompressionModel,
+    tables: list[CodingTables],
+    fingerprint: str,
+    metadata: dict,
+    codebooks: dict | None = None,
+):
     if is_variable_rate(model):
         components = tables[-1] if is_mixture(model) else None
         tables = tables[:-1] if is_mixture(model) else tables
@@ -178,6 +197,7 @@ def _frozen(model: CompressionModel, tables: list[CodingTables], fingerprint: st
             metadata,
             level_tables=tuple(tables),
             component_tables=components,
+            codebooks=dict(codebooks or {}),
         )
     return LoadedModel(model, tables[0], fingerprint, metadata)
 
@@ -310,10 +330,15 @@ def _materialise(skeleton: CompressionModel, state: dict) -> CompressionModel:
 
 
 def _read_tables(
-    tensors: dict, config: ModelConfig, precision: int, name: str
+    tensors: dict, config: ModelConfig, precision: int, name: str, codebook_levels=()
 ) -> list[CodingTables]:
-    """The stored coding tables (one set per level for ``vr``), dtypes and rows checked."""
+    """The stored coding tables (one set per level for ``vr``), dtypes and rows checked.
+
+    A codebook level's one-row table is checked with its codewords
+    (:func:`~mnistcodec.coding.codebook_levels.read_codebooks`).
+    """
     out = []
+    codebook_prefixes = {f"coding.level.{level}." for level in codebook_levels}
     for prefix in table_prefixes(config):
         for key, dtypes in _coding_dtypes(config, precision).items():
             if tensors[prefix + key].dtype not in dtypes:
@@ -332,7 +357,8 @@ def _read_tables(
             ).validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{name} has invalid coding tables: {exc}") from None
-        _check_rows(tables, prefix, config, name)
+        if prefix not in codebook_prefixes:
+            _check_rows(tables, prefix, config, name)
         out.append(tables)
     return out
 
@@ -361,10 +387,11 @@ def _check_rows(tables: CodingTables, prefix: str, config: ModelConfig, name: st
         raise ModelFileError(f"{name}: a mixture's coding tables must have offsets 0")
 
 
-def _read_state(tensors: dict, skeleton: CompressionModel, name: str) -> dict:
+def _read_state(tensors: dict, skeleton: CompressionModel, name: str, codebook_levels=()) -> dict:
     """The stored weights, checked against the skeleton's names and shapes."""
     expected = {f"model.{k}": v.shape for k, v in skeleton.state_dict().items()}
     coding = {prefix + key for prefix in table_prefixes(skeleton.config) for key in CODING_DTYPES}
+    coding |= {cbl.pixels_name(level) for level in codebook_levels}
     if set(tensors) != set(expected) | coding:
         missing = sorted((set(expected) | coding) - set(tensors))[:3]
         extra = sorted(set(tensors) - set(expected) - coding)[:3]
@@ -388,11 +415,17 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
     record = read_record(data, name)
     check_content(data, record, name)
     config, precision = _check_record(record, name)
+    level_count = LEVEL_COUNT if config.arch == "vr" else 1
+    codebook_levels = cbl.record_levels(record, level_count, record["format_version"], name)
+    if codebook_levels and config.arch != "vr":
+        raise ModelFileError(f"{name}: only a variable-rate model may have codebook levels")
     tensors = decode_tensors(data, name)
     skeleton = _skeleton(config, name)
-    state = _read_state(tensors, skeleton, name)
-    tables = _read_tables(tensors, config, precision, name)
-    fingerprint = compute_fingerprint(config, tables, _synthesis_part(state))
+    state = _read_state(tensors, skeleton, name, codebook_levels)
+    tables = _read_tables(tensors, config, precision, name, codebook_levels)
+    codebooks = cbl.read_codebooks(tensors, codebook_levels, tables, name)
+    decoder_part = {**_synthesis_part(state), **cbl.pixel_tensors(codebooks)}
+    fingerprint = compute_fingerprint(config, tables, decoder_part, codebook_levels)
     if fingerprint != record.get("fingerprint"):
         raise ModelFileError(
             f"{name} fails its integrity check: stored fingerprint {str(record.get('fingerprint'))[:16]}... "
@@ -406,7 +439,7 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
         raise ModelFileError(f"{name} is a degenerate model: {problem}")
     model = _materialise(skeleton, state)
     model.eval()
-    return _frozen(model, tables, fingerprint, record)
+    return _frozen(model, tables, fingerprint, record, codebooks)
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
@@ -425,3 +458,57 @@ def update_metadata(path: str | os.PathLike, extra: dict) -> LoadedModel:
     atomic_write(path, updated)
     loaded.metadata = read_record(updated, str(path))
     return loaded
+
+
+def save_with_codebooks(
+    source: LoadedModel,
+    codebooks: dict[int, cbl.Codebook],
+    path: str | os.PathLike,
+    metadata: dict | None = None,
+    force: bool = False,
+) -> LoadedModel:
+    """The variable-rate model file ``source`` with ``codebooks`` as some of its levels.
+
+    Written atomically to ``path`` as model format version 2: each codebook
+    level's tables become its codewords' one-row table, its codewords are
+    added, the network and the other levels are kept byte for byte. The
+    record's evaluations (of the source's levels) are dropped; ``metadata``
+    adds keys.
+    """
+    if source.path is None or not source.variable_rate or source.codebooks:
+        raise ModelFileError("codebook levels go into a variable-rate model file without any")
+    data = read_model_bytes(source.path)
+    tensors, record = decode_tensors(data, str(source.path)), read_record(data, str(source.path))
+    levels = cbl.record_levels(
+        {cbl.RECORD_KEY: sorted(codebooks)}, source.levels, CODEBOOK_FORMAT_VERSION, "codebooks"
+    )
+    tables = list(source.level_tables)
+    for level in levels:
+        book = codebooks[level]
+        cbl.check_table(book.tables, book.size, f"level {level}'s codebook table")
+        if book.tables.precision != source.tables.precision:
+            raise ModelFileError("a codebook table must have the model's coding precision")
+        prefix = f"coding.level.{level}."
+        tensors[prefix + "counts"] = torch.from_numpy(book.tables.counts.copy()).to(
+            tensors[prefix + "counts"].dtype
+        )
+        tensors[prefix + "lower"] = torch.from_numpy(book.tables.lower.copy())
+        tensors[prefix + "offsets"] = torch.from_numpy(book.tables.offsets.copy())
+        tables[level] = book.tables
+    pixels = cbl.pixel_tensors(codebooks)
+    tensors.update(pixels)
+    if source.component_tables is not None:
+        tables.append(source.component_tables)
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    decoder_part = {**_synthesis_part(state), **pixels}
+    for key in ("evaluation", "evaluation_levels", "fingerprint"):
+        record.pop(key, None)
+    record.update(
+        format_version=CODEBOOK_FORMAT_VERSION,
+        package_version=__version__,
+        fingerprint=compute_fingerprint(source.config, tables, decoder_part, levels),
+        **{cbl.RECORD_KEY: list(levels)},
+        **(metadata or {}),
+    )
+    atomic_write(path, encode_container(tensors, record), force=force)
+    return load_model(path)

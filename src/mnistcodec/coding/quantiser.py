@@ -5,6 +5,9 @@ A fixed-rate model codes ``k = round(y - o)`` (the tables' offsets ``o``) with
 ``k = round(g_l y - o_l)`` (the level's gain vector ``g_l`` and its tables'
 offsets ``o_l``) with ``y^ = (k + o_l) / g_l``. The information content of
 ``k`` is the model's own, in float (its prior's, not the integer tables').
+Codebook levels (:mod:`mnistcodec.coding.codebook_levels`) do not quantise
+latents; their offsets here are 0 and :class:`~mnistcodec.coding.api.Codec`
+never sends their digits through this class.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ class Quantiser:
         self.gains = self.level_offsets = None
         if self.variable_rate:
             dims = loaded.config.latent_dims
-            offsets = np.stack([t.offsets[:dims] for t in loaded.level_tables])
+            offsets = np.stack(
+                [
+                    np.zeros(dims, np.float32) if level in loaded.codebooks else t.offsets[:dims]
+                    for level, t in enumerate(loaded.level_tables)
+                ]
+            )
             #: Each level's offsets ``o_l`` (L, D) and gains ``g_l`` (L, D).
             self.level_offsets = torch.from_numpy(offsets).to(device)
             log_gains = self.bottleneck.log_gains.detach()

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from mnistcodec.coding.codebook_levels import Codebook, flat_unit, nearest
 from mnistcodec.coding.container import string_bits
-from mnistcodec.coding.range_coder import LatentCoder
 from mnistcodec.coding.tables import DEFAULT_PRECISION, MAX_TABLE_WIDTH, CodingTables, quantize_pmf
 from mnistcodec.errors import InputError
 from mnistcodec.experiments import metrics
@@ -44,55 +44,6 @@ from mnistcodec.storage.digits import check_digits
 #: The codebook sizes the benchmark measures (4 to 12 bits of index).
 DEFAULT_SIZES = (16, 64, 256, 1024, 4096)
 ITERATIONS = 25
-_CHUNK = 8192
-
-
-@dataclass(frozen=True)
-class Codebook:
-    """``codewords`` uint8 (K, H, W) and the integer table coding their index."""
-
-    codewords: np.ndarray
-    tables: CodingTables
-
-    @property
-    def size(self) -> int:
-        return int(self.codewords.shape[0])
-
-    def assign(self, images: np.ndarray) -> np.ndarray:
-        """Each digit's nearest codeword under squared error, int64 (N,) (ties: lowest index)."""
-        images = check_digits(images, shape=self.codewords.shape[1:], allow_empty=False)
-        return _nearest(_flat(images), _flat(self.codewords))
-
-    def index_bits(self, indices: np.ndarray) -> np.ndarray:
-        """Information content of each index under the integer table, bits (N,)."""
-        return self.tables.symbol_bits()[0, np.asarray(indices, dtype=np.int64)]
-
-    def coder(self) -> LatentCoder:
-        return LatentCoder(self.tables)
-
-    def encode(self, indices: np.ndarray) -> list[bytes]:
-        """One range-coded bit string per index."""
-        coder = self.coder()
-        return coder.encode_strings(coder.to_symbols(np.asarray(indices)[:, None]))
-
-    def decode(self, strings: list[bytes]) -> np.ndarray:
-        """The indices the strings code, int64 (N,); a string that is not canonical raises."""
-        coder = self.coder()
-        return coder.from_symbols(coder.decode_strings(strings)).astype(np.int64)[:, 0]
-
-
-def _flat(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).reshape(images.shape[0], -1).float() / 255
-
-
-def _nearest(x: torch.Tensor, codewords: torch.Tensor) -> np.ndarray:
-    """``argmin_i ||x_n - c_i||^2`` per row of ``x``, in chunks (float32 GEMM)."""
-    norms = (codewords * codewords).sum(dim=1)
-    parts = [
-        torch.argmin(norms[None, :] - 2.0 * x[i : i + _CHUNK] @ codewords.T, dim=1)
-        for i in range(0, x.shape[0], _CHUNK)
-    ]
-    return torch.cat(parts).numpy().astype(np.int64)
 
 
 def train_codebook(
@@ -111,17 +62,17 @@ def train_codebook(
         )
     if iterations < 1:
         raise InputError(f"iterations must be at least 1, got {iterations}")
-    x = _flat(images)
+    x = flat_unit(images)
     generator = torch.Generator().manual_seed(seed)
     centres = x[torch.randperm(n, generator=generator)[:size]].clone()
     for _ in range(iterations):
-        assigned = torch.from_numpy(_nearest(x, centres))
+        assigned = torch.from_numpy(nearest(x, centres))
         sums = torch.zeros_like(centres).index_add_(0, assigned, x)
         counts = torch.bincount(assigned, minlength=size).to(x.dtype)
         centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
     codewords = np.clip(np.round(centres.numpy() * 255.0), 0, 255).astype(np.uint8)
     codewords = codewords.reshape(size, *images.shape[1:])
-    chosen = _nearest(x, _flat(codewords))
+    chosen = nearest(x, flat_unit(codewords))
     frequencies = np.bincount(chosen, minlength=size).astype(np.float64) / n
     pmf = np.concatenate([frequencies, [0.0]])[None]  # the escape: mass 0, never coded
     tables = CodingTables(

@@ -22,7 +22,9 @@ reference level; the result then holds ``level`` and ``lmbda``), or at every
 level by :func:`evaluate_levels`. ``precision`` is that of the codec
 (:class:`~mnistcodec.coding.api.Codec`); the model's float terms are computed at
 the same precision, and the result records it (``precision``: ``fp32``,
-``bf16`` or ``mixed``, the conformant decoder).
+``bf16`` or ``mixed``, the conformant decoder). At a codebook level
+(:mod:`mnistcodec.coding.codebook_levels`) no network runs: both rates are the
+index's information content and ``mad`` is that of the decoded codewords.
 """
 
 from __future__ import annotations
@@ -98,7 +100,12 @@ def evaluate(
     result: dict = {"n": int(images.shape[0]), "precision": codec.precision.name}
     if loaded.variable_rate:
         result.update({"level": level, "lmbda": codec.lambdas[level]})
-    result.update(model_terms(loaded, images, seed=seed, level=level, precision=codec.precision))
+    if level in loaded.codebooks:  # no network: the rate is the index's, exactly
+        _, info = codec.analyse(images, level)
+        terms = {"rate_bound_bits": float(info.mean()), "info_bits": float(info.mean())}
+        result.update(terms, mad=metrics.mad(images, codec.reconstruct(images, level)))
+    else:
+        result.update(model_terms(loaded, images, seed, level=level, precision=codec.precision))
     levels = (level,) if loaded.variable_rate else ()
     if coding:
         strings, _ = codec.compress(images, *levels)

@@ -26,6 +26,10 @@ from mnistcodec.storage.atomic import read_input
 
 FORMAT_NAME = "mnistcodec-model"
 FORMAT_VERSION = 1
+#: The version of model files with codebook levels (:mod:`mnistcodec.coding.codebook_levels`).
+CODEBOOK_FORMAT_VERSION = 2
+#: The versions this package reads.
+READ_VERSIONS = (FORMAT_VERSION, CODEBOOK_FORMAT_VERSION)
 METADATA_KEY = "mnistcodec"
 MAX_MODEL_BYTES = 1 << 30
 MAX_HEADER_BYTES = 1 << 24
@@ -87,10 +91,11 @@ def read_record(data: bytes, name: str) -> dict:
         ) from None
     if not isinstance(record, dict) or record.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{name} is not an mnistcodec model file")
-    if record.get("format_version") != FORMAT_VERSION:
+    version = record.get("format_version")
+    if type(version) is not int or version not in READ_VERSIONS:
         raise ModelFileError(
-            f"{name} has model format version {record.get('format_version')!r:.40}; "
-            f"this mnistcodec reads version {FORMAT_VERSION}"
+            f"{name} has model format version {version!r:.40}; "
+            f"this mnistcodec reads versions {FORMAT_VERSION} and {CODEBOOK_FORMAT_VERSION}"
         )
     return record
 
