@@ -9,7 +9,8 @@ version 3), the synthesis transform (torch's functional layers, from the layer
 table) and the model fingerprint; for a variable-rate model (``arch = "vr"``),
 its per-level tables and gains and the levels of a version-2 or version-3 file;
 for a mixture prior, the component coded before each digit's latents, and a
-conditioned decoder's per-level maps. Version 3 (levels in every block, for
+conditioned decoder's per-level maps; for model format version 2, codebook
+levels (one index per digit, decoded by a lookup of uint8 codewords). Version 3 (levels in every block, for
 every model; per-digit blocks with bit lengths and the strings' bits back to
 back) is read next to versions 1 and 2: the golden files of every shipped model
 in both formats (``<model>.<mode>.mnc``: version 1, or 2 for a variable-rate
@@ -98,9 +99,27 @@ class Model:
         return self.record["config"]["latent_dims"]
 
     @property
-    def components(self) -> int:
-        """C of a mixture prior (1: none); strings then code a component first."""
+    def codebook_levels(self) -> list[int]:
+        """Levels whose digits are one codeword index (model format version 2)."""
+        return self.record.get("codebook_levels", [])
+
+    @property
+    def is_codebook(self) -> bool:
+        return self.level in self.codebook_levels
+
+    @property
+    def mixture_components(self) -> int:
         return self.record["config"].get("mixture_components", 1)
+
+    @property
+    def components(self) -> int:
+        """C of a mixture prior (1: none), strings then code a component first; a codebook
+        level codes none."""
+        return 1 if self.is_codebook else self.mixture_components
+
+    def pixels(self) -> np.ndarray:
+        """A codebook level's codewords, uint8 (K, 28, 28)."""
+        return self.tensors[f"codebook.level.{self.level}.pixels"]
 
     def table_names(self, level: int) -> list[str]:
         prefix = f"coding.level.{level}." if self.variable_rate else "coding."
@@ -152,7 +171,10 @@ class Model:
         return [categorical(row, self.precision) for row in self.counts]
 
     def rows(self, component: int) -> range:
-        """The table rows of the latents under ``component`` (all rows without a mixture)."""
+        """The table rows of the latents under ``component`` (all rows without a mixture; a
+        codebook level's one row)."""
+        if self.is_codebook:
+            return range(1)
         return range(component * self.dims, (component + 1) * self.dims)
 
     def weight(self, name: str) -> torch.Tensor:
@@ -167,7 +189,8 @@ def read_model(path: Path) -> Model:
     (header_len,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + header_len])
     record = json.loads(header["__metadata__"]["mnistcodec"])
-    assert record["format"] == "mnistcodec-model" and record["format_version"] == 1
+    assert record["format"] == "mnistcodec-model" and record["format_version"] in (1, 2)
+    assert ("codebook_levels" in record) == (record["format_version"] == 2)
     return Model(data, header, record, load_tensors(data))
 
 
@@ -179,11 +202,13 @@ def fingerprint(model: Model) -> str:
         "latent_dims": config["latent_dims"],
         "precision": model.precision,
     }
-    if model.components > 1:
-        head["mixture_components"] = model.components
+    if model.mixture_components > 1:
+        head["mixture_components"] = model.mixture_components
+    if model.codebook_levels:
+        head["codebook_levels"] = model.codebook_levels
     h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     names = [name for level in range(model.levels) for name in model.table_names(level)]
-    if model.components > 1:
+    if model.mixture_components > 1:
         names += [f"coding.components.{key}" for key in ("counts", "lower", "offsets")]
     for name in names:
         if model.header[name]["dtype"] == "U16":  # a mixture's counts: hashed as int32
@@ -191,10 +216,11 @@ def fingerprint(model: Model) -> str:
             h.update(stored.astype("<i4").tobytes())
         else:
             h.update(stored_bytes(model, name))
-    dtypes = {"F16": "torch.float16", "F32": "torch.float32"}
-    decoder = ("model.synthesis_transform.", "model.entropy_bottleneck.log_gains")
-    for name in sorted(k for k in model.header if k.startswith(decoder)):
-        short = name.removeprefix("model.")
+    dtypes = {"F16": "torch.float16", "F32": "torch.float32", "U8": "torch.uint8"}
+    decoder = ("model.synthesis_transform.", "model.entropy_bottleneck.log_gains", "codebook.")
+    for short, name in sorted(
+        (k.removeprefix("model."), k) for k in model.header if k.startswith(decoder)
+    ):
         h.update(short.encode() + b"\0" + dtypes[model.header[name]["dtype"]].encode() + b"\0")
         h.update(stored_bytes(model, name))
     return h.hexdigest()
@@ -714,8 +740,18 @@ def synthesise(
 ) -> np.ndarray:
     """uint8 (N, 28, 28): ``y^ = (float32(k) + o_l) / g_l``, float32 layers,
     ``round_half_even(255 x)`` saturated."""
-    k = np.array([[float32_of(v) for v in row] for row in latents], dtype=np.float32)
     levels = levels or [0] * len(latents)
+    books = [i for i, level in enumerate(levels) if level in model.codebook_levels]
+    if books:  # a codebook digit is its codeword; the others go through the transform
+        out = np.zeros((len(latents), 28, 28), dtype=np.uint8)
+        for i in books:
+            (index,) = latents[i]
+            out[i] = model.at_level(levels[i]).pixels()[index]
+        rest = [i for i in range(len(latents)) if i not in books]
+        if rest:
+            out[rest] = synthesise(model, [latents[i] for i in rest], [levels[i] for i in rest])
+        return out
+    k = np.array([[float32_of(v) for v in row] for row in latents], dtype=np.float32)
     dims = model.dims  # a mixture level's C x D offsets are all 0: its first D serve
     offsets = np.stack([model.at_level(lv).offsets[:dims].astype(np.float32) for lv in levels])
     gains = np.stack([model.at_level(level).gains() for level in levels])
@@ -778,8 +814,10 @@ def test_fingerprint_and_content_hash_recomputed_from_the_spec(name):
     assert fingerprint(model) == model.record["fingerprint"]
     assert content_hash(model) == model.record["content_sha256"]
     for level in range(model.levels):
-        counts = model.at_level(level).counts
-        assert counts.shape[0] == model.components * model.dims and np.all(counts >= 1)
+        at = model.at_level(level)
+        counts = at.counts
+        rows = 1 if at.is_codebook else model.mixture_components * model.dims
+        assert counts.shape[0] == rows and np.all(counts >= 1)
         assert np.all(counts.astype(np.int64).sum(axis=1) == 1 << model.precision)
 
 
@@ -835,10 +873,12 @@ def test_golden_file_decodes_and_reencodes_from_the_spec(name, fmt, mode):
     latents = decode_mnc(model, mnc, components)
     assert len(latents) == mnc.count == 24
     assert reencode_mnc(model, mnc, latents, components) == data
-    if model.components > 1:  # each digit's component is one with the least information
+    if model.mixture_components > 1:  # each digit's component is one with the least information
         for k, level, chosen in zip(latents, mnc_levels(mnc), components, strict=True):
             at = model.at_level(level)
-            ratios = [information_ratio(at, k, c) for c in range(model.components)]
+            if at.is_codebook:
+                continue
+            ratios = [information_ratio(at, k, c) for c in range(at.components)]
             bits = [math.log2(n) - math.log2(p) for n, p in ratios]
             assert bits[chosen] <= min(bits) + 1e-9
     expected = read_idx_images(GOLDEN_DIR / f"{name}.decoded.idx")
@@ -954,17 +994,17 @@ def constriction_interval(probabilities: np.ndarray | None, symbol: int, model) 
 def test_coded_model_is_the_documented_rule_for_every_row(name):
     family = constriction.stream.model.Categorical(perfect=False)
     model = read_model(model_path(name))
-    # A mixture's 16 x 800 rows are built by one rule: its first and last components' rows.
-    last = model.components - 1
-    checked = [*model.rows(0), *(model.rows(last) if last else [])]
     for level in range(model.levels):
-        model = model.at_level(level)
-        probabilities = model.counts.astype(np.float64) / (1 << model.precision)
+        at = model.at_level(level)
+        # A mixture's 16 x 800 rows are built by one rule: its first and last components' rows.
+        last = at.components - 1
+        checked = [*at.rows(0), *(at.rows(last) if last else [])]
+        probabilities = at.counts.astype(np.float64) / (1 << at.precision)
         for index in checked:
-            row, cdf = probabilities[index], model.cdfs[index]
+            row, cdf = probabilities[index], at.cdfs[index]
             for symbol in range(len(row)):
                 assert constriction_interval(row, symbol, family) == cdf.interval(symbol)
-    if model.components > 1:
+    if model.mixture_components > 1:
         counts = model.tensors["coding.components.counts"][0].astype(np.float64)
         row = counts / (1 << model.precision)
         for symbol in range(len(row)):
@@ -1115,3 +1155,38 @@ if __name__ == "__main__":
     print(worked_example())
     print()
     print(worked_example_v3())
+
+
+CODEBOOK_FILES = ["level-2.v3.per-digit", "level-2.v3.stream", "target.v3.per-digit"]
+
+
+@pytest.mark.parametrize("stem", CODEBOOK_FILES)
+def test_codebook_level_files_decode_and_reencode_from_the_spec(stem):
+    """``vr-codebook``'s files at codebook level 2 and at levels mixing codebooks and the
+    network (``tests/golden/make_codebook_levels.py``): a codebook digit is one index whose
+    codeword is its pixels, exactly."""
+    model = read_model(model_path("vr-codebook"))
+    assert model.codebook_levels == [0, 1, 2, 3, 4]
+    data = (GOLDEN_DIR / f"vr-codebook.{stem}.mnc").read_bytes()
+    mnc = parse_mnc(data)
+    assert mnc.fingerprint.hex() == model.record["fingerprint"]
+    components: list[int] = []
+    latents = decode_mnc(model, mnc, components)
+    assert reencode_mnc(model, mnc, latents, components) == data
+    levels = mnc_levels(mnc)
+    books = [i for i, level in enumerate(levels) if level in model.codebook_levels]
+    assert books and all(len(latents[i]) == 1 for i in books)
+    if stem.startswith("target"):
+        assert len(books) < len(levels)  # network digits too
+    expected = read_idx_images(GOLDEN_DIR / f"vr-codebook.{stem}.decoded.idx")
+    pixels = synthesise(model, latents, levels)
+    assert np.array_equal(pixels[books], expected[books])
+    assert np.abs(pixels.astype(int) - expected).max() <= 1
+
+
+def test_a_codebook_index_past_the_codewords_is_not_a_digit():
+    """The escape of a codebook level's table decodes to an index no codeword has."""
+    model = read_model(model_path("vr-codebook")).at_level(0)
+    encoder = encode_digits(model, [[model.width]])  # the escape: an overflow code follows
+    (k,) = decode_digits(model, encoder.sealed(), 1)
+    assert k == [model.width] and k[0] >= model.pixels().shape[0]

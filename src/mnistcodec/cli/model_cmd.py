@@ -187,7 +187,7 @@ def evaluate_handler(args: argparse.Namespace) -> int:
 
 def codebooks_handler(args: argparse.Namespace) -> int:
     # lazy: PyTorch and the model
-    from mnistcodec.coding.model_files import save_with_codebooks
+    from mnistcodec.coding.codebook_files import save_with_codebooks
     from mnistcodec.coding.zoo import resolve_model
     from mnistcodec.data import load_split
     from mnistcodec.experiments.codebooks import train_codebook

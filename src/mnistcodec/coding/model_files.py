@@ -66,7 +66,6 @@ from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.variable_rate import LEVEL_COUNT, is_mixture, is_variable_rate, make_model
 from mnistcodec.storage.atomic import atomic_write
 from mnistcodec.storage.model_container import (
-    CODEBOOK_FORMAT_VERSION,
     FORMAT_NAME,
     FORMAT_VERSION,
     check_content,
@@ -161,7 +160,7 @@ def compute_fingerprint(
     return h.hexdigest()
 
 
-def _synthesis_part(state: dict) -> dict:
+def synthesis_part(state: dict) -> dict:
     return {k: v for k, v in state.items() if k.startswith(DECODER_PREFIXES)}
 
 
@@ -218,7 +217,7 @@ def freeze(
     if is_variable_rate(model) and weights_dtype != torch.float32:
         model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     tables = _all_tables(model, precision, tail_mass)
-    fingerprint = compute_fingerprint(model.config, tables, _synthesis_part(state))
+    fingerprint = compute_fingerprint(model.config, tables, synthesis_part(state))
     if weights_dtype != torch.float32:
         model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     metadata = {"coding": {"precision": precision, "tail_mass": tail_mass}}
@@ -424,7 +423,7 @@ def load_model_bytes(data: bytes, name: str = "model") -> LoadedModel:
     state = _read_state(tensors, skeleton, name, codebook_levels)
     tables = _read_tables(tensors, config, precision, name, codebook_levels)
     codebooks = cbl.read_codebooks(tensors, codebook_levels, tables, name)
-    decoder_part = {**_synthesis_part(state), **cbl.pixel_tensors(codebooks)}
+    decoder_part = {**synthesis_part(state), **cbl.pixel_tensors(codebooks)}
     fingerprint = compute_fingerprint(config, tables, decoder_part, codebook_levels)
     if fingerprint != record.get("fingerprint"):
         raise ModelFileError(
@@ -458,57 +457,3 @@ def update_metadata(path: str | os.PathLike, extra: dict) -> LoadedModel:
     atomic_write(path, updated)
     loaded.metadata = read_record(updated, str(path))
     return loaded
-
-
-def save_with_codebooks(
-    source: LoadedModel,
-    codebooks: dict[int, cbl.Codebook],
-    path: str | os.PathLike,
-    metadata: dict | None = None,
-    force: bool = False,
-) -> LoadedModel:
-    """The variable-rate model file ``source`` with ``codebooks`` as some of its levels.
-
-    Written atomically to ``path`` as model format version 2: each codebook
-    level's tables become its codewords' one-row table, its codewords are
-    added, the network and the other levels are kept byte for byte. The
-    record's evaluations (of the source's levels) are dropped; ``metadata``
-    adds keys.
-    """
-    if source.path is None or not source.variable_rate or source.codebooks:
-        raise ModelFileError("codebook levels go into a variable-rate model file without any")
-    data = read_model_bytes(source.path)
-    tensors, record = decode_tensors(data, str(source.path)), read_record(data, str(source.path))
-    levels = cbl.record_levels(
-        {cbl.RECORD_KEY: sorted(codebooks)}, source.levels, CODEBOOK_FORMAT_VERSION, "codebooks"
-    )
-    tables = list(source.level_tables)
-    for level in levels:
-        book = codebooks[level]
-        cbl.check_table(book.tables, book.size, f"level {level}'s codebook table")
-        if book.tables.precision != source.tables.precision:
-            raise ModelFileError("a codebook table must have the model's coding precision")
-        prefix = f"coding.level.{level}."
-        tensors[prefix + "counts"] = torch.from_numpy(book.tables.counts.copy()).to(
-            tensors[prefix + "counts"].dtype
-        )
-        tensors[prefix + "lower"] = torch.from_numpy(book.tables.lower.copy())
-        tensors[prefix + "offsets"] = torch.from_numpy(book.tables.offsets.copy())
-        tables[level] = book.tables
-    pixels = cbl.pixel_tensors(codebooks)
-    tensors.update(pixels)
-    if source.component_tables is not None:
-        tables.append(source.component_tables)
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    decoder_part = {**_synthesis_part(state), **pixels}
-    for key in ("evaluation", "evaluation_levels", "fingerprint"):
-        record.pop(key, None)
-    record.update(
-        format_version=CODEBOOK_FORMAT_VERSION,
-        package_version=__version__,
-        fingerprint=compute_fingerprint(source.config, tables, decoder_part, levels),
-        **{cbl.RECORD_KEY: list(levels)},
-        **(metadata or {}),
-    )
-    atomic_write(path, encode_container(tensors, record), force=force)
-    return load_model(path)

@@ -137,8 +137,22 @@ def latent_view(codec: Codec, k: np.ndarray, level: int) -> dict:
     integer tables (an escaped latent: the escape symbol's), and for every
     in-table value its ``y^`` and probability; ``step`` is the quantisation step
     ``1 / g``. Under a mixture prior the tables are those of the component the
-    encoder chooses (``component``, whose index costs ``component_bits``).
+    encoder chooses (``component``, whose index costs ``component_bits``). At a
+    codebook level there are no latents: every list is empty and ``codebook``
+    holds the codeword's ``index``, the level's ``codewords`` and the index's ``bits``.
     """
+    if level in codec.loaded.codebooks:  # no latents: the string is one codeword's index
+        book, index = codec.loaded.codebooks[level], int(k[0])
+        empty: dict = {key: [] for key in ("values", "k", "bits", "step")}
+        codebook = {"index": index, "codewords": book.size, "bits": book.index_bits([index])[0]}
+        return {
+            **empty,
+            "prior_values": [],
+            "prior_probs": [],
+            "component": None,
+            "component_bits": 0.0,
+            "codebook": {**codebook, "bits": float(codebook["bits"])},
+        }
     coder = codec.coders[level]
     tables = coder.tables
     component, component_bits = coder.component_of(k)
