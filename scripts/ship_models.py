@@ -102,7 +102,10 @@ def adopt(items: list[str], manifest: dict, images) -> None:
         loaded = load_model(source)
         out = PRETRAINED_DIR / f"{name}.safetensors"
         out.write_bytes(Path(source).read_bytes())
-        base, more = loaded.metadata.get("training_command"), loaded.metadata.get("codebooks_command")
+        base, more = (
+            loaded.metadata.get("training_command"),
+            loaded.metadata.get("codebooks_command"),
+        )
         command = f"{base}; then {more}" if base and more else (more or base or "")
         update_metadata(out, {"training_command": command})
         extra = record_evaluation(out, images)
