@@ -1,12 +1,14 @@
 """How far each shipped curve is from the rate-distortion limit of MNIST, and from sending nothing.
 
-    python bench/rd_limit.py --curve vr-mse:NOTE:runs/vr-mse-levels.json \\
+    python bench/rd_limit.py --shipped "vr-mse:NOTE" --shipped "vr-codebook:NOTE" \\
         [--curve vr-mse-refined:NOTE:runs/vr-mse-refined-levels.json ...]
     python bench/rd_limit.py --from-json bench/results/rd_limit.json   # recompute from stored points
 
 A curve is ``mnistcodec evaluate MODEL --all-levels --json`` (one point per
 level: real per-digit bit strings, information content, PSNR and MAD on the
-10,000 test digits); NOTE is its training budget in words. The reference
+10,000 test digits), or for ``--shipped`` the same evaluation that the shipped
+model's file records (``evaluation_levels`` in ``pretrained/MANIFEST.json``,
+re-derived by ``mnistcodec models --check``); NOTE is its training budget in words. The reference
 curve, ``vr-mixture-long``, comes from ``bench/results/vr_bdrate.json`` (the
 same evaluation). The curve of ``MODEL --search`` (the encoder-side search among
 training latents) comes from ``bench/results/latent_search.json``
@@ -236,10 +238,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_points(specs: list[str]) -> tuple[dict, dict]:
+def load_points(specs: list[str], shipped: list[str] = ()) -> tuple[dict, dict]:
     stored = json.loads((REPO / "bench" / "results" / "vr_bdrate.json").read_text())["points"]
     curves = {REFERENCE: [{k: p[k] for k in KEEP if k in p} for p in stored[REFERENCE]]}
     notes = {REFERENCE: "34 epochs (MAD)"}
+    manifest = json.loads(
+        (REPO / "src" / "mnistcodec" / "pretrained" / "MANIFEST.json").read_text()
+    )
+    for spec in shipped:
+        name, note = spec.split(":", 1)
+        curves[name] = [
+            {k: p[k] for k in KEEP if k in p} for p in manifest[name]["evaluation_levels"]
+        ]
+        notes[name] = note
     for spec in specs:
         name, note, path = spec.split(":", 2)
         rows = json.loads(Path(path).read_text())
@@ -268,6 +279,7 @@ def _refinement(path: Path) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--curve", action="append", default=[], metavar="NAME:NOTE:JSON")
+    parser.add_argument("--shipped", action="append", default=[], metavar="NAME:NOTE")
     parser.add_argument("--from-json", help="recompute from a stored results file")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "rd_limit.json"))
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         curves, notes, floor_rows = stored["curves"], stored["notes"], stored["trivial_codecs"]
         refinement = stored.get("refinement")
     else:
-        curves, notes = load_points(args.curve)
+        curves, notes = load_points(args.curve, args.shipped)
         floor_file = REPO / "bench" / "results" / "rd_floor.json"
         stored_floor = json.loads(floor_file.read_text())
         floor_rows = stored_floor["trivial_codecs"]

@@ -1178,7 +1178,7 @@ def test_codebook_level_files_decode_and_reencode_from_the_spec(stem):
     assert books and all(len(latents[i]) == 1 for i in books)
     if stem.startswith("target"):
         assert len(books) < len(levels)  # network digits too
-    expected = read_idx_images(GOLDEN_DIR / f"vr-codebook.{stem}.decoded.idx")
+    expected = read_idx_images(GOLDEN_DIR / f"vr-codebook.{stem}.digits.idx")
     pixels = synthesise(model, latents, levels)
     assert np.array_equal(pixels[books], expected[books])
     assert np.abs(pixels.astype(int) - expected).max() <= 1

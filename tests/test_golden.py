@@ -106,3 +106,29 @@ def test_the_python_api_takes_shipped_names_like_the_cli():
     codec = Codec.from_model(name, precision="fp32")
     decoded = decompress_bytes(codec, (GOLDEN_DIR / f"{name}.v3.per-digit.mnc").read_bytes())
     np.testing.assert_array_equal(decoded, read_idx(GOLDEN_DIR / f"{name}.decoded.idx"))
+
+
+#: ``vr-codebook``'s files at codebook levels (``tests/golden/make_codebook_levels.py``):
+#: stem -> the options that wrote it.
+CODEBOOK_FILES = {
+    "level-2.v3.per-digit": ["--level", "2"],
+    "level-2.v3.stream": ["--level", "2", "--stream"],
+    "target.v3.per-digit": ["--target-psnr", "16"],
+}
+
+
+@pytest.mark.parametrize("stem", CODEBOOK_FILES)
+def test_codebook_level_files_decode_and_reencode(stem, tmp_path):
+    """Digits at codebook levels, alone and mixed with network levels, in both directions."""
+    path = GOLDEN_DIR / f"vr-codebook.{stem}.mnc"
+    out = tmp_path / "decoded.idx"
+    assert (
+        main(["decompress", "vr-codebook", str(path), "-o", str(out), "--precision", "fp32"]) == 0
+    )
+    np.testing.assert_array_equal(
+        read_idx(out), read_idx(GOLDEN_DIR / f"vr-codebook.{stem}.digits.idx")
+    )
+    coded = tmp_path / "coded.mnc"
+    argv = ["compress", "vr-codebook", "--split", "test", "--index", "0:24", "-o", str(coded)]
+    assert main([*argv, "--precision", "fp32", *CODEBOOK_FILES[stem]]) == 0
+    assert coded.read_bytes() == path.read_bytes()

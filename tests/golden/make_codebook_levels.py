@@ -4,7 +4,7 @@ Test digits 0-23 coded at codebook level 2 (256 codewords) per digit and as one
 stream (``vr-codebook.level-2.v3.<mode>.mnc``), and per digit at the levels
 that ``--target-psnr 16`` chooses, which mix codebook and network levels
 (``vr-codebook.target.v3.per-digit.mnc``); each with the digits it decodes to
-(``<file stem>.decoded.idx``). Usage: ``python tests/golden/make_codebook_levels.py``.
+(``<file stem>.digits.idx``). Usage: ``python tests/golden/make_codebook_levels.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def write() -> None:
         out = GOLDEN_DIR / f"{MODEL}.{stem}.mnc"
         if main(["compress", MODEL, *COMMON, *flags, "-o", str(out)]) != 0:
             sys.exit(f"compress failed for {stem}")
-        decoded = GOLDEN_DIR / f"{MODEL}.{stem}.decoded.idx"
+        decoded = GOLDEN_DIR / f"{MODEL}.{stem}.digits.idx"
         argv = ["decompress", MODEL, str(out), "-o", str(decoded), "--force"]
         if main([*argv, "--precision", "fp32"]) != 0:
             sys.exit(f"decompress failed for {stem}")
