@@ -271,3 +271,28 @@ def test_a_variable_rate_export_decodes_its_golden_file_at_every_level(tmp_path)
         k_onnx = np.rint(gains[level] * y - offsets[level])
         k_lib, _ = codec.analyse(images, level)
         assert np.mean(k_onnx == k_lib) > 0.999  # float sums may round a rare latent apart
+
+
+@pytest.mark.parametrize("stem", ["level-2.v3.stream", "target.v3.per-digit"])
+def test_a_codebook_model_export_decodes_its_codebook_levels(stem, tmp_path_factory):
+    """``vr-codebook``: codewords in ``codebooks.u8``, and the documented example decodes
+    its files at codebook levels and at levels mixing codebooks and the network."""
+    loaded = resolve_model("vr-codebook")
+    out = export_onnx(loaded, tmp_path_factory.mktemp("export") / "codebook")
+    sizes = [loaded.codebooks[level].size for level in sorted(loaded.codebooks)]
+    assert (out / "codebooks.u8").stat().st_size == 784 * sum(sizes)
+    manifest = json.loads((out / "manifest.json").read_text())
+    digest = hashlib.sha256((out / "codebooks.u8").read_bytes()).hexdigest()
+    assert manifest["sha256"]["codebooks.u8"] == digest
+    namespace: dict = {}
+    exec(compile(documented_example(), "docs/onnx-export.md", "exec"), namespace)
+    path = GOLDEN_DIR / f"vr-codebook.{stem}.mnc"
+    k, levels = namespace["decode_latents"](out, path)
+    codec = Codec(loaded, precision="fp32")
+    assert k.tolist() == decode_latents_bytes(codec, path.read_bytes()).astype(np.int64).tolist()
+    digits = namespace["decode_mnc"](out, path)
+    expected = read_idx(GOLDEN_DIR / f"vr-codebook.{stem}.digits.idx")
+    books = np.isin(levels, sorted(loaded.codebooks))
+    assert books.any()
+    np.testing.assert_array_equal(digits[books], expected[books])
+    assert np.abs(digits.astype(np.int16) - expected).max() <= 1

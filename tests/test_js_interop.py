@@ -12,7 +12,11 @@ Here Node runs its command line and the Python library checks what it does:
   latent across a rounding boundary); the differing digits are counted and
   printed, and every JavaScript file decodes in Python to its own latents;
 * files Python writes decode in JavaScript (fresh files, every mode);
-* crafted bad files get the library's error, of the same kind as Python's.
+* crafted bad files get the library's error, of the same kind as Python's;
+* ``vr-codebook`` (model format version 2, codebook levels 0-4): JavaScript files at
+  codebook levels, network levels and both mixed in a block are Python's bytes, Python's
+  files of every version decode alike, the fingerprint is Python's, a codebook index past
+  the codewords and bad version-2 records give Python's errors.
 
 Node 20 is required (it is on the machine: no other runtime is downloaded).
 """
@@ -31,11 +35,13 @@ import numpy as np
 import pytest
 
 from mnistcodec.coding.api import Codec
-from mnistcodec.coding.container import parse_file
+from mnistcodec.coding.container import Block, Header, encode_file, parse_file
 from mnistcodec.coding.files import compress_to_bytes, decode_latents_bytes, decompress_bytes
+from mnistcodec.coding.model_files import load_model_bytes
 from mnistcodec.coding.rate_control import LevelChoice, RateTarget
 from mnistcodec.data import load_split
-from mnistcodec.errors import FormatError, MnistCodecError
+from mnistcodec.errors import FormatError, MnistCodecError, ModelFileError
+from mnistcodec.storage.model_container import content_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "src" / "mnistcodec" / "web" / "mnistcodec.js"
@@ -146,7 +152,9 @@ def test_golden_file_decodes_in_javascript_as_in_python(name, js_golden):
     assert decoded["latents"] == decode_latents_bytes(codec, data).astype(np.int64).tolist()
     pixels = decoded["images"].astype(int)
     assert np.abs(pixels - decompress_bytes(codec, data)).max() <= 1
-    assert np.abs(pixels - read_idx(GOLDEN / f"{model}.decoded.idx")).max() <= 1
+    own = GOLDEN / f"{name.removesuffix('.mnc')}.digits.idx"  # a file at other levels
+    expected = own if own.exists() else GOLDEN / f"{model}.decoded.idx"
+    assert np.abs(pixels - read_idx(expected)).max() <= 1
     header, blocks = parse_file(data)
     assert decoded["levels"] == [lv for b in blocks for lv in b.digit_levels()]
     assert decoded["version"] == header.version and decoded["count"] == header.count
@@ -411,3 +419,291 @@ def test_javascript_samples_decode_random_bits(tmp_path):
     node("sample", model_path("vr-mixture"), 8, 3, out)
     assert first.shape == (8, 28, 28) and np.array_equal(first, read_idx(out))
     assert first.max() > 0
+
+
+# -- codebook levels (model format version 2): vr-codebook ---------------------------------
+
+CODEBOOK = "vr-codebook"
+#: Test digits per codebook case: digit n of a mixed file is at level n mod 16.
+CODEBOOK_DIGITS = 32
+#: JavaScript files, one Node process: ``name -> (options, Python's choice or None: mixed)``.
+CODEBOOK_JOBS = {
+    "codebook level 2, per-digit": {"level": 2, "mode": "per-digit", "blockSize": 16},
+    "codebook level 4, stream": {"level": 4, "mode": "stream", "blockSize": 16},
+    "network level 9, per-digit": {"level": 9, "mode": "per-digit", "blockSize": 16},
+    "levels n mod 16, per-digit": {"levels": [n % 16 for n in range(CODEBOOK_DIGITS)]},
+}
+COMPRESS_JOBS = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const [model, images, jobs] = JSON.parse(readFileSync(0, "utf8"));
+const m = await loadModel(model);
+const pixels = new Uint8Array(readFileSync(images).subarray(16));
+const files = {};
+for (const [name, options] of Object.entries(jobs)) {
+  files[name] = Buffer.from(m.compress(pixels, { blockSize: 16, ...options })).toString("base64");
+}
+const samples = Buffer.from(m.sample(6, 5, { level: 1 }).images).toString("base64");
+console.log(JSON.stringify({ fingerprint: m.fingerprint, describe: m.describe(), files, samples }));
+"""
+
+
+def run_script(script: str, payload) -> dict:
+    """A module script run by Node in the library's folder, JSON in and out."""
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=json.dumps(payload),
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def codebook_codec() -> Codec:
+    return Codec.from_model(CODEBOOK, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def codebook_digits() -> np.ndarray:
+    return load_split("test").images[:CODEBOOK_DIGITS]
+
+
+@pytest.fixture(scope="module")
+def js_codebook(codebook_digits, tmp_path_factory) -> dict:
+    """Every case of CODEBOOK_JOBS compressed in Node, the model's fingerprint, 6 samples at level 1."""
+    images = tmp_path_factory.mktemp("codebook") / "digits.idx"
+    write_idx(images, codebook_digits)
+    return run_script(COMPRESS_JOBS, [str(model_path(CODEBOOK)), str(images), CODEBOOK_JOBS])
+
+
+def mixed_file(codec: Codec, digits: np.ndarray, levels, version: int = 3, block: int = 16):
+    """Python's per-digit file with a level per digit (``compress_to_bytes`` takes one level)."""
+    granularity = "bit" if version == 3 else "byte"
+    strings, _ = codec.compress(digits, np.asarray(levels), granularity=granularity)
+    blocks = [
+        Block(
+            len(strings[i : i + block]),
+            strings=strings[i : i + block],
+            levels=levels[i : i + block],
+        )
+        for i in range(0, len(strings), block)
+    ]
+    header = Header(
+        "per-digit", len(strings), block, bytes.fromhex(codec.fingerprint), version=version
+    )
+    return encode_file(header, blocks)
+
+
+@pytest.mark.parametrize("case", sorted(CODEBOOK_JOBS))
+def test_javascript_files_at_codebook_levels_are_python_s_bytes(
+    case, js_codebook, codebook_codec, codebook_digits
+):
+    options = CODEBOOK_JOBS[case]
+    if "levels" in options:
+        python = mixed_file(codebook_codec, codebook_digits, options["levels"])
+    else:
+        choice = LevelChoice(level=options["level"])
+        python = compress_to_bytes(
+            codebook_codec, codebook_digits, mode=options["mode"], block_size=16, choice=choice
+        ).data
+    js = base64.b64decode(js_codebook["files"][case])
+    assert js == python, compare_files(js, python, codebook_codec)
+
+
+def test_the_command_line_compresses_a_level_per_digit(codebook_codec, codebook_digits, tmp_path):
+    digits, levels = codebook_digits[:6], [0, 7, 4, 4, 15, 1]
+    images, out = tmp_path / "digits.idx", tmp_path / "js.mnc"
+    write_idx(images, digits)
+    node("compress", model_path(CODEBOOK), images, out, "--levels", ",".join(map(str, levels)))
+    python = mixed_file(codebook_codec, digits, levels, block=4096)  # the default block size
+    assert out.read_bytes() == python
+    assert parse_file(python)[1][0].digit_levels() == levels
+
+
+def test_javascript_reads_the_version_2_model_as_python(js_codebook, codebook_codec):
+    assert js_codebook["fingerprint"] == codebook_codec.fingerprint
+    describe = js_codebook["describe"]
+    assert describe["codebookLevels"] == sorted(codebook_codec.loaded.codebooks)
+    assert describe["codebookSizes"] == [
+        b.size for _, b in sorted(codebook_codec.loaded.codebooks.items())
+    ]
+    assert describe["formatVersion"] == 2 and describe["levels"] == 16
+
+
+def python_codebook_files(codec: Codec, digits: np.ndarray) -> dict[str, bytes]:
+    """Python's files of every .mnc version (a version-1 file is at level 0, a codebook level)."""
+    fingerprint = bytes.fromhex(codec.fingerprint)
+    n = digits.shape[0]
+    level_0, _ = codec.compress(digits, 0, granularity="byte")
+    stream, _ = codec.compress_stream(digits, 3)
+    return {
+        "v3 mixed": mixed_file(codec, digits, [i % 16 for i in range(n)], block=8),
+        "v2 mixed": mixed_file(codec, digits, [(3 * i) % 16 for i in range(n)], version=2),
+        "v1 per-digit": encode_file(
+            Header("per-digit", n, n, fingerprint, version=1), [Block(n, strings=level_0)]
+        ),
+        "v2 stream": encode_file(
+            Header("stream", n, n, fingerprint, version=2), [Block(n, stream=stream, levels=[3])]
+        ),
+    }
+
+
+def corrupt_codebook_files(codec: Codec) -> dict[str, bytes]:
+    """Canonical strings of indices past the codewords (the escape), per digit and in a stream."""
+    fingerprint = bytes.fromhex(codec.fingerprint)
+    k = np.zeros((2, codec.latent_dims))
+    k[:, 0] = [5, codec.loaded.codebooks[0].size]  # digit 1: index 16 of 16 codewords
+    negative = k.copy()
+    negative[1, 0] = -3
+    stream_k = np.zeros((3, codec.latent_dims))
+    stream_k[:, 0] = [1, 64, 2]  # 64 of level 1's 64 codewords
+    coder = codec.coders[1]
+    per_digit = Header("per-digit", 2, 2, fingerprint)
+    return {
+        "escape": encode_file(
+            per_digit, [Block(2, strings=codec.encode_latents(k, 0), levels=[0])]
+        ),
+        "negative index": encode_file(
+            per_digit, [Block(2, strings=codec.encode_latents(negative, 0), levels=[0])]
+        ),
+        "stream escape": encode_file(
+            Header("stream", 3, 3, fingerprint),
+            [Block(3, stream=coder.encode_stream(coder.to_symbols(stream_k)), levels=[1])],
+        ),
+    }
+
+
+# Files decoded with one model in one Node process: latents and digits, or the error.
+DECODE_OR_FAIL = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const [model, files] = JSON.parse(readFileSync(0, "utf8"));
+const m = await loadModel(model);
+const out = {};
+for (const file of files) {
+  try {
+    const r = m.decompress(readFileSync(file));
+    out[file] = { latents: r.latents, images: Buffer.from(r.images).toString("base64") };
+  } catch (e) { out[file] = { error: [e.constructor.name, e.kind, e.message] }; }
+}
+console.log(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
+"""
+
+
+@pytest.fixture(scope="module")
+def codebook_files(codebook_codec, codebook_digits, tmp_path_factory) -> dict[str, tuple]:
+    """Python's good and corrupt vr-codebook files: ``name -> (bytes, what Node made of them)``."""
+    folder = tmp_path_factory.mktemp("codebook-files")
+    files = python_codebook_files(codebook_codec, codebook_digits[:20])
+    files.update(corrupt_codebook_files(codebook_codec))
+    paths = {name: folder / f"{name.replace(' ', '-')}.mnc" for name in files}
+    for name, data in files.items():
+        paths[name].write_bytes(data)
+    decoded = run_script(
+        DECODE_OR_FAIL, [str(model_path(CODEBOOK)), list(map(str, paths.values()))]
+    )
+    return {name: (data, decoded[str(paths[name])]) for name, data in files.items()}
+
+
+@pytest.mark.parametrize("name", ["v3 mixed", "v2 mixed", "v1 per-digit", "v2 stream"])
+def test_python_files_at_codebook_levels_decode_in_javascript(name, codebook_files, codebook_codec):
+    data, js = codebook_files[name]
+    images = np.frombuffer(base64.b64decode(js["images"]), np.uint8).reshape(-1, 28, 28)
+    assert np.array_equal(images, decompress_bytes(codebook_codec, data))
+    latents = [[as_int(v) for v in row] for row in js["latents"]]
+    assert latents == decode_latents_bytes(codebook_codec, data).astype(np.int64).tolist()
+
+
+@pytest.mark.parametrize("name", ["escape", "negative index", "stream escape"])
+def test_an_index_past_the_codewords_is_corrupt_data_in_both_runtimes(
+    name, codebook_files, codebook_codec
+):
+    data, js = codebook_files[name]
+    with pytest.raises(FormatError) as info:
+        decompress_bytes(codebook_codec, data)
+    assert js["error"] == ["MnistCodecError", type(info.value).__name__, str(info.value)]
+    assert "the level has" in str(info.value) and "the data is corrupt" in str(info.value)
+
+
+def model_variant(data: bytes, edit) -> bytes:
+    """A model file with ``edit(header, record, tensor data)`` applied, content hash recomputed."""
+    (length,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8 : 8 + length])
+    record = json.loads(header["__metadata__"]["mnistcodec"])
+    body = bytearray(data[8 + length :])
+    edit(header, record, body)
+    record.pop("content_sha256", None)
+
+    def pack(rec: dict) -> bytes:
+        header["__metadata__"] = {"mnistcodec": json.dumps(rec, sort_keys=True)}
+        text = json.dumps(header).encode()
+        return struct.pack("<Q", len(text)) + text + bytes(body)
+
+    record["content_sha256"] = content_hash(pack(record), record)
+    return pack(record)
+
+
+def _record(key, value):
+    return lambda header, record, body: record.__setitem__(key, value)
+
+
+def _pixels_shape(header, record, body):
+    header["codebook.level.1.pixels"]["shape"] = [32, 56, 28]  # the same bytes
+
+
+def _pixel_flipped(header, record, body):
+    body[header["codebook.level.3.pixels"]["data_offsets"][0] + 500] ^= 0x40
+
+
+#: A bad version-2 model -> whether JavaScript words its error exactly as Python (after "m: ").
+MODEL_VARIANTS = {
+    "codebook_levels in version 1": (_record("format_version", 1), True),
+    "version 3": (_record("format_version", 3), False),
+    "no codebook levels": (_record("codebook_levels", []), True),
+    "levels descending": (_record("codebook_levels", [1, 0]), True),
+    "every level a codebook": (_record("codebook_levels", list(range(16))), True),
+    "a level past the last": (_record("codebook_levels", [0, 1, 2, 3, 16]), True),
+    "pixels of an unlisted level": (_record("codebook_levels", [0, 1, 2, 3]), False),
+    "pixels of another shape": (_pixels_shape, True),
+    "a codeword changed": (_pixel_flipped, False),
+}
+LOAD_ALL = """
+import { loadModel } from "./mnistcodec.js";
+import { readFileSync } from "node:fs";
+const out = {};
+for (const file of JSON.parse(readFileSync(0, "utf8"))) {
+  try { await loadModel(file); out[file] = null; } catch (e) { out[file] = [e.kind, e.message]; }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_bad_version_2_models_give_python_s_errors(tmp_path):
+    data = model_path(CODEBOOK).read_bytes()
+    paths, expected = {}, {}
+    for case, (edit, _) in MODEL_VARIANTS.items():
+        variant = model_variant(data, edit)
+        paths[case] = tmp_path / f"{case.replace(' ', '-')}.safetensors"
+        paths[case].write_bytes(variant)
+        with pytest.raises(ModelFileError) as info:
+            load_model_bytes(variant, "m")
+        expected[case] = str(info.value)
+    errors = run_script(LOAD_ALL, [str(p) for p in paths.values()])
+    for case, (_, same_words) in MODEL_VARIANTS.items():
+        kind, message = errors[str(paths[case])]
+        assert kind == "ModelFileError", (case, message)
+        if same_words:
+            assert expected[case] == f"m: {message}", case
+    assert "model format version 3" in errors[str(paths["version 3"])][1]
+
+
+def test_javascript_samples_at_a_codebook_level_are_codewords(js_codebook, codebook_codec):
+    samples = np.frombuffer(base64.b64decode(js_codebook["samples"]), np.uint8).reshape(-1, 784)
+    codewords = codebook_codec.loaded.codebooks[1].codewords.reshape(-1, 784)
+    assert samples.shape == (6, 784)
+    for digit in samples:
+        assert (codewords == digit).all(axis=1).any()

@@ -13,6 +13,7 @@ library's error. Screenshots go to ``$MNISTCODEC_TEST_OUTPUT/web-export``
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import json
@@ -39,6 +40,8 @@ from test_playground_browser import CHROMEDRIVER, chromium_options, draw_stroke,
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 MODEL = "vr-mixture"
+#: A model of format version 2: levels 0-4 are codebooks (a digit is one codeword's index).
+CODEBOOK_MODEL = "vr-codebook"
 WAIT_S = 60
 
 
@@ -60,11 +63,11 @@ class LoggingHandler(SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@pytest.fixture()
-def site(tmp_path):
-    """The exported folder, served on a free port: ``(url, folder, requested paths)``."""
+@contextlib.contextmanager
+def exported_site(tmp_path, model: str):
+    """``model`` exported, served on a free port: ``(url, folder, requested paths)``."""
     folder = tmp_path / "site"
-    assert main(["export", MODEL, "--web", str(folder)]) == 0
+    assert main(["export", model, "--web", str(folder)]) == 0
     LoggingHandler.requested = []
     handler = functools.partial(LoggingHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -74,6 +77,18 @@ def site(tmp_path):
         yield f"http://127.0.0.1:{server.server_address[1]}", folder, LoggingHandler.requested
     finally:
         server.shutdown()
+
+
+@pytest.fixture()
+def site(tmp_path):
+    with exported_site(tmp_path, MODEL) as served:
+        yield served
+
+
+@pytest.fixture()
+def codebook_site(tmp_path):
+    with exported_site(tmp_path, CODEBOOK_MODEL) as served:
+        yield served
 
 
 @pytest.fixture()
@@ -188,6 +203,40 @@ def test_the_exported_page_codes_in_the_browser(site, browser, tmp_path):
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["models"][0]["file"] in asked
     print(f"web export screenshots in {shots}; {timing[1]:.1f} ms to decode 24 digits")
+
+
+def test_the_exported_page_codes_at_a_codebook_level(codebook_site, browser):
+    """vr-codebook in the page: level 0 sends a codeword's index, decoded by lookup."""
+    url, _, _ = codebook_site
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(url + "/")
+    wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    draw_stroke(browser)
+    wait.until(lambda d: text_of(d, "bits").isdigit())
+    shown = browser.execute_script("return document.body.dataset.compressed")
+    browser.find_element(By.ID, "level-slider").send_keys(Keys.HOME)
+    wait.until(lambda d: d.execute_script("return document.body.dataset.compressed") != shown)
+    wait.until(lambda d: text_of(d, "bits").isdigit())
+    assert "level 0" in text_of(browser, "level-label")
+    assert 0 < int(text_of(browser, "bits")) <= 16  # one index of 16 codewords
+    assert "this level is a codebook" in text_of(browser, "latent-chart")
+    codewords = Codec.from_model(CODEBOOK_MODEL).loaded.codebooks[0].codewords
+    page_digit = shown_digit(browser, "recon-img")
+    assert any(np.array_equal(page_digit, word) for word in codewords)
+    browser.find_element(By.ID, "download-button").click()
+    target = browser.downloads / "digit.mnc"
+    wait.until(lambda d: target.is_file() and target.stat().st_size > 66)
+    time.sleep(0.5)
+    decoded = decompress_bytes(Codec.from_model(CODEBOOK_MODEL), target.read_bytes())
+    assert np.array_equal(decoded[0], page_digit)
+    browser.find_element(By.ID, "seed").clear()
+    browser.find_element(By.ID, "seed").send_keys("3")
+    browser.find_element(By.ID, "sample-button").click()
+    wait.until(lambda d: d.find_element(By.ID, "samples").get_attribute("data-seed") == "3")
+    assert browser.find_element(By.ID, "samples").get_attribute("data-level") == "0"
+    browser.save_screenshot(str(output_dir() / "5-codebook-level.png"))
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
 
 
 def test_the_export_refuses_unknown_models_and_existing_targets(tmp_path, capsys):

@@ -10,6 +10,10 @@ runtime needs besides a range coder and the specs (``docs/mnc-format.md``,
   (``counts``, ``lower``, ``offsets``, ``precision``, ``tail_mass``), plus the
   coded model that follows from them by the spec's rule (``left``: each row's
   cumulative 24-bit weights) and the overflow code's parameters;
+* ``codebooks.u8``, for a model with codebook levels (model format version 2)
+  only: every codebook level's codewords, uint8 (K, 28, 28) each, back to back
+  in level order; ``tables.json`` gives each level's ``codewords`` and byte
+  ``offset`` (``levels.codebooks``);
 * ``manifest.json``: the model's fingerprint (the one every ``.mnc`` file
   carries), its configuration, the ONNX opset, each file's SHA-256 and the
   input and output names, shapes and scalings of both graphs.
@@ -159,7 +163,32 @@ def levels_record(loaded: LoadedModel) -> dict:
         "lambdas": [float(v) for v in model.lambdas],
         "gains": [[float(v) for v in row] for row in gains.numpy()],
         "tables": [_level_record(t) for t in loaded.level_tables],
+        **({"codebooks": codebooks_record(loaded)} if loaded.codebooks else {}),
     }
+
+
+CODEBOOK_RULE = (
+    "a digit at a codebook level is one symbol, codeword index i, coded with the level's "
+    "one-row table; it decodes to codeword i, the 784 bytes at offset + 784 i of codebooks.u8 "
+    "(row-major 28 x 28 uint8 pixels); the encoder sends the codeword nearest in squared error"
+)
+
+
+def codebooks_record(loaded: LoadedModel) -> dict:
+    """Each codebook level's codewords and where they lie in ``codebooks.u8``."""
+    offset, levels = 0, {}
+    for level, book in sorted(loaded.codebooks.items()):
+        levels[str(level)] = {"codewords": book.size, "offset": offset}
+        offset += book.codewords.nbytes
+    return {"file": "codebooks.u8", "rule": CODEBOOK_RULE, "levels": levels}
+
+
+def codebook_bytes(loaded: LoadedModel) -> bytes:
+    """``codebooks.u8``: the codewords of every codebook level, in level order."""
+    return b"".join(
+        np.ascontiguousarray(book.codewords, dtype=np.uint8).tobytes()
+        for _, book in sorted(loaded.codebooks.items())
+    )
 
 
 def components_record(loaded: LoadedModel) -> dict:
@@ -300,6 +329,8 @@ def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = F
         "synthesis.onnx": _synthesis_onnx(model.synthesis_transform, dims),
         "tables.json": _json_bytes(tables_record(loaded), indent=None),
     }
+    if loaded.codebooks:
+        files["codebooks.u8"] = codebook_bytes(loaded)
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     source = loaded.path.name if loaded.path is not None else None
     files["manifest.json"] = _json_bytes(manifest_record(loaded, hashes, source))

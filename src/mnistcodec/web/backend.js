@@ -8,7 +8,8 @@
 // fitted to MNIST's form by the port below (Lanczos resampling as Pillow's, in floating
 // point), `info_bits` is the information under the integer tables, random digits come from
 // this library's generator, and test digits and the JPEG/WebP/AVIF comparison need the
-// server.
+// server. At a codebook level (model format version 2) a digit is one codeword index: the
+// latents view is empty and names the codeword, as the server's.
 
 import { loadModel, MnistCodecError, inspect, psnr } from "./mnistcodec.js";
 
@@ -125,12 +126,11 @@ export class Backend {
 
   async compress(body, q) {
     const { model, level, digit } = await this.coding(body, q);
-    const y = model.analyse(digit);
-    const k = model.quantise(y, level);
+    const k = model.chooseLatents(digit, level);
     const symbols = model.symbols(k, level);
     const string = model.encodeDigit(symbols, level);
     const decoded = model.synthesise(k, level);
-    const view = latentView(model, k, level, symbols);
+    const view = model.isCodebookLevel(level) ? codewordView(model, level, symbols) : latentView(model, k, level, symbols);
     let binary = "";
     for (let i = 0; i < string.bits; i++) binary += (string.bytes[i >> 3] >> (7 - (i & 7))) & 1;
     let diff = 0;
@@ -173,6 +173,17 @@ export class Backend {
       first_png: pngBase64(result.images.subarray(0, 784), 28, 28),
     };
   }
+}
+
+/**
+ * A codebook level's digit (the server's latent_view there): no latents, every list empty;
+ * `codebook` holds the codeword's index, the level's number of codewords and the index's bits.
+ */
+function codewordView(model, level, symbols) {
+  const bits = model.informationBits(symbols, level);
+  const codebook = { index: symbols.columns[0], codewords: model.codebooks.get(level).size, bits };
+  const latents = { values: [], k: [], bits: [], step: [], prior_values: [], prior_probs: [], component: null, component_bits: 0, codebook };
+  return { latents, info: bits };
 }
 
 /** One digit's latents against its level's prior (the server's latent_view). */

@@ -6,10 +6,12 @@
 //     overflow code, per-digit strings (version 3: shortest bit strings; versions 1 and 2:
 //     shortest byte prefixes, read and checked) and streams;
 //   - the .mnc container, versions 1 to 3, with every check of the spec's table;
-//   - the model file (safetensors + JSON record), its fingerprint and content hash;
+//   - the model file (safetensors + JSON record, format versions 1 and 2), its fingerprint and
+//     content hash;
 //   - the analysis and synthesis transforms in float32 (own kernels): fixed-rate models,
 //     variable-rate models with gains, mixture priors coded by component, conditioned
-//     decoders.
+//     decoders; codebook levels (format version 2: a digit is one codeword index, decoded by
+//     table lookup).
 //
 //   import { loadModel, inspect, MnistCodecError } from "./mnistcodec.js";
 //   const model = await loadModel("model.safetensors");   // URL, path (Node) or bytes
@@ -560,7 +562,15 @@ const MAX_MODEL_BYTES = 2 ** 30;
 const MAX_HEADER = 16 * 2 ** 20;
 const LEVEL_LAYERS = { fc_1: 500, fc_2: 50, conv_1: 20 };
 const VR_LEVELS = 16;
-const DTYPE_SIZES = { F32: 4, F16: 2, I32: 4, U16: 2 };
+const DTYPE_SIZES = { F32: 4, F16: 2, I32: 4, U16: 2, U8: 1 };
+const TORCH_NAMES = { F32: "float32", F16: "float16", I32: "int32", U16: "uint16", U8: "uint8" };
+const MODEL_VERSIONS = [1, 2];
+const CODEBOOK_KEY = "codebook_levels";
+const MAX_CODEWORDS = 4096;
+const pixelsName = (level) => `codebook.level.${level}.pixels`;
+
+/** A record value that Python's json reads as an int (not a float, not a bool), else null. */
+const rawInt = (v) => (v instanceof RawNumber && /^-?\d+$/.test(v.text) ? Number(v.text) : null);
 
 /** Read a model file: bytes (Uint8Array / ArrayBuffer), a URL, or (Node) a path. */
 export async function loadModel(source) {
@@ -619,7 +629,12 @@ export class Model {
     }
     const record = plainJson(raw);
     if (record.format !== "mnistcodec-model") bad("not an mnistcodec model file");
-    if (record.format_version !== 1) bad(`model format version ${record.format_version}; this library reads version 1`);
+    const version = rawInt(raw.get("format_version"));
+    if (!MODEL_VERSIONS.includes(version)) {
+      const given = raw.get("format_version");
+      bad(`model format version ${given instanceof RawNumber ? given.text : JSON.stringify(record.format_version) ?? "missing"}; this library reads versions ${MODEL_VERSIONS.join(" and ")}`);
+    }
+    this.formatVersion = version;
     const config = record.config || {};
     this.data = data;
     this.header = header;
@@ -646,21 +661,31 @@ export class Model {
     }
     this.levels = this.lambdas.length;
     this.fingerprint = record.fingerprint;
+    /** Codebook levels (format version 2), ascending: a digit there is one codeword index. */
+    this.codebookLevels = this.readCodebookLevels(raw, version);
     this.checkTensorNames();
     const coding = new Set(
       [...Array(this.variableRate ? this.levels : 1).keys()]
         .map((l) => (this.variableRate ? `coding.level.${l}.` : "coding."))
         .concat(this.components > 1 ? ["coding.components."] : [])
-        .flatMap((prefix) => ["counts", "lower", "offsets"].map((key) => prefix + key)),
+        .flatMap((prefix) => ["counts", "lower", "offsets"].map((key) => prefix + key))
+        .concat(this.codebookLevels.map(pixelsName)),
     );
     for (const name of Object.keys(this.header)) {
       if (name === "__metadata__" || coding.has(name)) continue;
       if (!/^model\.(synthesis_transform|analysis_transform|entropy_bottleneck)\./.test(name)) bad(`unexpected tensor ${name}`);
     }
     this.tables = [];
+    /** Level -> `{size, pixels (size * 784 uint8), norms}` for each codebook level. */
+    this.codebooks = new Map();
     for (let level = 0; level < this.levels; level++) {
       const prefix = this.variableRate ? `coding.level.${level}.` : "coding.";
-      this.tables.push(this.readTable(prefix, this.components * dims));
+      if (this.codebookLevels.includes(level)) {
+        const book = this.readCodebook(level);
+        const table = this.readCodebookTable(prefix, book.size, level);
+        this.codebooks.set(level, book);
+        this.tables.push(table);
+      } else this.tables.push(this.readTable(prefix, this.components * dims));
     }
     if (this.components > 1) {
       const table = this.readTable("coding.components.", 1);
@@ -671,7 +696,74 @@ export class Model {
     this.checkFingerprint(raw);
     this.readWeights();
     this.referenceLevel = this.variableRate ? nearestLevel(Number(config.lmbda), this.lambdas) : 0;
-    for (const table of this.tables) table.minBits = this.minDigitBits(table);
+    this.tables.forEach((table, level) => (table.minBits = this.minDigitBits(table, level)));
+  }
+
+  /** The record's codebook levels: none in version 1; in version 2 distinct, ascending, not all. */
+  readCodebookLevels(raw, version) {
+    const L = this.levels;
+    if (version === 1) {
+      if (raw.has(CODEBOOK_KEY)) fail("ModelFileError", `${CODEBOOK_KEY} needs model format version 2, the file says version 1`);
+      return [];
+    }
+    const value = raw.get(CODEBOOK_KEY);
+    const levels = Array.isArray(value) ? value.map(rawInt) : null;
+    if (
+      !levels ||
+      !levels.length ||
+      levels.some((l, i) => l === null || l < 0 || l >= L || (i > 0 && l <= levels[i - 1])) ||
+      levels.length >= L
+    ) {
+      const shown = value === undefined ? "[]" : JSON.stringify(plainJson(value)).replace(/,/g, ", ").slice(0, 60);
+      fail("ModelFileError", `${CODEBOOK_KEY} must list distinct levels from 0 to ${L - 1} in ascending order, leaving at least one level to the network; got ${shown}`);
+    }
+    if (!this.variableRate) fail("ModelFileError", "only a variable-rate model may have codebook levels");
+    return levels;
+  }
+
+  /** A codebook level's codewords: `codebook.level.<l>.pixels`, U8 (K, 28, 28), 1 <= K <= 4096. */
+  readCodebook(level) {
+    const name = pixelsName(level);
+    const entry = this.header[name];
+    if (!entry) fail("ModelFileError", `missing tensor ${name}`);
+    const shape = entry.shape;
+    if (entry.dtype !== "U8" || shape.length !== 3 || shape[1] !== 28 || shape[2] !== 28 || !(shape[0] >= 1 && shape[0] <= MAX_CODEWORDS)) {
+      const dtype = TORCH_NAMES[entry.dtype] ?? entry.dtype;
+      const tuple = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
+      fail("ModelFileError", `tensor ${name} is ${dtype} ${tuple}, expected uint8 (K, 28, 28) with K from 1 to ${MAX_CODEWORDS}`);
+    }
+    const { values } = this.tensor(name, null, ["U8"]);
+    const size = shape[0];
+    // ||c_i||^2 in integers: the nearest codeword is argmin ||c_i||^2 - 2 x.c_i, exact.
+    const norms = new Float64Array(size);
+    for (let i = 0; i < size; i++) {
+      let s = 0;
+      for (let j = 784 * i; j < 784 * (i + 1); j++) s += values[j] * values[j];
+      norms[i] = s;
+    }
+    return { size, pixels: values, norms };
+  }
+
+  /** A codebook level's table: one row of K counts and the escape, lower 0 and offset 0. */
+  readCodebookTable(prefix, size, level) {
+    const problem = () => fail("ModelFileError", `level ${level}'s table must be one row of ${size} counts and the escape, lower 0 and offset 0`);
+    const shapes = [
+      ["counts", [1, size + 1]],
+      ["lower", [1]],
+      ["offsets", [1]],
+    ];
+    for (const [key, shape] of shapes) {
+      const entry = this.header[prefix + key];
+      if (entry && (entry.shape.length !== shape.length || entry.shape.some((v, i) => v !== shape[i]))) problem();
+    }
+    const table = this.readTable(prefix, 1);
+    if (table.lower[0] !== 0 || table.offsets[0] !== 0) problem();
+    return table;
+  }
+
+  /** Whether digits at `level` are codeword indices (a codebook level). */
+  isCodebookLevel(level) {
+    return this.codebooks.has(level);
   }
 
   checkTensorNames() {
@@ -679,7 +771,7 @@ export class Model {
     for (const name of names) {
       const entry = this.header[name];
       const size = DTYPE_SIZES[entry.dtype];
-      if (!size) fail("ModelFileError", `tensor ${name} has dtype ${entry.dtype}; expected F32, F16, I32 or U16`);
+      if (!size) fail("ModelFileError", `tensor ${name} has dtype ${entry.dtype}; expected F32, F16, I32, U16 or U8`);
       const [start, end] = entry.data_offsets;
       const count = entry.shape.reduce((a, b) => a * b, 1);
       if (!(start >= 0 && end >= start && this.dataStart + end <= this.data.length && end - start === count * size)) {
@@ -709,10 +801,10 @@ export class Model {
     } else if (entry.dtype === "I32") {
       values = new Int32Array(n);
       for (let i = 0; i < n; i++) values[i] = view.getInt32(4 * i, true);
-    } else {
+    } else if (entry.dtype === "U16") {
       values = new Int32Array(n);
       for (let i = 0; i < n; i++) values[i] = view.getUint16(2 * i, true);
-    }
+    } else values = bytes;
     return { values, shape: entry.shape, dtype: entry.dtype, bytes };
   }
 
@@ -751,6 +843,7 @@ export class Model {
     const head = [`"arch": ${JSON.stringify(this.config.arch)}`, `"latent_dims": ${this.dims}`];
     if (this.components > 1) head.push(`"mixture_components": ${this.components}`);
     head.push(`"precision": ${this.precision}`);
+    if (this.codebookLevels.length) head.splice(1, 0, `"${CODEBOOK_KEY}": [${this.codebookLevels.join(", ")}]`);
     const h = new Sha256().update(`{${head.join(", ")}}`);
     const tables = [...this.tables];
     if (this.componentTable) tables.push(this.componentTable);
@@ -764,14 +857,18 @@ export class Model {
         } else h.update(t.bytes);
       }
     }
+    // The decoder's tensors by their hashed names: `model.` stripped; codebook pixels as they are.
+    const hashed = (name) => (name.startsWith("model.") ? name.slice(6) : name);
     const names = Object.keys(this.header)
       .filter((k) => k.startsWith("model.synthesis_transform.") || k === "model.entropy_bottleneck.log_gains")
-      .sort();
+      .concat(this.codebookLevels.map(pixelsName))
+      .sort((a, b) => (hashed(a) < hashed(b) ? -1 : hashed(a) > hashed(b) ? 1 : 0));
     const dtypes = { F16: "torch.float16", F32: "torch.float32" };
     for (const name of names) {
       const entry = this.header[name];
-      if (!dtypes[entry.dtype]) fail("ModelFileError", `tensor ${name} has dtype ${entry.dtype}; expected F32 or F16`);
-      h.update(`${name.slice(6)}\0${dtypes[entry.dtype]}\0`);
+      const dtype = name.startsWith("model.") ? dtypes[entry.dtype] : entry.dtype === "U8" && "torch.uint8";
+      if (!dtype) fail("ModelFileError", `tensor ${name} has dtype ${entry.dtype}; expected ${name.startsWith("model.") ? "F32 or F16" : "U8"}`);
+      h.update(`${hashed(name)}\0${dtype}\0`);
       const [start, end] = entry.data_offsets;
       h.update(this.data.subarray(this.dataStart + start, this.dataStart + end));
     }
@@ -841,9 +938,10 @@ export class Model {
   }
 
   /** The fewest bits any digit costs at a level (the stream bound's M). */
-  minDigitBits(table) {
+  minDigitBits(table, level) {
     const n = table.width + 1;
     const D = this.dims;
+    if (this.isCodebookLevel(level)) return this.precision - Math.log2(Math.max(...table.counts));
     let best = Infinity;
     for (let c = 0; c < this.components; c++) {
       let sum = this.components > 1 ? this.componentBits[c] : 0;
@@ -868,6 +966,9 @@ export class Model {
       referenceLevel: this.referenceLevel,
       components: this.components,
       conditionedDecoder: this.conditioned,
+      codebookLevels: this.codebookLevels,
+      codebookSizes: this.codebookLevels.map((l) => this.codebooks.get(l).size),
+      formatVersion: this.formatVersion,
       canEncode: Boolean(this.analysis.fc2w),
     };
   }
@@ -914,6 +1015,7 @@ export class Model {
 
   /** Latents y at a level -> integer latents k: `round(g_l y - o_l)` in float32, halves to even. */
   quantise(y, level) {
+    if (this.isCodebookLevel(level)) fail("InputError", `level ${level} is a codebook level: its digits are codeword indices (chooseLatents), not quantised latents`);
     const D = this.dims;
     const table = this.tables[level];
     const k = new Array(D);
@@ -924,13 +1026,90 @@ export class Model {
     return k;
   }
 
+  /**
+   * The nearest codeword of a codebook level to a digit: `argmin_i sum (x - c_i)^2` in exact
+   * integers (ties: the lowest index), the one mnistcodec sends.
+   */
+  nearestCodeword(pixels, level) {
+    const book = this.codebooks.get(level);
+    if (!book) fail("InputError", `level ${level} is not a codebook level`);
+    const { size, pixels: words, norms } = book;
+    let best = 0;
+    let bestScore = Infinity;
+    for (let i = 0; i < size; i++) {
+      const base = 784 * i;
+      let dot = 0;
+      for (let j = 0; j < 784; j++) dot += pixels[j] * words[base + j];
+      const score = norms[i] - 2 * dot;
+      if (score < bestScore) [best, bestScore] = [i, score];
+    }
+    return best;
+  }
+
+  /**
+   * The integer latents mnistcodec sends for a digit at a level (Python's `choose_latents`):
+   * at a codebook level the nearest codeword's index in column 0 and zeros elsewhere (how
+   * this library and Python's hold a codebook digit), otherwise `quantise(analyse(pixels))`
+   * (`y`, the analysis latents, if already computed).
+   */
+  chooseLatents(pixels, level, y = null) {
+    this.checkLevel(level);
+    if (this.isCodebookLevel(level)) return this.codewordLatents(this.nearestCodeword(pixels, level));
+    return this.quantise(y ?? this.analyse(pixels), level);
+  }
+
+  /** Several digits at one level: `chooseLatents` with one analysis batch. */
+  chooseLatentsMany(digits, level) {
+    if (this.isCodebookLevel(level)) return digits.map((pixels) => this.chooseLatents(pixels, level));
+    return this.analyseMany(digits).map((y) => this.quantise(y, level));
+  }
+
+  codewordLatents(index) {
+    const k = new Array(this.dims).fill(0);
+    k[0] = index;
+    return k;
+  }
+
+  /** A decoded codebook digit's index, checked: past the codewords (an escape) the data is corrupt. */
+  checkCodeword(k, level) {
+    const book = this.codebooks.get(level);
+    if (!book) return;
+    const index = k[0];
+    if (!(typeof index === "number" && index >= 0 && index < book.size)) {
+      throw new MnistCodecError("DecodeError", `a codebook digit decodes to index ${index}, but the level has ${book.size} codewords; the data is corrupt`);
+    }
+  }
+
   /** Integer latents at a level -> uint8 digit (784): `y^ = (k + o_l) / g_l`, synthesis, round(255 x^). */
   synthesise(k, level) {
     return this.synthesiseMany([k], [level]);
   }
 
-  /** Digits `ks[i]` at `levels[i]` -> uint8 pixels (n * 784), in batches. */
+  /**
+   * Digits `ks[i]` at `levels[i]` -> uint8 pixels (n * 784): a codebook level's digit is its
+   * codeword (index in column 0, clamped into the codebook), the others go through the
+   * synthesis transform in batches.
+   */
   synthesiseMany(ks, levels) {
+    if (!this.codebooks.size) return this.synthesiseNetwork(ks, levels);
+    const out = new Uint8Array(ks.length * 784);
+    const network = [];
+    ks.forEach((k, i) => {
+      const book = this.codebooks.get(levels[i]);
+      if (!book) return network.push(i);
+      const v = Number(k[0]);
+      const index = Number.isNaN(v) ? 0 : Math.trunc(Math.min(book.size - 1, Math.max(0, v)));
+      out.set(book.pixels.subarray(784 * index, 784 * (index + 1)), 784 * i);
+    });
+    if (network.length) {
+      const decoded = this.synthesiseNetwork(network.map((i) => ks[i]), network.map((i) => levels[i]));
+      network.forEach((i, j) => out.set(decoded.subarray(784 * j, 784 * (j + 1)), 784 * i));
+    }
+    return out;
+  }
+
+  /** Digits at network levels -> uint8 pixels (n * 784), through the synthesis transform. */
+  synthesiseNetwork(ks, levels) {
     const S = this.synthesis;
     const D = this.dims;
     const out = new Uint8Array(ks.length * 784);
@@ -982,12 +1161,20 @@ export class Model {
 
   // -- symbols ---------------------------------------------------------------------------------
 
-  /** A digit's symbols at a level: component (mixtures), table columns, escaped values. */
+  /**
+   * A digit's symbols at a level: component (mixtures), table columns, escaped values. At a
+   * codebook level one column, the index `k[0]` (no component is coded: `component` null).
+   */
   symbols(k, level) {
     const table = this.tables[level];
     const D = this.dims;
     const K = table.width;
     const n = K + 1;
+    if (this.isCodebookLevel(level)) {
+      const index = k[0];
+      const column = typeof index === "number" && Number.isInteger(index) && index >= 0 && index < K ? index : K;
+      return { component: null, columns: [column], escaped: column === K ? [index] : [] };
+    }
     let component = 0;
     if (this.components > 1) {
       let best = Infinity;
@@ -1029,6 +1216,7 @@ export class Model {
   encodeSymbols(encoder, s, level) {
     const table = this.tables[level];
     const n = table.width + 2;
+    if (this.isCodebookLevel(level)) return encoder.encode(table.left, 0, s.columns[0]);
     if (this.components > 1) encoder.encode(this.componentTable.left, 0, s.component);
     const first = s.component * this.dims;
     for (let i = 0; i < this.dims; i++) encoder.encode(table.left, (first + i) * n, s.columns[i]);
@@ -1037,6 +1225,7 @@ export class Model {
   decodeSymbols(decoder, level) {
     const table = this.tables[level];
     const n = table.width + 2;
+    if (this.isCodebookLevel(level)) return { component: null, columns: [decoder.decode(table.left, 0, table.width + 1)] };
     let component = 0;
     if (this.components > 1) {
       component = decoder.decode(this.componentTable.left, 0, this.components + 1);
@@ -1052,6 +1241,7 @@ export class Model {
 
   latentsOf(s, escaped, level) {
     const table = this.tables[level];
+    if (this.isCodebookLevel(level)) return this.codewordLatents(s.columns[0] === table.width ? escaped[0] : s.columns[0]);
     const first = s.component * this.dims;
     let e = 0;
     return s.columns.map((col, i) => (col === table.width ? escaped[e++] : col + table.lower[first + i]));
@@ -1062,16 +1252,31 @@ export class Model {
     const table = this.tables[level];
     const n = table.width + 1;
     let product = 1n;
-    let symbols = this.dims;
-    if (this.components > 1) {
+    let symbols = s.columns.length;
+    if (this.components > 1 && s.component !== null) {
       product = BigInt(this.componentTable.counts[s.component]);
       symbols += 1;
     }
-    const first = s.component * this.dims;
-    for (let i = 0; i < this.dims; i++) product *= BigInt(table.counts[(first + i) * n + s.columns[i]]);
+    const first = (s.component ?? 0) * this.dims;
+    for (let i = 0; i < s.columns.length; i++) product *= BigInt(table.counts[(first + i) * n + s.columns[i]]);
     const exponentBits = s.escaped.reduce((sum, v) => sum + overflowExponent(v), 0);
     const numerator = (1n << BigInt(this.precision * symbols + exponentBits)) * 130n ** BigInt(s.escaped.length);
     return Math.max(0, Math.floor((bitLength(numerator / product) - 1) / 8) - 1);
+  }
+
+  /**
+   * A digit's information content under the integer tables, bits: its component's, each
+   * symbol's `-log2(count / 2^precision)`, and each escaped value's overflow code (at a codebook
+   * level the index's alone).
+   */
+  informationBits(s, level) {
+    const table = this.tables[level];
+    const n = table.width + 1;
+    const first = (s.component ?? 0) * this.dims;
+    let bits = this.components > 1 && s.component !== null ? this.componentBits[s.component] : 0;
+    s.columns.forEach((col, i) => (bits += table.bits[(first + i) * n + col]));
+    for (const v of s.escaped) bits += Math.log2(EXPONENTS) + overflowExponent(v);
+    return bits;
   }
 
   /** One digit's string: `{bits, bytes}` (version 3) or bytes (versions 1 and 2). */
@@ -1117,8 +1322,10 @@ export class Model {
   /**
    * Compress uint8 digits into the bytes of a version-3 .mnc file.
    * `images`: a Uint8Array of N * 784 pixels, or an array of 784-pixel arrays.
-   * Options: one of `level`, `lmbda`, `targetBits`, `targetPsnr`; `mode` ("per-digit" or
-   * "stream"), `blockSize` (default 4096). Returns the bytes; `compressDetailed` returns more.
+   * Options: one of `level`, `levels` (one level per digit, per-digit mode), `lmbda`,
+   * `targetBits`, `targetPsnr`; `mode` ("per-digit" or "stream"), `blockSize` (default 4096).
+   * At a codebook level a digit is sent as its nearest codeword's index. Returns the bytes;
+   * `compressDetailed` returns more.
    */
   compress(images, options = {}) {
     return this.compressDetailed(images, options).data;
@@ -1131,8 +1338,8 @@ export class Model {
     if (mode !== "per-digit" && mode !== "stream") fail("InputError", `unknown coding mode ${JSON.stringify(mode)}; expected one of per-digit, stream`);
     if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 2 ** 20) fail("InputError", `block size must be between 1 and ${2 ** 20}, got ${blockSize}`);
     if (!digits.length) fail("InputError", "no digits to compress (empty input)");
-    const given = ["level", "lmbda", "targetBits", "targetPsnr"].filter((key) => options[key] !== undefined && options[key] !== null);
-    if (given.length > 1) fail("InputError", `give one of level, lmbda, targetBits or targetPsnr, not ${given.join(" and ")}`);
+    const given = ["level", "levels", "lmbda", "targetBits", "targetPsnr"].filter((key) => options[key] !== undefined && options[key] !== null);
+    if (given.length > 1) fail("InputError", `give one of level, levels, lmbda, targetBits or targetPsnr, not ${given.join(" and ")}`);
     let level = this.referenceLevel;
     let target = null;
     if (options.level !== undefined && options.level !== null) level = this.checkLevel(options.level);
@@ -1149,26 +1356,41 @@ export class Model {
       if (this.levels < 2) fail("InputError", "rate control needs a variable-rate model (one with several levels)");
       if (mode !== "per-digit") fail("InputError", "rate control chooses a level per digit: use mode per-digit");
     }
+    let digitLevels = null;
+    if (options.levels !== undefined && options.levels !== null) {
+      if (!Array.isArray(options.levels) && !ArrayBuffer.isView(options.levels)) fail("InputError", "levels must be an array of one level per digit");
+      if (options.levels.length !== digits.length) fail("InputError", `levels lists ${options.levels.length} levels for ${digits.length} digits`);
+      if (mode !== "per-digit") fail("InputError", "a level per digit needs mode per-digit");
+      digitLevels = Array.from(options.levels, (l) => this.checkLevel(l));
+    }
     const blocks = [];
     const perDigit = [];
     for (let first = 0; first < digits.length; first += blockSize) {
       const part = digits.slice(first, first + blockSize);
+      const partLevels = digitLevels ? digitLevels.slice(first, first + blockSize) : part.map(() => level);
       if (mode === "stream") {
-        const coded = this.analyseMany(part).map((y) => this.symbols(this.quantise(y, level), level));
+        const coded = this.chooseLatentsMany(part, level).map((k) => this.symbols(k, level));
         blocks.push({ levels: [level], stream: this.encodeStream(coded, level) });
         coded.forEach((s) => perDigit.push({ level, component: s.component }));
         continue;
       }
       const strings = [];
       const levels = [];
-      const ys = this.analyseMany(part);
+      const ks = new Array(part.length);
+      if (!target) {
+        for (const at of new Set(partLevels)) {
+          const rows = partLevels.flatMap((l, i) => (l === at ? [i] : []));
+          this.chooseLatentsMany(rows.map((i) => part[i]), at).forEach((k, j) => (ks[rows[j]] = k));
+        }
+      }
+      const ys = target ? this.analyseMany(part) : null;
       part.forEach((pixels, i) => {
-        const y = ys[i];
         let chosen;
-        if (target) chosen = this.chooseLevel(pixels, y, target, first + i);
+        if (target) chosen = this.chooseLevel(pixels, ys[i], target, first + i);
         else {
-          const s = this.symbols(this.quantise(y, level), level);
-          chosen = { level, string: this.encodeDigit(s, level), component: s.component };
+          const at = partLevels[i];
+          const s = this.symbols(ks[i], at);
+          chosen = { level: at, string: this.encodeDigit(s, at), component: s.component };
         }
         strings.push(chosen.string);
         levels.push(chosen.level);
@@ -1186,7 +1408,7 @@ export class Model {
     const ks = [];
     const all = [];
     for (let level = 0; level < this.levels; level++) {
-      const k = this.quantise(y, level);
+      const k = this.chooseLatents(pixels, level, y);
       const s = this.symbols(k, level);
       ks.push(k);
       all.push(level);
@@ -1224,7 +1446,8 @@ export class Model {
   /**
    * Decode a .mnc file: `{count, images (Uint8Array count * 784), levels, latents, components,
    * version, mode}`. Every check of docs/mnc-format.md runs; `check: false` skips only the
-   * canonical-string check.
+   * canonical-string check. A digit at a codebook level has latents `[index, 0, ..., 0]` and
+   * component null; an index past the level's codewords is a DecodeError (corrupt data).
    */
   decompress(bytes, options = {}) {
     const check = options.check ?? true;
@@ -1268,6 +1491,7 @@ export class Model {
             }
           }
           for (const s of digits) {
+            this.checkCodeword(s.k, level);
             latents.push(s.k);
             components.push(s.component);
           }
@@ -1291,6 +1515,7 @@ export class Model {
                 }
               }
             }
+            this.checkCodeword(s.k, level);
             latents.push(s.k);
             components.push(s.component);
           });
@@ -1312,6 +1537,7 @@ export class Model {
    * `n` digits decoded from random `nbytes`-byte strings (decode check off) at `level`
    * (default: the reference level). A seeded xorshift generator draws the bytes, so a seed
    * gives the same digits in every runtime of this library (not the Python library's digits).
+   * At a codebook level each string decodes to a codeword (one past the codewords is redrawn).
    */
   sample(n = 16, seed = 0, { nbytes = 8, level = null } = {}) {
     if (!Number.isInteger(n) || n < 1 || n > 2 ** 20) fail("InputError", `number of samples must be at least 1 and at most ${2 ** 20}, got ${n}`);
@@ -1326,6 +1552,7 @@ export class Model {
       let s;
       try {
         s = this.decodeDigit(bytes, 0, nbytes, at);
+        this.checkCodeword(s.k, at);
       } catch (err) {
         if (err instanceof MnistCodecError) continue;
         throw err;
@@ -1779,8 +2006,9 @@ export function writeIdx(images) {
 
 const USAGE = `usage: node mnistcodec.js COMMAND ...
   decompress MODEL FILE.mnc [OUT.idx] [--latents]   decode; prints a JSON summary
-  compress MODEL IMAGES.idx OUT.mnc [--level L | --lmbda X | --target-bits B | --target-psnr P]
+  compress MODEL IMAGES.idx OUT.mnc [--level L | --levels L0,L1,... | --lmbda X | --target-bits B | --target-psnr P]
            [--mode per-digit|stream] [--block-size B] [--first I] [--count N]
+           (--levels: one level per digit compressed)
   inspect FILE.mnc                                  the header and blocks, as JSON
   sample MODEL N SEED OUT.idx [--level L]           decode random bits
 Errors print one line and exit with status 2.`;
@@ -1818,7 +2046,8 @@ async function main(argv) {
     const first = number("first") ?? 0;
     const count = number("count") ?? images.length / 784 - first;
     images = images.subarray(784 * first, 784 * (first + count));
-    const options = { level: number("level"), lmbda: number("lmbda"), targetBits: number("target-bits"), targetPsnr: number("target-psnr"), mode: flags.mode, blockSize: number("block-size") };
+    const levels = flags.levels === undefined ? undefined : flags.levels.split(",").map(Number);
+    const options = { level: number("level"), levels, lmbda: number("lmbda"), targetBits: number("target-bits"), targetPsnr: number("target-psnr"), mode: flags.mode, blockSize: number("block-size") };
     const result = model.compressDetailed(images, options);
     await fs.writeFile(rest[2], result.data);
     print({ count: count, bytes: result.data.length });
