@@ -65,12 +65,15 @@ def test_every_level_round_trips(codec, test_digits, level):
         np.testing.assert_allclose(info, 16 - np.log2(book.tables.counts[0, index]))
 
 
-def test_a_codebook_digit_is_its_nearest_codeword(codec, test_digits):
-    book, digits = codec.loaded.codebooks[1], test_digits[:25]
-    error = ((digits[:, None].astype(float) - book.codewords[None].astype(float)) ** 2).sum((2, 3))
-    chosen = codec.reconstruct(digits, 1)
-    got = ((digits.astype(float) - chosen.astype(float)) ** 2).sum((1, 2))
-    np.testing.assert_allclose(got, error.min(axis=1))
+def test_a_codebook_digit_is_its_nearest_codeword_exactly(codec, test_digits):
+    book, digits = codec.loaded.codebooks[3], test_digits[:60]
+    diff = digits[:, None].astype(np.int64) - book.codewords[None].astype(np.int64)
+    error = (diff**2).sum(axis=(2, 3))  # exact integers; argmin: the first on ties
+    np.testing.assert_array_equal(book.assign(digits), error.argmin(axis=1))
+    np.testing.assert_array_equal(codec.reconstruct(digits, 3), book.codewords[error.argmin(1)])
+    tie = np.stack([book.codewords[5], book.codewords[5]])
+    tied = cbl.Codebook(tie, book.tables)
+    assert tied.assign(book.codewords[5:6]).tolist() == [0]
 
 
 def test_blocks_mixing_codebook_and_network_levels_decode(codec, test_digits, tmp_path):

@@ -14,7 +14,8 @@ some of its levels **codebook levels** (the record's ``codebook_levels``):
   ``-log2(count_i / 2^precision)``); it decodes to ``c_i``, a table lookup,
   exact on every machine; the synthesis transform is not used;
 * the encoder sends the codeword nearest in squared error,
-  ``argmin_i ||x - c_i||^2`` (ties: the lowest index).
+  ``argmin_i ||x - c_i||^2`` (ties: the lowest index), computed exactly on
+  the integer pixels, so every machine and the JavaScript library choose alike.
 
 Inside the codec a codebook digit's integer latents ``k`` (D,) carry the
 index in column 0 and zeros elsewhere, so that every level's digits travel
@@ -62,9 +63,12 @@ class Codebook:
         return int(self.codewords.shape[0])
 
     def assign(self, images: np.ndarray) -> np.ndarray:
-        """Each digit's nearest codeword under squared error, int64 (N,) (ties: lowest index)."""
+        """Each digit's nearest codeword under squared error, int64 (N,) (ties: lowest index).
+
+        Exact: ``||c||^2 - 2 x.c`` of integer pixels, in float64 (every value below 2^53).
+        """
         images = check_digits(images, shape=self.codewords.shape[1:], allow_empty=True)
-        return nearest(flat_unit(images), flat_unit(self.codewords))
+        return nearest(_flat_integers(images), _flat_integers(self.codewords))
 
     def index_bits(self, indices: np.ndarray) -> np.ndarray:
         """Information content of each index under the integer table, bits (N,)."""
@@ -84,13 +88,19 @@ class Codebook:
         return coder.from_symbols(coder.decode_strings(strings)).astype(np.int64)[:, 0]
 
 
+def _flat_integers(images: np.ndarray) -> torch.Tensor:
+    """uint8 digits (N, H, W) -> float64 (N, H W) holding the pixel values exactly."""
+    return torch.from_numpy(np.ascontiguousarray(images)).reshape(images.shape[0], -1).double()
+
+
 def flat_unit(images: np.ndarray) -> torch.Tensor:
     """uint8 digits (N, H, W) -> float32 (N, H W) on [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).reshape(images.shape[0], -1).float() / 255
 
 
 def nearest(x: torch.Tensor, codewords: torch.Tensor) -> np.ndarray:
-    """``argmin_i ||x_n - c_i||^2`` per row of ``x``, in chunks (float32 GEMM)."""
+    """``argmin_i ||x_n - c_i||^2`` per row of ``x`` (first index on ties), in chunks, one
+    matrix product in ``x``'s dtype each."""
     norms = (codewords * codewords).sum(dim=1)
     parts = [
         torch.argmin(norms[None, :] - 2.0 * x[i : i + _CHUNK] @ codewords.T, dim=1)
