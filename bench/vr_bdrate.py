@@ -11,6 +11,7 @@ the same way (``mnistcodec train --preset improved --lmbda 4000``, then
     python bench/vr_bdrate.py --improved-4000 runs/v3/improved-4000.json \\
         --vr vr-5-epochs:5:runs/v3/vr-e5-levels.json --vr vr:10:runs/v3/vr-levels.json
     python bench/vr_bdrate.py --from-json bench/results/vr_bdrate.json
+    python bench/vr_bdrate.py --from-json bench/results/vr_bdrate.json --shipped vr-codebook:82
 
 Prints and writes (``bench/results/vr_bdrate.json`` and the section of
 ``BENCHMARKS.md`` between ``<!-- vr:start -->`` and ``<!-- vr:end -->``) the
@@ -138,20 +139,30 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+KEEP = ("n", "lmbda", "string_bits", "byte_string_bits", "info_bits", "psnr_db", "mad")
+KEEP += ("mad_decoded", "level")
+
+
+def shipped_points(specs: list[str]) -> tuple[dict, dict]:
+    """``NAME:EPOCHS`` of shipped models: the level evaluations their files record
+    (``evaluation_levels`` in ``pretrained/MANIFEST.json``, ``mnistcodec models --check``)."""
+    manifest = json.loads(
+        (REPO / "src" / "mnistcodec" / "pretrained" / "MANIFEST.json").read_text()
+    )
+    points, budgets = {}, {}
+    for spec in specs:
+        name, epochs = spec.split(":", 1)
+        points[name] = [
+            {k: p[k] for k in KEEP if k in p} for p in manifest[name]["evaluation_levels"]
+        ]
+        budgets[name] = int(epochs)
+    return points, budgets
+
+
 def load_points(args: argparse.Namespace) -> tuple[dict, dict]:
     stored = json.loads((REPO / "bench" / "results" / "improved_bdrate.json").read_text())["points"]
     extra = json.loads(Path(args.improved_4000).read_text())
-    keep = (
-        "n",
-        "lmbda",
-        "string_bits",
-        "byte_string_bits",
-        "info_bits",
-        "psnr_db",
-        "mad",
-        "mad_decoded",
-        "level",
-    )
+    keep = KEEP
     points = {
         "improved": [{k: p[k] for k in keep if k in p} for p in stored["improved"]]
         + [{**extra, "lmbda": 4000.0}],
@@ -173,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--improved-4000", default=str(REPO / "runs" / "v3" / "improved-4000.json"))
     parser.add_argument("--vr", action="append", default=[], metavar="NAME:EPOCHS:JSON")
     parser.add_argument("--from-json", help="recompute from a stored results file")
+    parser.add_argument(
+        "--shipped", action="append", default=[], metavar="NAME:EPOCHS", help="add a shipped model"
+    )
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "vr_bdrate.json"))
     parser.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
@@ -181,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         points, budgets = stored["points"], stored["budgets"]
     else:
         points, budgets = load_points(args)
+    more_points, more_budgets = shipped_points(args.shipped)
+    points, budgets = {**points, **more_points}, {**budgets, **more_budgets}
     if len(points) <= len(ANCHORS):
         print(
             "error: give at least one variable-rate curve (--vr NAME:EPOCHS:JSON)", file=sys.stderr

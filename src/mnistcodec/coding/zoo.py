@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 #: The model used when none is named: the shipped variable-rate model.
-DEFAULT_MODEL = "vr-mse"
+DEFAULT_MODEL = "vr-codebook"
 #: Most bytes a shipped model file may take (float16 weights, integer tables and records):
 #: 11 MB, for ``vr-codebook``'s 5,456 whole-digit codewords (4.3 MB) beside the network.
 MAX_SHIPPED_BYTES = 11_000_000
