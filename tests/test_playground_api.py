@@ -89,27 +89,43 @@ def test_models_lists_the_shipped_models(playground_url, vr):
 
 def test_compress_a_test_digit_as_the_library_does(playground_url, vr, test_digits):
     digit = test_digits[7]
-    status, answer = call_json(playground_url, "/api/compress?level=4&fit=false", encode_png(digit))
+    level = 9  # a network level of the default model (levels 0-4 are codebooks)
+    status, answer = call_json(
+        playground_url, f"/api/compress?level={level}&fit=false", encode_png(digit)
+    )
     assert status == 200
-    strings, info = vr.compress(digit[None], 4)
-    decoded = vr.decompress(strings, levels=4)
+    strings, info = vr.compress(digit[None], level)
+    decoded = vr.decompress(strings, levels=level)
     assert answer["string_hex"] == strings[0].hex()
     assert answer["string_bits"] == string_bits(strings[0]) <= 8 * len(strings[0])
     binary = answer["string_binary"]
     assert len(binary) == answer["string_bits"] and binary.endswith("1")
     assert int(binary, 2) << (8 * len(strings[0]) - len(binary)) == int(strings[0].hex(), 16)
     assert answer["info_bits"] == pytest.approx(info[0])
-    assert answer["lmbda"] == pytest.approx(vr.lambdas[4])
+    assert answer["lmbda"] == pytest.approx(vr.lambdas[level])
     assert np.array_equal(png_array(answer["input_png"]), digit)
     assert np.array_equal(png_array(answer["reconstruction_png"]), decoded[0])
     assert answer["psnr_db"] == pytest.approx(psnr_per_image(digit[None], decoded)[0])
     assert answer["mad"] == pytest.approx(mad(digit[None], decoded))
     latents = answer["latents"]
-    k, _ = vr.analyse(digit[None], 4)
+    k, _ = vr.analyse(digit[None], level)
     assert latents["k"] == k[0].astype(int).tolist() and len(latents["values"]) == 50
     # The latents' bits, and a mixture prior's component: integer tables vs the float prior.
     total = sum(latents["bits"]) + (latents["component_bits"] or 0.0)
     assert total == pytest.approx(info[0], abs=2.0)
+
+
+def test_a_codebook_level_shows_its_codeword_index(playground_url, vr, test_digits):
+    digit = test_digits[7]
+    status, answer = call_json(playground_url, "/api/compress?level=2&fit=false", encode_png(digit))
+    assert status == 200
+    strings, info = vr.compress(digit[None], 2)
+    assert answer["string_hex"] == strings[0].hex()
+    assert answer["info_bits"] == pytest.approx(info[0])
+    book = vr.loaded.codebooks[2]
+    (index,) = book.assign(digit[None])
+    assert answer["latents"]["values"] == [] and answer["latents"]["codebook"]["index"] == index
+    assert np.array_equal(png_array(answer["reconstruction_png"]), book.codewords[index])
 
 
 def test_compress_fits_a_photo_and_follows_the_rate(playground_url, vr, photo):
