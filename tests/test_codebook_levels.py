@@ -227,3 +227,14 @@ def test_the_playground_view_of_a_codebook_level(codec, test_digits):
     view = latent_view(codec, k[0], 2)
     assert view["values"] == [] and view["codebook"]["codewords"] == 256
     assert view["codebook"]["index"] == int(codec.loaded.codebooks[2].assign(test_digits[:1])[0])
+
+
+def test_without_int8_products_the_search_is_the_same(codec, test_digits, monkeypatch):
+    book = codec.loaded.codebooks[3]
+    expected = book.assign(test_digits[:80])
+
+    def missing(*args):
+        raise RuntimeError("no int8 matrix product here")
+
+    monkeypatch.setattr(torch, "_int_mm", missing)
+    np.testing.assert_array_equal(book.assign(test_digits[:80]), expected)

@@ -229,7 +229,13 @@ class Codec:
         too; the decoder reads them as any others.
         """
         levels = self.digit_levels(levels, images.shape[0])
-        return self.choose_latents(images, self.latents(images), levels)
+        books = cbl.codebook_rows(self.loaded.codebooks, levels)
+        if books is None:
+            return self.choose_latents(images, self.latents(images), levels)
+        y = torch.zeros((images.shape[0], self.latent_dims), device=self.device)
+        if not books.all():  # the analysis transform only for digits at network levels
+            y[torch.from_numpy(~books).to(self.device)] = self.latents(images[~books])
+        return self.choose_latents(images, y, levels)
 
     def choose_latents(
         self, images: np.ndarray, y: torch.Tensor, levels: np.ndarray
