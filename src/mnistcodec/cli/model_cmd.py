@@ -382,6 +382,15 @@ def models_handler(args: argparse.Namespace) -> int:
         ]
         if any(extras):
             print("    " + " and ".join(e for e in extras if e))
+        if loaded.codebooks:
+            levels, sizes = (
+                sorted(loaded.codebooks),
+                [cb.size for _, cb in sorted(loaded.codebooks.items())],
+            )
+            print(
+                f"    levels {levels[0]}-{levels[-1]}: whole-digit codebooks of "
+                f"{', '.join(f'{n:,}' for n in sizes)} codewords (model format 2)"
+            )
         if args.check:
             images = load_split("test", args.dataset, args.data_dir).images
             for key, (recorded, measured, same) in check_shipped(name, images).items():
