@@ -58,7 +58,9 @@ from mnistcodec.storage.atomic import atomic_write_text
 
 ENGINE_ENV = "MNISTCODEC_ENGINE"
 CACHE_FORMAT = "mnistcodec-engine-cache"
-CACHE_VERSION = 2  # 2: encoders held to rate and PSNR at every level
+CACHE_VERSION = (
+    3  # 2: encoders held to rate and PSNR at every level; 3: decoders timed at a few levels
+)
 #: A call with at least this many digits calibrates a model not yet measured here.
 CALIBRATION_MIN_DIGITS = 2048
 CALIBRATION_DIGITS = 1024
@@ -187,6 +189,18 @@ def _levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
     return torch.tensor(network)[torch.arange(digits) % len(network)]
 
 
+def _timed_levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
+    """The levels decoders are timed at: digit ``n`` at the ``n mod F``-th of the ``F``
+    network levels nearest the reference level (``F`` = the levels a bf16 decoder keeps
+    folded), as a file coded at one level or a few neighbouring ones is decoded."""
+    if not loaded.variable_rate:
+        return None
+    reference = loaded.model.reference_level
+    network = [level for level in range(loaded.levels) if level not in loaded.codebooks]
+    near = sorted(network, key=lambda level: (abs(level - reference), level))[: E.FOLDED_LEVELS]
+    return torch.tensor(near)[torch.arange(digits) % len(near)]
+
+
 class EncoderCheck:
     """An encoder engine's bounds against ``torch`` on the calibration pictures ``x``.
 
@@ -244,20 +258,22 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
     """Measure every available engine on both transforms and choose; returns the cache entry."""
     started = time.perf_counter()
     x, y_hat = calibration_inputs(loaded, digits)
-    levels = _levels(loaded, digits)
+    levels, timed = _levels(loaded, digits), _timed_levels(loaded, digits)
     measured: dict[str, dict] = {}
     best: dict[str, tuple[str, int]] = {}
     for side in ("encoder", "decoder"):
         runs: dict[tuple[str, int], Callable[[], torch.Tensor]] = {}
+        checked: dict[tuple[str, int], Callable[[], torch.Tensor]] = {}
         for name, chunk in _candidates(E.candidate_engines()):
             choice = E.Choice(encoder=name, decoder=name, chunk=chunk)
             engine = E.Engine(loaded, choice, graphs_dir=graphs_dir())
             if side == "encoder":
-                runs[(name, chunk)] = lambda engine=engine: engine.analysis(x)
-            else:
-                runs[(name, chunk)] = lambda engine=engine: engine.synthesis(y_hat, levels)
+                runs[(name, chunk)] = checked[(name, chunk)] = lambda e=engine: e.analysis(x)
+            else:  # checked at every level, timed as a file at a few levels is decoded
+                checked[(name, chunk)] = lambda e=engine: e.synthesis(y_hat, levels)
+                runs[(name, chunk)] = lambda e=engine: e.synthesis(y_hat, timed)
         check = EncoderCheck(loaded, x, levels) if side == "encoder" else _decoder_conformant
-        measured[side], best[side] = _measure(runs, check)
+        measured[side], best[side] = _measure(runs, check, checked)
     choice = E.Choice(best["encoder"][0], best["decoder"][0], _chunk(best))
     return {
         "choice": choice.describe(),
@@ -277,16 +293,18 @@ def _chunk(best: dict[str, tuple[str, int]]) -> int:
 
 
 def _measure(
-    runs: dict, conformant: Callable[[torch.Tensor, torch.Tensor], bool]
+    runs: dict, conformant: Callable[[torch.Tensor, torch.Tensor], bool], checked: dict
 ) -> tuple[dict, tuple[str, int]]:
-    """Check and time each run in alternation; ``({label: record}, the fastest conformant key)``."""
-    reference = runs[(E.REFERENCE, E.ORT_CHUNKS[-1])]()
+    """Check each engine (``checked``) and time it (``runs``) in alternation;
+    ``({label: record}, the fastest conformant key)``."""
+    reference = checked[(E.REFERENCE, E.ORT_CHUNKS[-1])]()
     records: dict[str, dict] = {}
     usable = {}
     for key, run in runs.items():
         label = key[0] if key[0] != "onnxruntime" else f"onnxruntime@{key[1]}"
         try:
-            ok = conformant(run(), reference)  # also the warm-up
+            ok = conformant(checked[key](), reference)
+            run()  # the warm-up
         except Exception as exc:  # noqa: BLE001  # a broken runtime is not a candidate
             records[label] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             continue

@@ -191,10 +191,10 @@ class ConditionedSynthesisTransform(SeedSynthesisTransform):
         50->20 transposed convolution). Equal to :meth:`forward` at that level
         up to float rounding, so only inference engines held to bounds use it.
         """
-        plain = SeedSynthesisTransform(self.fc_1.in_features)
-        plain.load_state_dict(
-            {k: v for k, v in self.state_dict().items() if not k.startswith("level_")}
-        )
+        with torch.device("meta"):  # no initialisation: every weight is copied in
+            plain = SeedSynthesisTransform(self.fc_1.in_features)
+        state = {k: v.clone() for k, v in self.state_dict().items() if not k.startswith("level_")}
+        plain.load_state_dict(state, assign=True)
         scale = {n: torch.exp(p[level]) for n, p in self.level_log_scales.items()}
         shift = {n: p[level] for n, p in self.level_shifts.items()}
         grid_scale = scale["fc_2"].repeat_interleave(49)  # output o = 49 c + pixel
