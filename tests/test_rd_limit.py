@@ -80,3 +80,18 @@ def test_the_reference_has_a_level_under_the_floor_and_the_floor_is_measured(sto
     assert floor["mean digit"]["bits_per_digit"] == 0.0
     assert floor["class means"]["bits_per_digit"] > 3.0
     assert [row["level"] for row in stored["below_floor"]["vr-mixture-long"]] == [0]
+
+
+def test_the_default_models_curve_is_what_its_file_records_and_meets_the_targets(bench, stored):
+    """``--shipped``: a shipped model's curve is the level evaluation its file records
+    (``mnistcodec models --check`` re-derives it); the default model meets the targets."""
+    from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model
+
+    recorded = resolve_model(DEFAULT_MODEL).metadata["evaluation_levels"]
+    curve = stored["curves"][DEFAULT_MODEL]
+    assert curve == [{k: p[k] for k in bench.KEEP if k in p} for p in recorded]
+    for row, (psnr, target) in zip(stored["at_psnr"][DEFAULT_MODEL], bench.TARGETS, strict=True):
+        assert row["psnr_db"] == psnr and row["info_bits"] <= target
+    assert stored["below_floor"][DEFAULT_MODEL] == []
+    bd = stored["bd_vs_reference"][DEFAULT_MODEL]
+    assert bd["string_bits"]["psnr"] <= -25 and bd["info_bits"]["psnr"] <= -25
