@@ -240,6 +240,7 @@ def test_french_page_asks_the_lab_questions_in_french(micro_report, micro_report
     ]
     present = [words for words in ENGLISH_HEADINGS if words in text]
     assert not present, present
+    assert "dictionnaires de chiffres entiers" in text
     english = _text(micro_report[0].index.read_text())
     assert '<html lang="en">' in micro_report[0].index.read_text()
     assert "Défin" not in english and "Au-delà" not in english
@@ -301,6 +302,10 @@ def test_micro_report_states_the_floor_and_the_rd_estimate(micro_report):
     text = _text(result.index.read_text())
     assert "What to notice:" in text and "NERD" in text and "32×32" in text
     assert (result.out / "figures" / "rd_floor.png").is_file()
+    # The default model's codebook levels, named with their sizes.
+    books = floor["default_model_codebooks"]
+    assert [b["codewords"] for b in books] == [16, 64, 256, 1024, 4096]
+    assert "whole-digit codebooks of 16, 64, 256, 1,024, 4,096 codewords" in text
 
 
 def test_the_notebook_keeps_its_models_in_the_report_cache_by_default():

@@ -270,6 +270,14 @@ def shipped_levels(name: str = DEFAULT_MODEL) -> list[dict]:
     return [{**r, "lmbda": float(round(r["lmbda"]))} for r in rows]
 
 
+def shipped_codebooks(name: str = DEFAULT_MODEL) -> list[dict]:
+    """A shipped model's codebook levels (model format 2): ``[{"level", "codewords"}]``, or ``[]``."""
+    if name not in shipped_models():
+        return []
+    books = resolve_model(name).codebooks
+    return [{"level": level, "codewords": books[level].size} for level in sorted(books)]
+
+
 def floor_summary(trivial: Sequence[Mapping], curves: Mapping[str, Sequence[Mapping]]) -> dict:
     """The codecs without a network, their floor, and each curve's points under it.
 

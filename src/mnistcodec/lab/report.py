@@ -358,7 +358,12 @@ class _Run:
             title=self.words("floor_title", n=self.trivial[0]["n"]),
             words=self.words,
         )
-        return {**floor, "default_model": DEFAULT_MODEL, "default_model_levels": self.levels}
+        return {
+            **floor,
+            "default_model": DEFAULT_MODEL,
+            "default_model_levels": self.levels,
+            "default_model_codebooks": measurements.shipped_codebooks(),
+        }
 
     def measure(self, lang: str) -> dict:
         """Every stage in order; the numbers of results.json."""
