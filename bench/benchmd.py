@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import platform
+from collections.abc import Sequence
 from pathlib import Path
+
+MANIFEST = (
+    Path(__file__).resolve().parents[1] / "src" / "mnistcodec" / "pretrained" / "MANIFEST.json"
+)
 
 
 def replace_section(path: Path, start: str, end: str, section: str) -> None:
@@ -33,3 +39,10 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def shipped_level_points(name: str, keep: Sequence[str]) -> list[dict]:
+    """A shipped model's level evaluations as its file records them (``evaluation_levels`` in
+    ``pretrained/MANIFEST.json``, re-derived by ``mnistcodec models --check``), ``keep`` keys only."""
+    rows = json.loads(MANIFEST.read_text())[name]["evaluation_levels"]
+    return [{k: p[k] for k in keep if k in p} for p in rows]

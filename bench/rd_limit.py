@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import replace_section, shipped_level_points  # noqa: E402
 from mnistcodec.experiments.bdrate import bd_text, preset_bd_rates  # noqa: E402
 from mnistcodec.experiments.rd_limit import NERD_MNIST  # noqa: E402
 from mnistcodec.experiments.trivial_codecs import Floor, below_floor  # noqa: E402
@@ -242,15 +242,9 @@ def load_points(specs: list[str], shipped: list[str] = ()) -> tuple[dict, dict]:
     stored = json.loads((REPO / "bench" / "results" / "vr_bdrate.json").read_text())["points"]
     curves = {REFERENCE: [{k: p[k] for k in KEEP if k in p} for p in stored[REFERENCE]]}
     notes = {REFERENCE: "34 epochs (MAD)"}
-    manifest = json.loads(
-        (REPO / "src" / "mnistcodec" / "pretrained" / "MANIFEST.json").read_text()
-    )
     for spec in shipped:
         name, note = spec.split(":", 1)
-        curves[name] = [
-            {k: p[k] for k in KEEP if k in p} for p in manifest[name]["evaluation_levels"]
-        ]
-        notes[name] = note
+        curves[name], notes[name] = shipped_level_points(name, KEEP), note
     for spec in specs:
         name, note, path = spec.split(":", 2)
         rows = json.loads(Path(path).read_text())

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import replace_section, shipped_level_points  # noqa: E402
 from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,16 +146,10 @@ KEEP += ("mad_decoded", "level")
 def shipped_points(specs: list[str]) -> tuple[dict, dict]:
     """``NAME:EPOCHS`` of shipped models: the level evaluations their files record
     (``evaluation_levels`` in ``pretrained/MANIFEST.json``, ``mnistcodec models --check``)."""
-    manifest = json.loads(
-        (REPO / "src" / "mnistcodec" / "pretrained" / "MANIFEST.json").read_text()
-    )
     points, budgets = {}, {}
     for spec in specs:
         name, epochs = spec.split(":", 1)
-        points[name] = [
-            {k: p[k] for k in KEEP if k in p} for p in manifest[name]["evaluation_levels"]
-        ]
-        budgets[name] = int(epochs)
+        points[name], budgets[name] = shipped_level_points(name, KEEP), int(epochs)
     return points, budgets
 
 

@@ -59,6 +59,20 @@ DIGITS = 200
 pytestmark = pytest.mark.skipif(NODE is None, reason="node (20 or later) is not installed")
 
 
+def run_script(script: str, payload, timeout: int = 300):
+    """A module script run by Node in the library's folder, JSON in and out."""
+    result = subprocess.run(
+        [NODE, "--input-type=module", "-e", script],
+        input=json.dumps(payload),
+        cwd=LIBRARY.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def node(*args, check: bool = True) -> subprocess.CompletedProcess:
     """``node mnistcodec.js ARGS`` (exit status 0, or 2 with one error line, never a trace)."""
     result = subprocess.run(
@@ -120,17 +134,8 @@ def js_golden() -> dict[str, dict]:
     pairs = [(str(model_path(n.split(".")[0])), str(GOLDEN / n)) for n in GOLDEN_FILES]
     pairs += [(str(model_path(overflow)), str(GOLDEN / n)) for n in OVERFLOW_FILES]
     pairs += [(str(model_path(n.split(".")[1])), str(GOLDEN / n)) for n in KIND_FILES]
-    result = subprocess.run(
-        [NODE, "--input-type=module", "-e", DECODE_ALL],
-        input=json.dumps(pairs),
-        cwd=LIBRARY.parent,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr
     decoded = {}
-    for file, value in json.loads(result.stdout).items():
+    for file, value in run_script(DECODE_ALL, pairs, timeout=900).items():
         value["latents"] = [[as_int(v) for v in row] for row in value["latents"]]
         images = np.frombuffer(base64.b64decode(value["images"]), np.uint8)
         value["images"] = images.reshape(-1, 28, 28)
@@ -186,17 +191,8 @@ def test_the_dequantisation_vectors_of_the_spec():
         "const cases = JSON.parse(readFileSync(0, 'utf8')).cases;"
         "console.log(JSON.stringify(cases.map((c) => hex(dequantise(BigInt(c.k), f(c.offset), f(c.gain))))));"
     )
-    vectors = (GOLDEN / "dequantisation.json").read_text()
-    result = subprocess.run(
-        [NODE, "--input-type=module", "-e", script],
-        input=vectors,
-        cwd=LIBRARY.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [c["y_hat"] for c in json.loads(vectors)["cases"]]
+    vectors = json.loads((GOLDEN / "dequantisation.json").read_text())
+    assert run_script(script, vectors, timeout=120) == [c["y_hat"] for c in vectors["cases"]]
 
 
 def test_the_command_line_decodes_a_golden_file(tmp_path):
@@ -351,16 +347,7 @@ def js_errors(tmp_path_factory) -> dict[str, list[str]]:
     for case, (_, data) in crafted().items():
         files[case] = folder / f"{case.replace(' ', '-')}.mnc"
         files[case].write_bytes(data)
-    result = subprocess.run(
-        [NODE, "--input-type=module", "-e", PROBE],
-        input=json.dumps([str(model_path("vr")), [str(f) for f in files.values()]]),
-        cwd=LIBRARY.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    errors = json.loads(result.stdout)
+    errors = run_script(PROBE, [str(model_path("vr")), [str(f) for f in files.values()]])
     return {case: errors[str(path)] for case, path in files.items()}
 
 
@@ -446,20 +433,6 @@ for (const [name, options] of Object.entries(jobs)) {
 const samples = Buffer.from(m.sample(6, 5, { level: 1 }).images).toString("base64");
 console.log(JSON.stringify({ fingerprint: m.fingerprint, describe: m.describe(), files, samples }));
 """
-
-
-def run_script(script: str, payload) -> dict:
-    """A module script run by Node in the library's folder, JSON in and out."""
-    result = subprocess.run(
-        [NODE, "--input-type=module", "-e", script],
-        input=json.dumps(payload),
-        cwd=LIBRARY.parent,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -112,24 +112,6 @@ class Codebook:
         return coder.from_symbols(coder.decode_strings(strings)).astype(np.int64)[:, 0]
 
 
-def flat_unit(images: np.ndarray) -> torch.Tensor:
-    """uint8 digits (N, H, W) -> float32 (N, H W) on [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).reshape(images.shape[0], -1).float() / 255
-
-
-def nearest(x: torch.Tensor, codewords: torch.Tensor) -> np.ndarray:
-    """``argmin_i ||x_n - c_i||^2`` per row of ``x`` (first index on ties), in chunks, one
-    matrix product in ``x``'s dtype each."""
-    norms = (codewords * codewords).sum(dim=1)
-    parts = [
-        torch.argmin(norms[None, :] - 2.0 * x[i : i + _CHUNK] @ codewords.T, dim=1)
-        for i in range(0, x.shape[0], _CHUNK)
-    ]
-    if not parts:
-        return np.zeros(0, dtype=np.int64)
-    return torch.cat(parts).numpy().astype(np.int64)
-
-
 class CodebookCoder(LatentCoder):
     """Codes a codebook level's digits: the index in column 0 of ``k`` (N, D), one symbol each."""
 

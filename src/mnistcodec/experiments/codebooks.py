@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from mnistcodec.coding.codebook_levels import Codebook, flat_unit, nearest
+from mnistcodec.coding.codebook_levels import Codebook
 from mnistcodec.coding.container import string_bits
 from mnistcodec.coding.tables import DEFAULT_PRECISION, MAX_TABLE_WIDTH, CodingTables, quantize_pmf
 from mnistcodec.errors import InputError
@@ -44,6 +44,26 @@ from mnistcodec.storage.digits import check_digits
 #: The codebook sizes the benchmark measures (4 to 12 bits of index).
 DEFAULT_SIZES = (16, 64, 256, 1024, 4096)
 ITERATIONS = 25
+
+
+_CHUNK = 8192
+
+
+def flat_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 digits (N, H, W) -> float32 (N, H W) on [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).reshape(images.shape[0], -1).float() / 255
+
+
+def nearest(x: torch.Tensor, centres: torch.Tensor) -> np.ndarray:
+    """``argmin_i ||x_n - c_i||^2`` per row of ``x``, in chunks (float32 matrix products): the
+    K-means assignment step (coding chooses a codeword exactly, by
+    :meth:`~mnistcodec.coding.codebook_levels.Codebook.assign`)."""
+    norms = (centres * centres).sum(dim=1)
+    parts = [
+        torch.argmin(norms[None, :] - 2.0 * x[i : i + _CHUNK] @ centres.T, dim=1)
+        for i in range(0, x.shape[0], _CHUNK)
+    ]
+    return torch.cat(parts).numpy().astype(np.int64)
 
 
 def train_codebook(
