@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistcodec.coding import memory
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.onnx_export import ANALYSIS_IO, _synthesis_onnx, _to_onnx
 from mnistcodec.errors import InputError, MnistCodecError
@@ -139,6 +140,12 @@ def _torch_layers(engine: str, side: str) -> tuple[tuple[str, ...], str | None]:
     return layers, "native" if engine == "torch-bf16-native" else "emulated"
 
 
+def _batch_memory(inputs: torch.Tensor) -> None:
+    """A batch on the CPU: keep freed buffers for the next sub-batch (:mod:`mnistcodec.coding.memory`)."""
+    if inputs.shape[0] >= memory.BATCH_DIGITS and inputs.device.type == "cpu":
+        memory.reuse_for_batches()
+
+
 class Engine:
     """Runs a model's transforms as a :class:`Choice` says (CPU), or at a fixed precision."""
 
@@ -174,6 +181,7 @@ class Engine:
     @torch.no_grad()
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents ``y`` (N, D) float32."""
+        _batch_memory(x)
         transform = self.loaded.model.analysis_transform
         if self.fixed is not None:
             with P.products_in_bf16(transform, self.fixed.analysis):
@@ -187,6 +195,7 @@ class Engine:
     @torch.no_grad()
     def synthesis(self, y_hat: torch.Tensor, levels: torch.Tensor | None) -> torch.Tensor:
         """``y_hat`` (N, D) and each digit's level (or None) -> ``x_hat`` (N, 1, 28, 28)."""
+        _batch_memory(y_hat)
         transform = self.loaded.model.synthesis_transform
         if self.fixed is not None:
             with P.products_in_bf16(transform, self.fixed.synthesis):

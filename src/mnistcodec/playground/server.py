@@ -30,8 +30,6 @@ flight. :class:`Limits` holds every number; ``mnistcodec serve`` sets them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import json
 import socket
 from collections.abc import Callable, Iterable
@@ -42,6 +40,7 @@ import torch
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from mnistcodec.coding import memory
 from mnistcodec.coding.zoo import DEFAULT_MODEL
 from mnistcodec.errors import InputError
 from mnistcodec.playground.app import create_app
@@ -156,22 +155,6 @@ def protocol_with(limits: Limits) -> type[GuardedH11Protocol]:
     return type("PlaygroundProtocol", (GuardedH11Protocol,), {"limits": limits})
 
 
-def return_memory_promptly() -> None:
-    """Ask glibc's allocator to give large blocks back to the system when they are freed.
-
-    A fixed mmap threshold (1 MiB) makes every large array (an image being
-    decoded) its own mapping, unmapped when freed, instead of heap memory the
-    process keeps; fewer arenas keep worker threads from each holding their
-    own. Elsewhere than glibc this does nothing.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-        libc.mallopt(m_mmap_threshold, 1 << 20)
-        libc.mallopt(m_trim_threshold, 4 << 20)
-        libc.mallopt(m_arena_max, 4)
-
-
 def open_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: a free one), or one clear error."""
     if not 0 <= port <= 65535:
@@ -216,7 +199,7 @@ def serve(
     if torch_threads < 1:
         raise InputError(f"torch threads must be at least 1, got {torch_threads}")
     limits = limits or Limits()
-    return_memory_promptly()
+    memory.return_memory_promptly()
     torch.set_num_threads(torch_threads)
     playground = Playground(model)
     playground.models.get(None)  # the default model, loaded before the first request
