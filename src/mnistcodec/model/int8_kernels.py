@@ -1,0 +1,164 @@
+"""The seed analysis transform with its two heavy layers in int8 (oneDNN, u8 x s8 products).
+
+``conv_2`` (20->50, 5x5/2) and ``fc_1`` (2450->500) take 93 % of the
+analysis' arithmetic. Here they run on oneDNN's quantised kernels (VNNI dot
+products where the CPU has them, AMX tiles on Xeons with AMX-INT8):
+
+* **weights:** signed 8 bits per output channel, ``W[c] ~ w_scale[c] * q[c]``
+  with ``w_scale[c] = max |W[c]| / 127``;
+* **activations:** the leaky-ReLU outputs ``h_1`` (14x14x20) and ``h_2``
+  (7x7x50) in unsigned 8 bits over a fixed range ``[lo, hi]`` per tensor:
+  ``h ~ s (q - z)`` with ``s = (hi - lo) / 255``, ``z = round(-lo / s)``,
+  ``q = clamp(round(h / s) + z, 0, 255)``. The ranges come from the float32
+  transform on digit-like pictures, widened by :data:`RANGE_MARGIN`
+  (:func:`activation_ranges`), and are fixed: a digit's latents do not depend
+  on the digits coded with it;
+* ``conv_1`` stays float32 with its weights and bias divided by ``s_1``, so
+  its output is already in quantisation steps (leaky ReLU commutes with a
+  positive scale); ``conv_2`` returns float32 in steps of ``s_2`` (its
+  per-channel scales are ``w_scale * s_1 / s_2``, its bias ``b / s_2``);
+  ``fc_1`` applies the leaky ReLU in the kernel and returns float32; ``fc_2``
+  (500->D, 1 % of the work) is float32.
+
+The latents differ from float32's by the rounding of weights and activations:
+an encoder may choose its latents, so what this costs is rate and PSNR, which
+the engine's calibration checks (:mod:`mnistcodec.coding.engine`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnistcodec.model.cpu_kernels import CPU_CHUNK
+from mnistcodec.storage.digits import IMAGE_SHAPE
+
+#: The activation ranges measured on digit-like pictures, widened by this factor.
+RANGE_MARGIN = 1.5
+_STRIDE, _PADDING, _DILATION = [2, 2], [2, 2], [1, 1]
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this PyTorch build runs oneDNN's quantised convolution and product here."""
+    try:
+        ops = torch.ops.onednn
+        weight, scales = torch.ones((2, 1, 5, 5), dtype=torch.int8), torch.ones(2)
+        zeros = torch.zeros(2, dtype=torch.int32)
+        packed = ops.qconv_prepack(weight, scales, 1.0, 0, _STRIDE, _PADDING, _DILATION, 1, None)
+        x = torch.zeros((1, 1, 8, 8), dtype=torch.uint8)
+        ops.qconv2d_pointwise(
+            x, 1.0, 0, packed, scales, zeros, None, _STRIDE, _PADDING, _DILATION, 1,
+            1.0, 0, torch.float32, "none", [], "",
+        )  # fmt: skip
+        dense = ops.qlinear_prepack(torch.ones((2, 4), dtype=torch.int8), None)
+        ops.qlinear_pointwise(
+            torch.zeros((1, 4), dtype=torch.uint8), 1.0, 0, dense, scales, zeros, None,
+            1.0, 0, torch.float32, "leaky_relu", [0.2], "",
+        )  # fmt: skip
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+def _leaky_steps(transform: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The float32 activations ``h_1`` and ``h_2`` of ``transform`` on pictures ``x``."""
+    slope = transform.act.negative_slope
+    h_1 = F.leaky_relu(F.conv2d(x, transform.conv_1.weight, transform.conv_1.bias, 2, 2), slope)
+    h_2 = F.leaky_relu(F.conv2d(h_1, transform.conv_2.weight, transform.conv_2.bias, 2, 2), slope)
+    return h_1, h_2
+
+
+@torch.no_grad()
+def activation_ranges(transform: nn.Module, x: Tensor) -> tuple[tuple[float, float], ...]:
+    """``((lo_1, hi_1), (lo_2, hi_2))``: the ranges of ``h_1`` and ``h_2`` on pictures ``x``,
+    widened by :data:`RANGE_MARGIN` and holding 0."""
+    ranges = []
+    for h in _leaky_steps(transform, x.reshape(-1, 1, *IMAGE_SHAPE).float()):
+        lo, hi = float(h.min()) * RANGE_MARGIN, float(h.max()) * RANGE_MARGIN
+        if not (torch.isfinite(torch.tensor([lo, hi])).all()):
+            raise ValueError("the analysis transform gives non-finite activations")
+        ranges.append((min(lo, 0.0), max(hi, 0.0)))
+    return tuple(ranges)
+
+
+def _steps(lo: float, hi: float) -> tuple[float, int]:
+    """``(s, z)``: the step and zero point of unsigned 8 bits over ``[lo, hi]`` (``lo <= 0 <= hi``)."""
+    step = max((hi - lo) / 255, 1e-12)
+    return step, min(255, max(0, round(-lo / step)))
+
+
+def _weight_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Signed 8-bit weights per output channel and their scales ``max |W[c]| / 127``."""
+    flat = weight.reshape(weight.shape[0], -1)
+    scales = (flat.abs().amax(1) / 127).clamp_min(1e-12)
+    q = torch.round(flat / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(weight.shape), scales.float()
+
+
+def _to_u8(h: Tensor, slope: float, zero: int) -> Tensor:
+    """Pre-activations in quantisation steps -> ``clamp(round(leaky(h)) + z, 0, 255)`` as uint8.
+
+    (Through int16: PyTorch's float -> uint8 conversion is not vectorised.)
+    """
+    h = F.leaky_relu_(h, slope).add_(zero).round_().clamp_(0, 255)
+    return h.to(torch.int16).to(torch.uint8)
+
+
+class Int8Analysis:
+    """``transform(x)`` for a frozen ``SeedAnalysisTransform``, its heavy layers in int8 (above)."""
+
+    def __init__(self, transform: nn.Module, ranges: tuple[tuple[float, float], ...]) -> None:
+        ops = torch.ops.onednn
+        (step_1, self.zero_1), (step_2, self.zero_2) = (_steps(*r) for r in ranges)
+        self.step_2 = step_2
+        self.slope = float(transform.act.negative_slope)
+        conv_1, conv_2, fc_1 = transform.conv_1, transform.conv_2, transform.fc_1
+        weight = conv_1.weight.detach().float() / step_1
+        self.conv_1_weight = weight.contiguous(memory_format=torch.channels_last)
+        self.conv_1_bias = conv_1.bias.detach().float() / step_1
+        q, scales = _weight_int8(conv_2.weight.detach().float())
+        self.conv_2_scales = scales * (step_1 / step_2)
+        self.conv_2_bias = conv_2.bias.detach().float() / step_2
+        self.conv_2 = ops.qconv_prepack(
+            q, self.conv_2_scales, 1.0, self.zero_1, _STRIDE, _PADDING, _DILATION, 1, None
+        )
+        # fc_1's inputs in (row, column, channel) order: the channels-last grid, flattened.
+        dense = fc_1.weight.detach().float().view(-1, 50, 7, 7).permute(0, 2, 3, 1)
+        q, self.fc_1_scales = _weight_int8(dense.reshape(dense.shape[0], -1))
+        self.fc_1 = ops.qlinear_prepack(q, None)
+        self.fc_1_bias = fc_1.bias.detach().float()
+        self.fc_2_weight = transform.fc_2.weight.detach().float()
+        self.fc_2_bias = transform.fc_2.bias.detach().float()
+        self.zeros_2 = torch.zeros(self.conv_2_scales.numel(), dtype=torch.int32)
+        self.zeros_3 = torch.zeros(self.fc_1_scales.numel(), dtype=torch.int32)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents (N, D) float32, in sub-batches."""
+        x = x.reshape(-1, 1, *IMAGE_SHAPE).float().contiguous()
+        if x.shape[0] <= CPU_CHUNK:
+            return self._forward(x)
+        return torch.cat([self._forward(part) for part in x.split(CPU_CHUNK)])
+
+    def _forward(self, x: Tensor) -> Tensor:
+        ops = torch.ops.onednn
+        # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
+        x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
+        h = F.conv2d(x, self.conv_1_weight, self.conv_1_bias, 2, 2)
+        h = _to_u8(h, self.slope, self.zero_1)
+        h = ops.qconv2d_pointwise(
+            h, 1.0, self.zero_1, self.conv_2, self.conv_2_scales, self.zeros_2,
+            self.conv_2_bias, _STRIDE, _PADDING, _DILATION, 1, 1.0, 0, torch.float32,
+            "none", [], "",
+        )  # fmt: skip
+        # (N, 50, 7, 7) channels-last: permuted to (N, 7, 7, 50) and flattened without a copy.
+        h = _to_u8(h, self.slope, self.zero_2).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
+        h = ops.qlinear_pointwise(
+            h, self.step_2, self.zero_2, self.fc_1, self.fc_1_scales, self.zeros_3,
+            self.fc_1_bias, 1.0, 0, torch.float32, "leaky_relu", [self.slope], "",
+        )  # fmt: skip
+        return F.linear(h, self.fc_2_weight, self.fc_2_bias)
