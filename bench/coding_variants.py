@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         out = REPO / "bench" / "results" / "coding_variants.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         section = (
-            f"{START}\n`python bench/coding_variants.py` on {result['cpu']} "
+            f"{START}\n## What each speed choice is worth: the default model's coding\n\n"
+            f"`python bench/coding_variants.py` on {result['cpu']} "
             f"({', '.join(result['cpu_flags'])}), `{result['model']}`, the first "
             f"{result['digits']:,} test digits, per-digit strings, default threads; each variant "
             f"in a fresh process, {result['rounds']} alternating rounds of 3 repeats, medians "

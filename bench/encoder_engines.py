@@ -1,0 +1,166 @@
+"""Every encoder engine against float32: what it costs in rate and PSNR, and its speed.
+
+    python bench/encoder_engines.py [--models vr-codebook,seed-lmbda2000] [--rounds 5]
+
+For each model and each encoder engine this machine offers
+(:func:`mnistcodec.coding.engine.available_engines`, ``torch-bf16`` aside),
+on all 10,000 MNIST test digits:
+
+* at the lowest network level, the default level and the highest level (one
+  level for a fixed-rate model), the latents quantised at that level: the
+  share of integer latents that differ from ``torch`` (float32)'s, the mean
+  information content and the mean PSNR of the float32 decoder's digits, as
+  differences from float32's;
+* the analysis' speed (``Codec.latents`` of the 10,000 digits), the engines
+  alternating round by round, medians, as digits per second and as a ratio
+  to ``torch-bf16-native`` where this CPU has it (else to ``torch``).
+
+Prints the tables and writes ``bench/results/encoder_engines.json`` and the
+section of BENCHMARKS.md between ``<!-- encoder-engines:start -->`` and
+``<!-- encoder-engines:end -->``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmd import cpu_name, replace_section  # noqa: E402
+from mnistcodec.coding import engine as E  # noqa: E402
+from mnistcodec.coding.api import Codec  # noqa: E402
+from mnistcodec.coding.calibration import ENGINE_ENV, machine_record  # noqa: E402
+from mnistcodec.coding.zoo import DEFAULT_MODEL  # noqa: E402
+from mnistcodec.data import load_split  # noqa: E402
+from mnistcodec.experiments.metrics import mean_psnr  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- encoder-engines:start -->", "<!-- encoder-engines:end -->"
+
+
+def encoder_codec(name: str, engine: str) -> Codec:
+    os.environ[ENGINE_ENV] = engine
+    try:
+        return Codec.from_model(name)
+    finally:
+        del os.environ[ENGINE_ENV]
+
+
+def levels_of(codec: Codec) -> list[int]:
+    network = [level for level in range(codec.levels) if level not in codec.loaded.codebooks]
+    return sorted({network[0], codec.default_level, network[-1]})
+
+
+def accuracy(reference: Codec, codec: Codec, digits: np.ndarray) -> list[dict]:
+    rows = []
+    for level in levels_of(reference):
+        k_ref, info_ref = reference.quantise(reference.latents(digits), np.full(len(digits), level))
+        k, info = reference.quantise(codec.latents(digits), np.full(len(digits), level))
+        psnr_ref = mean_psnr(digits, reference.synthesise(k_ref, level))
+        psnr = mean_psnr(digits, reference.synthesise(k, level))
+        rows.append(
+            {
+                "level": level,
+                "latents_changed": float(np.mean(k != k_ref)),
+                "information_change": float(info.mean() / info_ref.mean() - 1),
+                "psnr_change_db": float(psnr - psnr_ref),
+            }
+        )
+    return rows
+
+
+def speeds(codecs: dict[str, Codec], digits: np.ndarray, rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in codecs}
+    for codec in codecs.values():
+        codec.latents(digits[:1024])  # warm-up: int8 ranges, ONNX sessions
+    for _ in range(rounds):
+        for name, codec in codecs.items():
+            start = time.perf_counter()
+            codec.latents(digits)
+            times[name].append(time.perf_counter() - start)
+    return {name: len(digits) / statistics.median(t) for name, t in times.items()}
+
+
+def measure(models: list[str], rounds: int) -> dict:
+    digits = load_split("test").images
+    engines = [name for name in E.available_engines() if name != "torch-bf16"]
+    base = "torch-bf16-native" if "torch-bf16-native" in engines else E.REFERENCE
+    results = []
+    for name in models:
+        reference = Codec.from_model(name, precision="fp32")
+        codecs = {engine: encoder_codec(name, engine) for engine in engines}
+        speed = speeds(codecs, digits, rounds)
+        for engine, codec in codecs.items():
+            print(f"{name}: {engine}", file=sys.stderr, flush=True)
+            results.append(
+                {
+                    "model": name,
+                    "engine": engine,
+                    "digits_per_s": speed[engine],
+                    "ratio": speed[engine] / speed[base],
+                    "levels": accuracy(reference, codec, digits),
+                }
+            )
+    return {"digits": len(digits), "rounds": rounds, "ratio_to": base, "rows": results}
+
+
+def table(result: dict) -> str:
+    lines = [
+        f"| model | engine | analysis (digits/s) | ratio to {result['ratio_to']} | level "
+        "| latents changed | information | PSNR |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in result["rows"]:
+        for i, level in enumerate(row["levels"]):
+            head = (
+                f"| `{row['model']}` | {row['engine']} | {row['digits_per_s']:,.0f} "
+                f"| {row['ratio']:.2f}x"
+                if i == 0
+                else "| | | |"
+            )
+            lines.append(
+                f"{head} | {level['level']} | {100 * level['latents_changed']:.2f} % "
+                f"| {100 * level['information_change']:+.3f} % "
+                f"| {level['psnr_change_db']:+.4f} dB |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=f"{DEFAULT_MODEL},seed-lmbda2000")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-write", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    result = {
+        **measure(args.models.split(","), args.rounds),
+        "cpu": cpu_name(),
+        "cpu_flags": machine_record()["cpu_flags"],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    text = table(result)
+    print(text)
+    if not args.no_write:
+        out = REPO / "bench" / "results" / "encoder_engines.json"
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        section = (
+            f"{START}\n## Encoder engines against float32\n\n"
+            f"`python bench/encoder_engines.py` on {result['cpu']} "
+            f"({', '.join(result['cpu_flags'])}), all {result['digits']:,} test digits; "
+            "changes are against the `torch` (float32) encoder, decoded by float32; speeds "
+            f"are `Codec.latents`, the engines alternating, median of {result['rounds']} "
+            f"rounds ({result['when']}).\n\n{text}\n{END}\n"
+        )
+        replace_section(REPO / "BENCHMARKS.md", START, END, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
