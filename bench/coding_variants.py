@@ -8,8 +8,11 @@ strings and ``Codec.decompress`` of the first ``--digits`` MNIST test digits,
 variants alternating, each in a fresh process:
 
 * ``auto``: what a user gets (the calibrated engines, the batch memory policy);
-* ``bf16 encoder``: ``MNISTCODEC_ENGINE=torch-bf16-native`` (the encoder
-  before the int8 engine);
+* ``bf16 engines``: ``MNISTCODEC_ENGINE=torch-bf16-native`` (the engines
+  ``auto`` chose on AVX512-BF16 before the int8 encoder and the full bf16
+  decoder);
+* ``bf16-native decoder``: ``MNISTCODEC_ENGINE=torch-int8,torch-bf16-native``
+  (the int8 encoder; the decoder with only its 500->2450 layer in bf16);
 * ``no memory policy``: ``MNISTCODEC_MALLOC=system`` (glibc's defaults;
   :mod:`mnistcodec.coding.memory`).
 
@@ -40,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- coding-variants:start -->", "<!-- coding-variants:end -->"
 VARIANTS = {
     "auto": {},
-    "bf16 encoder": {"MNISTCODEC_ENGINE": "torch-bf16-native"},
+    "bf16 engines": {"MNISTCODEC_ENGINE": "torch-bf16-native"},
+    "bf16-native decoder": {"MNISTCODEC_ENGINE": "torch-int8,torch-bf16-native"},
     "no memory policy": {"MNISTCODEC_MALLOC": "system"},
 }
 

@@ -16,11 +16,13 @@ latents stay float32.
 Decoding is held to a conformance rule, as JPEG bounds its inverse
 transform's error: at least 99 % of the pixels within 1 grey level of the
 float32 reference. Measured on the 10,000 test digits with the shipped
-models, bf16 in both heavy synthesis layers misses it (98.7-98.9 %: the
-50->20 layer's bfloat16 result feeds the last layer); bf16 in the 500->2450
-layer alone keeps 99.9999 % within 1 level (at most 2 levels off). So the
-default decoder (``auto``) uses :data:`CONFORMANT_SYNTHESIS_LAYERS`, and both
-layers are opt-in (``bf16``).
+models on an AVX2 CPU, bf16 in both heavy synthesis layers missed it
+(98.7-98.9 %: the 50->20 layer's bfloat16 result feeds the last layer); bf16
+in the 500->2450 layer alone keeps 99.9999 % within 1 level (at most 2 levels
+off). So the conformant decoder uses :data:`CONFORMANT_SYNTHESIS_LAYERS`, and
+both layers are opt-in (``bf16``); on CPUs whose bf16 kernels keep both
+layers within the rule, the engine calibration may choose them per model
+(``torch-bf16-full``, :mod:`mnistcodec.coding.engine`).
 
 ``auto`` picks bf16 only where the device has bf16 matrix units
 (:func:`bf16_matrix_units`): AMX tiles on the CPU, tensor cores of compute

@@ -1,8 +1,8 @@
-"""Every encoder engine against float32: what it costs in rate and PSNR, and its speed.
+"""Every inference engine against float32: encoders' rate and PSNR, decoders' pixels, speed.
 
-    python bench/encoder_engines.py [--models vr-codebook,seed-lmbda2000] [--rounds 5]
+    python bench/engines.py [--models vr-codebook,seed-lmbda2000] [--rounds 5]
 
-For each model and each encoder engine this machine offers
+For each model and each engine this machine offers
 (:func:`mnistcodec.coding.engine.available_engines`, ``torch-bf16`` aside),
 on all 10,000 MNIST test digits:
 
@@ -13,11 +13,15 @@ on all 10,000 MNIST test digits:
   differences from float32's;
 * the analysis' speed (``Codec.latents`` of the 10,000 digits), the engines
   alternating round by round, medians, as digits per second and as a ratio
-  to ``torch-bf16-native`` where this CPU has it (else to ``torch``).
+  to ``torch-bf16-native`` where this CPU has it (else to ``torch``);
+* as a decoder (encoder-only engines aside), on float32's latents at the
+  default level: the share of pixels within 1 grey level of float32's (the
+  conformance rule asks 99 %), the largest difference, the PSNR change, and
+  the synthesis' speed, alternating likewise.
 
-Prints the tables and writes ``bench/results/encoder_engines.json`` and the
-section of BENCHMARKS.md between ``<!-- encoder-engines:start -->`` and
-``<!-- encoder-engines:end -->``. Not part of the test suite.
+Prints the tables and writes ``bench/results/engines.json`` and the
+section of BENCHMARKS.md between ``<!-- engines:start -->`` and
+``<!-- engines:end -->``. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from mnistcodec.data import load_split  # noqa: E402
 from mnistcodec.experiments.metrics import mean_psnr  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-START, END = "<!-- encoder-engines:start -->", "<!-- encoder-engines:end -->"
+START, END = "<!-- engines:start -->", "<!-- engines:end -->"
 
 
 def encoder_codec(name: str, engine: str) -> Codec:
@@ -76,27 +80,56 @@ def accuracy(reference: Codec, codec: Codec, digits: np.ndarray) -> list[dict]:
     return rows
 
 
-def speeds(codecs: dict[str, Codec], digits: np.ndarray, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in codecs}
-    for codec in codecs.values():
-        codec.latents(digits[:1024])  # warm-up: int8 ranges, ONNX sessions
+def alternating(runs: dict, rounds: int, count: int) -> dict[str, float]:
+    """Items per second of each run, the runs alternating round by round, medians."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up: int8 ranges, folded levels, ONNX sessions
     for _ in range(rounds):
-        for name, codec in codecs.items():
+        for name, run in runs.items():
             start = time.perf_counter()
-            codec.latents(digits)
+            run()
             times[name].append(time.perf_counter() - start)
-    return {name: len(digits) / statistics.median(t) for name, t in times.items()}
+    return {name: count / statistics.median(t) for name, t in times.items()}
+
+
+def decoders(
+    name: str, reference: Codec, codecs: dict[str, Codec], digits, rounds: int
+) -> list[dict]:
+    """Each decoder engine on float32's latents at the default level, against float32."""
+    k, _ = reference.analyse(digits)
+    pixels = reference.synthesise(k).astype(int)
+    psnr_ref = mean_psnr(digits, pixels.astype(np.uint8))
+    engines = [engine for engine in codecs if engine not in E.ENCODER_ONLY]
+    runs = {engine: lambda c=codecs[engine]: c.synthesise(k) for engine in engines}
+    speed = alternating(runs, rounds, len(k))
+    rows = []
+    for engine in engines:
+        decoded = codecs[engine].synthesise(k)
+        error = np.abs(decoded.astype(int) - pixels)
+        rows.append(
+            {
+                "model": name,
+                "engine": engine,
+                "digits_per_s": speed[engine],
+                "within_1": float(np.mean(error <= 1)),
+                "max_difference": int(error.max()),
+                "psnr_change_db": float(mean_psnr(digits, decoded) - psnr_ref),
+            }
+        )
+    return rows
 
 
 def measure(models: list[str], rounds: int) -> dict:
     digits = load_split("test").images
     engines = [name for name in E.available_engines() if name != "torch-bf16"]
     base = "torch-bf16-native" if "torch-bf16-native" in engines else E.REFERENCE
-    results = []
+    results, decoded = [], []
     for name in models:
         reference = Codec.from_model(name, precision="fp32")
         codecs = {engine: encoder_codec(name, engine) for engine in engines}
-        speed = speeds(codecs, digits, rounds)
+        runs = {engine: lambda c=codec: c.latents(digits) for engine, codec in codecs.items()}
+        speed = alternating(runs, rounds, len(digits))
         for engine, codec in codecs.items():
             print(f"{name}: {engine}", file=sys.stderr, flush=True)
             results.append(
@@ -108,7 +141,14 @@ def measure(models: list[str], rounds: int) -> dict:
                     "levels": accuracy(reference, codec, digits),
                 }
             )
-    return {"digits": len(digits), "rounds": rounds, "ratio_to": base, "rows": results}
+        decoded.extend(decoders(name, reference, codecs, digits, rounds))
+    return {
+        "digits": len(digits),
+        "rounds": rounds,
+        "ratio_to": base,
+        "rows": results,
+        "decoders": decoded,
+    }
 
 
 def table(result: dict) -> str:
@@ -130,6 +170,18 @@ def table(result: dict) -> str:
                 f"| {100 * level['information_change']:+.3f} % "
                 f"| {level['psnr_change_db']:+.4f} dB |"
             )
+    lines += [
+        "",
+        "| model | decoder | synthesis (digits/s) | pixels within 1 grey level | largest "
+        "difference | PSNR |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in result["decoders"]:
+        lines.append(
+            f"| `{row['model']}` | {row['engine']} | {row['digits_per_s']:,.0f} "
+            f"| {100 * row['within_1']:.3f} % | {row['max_difference']} "
+            f"| {row['psnr_change_db']:+.4f} dB |"
+        )
     return "\n".join(lines)
 
 
@@ -148,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     text = table(result)
     print(text)
     if not args.no_write:
-        out = REPO / "bench" / "results" / "encoder_engines.json"
+        out = REPO / "bench" / "results" / "engines.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         section = (
-            f"{START}\n## Encoder engines against float32\n\n"
-            f"`python bench/encoder_engines.py` on {result['cpu']} "
+            f"{START}\n## Inference engines against float32\n\n"
+            f"`python bench/engines.py` on {result['cpu']} "
             f"({', '.join(result['cpu_flags'])}), all {result['digits']:,} test digits; "
-            "changes are against the `torch` (float32) encoder, decoded by float32; speeds "
-            f"are `Codec.latents`, the engines alternating, median of {result['rounds']} "
+            "encoders' changes are against the `torch` (float32) encoder, decoded by float32; "
+            "decoders decode float32's latents at the default level; speeds "
+            f"are `Codec.latents` and `Codec.synthesise`, the engines alternating, median of {result['rounds']} "
             f"rounds ({result['when']}).\n\n{text}\n{END}\n"
         )
         replace_section(REPO / "BENCHMARKS.md", START, END, section)
