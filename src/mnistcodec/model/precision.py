@@ -292,10 +292,14 @@ def _product(op: Callable[[Tensor, Tensor], Tensor], x: Tensor, w: Tensor) -> Te
 
 
 def _add_bias(out: Tensor, bias: Tensor | None, channel_dim: int) -> Tensor:
+    """``out + bias`` along ``channel_dim``; written into ``out`` (a product's fresh float32
+    result) when no gradient is recorded: the same sums, without another tensor its size."""
     if bias is None:
         return out
     shape = [1] * out.dim()
     shape[channel_dim] = -1
+    if not torch.is_grad_enabled():
+        return out.add_(bias.view(shape))
     return out + bias.view(shape)
 
 
