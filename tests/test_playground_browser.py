@@ -26,6 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mnistcodec.coding.engine import DECODER_PIXEL_SHARE
 from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -212,7 +213,8 @@ def test_a_dropped_mnc_file_takes_over_the_top_panels(browser, playground_url):
     golden = GOLDEN_DIR / "seed-lmbda2000.v3.per-digit.mnc"
     browser.find_element(By.ID, "upload").send_keys(str(golden))
     wait.until(lambda d: d.execute_script("return document.body.dataset.decoded") == golden.name)
-    # The drawing's figures are gone; the file's first digit is on the canvas, pixel for pixel.
+    # The drawing's figures are gone; the file's first digit is on the canvas, as the server's
+    # decoder (its engine chosen by calibration) gives it: within the conformance rule.
     assert text_of(browser, "bits") == "–"
     assert not browser.find_elements(By.CSS_SELECTOR, "#latent-chart svg")
     canvas = browser.execute_script(
@@ -224,8 +226,9 @@ def test_a_dropped_mnc_file_takes_over_the_top_panels(browser, playground_url):
         "return rows;"
     )
     expected = read_idx_digit(GOLDEN_DIR / "seed-lmbda2000.decoded.idx", 0)
-    pairs = zip(sum(canvas, []), sum(expected, []), strict=True)
-    assert max(abs(a - b) for a, b in pairs) <= 1
+    pairs = list(zip(sum(canvas, []), sum(expected, []), strict=True))
+    within = sum(abs(a - b) <= 1 for a, b in pairs) / len(pairs)
+    assert within >= DECODER_PIXEL_SHARE and max(abs(a - b) for a, b in pairs) <= 8
     # All the file's digits, at the top of the page: visible without scrolling.
     box = browser.execute_script(
         "const img = document.getElementById('decoded-img'); const r = img.getBoundingClientRect();"
