@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_stamp() -> dict:
+    """``cpu``, ``cpu_flags`` (those that select kernels) and ``when``, for a speed result."""
+    from mnistcodec.coding.calibration import machine_record  # lazy: imports torch
+
+    return {
+        "cpu": cpu_name(),
+        "cpu_flags": machine_record()["cpu_flags"],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_outputs(
+    result: dict, json_path: Path, markdown_path: Path, start: str, end: str, section: str
+) -> None:
+    """Write ``result`` as JSON and ``section`` between ``start`` and ``end`` of ``markdown_path``."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    replace_section(Path(markdown_path), start, end, section)
+    print(f"wrote {json_path} and {markdown_path}")
 
 
 def shipped_level_points(name: str, keep: Sequence[str]) -> list[dict]:

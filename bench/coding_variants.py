@@ -31,12 +31,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
-from mnistcodec.coding.calibration import machine_record  # noqa: E402
+from benchmd import machine_stamp, write_outputs  # noqa: E402
 from mnistcodec.coding.zoo import DEFAULT_MODEL  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,15 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = {
         **measure(args.model, args.digits, args.rounds),
-        "cpu": cpu_name(),
-        "cpu_flags": machine_record()["cpu_flags"],
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_stamp(),
     }
     text = table(result)
     print(text)
     if not args.no_write:
-        out = REPO / "bench" / "results" / "coding_variants.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
         section = (
             f"{START}\n## What each speed choice is worth: the default model's coding\n\n"
             f"`python bench/coding_variants.py` on {result['cpu']} "
@@ -133,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             f"in a fresh process, {result['rounds']} alternating rounds of 3 repeats, medians "
             f"({result['when']}).\n\n{text}\n{END}\n"
         )
-        replace_section(REPO / "BENCHMARKS.md", START, END, section)
+        json_path = REPO / "bench" / "results" / "coding_variants.json"
+        write_outputs(result, json_path, REPO / "BENCHMARKS.md", START, END, section)
     return 0
 
 

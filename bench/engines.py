@@ -27,7 +27,6 @@ section of BENCHMARKS.md between ``<!-- engines:start -->`` and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
+from benchmd import machine_stamp, write_outputs  # noqa: E402
 from mnistcodec.coding import engine as E  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
-from mnistcodec.coding.calibration import ENGINE_ENV, machine_record  # noqa: E402
+from mnistcodec.coding.calibration import ENGINE_ENV  # noqa: E402
 from mnistcodec.coding.zoo import DEFAULT_MODEL  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
 from mnistcodec.experiments.metrics import mean_psnr  # noqa: E402
@@ -58,7 +57,7 @@ def encoder_codec(name: str, engine: str) -> Codec:
 
 
 def levels_of(codec: Codec) -> list[int]:
-    network = [level for level in range(codec.levels) if level not in codec.loaded.codebooks]
+    network = codec.loaded.network_levels
     return sorted({network[0], codec.default_level, network[-1]})
 
 
@@ -199,15 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = {
         **measure(args.models.split(","), args.rounds),
-        "cpu": cpu_name(),
-        "cpu_flags": machine_record()["cpu_flags"],
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **machine_stamp(),
     }
     text = table(result)
     print(text)
     if not args.no_write:
-        out = REPO / "bench" / "results" / "engines.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
         section = (
             f"{START}\n## Inference engines against float32\n\n"
             f"`python bench/engines.py` on {result['cpu']} "
@@ -217,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             f"are `Codec.latents` and `Codec.synthesise`, the engines alternating, median of {result['rounds']} "
             f"rounds ({result['when']}).\n\n{text}\n{END}\n"
         )
-        replace_section(REPO / "BENCHMARKS.md", START, END, section)
+        json_path = REPO / "bench" / "results" / "engines.json"
+        write_outputs(result, json_path, REPO / "BENCHMARKS.md", START, END, section)
     return 0
 
 

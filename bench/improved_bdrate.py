@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section  # noqa: E402
+from benchmd import write_outputs  # noqa: E402
 from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,10 +203,7 @@ def main() -> int:
             f"BD-rate at equal {label}: "
             f"{bd_text(result[f'bd_rate_{label}_percent'], result[f'bd_rate_{label}_note'])}"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result))
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result))
     return 0
 
 

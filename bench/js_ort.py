@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
+from benchmd import cpu_name, write_outputs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "src" / "mnistcodec" / "web" / "mnistcodec.js"
@@ -181,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{median(result[name]['batch']):.0f} in batches of {args.batch}"
         )
     print(f"pixels differing: {result['differing']} of {result['pixels']}")
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result) + "\n")
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result) + "\n")
     return 0
 
 

@@ -18,13 +18,12 @@ the curve of ``MODEL --search``) and the section of BENCHMARKS.md between
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
+from benchmd import cpu_name, write_outputs  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.names import DEFAULT_CANDIDATES  # noqa: E402
 from mnistcodec.coding.zoo import resolve_model  # noqa: E402
@@ -121,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['at_psnr']['searched']['13.9']:.2f} bits at 13.9 dB, "
         f"{result['at_psnr']['searched']['16.3']:.2f} at 16.3 dB"
     )
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result))
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result))
     return 0
 
 

@@ -16,14 +16,13 @@ level both run a transform. Prints the table, writes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
+from benchmd import cpu_name, write_outputs  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.zoo import DEFAULT_MODEL  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
@@ -112,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"level {row['level']:2d}: encode {row['encode_us']:6.1f} us, decode {row['decode_us']:6.1f} us"
         )
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result))
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result))
     return 0
 
 

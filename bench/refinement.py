@@ -17,7 +17,6 @@ the bits each needs at 13.9 and 16.3 dB, writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import cpu_name, replace_section  # noqa: E402
+from benchmd import cpu_name, write_outputs  # noqa: E402
 from mnistcodec.coding.api import Codec  # noqa: E402
 from mnistcodec.coding.container import string_bits  # noqa: E402
 from mnistcodec.coding.zoo import resolve_model  # noqa: E402
@@ -165,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"refined vs plain: {bd_text(result['bd']['string_bits']['psnr'])} at equal PSNR, "
         f"{bd_text(result['bd']['string_bits']['mad'])} at equal MAD (bit strings)"
     )
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result))
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result))
     return 0
 
 

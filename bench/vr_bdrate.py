@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmd import replace_section, shipped_level_points  # noqa: E402
+from benchmd import shipped_level_points, write_outputs  # noqa: E402
 from mnistcodec.experiments.bdrate import PRESET_BD_METHOD, bd_text, preset_bd_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{key}: {bd_text(bd['psnr']['bd_rate_percent'], bd['psnr']['note'])} at equal PSNR, "
             f"{bd_text(bd['mad']['bd_rate_percent'], bd['mad']['note'])} at equal MAD"
         )
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    replace_section(Path(args.markdown), START, END, markdown(result))
-    print(f"wrote {args.json} and {args.markdown}")
+    write_outputs(result, args.json, args.markdown, START, END, markdown(result))
     return 0
 
 

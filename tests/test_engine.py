@@ -213,7 +213,7 @@ def test_doctor_shows_measures_and_caches(engine_env, quick_calibration, tiny_mo
 
 def test_the_calibrations_encoder_check_bounds_rate_and_psnr_at_every_level():
     loaded = resolve_model(DEFAULT_MODEL)
-    x, y_hat = C.calibration_inputs(loaded, 256)
+    x, y_hat = E.digit_like_pictures(loaded, 256)
     levels = E.cycled_levels(loaded, 256)
     network = set(range(loaded.levels)) - set(loaded.codebooks)  # codebook levels: no transform
     assert levels is not None and set(levels.tolist()) == network
@@ -320,3 +320,34 @@ def test_int8_refuses_a_model_with_non_finite_activations(engine_env, tiny_model
     engine = E.Engine(loaded, E.Choice("torch-int8", "torch"))
     with pytest.raises(InputError, match="torch-int8"):
         engine.analysis(torch.zeros((1, 1, 28, 28)))
+
+
+def test_encoders_are_checked_off_the_codecs_fixed_points(
+    engine_env, quick_calibration, tiny_model_path, monkeypatch
+):
+    """The pictures are the float32 codec's reconstructions, many reproduced exactly: there
+    any latent another encoder changes is error from zero. Encoders see them with noise."""
+    import torch
+
+    from mnistcodec.coding.quantiser import Quantiser
+
+    loaded = resolve_model(DEFAULT_MODEL)
+    x, _ = E.digit_like_pictures(loaded, 256)
+    noisy = C.off_fixed_points(x)
+    assert torch.equal(noisy, C.off_fixed_points(x))  # the same pictures every time
+    assert torch.equal(noisy * 255, torch.round(noisy * 255))  # whole grey levels
+    assert float((noisy - x).abs().max()) <= (C.PICTURE_NOISE_LEVELS / 2 + 0.5) / 255
+    levels, quantiser, reference = E.cycled_levels(loaded, 256), Quantiser(loaded), E.Engine(loaded)
+
+    def exact_share(pictures):
+        k, _ = quantiser.integers(reference.analysis(pictures), levels)
+        x_hat = reference.synthesis(quantiser.dequantise(k, levels), levels)
+        same = torch.round(x_hat.clamp(0, 1) * 255) / 255 == pictures
+        return float(same.flatten(1).all(1).float().mean())
+
+    assert exact_share(x) > 0.1 and exact_share(noisy) == 0
+    # The calibration gives its encoders those pictures.
+    seen = []
+    monkeypatch.setattr(C, "off_fixed_points", lambda p: seen.append(p) or p)
+    C.calibrate(load_model(tiny_model_path))
+    assert seen

@@ -164,10 +164,6 @@ def store_entry(loaded: LoadedModel, entry: dict, path: Path | None = None) -> N
 # -- measuring -------------------------------------------------------------------------------
 
 
-#: The calibration's pictures and decoder latents (:func:`~mnistcodec.coding.engine.digit_like_pictures`).
-calibration_inputs = E.digit_like_pictures
-
-
 def _timed_levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
     """The levels decoders are timed at: digit ``n`` at the ``n mod F``-th of the ``F``
     network levels nearest the reference level (``F`` = the levels a bf16 decoder keeps
@@ -175,8 +171,9 @@ def _timed_levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
     if not loaded.variable_rate:
         return None
     reference = loaded.model.reference_level
-    network = [level for level in range(loaded.levels) if level not in loaded.codebooks]
-    near = sorted(network, key=lambda level: (abs(level - reference), level))[: E.FOLDED_LEVELS]
+    near = sorted(loaded.network_levels, key=lambda level: (abs(level - reference), level))[
+        : E.FOLDED_LEVELS
+    ]
     return torch.tensor(near)[torch.arange(digits) % len(near)]
 
 
@@ -257,7 +254,7 @@ def _candidates(names: tuple[str, ...]) -> list[tuple[str, int]]:
 def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
     """Measure every available engine on both transforms and choose; returns the cache entry."""
     started = time.perf_counter()
-    x, y_hat = calibration_inputs(loaded, digits)
+    x, y_hat = E.digit_like_pictures(loaded, digits)
     x = off_fixed_points(x)
     levels, timed = E.cycled_levels(loaded, digits), _timed_levels(loaded, digits)
     measured: dict[str, dict] = {}

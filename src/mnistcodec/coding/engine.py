@@ -340,7 +340,7 @@ def cycled_levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
     variable-rate model (None for a fixed-rate one); codebook levels use no transform."""
     if not loaded.variable_rate:
         return None
-    network = [level for level in range(loaded.levels) if level not in loaded.codebooks]
+    network = loaded.network_levels
     return torch.tensor(network)[torch.arange(digits) % len(network)]
 
 

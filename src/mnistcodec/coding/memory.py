@@ -31,6 +31,7 @@ choice stands), or with ``MNISTCODEC_MALLOC=system``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -54,6 +55,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 
 #: The policy this process runs ("batches", "prompt"), or None: glibc's own.
 _policy: str | None = None
+#: Whether :func:`reuse_for_batches` has decided (it is asked at every batch; it tries once).
+_batches_decided = False
 
 
 def policy() -> str | None:
@@ -66,6 +69,12 @@ def _settable() -> bool:
         return False
     if any(name in os.environ for name in GLIBC_TUNABLE_ENV):
         return False
+    return _glibc()
+
+
+@functools.cache
+def _glibc() -> bool:
+    """Whether the C library is glibc (``platform.libc_ver`` reads the interpreter's file)."""
     return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
@@ -78,8 +87,14 @@ def _mallopt(settings: dict[int, int]) -> bool:
 
 
 def reuse_for_batches() -> str | None:
-    """Keep freed buffers in the heap for reuse (see the module); returns the process' policy."""
-    global _policy
+    """Keep freed buffers in the heap for reuse (see the module); returns the process' policy.
+
+    Decided at the first call: later batches cost one check.
+    """
+    global _policy, _batches_decided
+    if _batches_decided:
+        return _policy
+    _batches_decided = True
     if _settable() and _mallopt(
         {_M_MMAP_THRESHOLD: MMAP_THRESHOLD, _M_TRIM_THRESHOLD: TRIM_THRESHOLD}
     ):

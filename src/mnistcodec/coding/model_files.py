@@ -126,6 +126,11 @@ class LoadedModel:
         """How many operating points the model has (1 for a fixed-rate model)."""
         return len(self.level_tables) or 1
 
+    @property
+    def network_levels(self) -> list[int]:
+        """The levels the transforms code (all but the codebook levels)."""
+        return [level for level in range(self.levels) if level not in self.codebooks]
+
 
 def compute_fingerprint(
     config: ModelConfig,

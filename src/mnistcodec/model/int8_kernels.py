@@ -28,6 +28,7 @@ the engine's calibration checks (:mod:`mnistcodec.coding.engine`).
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,7 @@ def activation_ranges(transform: nn.Module, x: Tensor) -> tuple[tuple[float, flo
     ranges = []
     for h in _leaky_steps(transform, x.reshape(-1, 1, *IMAGE_SHAPE).float()):
         lo, hi = float(h.min()) * RANGE_MARGIN, float(h.max()) * RANGE_MARGIN
-        if not (torch.isfinite(torch.tensor([lo, hi])).all()):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError("the analysis transform gives non-finite activations")
         ranges.append((min(lo, 0.0), max(hi, 0.0)))
     return tuple(ranges)
