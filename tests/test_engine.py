@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistcodec.cli import main
 from mnistcodec.coding import calibration as C
@@ -312,8 +313,6 @@ def test_the_calibration_measures_int8_as_an_encoder_only(
 
 @needs_int8
 def test_int8_refuses_a_model_with_non_finite_activations(engine_env, tiny_model_path, tmp_path):
-    import torch
-
     loaded = load_model(tiny_model_path)
     with torch.no_grad():
         loaded.model.analysis_transform.conv_1.bias.fill_(float("inf"))
@@ -327,8 +326,6 @@ def test_encoders_are_checked_off_the_codecs_fixed_points(
 ):
     """The pictures are the float32 codec's reconstructions, many reproduced exactly: there
     any latent another encoder changes is error from zero. Encoders see them with noise."""
-    import torch
-
     from mnistcodec.coding.quantiser import Quantiser
 
     loaded = resolve_model(DEFAULT_MODEL)
@@ -351,3 +348,31 @@ def test_encoders_are_checked_off_the_codecs_fixed_points(
     monkeypatch.setattr(C, "off_fixed_points", lambda p: seen.append(p) or p)
     C.calibrate(load_model(tiny_model_path))
     assert seen
+
+
+@needs_int8
+def test_a_cached_int8_choice_keeps_its_ranges_and_measures_nothing(
+    engine_env, quick_calibration, tiny_model_path, monkeypatch, test_digits
+):
+    loaded = load_model(tiny_model_path)
+    entry = C.calibrate(loaded)
+    ranges = E.int8_ranges(loaded)
+    assert E.parse_int8_ranges(entry["int8_ranges"] or ranges) == ranges
+    # Stored with an int8 choice, a later codec runs int8 from the entry's ranges alone ...
+    entry = {**entry, "choice": E.Choice("torch-int8", "torch").describe()}
+    entry["int8_ranges"] = [list(r) for r in ranges]
+    C.store_entry(loaded, json.loads(json.dumps(entry)))
+    expected = E.Engine(loaded, E.Choice("torch-int8", "torch")).analysis(
+        torch.from_numpy(test_digits[:8]).float().div(255).view(-1, 1, 28, 28)
+    )
+
+    def no_pictures(*_args):
+        raise AssertionError("the ranges were measured again")
+
+    monkeypatch.setattr(E, "digit_like_pictures", no_pictures)
+    codec = Codec(load_model(tiny_model_path))
+    assert codec.engine.source == "cached" and codec.engine.int8_ranges == ranges
+    assert torch.equal(codec.latents(test_digits[:8]), expected)
+    # ... and entries whose ranges are not two finite [lo <= 0 <= hi] pairs are ignored.
+    for bad in (None, "x", [[0.0, 1.0]], [[1.0, 2.0], [-1.0, 1.0]], [[float("nan"), 1], [0, 1]]):
+        assert E.parse_int8_ranges(bad) is None

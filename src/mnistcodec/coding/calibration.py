@@ -54,6 +54,7 @@ from mnistcodec.coding import engine as E
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.data.sources import cache_root
+from mnistcodec.errors import InputError
 from mnistcodec.model import precision as P
 from mnistcodec.storage.atomic import atomic_write_text
 
@@ -257,6 +258,7 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
     x, y_hat = E.digit_like_pictures(loaded, digits)
     x = off_fixed_points(x)
     levels, timed = E.cycled_levels(loaded, digits), _timed_levels(loaded, digits)
+    ranges = _int8_ranges(loaded)
     measured: dict[str, dict] = {}
     best: dict[str, tuple[str, int]] = {}
     for side in ("encoder", "decoder"):
@@ -267,7 +269,7 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
                 continue
             decoder = name if name not in E.ENCODER_ONLY else E.REFERENCE
             choice = E.Choice(encoder=name, decoder=decoder, chunk=chunk)
-            engine = E.Engine(loaded, choice, graphs_dir=graphs_dir())
+            engine = E.Engine(loaded, choice, graphs_dir=graphs_dir(), int8_ranges=ranges)
             if side == "encoder":
                 runs[(name, chunk)] = checked[(name, chunk)] = lambda e=engine: e.analysis(x)
             else:  # checked at every level, timed as a file at a few levels is decoded
@@ -280,9 +282,21 @@ def calibrate(loaded: LoadedModel, digits: int = CALIBRATION_DIGITS) -> dict:
         "choice": choice.describe(),
         "machine": machine_record(),
         "measured_digits_per_s": measured,
+        "int8_ranges": [list(r) for r in ranges] if choice.encoder == "torch-int8" else None,
         "calibration_seconds": round(time.perf_counter() - started, 2),
         "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _int8_ranges(loaded: LoadedModel) -> tuple[tuple[float, float], ...] | None:
+    """The int8 encoder's ranges, measured once for all its runs (None: no int8 here, or
+    a model it cannot run, which its check then records)."""
+    if "torch-int8" not in E.candidate_engines():
+        return None
+    try:
+        return E.int8_ranges(loaded)
+    except InputError:
+        return None
 
 
 def _chunk(best: dict[str, tuple[str, int]]) -> int:
@@ -354,6 +368,7 @@ class AutoEngine(E.Engine):
             entry = cached_entry(loaded)
             if entry is not None:
                 self.choice, self.source = E.Choice.parse(entry["choice"]), "cached"
+                self.int8_ranges = E.parse_int8_ranges(entry.get("int8_ranges"))
             elif P.bf16_matrix_units("cpu"):
                 self.choice = E.Choice("torch-bf16-native", "torch-bf16-native")
 
@@ -365,6 +380,7 @@ class AutoEngine(E.Engine):
             entry = calibrate(self.loaded)
             store_entry(self.loaded, entry)
             self.choice, self.source = E.Choice.parse(entry["choice"]), "calibrated"
+            self.int8_ranges = E.parse_int8_ranges(entry.get("int8_ranges"))
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         self._settle(x.shape[0])

@@ -25,7 +25,8 @@ engines (:data:`ENGINES`):
 * ``torch-int8`` (encoder only): the analysis with ``conv_2`` and ``fc_1`` in
   int8 through oneDNN's quantised kernels (VNNI or AMX-INT8 where the CPU has
   them), its activation ranges fixed from digit-like pictures
-  (:mod:`mnistcodec.model.int8_kernels`); offered where PyTorch runs those
+  (:mod:`mnistcodec.model.int8_kernels`; the calibration keeps them in its
+  cache entry, :func:`int8_ranges`); offered where PyTorch runs those
   kernels. Decoders stay in float32 or bf16: their rule is pixels.
 * ``onnxruntime``: ONNX Runtime's CPU provider on the reference graphs of
   :mod:`mnistcodec.coding.onnx_export` (float32), run in sub-batches of
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +204,7 @@ class Engine:
         choice: Choice = Choice(),
         precision: P.TransformPrecision | None = None,
         graphs_dir: Path | None = None,
+        int8_ranges: tuple[tuple[float, float], ...] | None = None,
     ) -> None:
         self.loaded, self.choice = loaded, choice
         #: A fixed precision (``--precision fp32`` / ``bf16``, any device) instead of a choice.
@@ -210,6 +213,8 @@ class Engine:
         self._sessions: dict[str, object] = {}
         self._folded: dict[int, torch.nn.Module] = {}
         self._int8: int8_kernels.Int8Analysis | None = None
+        #: The int8 encoder's activation ranges (:func:`int8_ranges`), if already measured.
+        self.int8_ranges = int8_ranges
 
     @property
     def precision(self) -> P.TransformPrecision:
@@ -287,15 +292,12 @@ class Engine:
         return out if out is not None else y_hat.new_empty((0, 1, *IMAGE_SHAPE))
 
     def _int8_analysis(self) -> int8_kernels.Int8Analysis:
-        """The int8 analysis, its activation ranges measured once on digit-like pictures."""
+        """The int8 analysis, with the ranges given or measured once (:func:`int8_ranges`)."""
         if self._int8 is None:
+            if self.int8_ranges is None:
+                self.int8_ranges = int8_ranges(self.loaded)
             transform = self.loaded.model.analysis_transform
-            x = digit_like_pictures(self.loaded, INT8_RANGE_PICTURES)[0]
-            try:
-                ranges = int8_kernels.activation_ranges(transform, x)
-            except ValueError as exc:
-                raise InputError(f"the torch-int8 engine cannot run this model: {exc}") from None
-            self._int8 = int8_kernels.Int8Analysis(transform, ranges)
+            self._int8 = int8_kernels.Int8Analysis(transform, self.int8_ranges)
         return self._int8
 
     def _run_onnx(self, side: str, inputs: torch.Tensor, levels: torch.Tensor | None):
@@ -361,6 +363,28 @@ def digit_like_pictures(loaded: LoadedModel, digits: int) -> tuple[torch.Tensor,
     x = torch.round(reference.synthesis(y_hat, levels).clamp(0, 1) * 255) / 255
     y_hat = quantiser.dequantise(quantiser.integers(reference.analysis(x), levels)[0], levels)
     return x, y_hat
+
+
+def int8_ranges(loaded: LoadedModel) -> tuple[tuple[float, float], ...]:
+    """The int8 encoder's activation ranges, measured on :data:`INT8_RANGE_PICTURES`
+    digit-like pictures (about 0.1 s; the calibration keeps them in its cache entry)."""
+    x = digit_like_pictures(loaded, INT8_RANGE_PICTURES)[0]
+    try:
+        return int8_kernels.activation_ranges(loaded.model.analysis_transform, x)
+    except ValueError as exc:
+        raise InputError(f"the torch-int8 engine cannot run this model: {exc}") from None
+
+
+def parse_int8_ranges(record) -> tuple[tuple[float, float], ...] | None:
+    """Ranges from a cache entry (``[[lo, hi], [lo, hi]]``), or None when they are not that."""
+    try:
+        ranges = tuple((float(lo), float(hi)) for lo, hi in record)
+    except (TypeError, ValueError):
+        return None
+    valid = len(ranges) == 2 and all(
+        math.isfinite(lo) and math.isfinite(hi) and lo <= 0 <= hi for lo, hi in ranges
+    )
+    return ranges if valid else None
 
 
 def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -> bytes:
