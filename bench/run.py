@@ -41,6 +41,13 @@ is recorded. CPU time (user + system, all threads) of each training process is
 reported besides wall time: it does not depend on the share of the machine a
 process got.
 
+Instruction-set caps (``--isa-cap avx2`` or ``avx512``) run both sides with the
+kernels of a smaller CPU (``ISA_CAPS``: oneDNN's, which TensorFlow uses too,
+PyTorch's own and MKL's): the nearest stand-in for an AVX2 or a plain AVX-512 CPU
+on a machine with more. It is a stand-in, not that CPU: caches, clocks and
+cores stay this machine's. ONNX Runtime ignores the caps, so the calibration
+does not measure it there. The CPU kind of the results says the cap.
+
 Without the peer's virtualenv the suite says so and reports ours only.
 """
 
@@ -78,6 +85,21 @@ FULL = {
     "code_repeats": 3,
     "code_limit": None,
     "latency_calls": 50,
+}
+#: ``--isa-cap``: the environment that caps the kernels of both sides at an instruction set.
+ISA_CAPS = {
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "DNNL_MAX_CPU_ISA": "AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    },
+    "avx512": {
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "DNNL_MAX_CPU_ISA": "AVX512_CORE",
+        "ATEN_CPU_CAPABILITY": "avx512",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+    },
 }
 QUICK = {
     "train_rounds": 1,
@@ -329,7 +351,17 @@ def machine_info() -> dict:
         "cpu_flags": machine_record()["cpu_flags"],
         "cpu_flags_sha256": machine_record()["cpu_flags_sha256"],
         "onnxruntime": machine_record()["onnxruntime"],
+        "isa_cap": isa_cap_in_force(),
+        "kernel_caps": machine_record()["kernel_caps"],
     }
+
+
+def isa_cap_in_force() -> str | None:
+    """The ``--isa-cap`` whose environment is set (None: the CPU's own instruction sets)."""
+    for name, env in ISA_CAPS.items():
+        if all(os.environ.get(key) == value for key, value in env.items()):
+            return name
+    return None
 
 
 def ratio(ours: float | None, peer: float | None) -> float | None:
@@ -550,8 +582,16 @@ def source_key(worker_key: str) -> str:
 
 
 def cpu_kind(machine: dict) -> tuple[str, str]:
-    """``(slug, label)`` of the CPU kind: its model name and its widest vector units."""
+    """``(slug, label)`` of the CPU kind: its model name and its widest vector units (under
+    an instruction-set cap, the cap's units and the CPU's own)."""
     flags = set(machine.get("cpu_flags") or [])
+    cap = machine.get("isa_cap")
+    if cap:
+        own = cpu_kind({**machine, "isa_cap": None})[1].split(", ", 1)[-1]
+        capped = {"avx2": "AVX2", "avx512": "AVX-512"}[cap]
+        label = f"{machine['cpu']}, {capped} kernels (capped on {own})"
+        slug = "".join(c if c.isalnum() else "-" for c in label.lower())
+        return "-".join(filter(None, slug.split("-"))), label
     if "amx_bf16" in flags:
         units = "AMX"
     elif "avx512_bf16" in flags:
@@ -632,7 +672,15 @@ def markdown(results: dict) -> str:
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; CPU flags that select"
         f" kernels: {', '.join(m.get('cpu_flags') or []) or 'none'} (all flags: SHA-256"
-        f" {str(m.get('cpu_flags_sha256'))[:12]}); load average"
+        f" {str(m.get('cpu_flags_sha256'))[:12]});"
+        + (
+            f" kernels capped at {m['isa_cap']} on both sides"
+            f" ({', '.join(f'`{k}={v}`' for k, v in ISA_CAPS[m['isa_cap']].items())}),"
+            " a stand-in for that CPU, not that CPU;"
+            if m.get("isa_cap")
+            else ""
+        )
+        + " load average"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_start'])} at the start,"
         f" {', '.join(f'{x:.1f}' for x in results['load_average_end'])} at the end"
         " (the sides alternate run by run so that all see the same load).",
@@ -823,9 +871,18 @@ def main(argv: list[str] | None = None) -> int:
         help="shipped model whose coding is also measured against the peer's seed (default:"
         " the shipped default model; '' to skip)",
     )
+    p.add_argument(
+        "--isa-cap",
+        choices=sorted(ISA_CAPS),
+        default=None,
+        help="cap both sides' kernels at this instruction set (a stand-in for a smaller CPU)",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.argv = argv
+    if args.isa_cap:
+        # Before torch is imported here, and inherited by every worker and the peer.
+        os.environ.update(ISA_CAPS[args.isa_cap])
     if args.default_model is None:
         from mnistcodec.coding.zoo import DEFAULT_MODEL  # lazy: the parent only orchestrates
 

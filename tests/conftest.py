@@ -80,14 +80,24 @@ def test_digits(_data_environment):
     return load_split("test").images[:300].copy()
 
 
+#: The engines of the playground server the tests start.
+PLAYGROUND_ENGINE = "torch"
+
+
 @pytest.fixture(scope="session")
 def playground_url(_data_environment, tmp_path_factory):
-    """A real ``mnistcodec serve --port 0`` (a subprocess on a free port): its base URL."""
+    """A real ``mnistcodec serve --port 0`` (a subprocess on a free port): its base URL.
+
+    It runs the reference engines (``MNISTCODEC_ENGINE=torch``), so that its answers do not
+    depend on what other tests left in the session's engine cache; the tests compare them
+    with a codec on the same engines (``PLAYGROUND_ENGINE``).
+    """
     log_dir = tmp_path_factory.mktemp("playground-server")
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "mnistcodec", "serve", "--port", "0"],
+            env={**os.environ, "MNISTCODEC_ENGINE": PLAYGROUND_ENGINE},
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,

@@ -147,6 +147,36 @@ def test_the_cache_is_stale_when_the_cpu_or_a_library_changes(
     assert C.cached_entry(loaded) is not None
 
 
+def test_the_cache_is_stale_under_another_instruction_set_cap(
+    engine_env, tiny_model_path, monkeypatch
+):
+    loaded = load_model(tiny_model_path)
+    _stored(loaded)
+    for name in E.KERNEL_CAP_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert C.cached_entry(loaded) is not None
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert C.machine_record()["kernel_caps"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert C.cached_entry(loaded) is None  # measured with other kernels
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert C.cached_entry(loaded) is not None
+    assert C.machine_record()["kernel_caps"].get("aten") == torch.backends.cpu.get_cpu_capability()
+
+
+def test_onnxruntime_is_not_calibrated_under_an_instruction_set_cap(monkeypatch):
+    for name in E.KERNEL_CAP_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(E, "onnxruntime_version", lambda: "1.0")
+    assert not E.isa_capped() and "onnxruntime" in E.candidate_engines()
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.setenv(name, "AVX2")
+        assert E.isa_capped()
+        assert "onnxruntime" not in E.candidate_engines()  # its kernels ignore the cap
+        assert "onnxruntime" in E.available_engines()  # still an explicit choice
+        assert "torch" in E.candidate_engines()
+        monkeypatch.delenv(name)
+
+
 def test_the_cache_is_stale_when_the_model_changes(engine_env, tiny_model_path, tmp_path):
     loaded = load_model(tiny_model_path)
     _stored(loaded)

@@ -590,6 +590,24 @@ def test_bench_markdown_keeps_one_section_per_cpu_kind(tmp_path):
     assert s3 in fresh.read_text()
 
 
+def test_bench_isa_caps_are_their_own_cpu_kind(monkeypatch):
+    bench = load_bench_module("run")
+    zen4 = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16", "avx512_vnni"]}
+    kinds = {bench.cpu_kind({**zen4, "isa_cap": cap}) for cap in (None, *bench.ISA_CAPS)}
+    assert len(kinds) == 3 and len({slug for slug, _ in kinds}) == 3
+    assert bench.cpu_kind({**zen4, "isa_cap": "avx2"})[1] == (
+        "AMD EPYC, AVX2 kernels (capped on AVX-512 + AVX512-BF16 + VNNI)"
+    )
+    for name in {key for env in bench.ISA_CAPS.values() for key in env}:
+        monkeypatch.delenv(name, raising=False)
+    assert bench.isa_cap_in_force() is None
+    for cap, env in bench.ISA_CAPS.items():
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert bench.isa_cap_in_force() == cap
+        assert bench.child_env()["ONEDNN_MAX_CPU_ISA"] == env["ONEDNN_MAX_CPU_ISA"]
+
+
 @pytest.mark.slow
 def test_bench_quick_runs(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import load_bench_module
+from conftest import PLAYGROUND_ENGINE, load_bench_module
 from mnistcodec.coding.api import Codec
 from mnistcodec.coding.container import string_bits
+from mnistcodec.coding.engine import Choice, Engine
 from mnistcodec.coding.files import decompress_bytes
 from mnistcodec.coding.zoo import DEFAULT_MODEL, PRETRAINED_DIR
 from mnistcodec.errors import InputError
@@ -63,8 +64,11 @@ def png_array(b64: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def vr() -> Codec:
-    """The default model, which the page and the API use when none is named."""
-    return Codec.from_model(DEFAULT_MODEL)
+    """The default model, which the page and the API use when none is named, on the
+    server's engines (whatever the engine cache holds)."""
+    codec = Codec.from_model(DEFAULT_MODEL)
+    codec.engine = Engine(codec.loaded, choice=Choice(PLAYGROUND_ENGINE, PLAYGROUND_ENGINE))
+    return codec
 
 
 @pytest.fixture(scope="module")

@@ -228,3 +228,28 @@ def test_command_line_precision_and_device(tmp_path, capsys):
         assert main(argv + ["--device", "cuda", "--force"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
     assert main(argv + ["--precision", "fp16"]) == 2  # a usage error: main returns its status
+
+
+def test_an_instruction_set_cap_below_bf16_turns_the_bf16_units_off(monkeypatch):
+    """Under ``ONEDNN_MAX_CPU_ISA=AVX2`` oneDNN runs bf16 products on reference kernels
+    (a training epoch took minutes): ``auto`` must not pick bf16 there."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    uncapped = (precision.bf16_vector_units(), precision.bf16_matrix_units("cpu"))
+    for cap in ("ALL", "not-an-isa", "avx512_core_amx_fp16"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert (precision.bf16_vector_units(), precision.bf16_matrix_units("cpu")) == uncapped, cap
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        for cap in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+            monkeypatch.setenv(name, cap)
+            assert not precision.bf16_vector_units() and not precision.bf16_matrix_units("cpu"), (
+                name,
+                cap,
+            )
+            assert precision.resolve_training_precision("auto") == "fp32"
+            assert precision.resolve_precision("auto") == "fp32"
+        monkeypatch.setenv(name, "AVX512_CORE_BF16")
+        assert not precision.bf16_matrix_units("cpu")
+        assert precision.bf16_vector_units() == uncapped[0]
+        monkeypatch.delenv(name)
+    assert precision.onednn_allows("AVX2") and precision.onednn_allows("AVX10_1_512_AMX_FP16")

@@ -10,8 +10,8 @@ among the conformant ones (:mod:`mnistcodec.coding.engine`):
    ``~/.cache/mnistcodec``) holds a choice for this model measured on this
    machine: that one. An entry is for one model content (fingerprint and
    content hash) and one machine record (:func:`machine_record`: CPU model and
-   flags, PyTorch, oneDNN, ONNX Runtime, NumPy and mnistcodec versions, thread
-   count); any change there makes it stale and it is measured again. A cache
+   flags, instruction-set caps, PyTorch, oneDNN, ONNX Runtime, NumPy and mnistcodec
+   versions, thread count); any change there makes it stale and it is measured again. A cache
    that cannot be read as one is ignored with a warning and rewritten.
 3. Otherwise the codec runs ``torch`` (float32; bf16 where the CPU has AMX, as
    before calibration existed) until a call brings at least
@@ -94,6 +94,7 @@ def machine_record() -> dict:
         "numpy": np.__version__,
         "mnistcodec": __version__,
         "threads": torch.get_num_threads(),
+        "kernel_caps": E.kernel_caps(),
     }
 
 

@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,13 +155,45 @@ def available_engines() -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Environment variables that cap the instruction sets the kernels use below what the CPU
+#: has (oneDNN, PyTorch's own vectorised kernels, MKL): a choice measured under one cap
+#: is not a choice for another.
+KERNEL_CAP_VARS = (
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_DEFAULT_FPMATH_MODE",
+)
+
+
+def kernel_caps() -> dict[str, str]:
+    """The instruction-set caps in force: the :data:`KERNEL_CAP_VARS` that are set, and the
+    vector capability PyTorch's own kernels dispatched to (``AVX512``, ``AVX2``, ...)."""
+    caps = {name: os.environ[name] for name in KERNEL_CAP_VARS if os.environ.get(name)}
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if capability is not None:
+        caps["aten"] = capability()
+    return caps
+
+
+def isa_capped() -> bool:
+    """Whether oneDNN or PyTorch's kernels are capped below the CPU's instruction sets."""
+    return any(os.environ.get(name) for name in KERNEL_CAP_VARS[:3])
+
+
 def candidate_engines() -> tuple[str, ...]:
-    """The engines a calibration measures: all available but ``torch-bf16``.
+    """The engines a calibration measures: all available but ``torch-bf16``, and but
+    ``onnxruntime`` under an instruction-set cap.
 
     Rounding to bf16 around float32 products (``torch-bf16``) does the float32
-    work and more, so it never beats ``torch``; it stays an explicit choice.
+    work and more, so it never beats ``torch``; it stays an explicit choice. ONNX
+    Runtime picks its kernels from the CPU alone and ignores the caps of
+    :data:`KERNEL_CAP_VARS`: where a cap is set it is not measured (it can still be
+    named in ``MNISTCODEC_ENGINE``).
     """
-    return tuple(name for name in available_engines() if name != "torch-bf16")
+    skipped = {"torch-bf16", *(("onnxruntime",) if isa_capped() else ())}
+    return tuple(name for name in available_engines() if name not in skipped)
 
 
 def onnxruntime_version() -> str | None:

@@ -88,12 +88,45 @@ def check_precision(name: str) -> str:
     return name
 
 
+#: oneDNN's instruction sets, smallest first, as ``ONEDNN_MAX_CPU_ISA`` names them.
+ONEDNN_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX10_1_512",
+    "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512_AMX_FP16",
+)
+
+
+def onednn_allows(isa: str) -> bool:
+    """Whether oneDNN may use ``isa`` (one of :data:`ONEDNN_ISAS`): not when
+    ``ONEDNN_MAX_CPU_ISA`` (or the older ``DNNL_MAX_CPU_ISA``) caps it below. An unset,
+    ``ALL`` or unknown cap allows everything, as oneDNN reads it."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = os.environ.get(name, "").strip().upper()
+        if cap:
+            if cap in ONEDNN_ISAS:
+                return ONEDNN_ISAS.index(isa) <= ONEDNN_ISAS.index(cap)
+            return True
+    return True
+
+
 def bf16_matrix_units(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices in hardware (AMX; tensor cores sm80+)."""
+    """Whether ``device`` multiplies bfloat16 matrices in hardware (AMX; tensor cores sm80+),
+    and, on the CPU, oneDNN is not capped below them."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type != "cpu":
+    if device.type != "cpu" or not onednn_allows("AVX512_CORE_AMX"):
         return False
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     if probe is not None:
@@ -123,7 +156,10 @@ def cpu_description() -> tuple[str, tuple[str, ...]]:
 
 
 def bf16_vector_units() -> bool:
-    """Whether the CPU has bf16 dot-product instructions (AVX512-BF16) or tiles (AMX)."""
+    """Whether the CPU has bf16 dot-product instructions (AVX512-BF16) or tiles (AMX), and
+    oneDNN is not capped below them (:func:`onednn_allows`)."""
+    if not onednn_allows("AVX512_CORE_BF16"):
+        return False
     flags = cpu_description()[1]
     return "avx512_bf16" in flags or "amx_bf16" in flags or bf16_matrix_units("cpu")
 
