@@ -163,6 +163,15 @@ def test_the_cache_is_stale_under_another_instruction_set_cap(
     assert C.machine_record()["kernel_caps"].get("aten") == torch.backends.cpu.get_cpu_capability()
 
 
+@pytest.mark.skipif("onnxruntime" not in E.available_engines(), reason="no ONNX Runtime")
+def test_onnxruntime_threads_do_not_spin_after_a_run(engine_env):
+    """Spinning threads took the cores from the engine timed next (the calibration measured
+    the float32 encoder at half its speed after ONNX Runtime)."""
+    engine = E.Engine(resolve_model("seed-lmbda2000"), E.Choice("onnxruntime", "onnxruntime"))
+    options = engine._session("synthesis").get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_onnxruntime_is_not_calibrated_under_an_instruction_set_cap(monkeypatch):
     for name in E.KERNEL_CAP_VARS:
         monkeypatch.delenv(name, raising=False)

@@ -10,6 +10,10 @@ engines (:data:`ENGINES`):
   :mod:`mnistcodec.model.cpu_kernels` (channels-last convolutions, grid-order
   dense weights, the 20->1 transposed convolution as one product). The exact
   reference: golden files decode to the same pixels on it.
+* ``torch-onednn``: ``torch`` with the dense layers' float32 products on
+  oneDNN's matmul (:func:`mnistcodec.model.precision.dense_on_onednn`)
+  instead of PyTorch's default sgemm (MKL's on x86): the same float32
+  function, summed in another order; offered where PyTorch has that op.
 * ``torch-bf16``: the same, with the heavy layers' products in bf16 by
   rounding (:func:`mnistcodec.model.precision.emulated`): the analysis' two
   heavy layers, and in the synthesis only the 500->2450 layer (the
@@ -69,6 +73,7 @@ from mnistcodec.storage.digits import IMAGE_SHAPE
 
 ENGINES = (
     "torch",
+    "torch-onednn",
     "torch-bf16",
     "torch-bf16-native",
     "torch-bf16-full",
@@ -145,7 +150,10 @@ def parse_override(text: str) -> Choice:
 
 def available_engines() -> tuple[str, ...]:
     """The engines this machine can run."""
-    names = ["torch", "torch-bf16"]
+    names = ["torch"]
+    if P.onednn_dense_available():
+        names.append("torch-onednn")
+    names.append("torch-bf16")
     if P.bf16_vector_units():
         names.extend(("torch-bf16-native", "torch-bf16-full"))
     if int8_kernels.available():
@@ -277,7 +285,8 @@ class Engine:
         if self.choice.encoder == "torch-int8" and x.device.type == "cpu":
             return self._int8_analysis()(x)
         layers, route = _torch_layers(self.choice.encoder, "analysis")
-        with P.products_in_bf16(transform, layers), P.bf16_route(route):
+        dense = self.choice.encoder == "torch-onednn"
+        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.dense_on_onednn(dense):
             return transform(x)
 
     @torch.no_grad()
@@ -293,7 +302,8 @@ class Engine:
         layers, route = _torch_layers(self.choice.decoder, "synthesis")
         if route is not None and levels is not None and hasattr(transform, "folded"):
             return self._folded_synthesis(y_hat, levels, layers, route)
-        with P.products_in_bf16(transform, layers), P.bf16_route(route):
+        dense = self.choice.decoder == "torch-onednn"
+        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.dense_on_onednn(dense):
             return transform(y_hat, levels)
 
     def _folded_synthesis(
@@ -359,6 +369,10 @@ class Engine:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
+            # Its threads would otherwise spin after each run, taking the cores from
+            # whatever runs next (PyTorch's threads: the calibration measured the float32
+            # encoder at half its speed right after ONNX Runtime on 2 cores).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._sessions[side] = onnxruntime.InferenceSession(
                 onnx_graph(self.loaded, side, self.graphs_dir),
                 options,

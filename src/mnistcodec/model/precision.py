@@ -339,9 +339,35 @@ def _add_bias(out: Tensor, bias: Tensor | None, channel_dim: int) -> Tensor:
     return out + bias.view(shape)
 
 
+#: Whether float32 dense products take oneDNN's matmul inside a :func:`dense_on_onednn` block.
+_ONEDNN_DENSE: contextvars.ContextVar[bool] = contextvars.ContextVar("onednn_dense", default=False)
+
+
+def onednn_dense_available() -> bool:
+    """Whether this PyTorch runs float32 dense layers on oneDNN's matmul (``mkldnn._linear_pointwise``)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+@contextlib.contextmanager
+def dense_on_onednn(on: bool = True) -> Iterator[None]:
+    """Inside the block, gradient-free float32 dense products on the CPU run on oneDNN's
+    matmul instead of PyTorch's default (MKL's sgemm on x86): the same products, summed in
+    another order (about 1.2 to 1.9x faster for the 500->2450 layer on the project's Zen 4
+    and AVX2-capped kernels)."""
+    token = _ONEDNN_DENSE.set(on)
+    try:
+        yield
+    finally:
+        _ONEDNN_DENSE.reset(token)
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None, bf16: bool) -> Tensor:
     """``x W^T + b``; with ``bf16``, the product in bf16 and the bias in float32."""
     if not bf16:
+        if _ONEDNN_DENSE.get() and x.device.type == "cpu" and not torch.is_grad_enabled():
+            return torch.ops.mkldnn._linear_pointwise(
+                x.contiguous(), weight.contiguous(), bias, "none", [], ""
+            )
         return F.linear(x, weight, bias)
     return _add_bias(_product(F.linear, x, weight), bias, -1)
 
