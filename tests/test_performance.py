@@ -31,7 +31,7 @@ from mnistcodec.coding.model_files import load_model
 from mnistcodec.coding.range_coder import DecodeError, LatentCoder, Symbols, _bytes_to_words
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import InputError
-from mnistcodec.model import cpu_kernels
+from mnistcodec.model import cpu_kernels, precision
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.cpu_kernels import (
     CPU_CHUNK,
@@ -151,6 +151,48 @@ def test_transposed_conv_to_one_is_the_transposed_convolution(batch):
         results.append([out.detach(), *(t.grad for t in inputs)])
     for name, got, expected in zip(("output", "h", "weight", "bias"), *results, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+
+
+def test_the_subpixel_convolution_is_the_transposed_convolution():
+    """In float64, against ``F.conv_transpose2d``, on channels-last and plain inputs."""
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(50, 20, 5, 2, 2, 1).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
+        layer.bias.copy_(torch.randn(20, generator=g))
+        assert cpu_kernels.subpixel_fits(layer)
+        weight, bias = cpu_kernels.subpixel_weights(layer)
+        assert weight.shape == (80, 50, 3, 3) and bias.shape == (80,)
+        h = torch.randn(3, 50, 7, 7, generator=g, dtype=torch.float64)
+        expected = layer(h)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = cpu_kernels.subpixel_transposed(h.contiguous(memory_format=layout), weight, bias)
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+    for other in (
+        torch.nn.ConvTranspose2d(50, 20, 5, 2, 2, 0),
+        torch.nn.ConvTranspose2d(50, 20, 3, 2, 1, 1),
+        torch.nn.ConvTranspose2d(50, 20, 5, 1, 2),
+        torch.nn.ConvTranspose2d(50, 20, 5, 2, 2, 1, bias=False),
+    ):
+        assert not cpu_kernels.subpixel_fits(other)
+
+
+@pytest.mark.skipif(
+    not precision.onednn_float32_available(), reason="this PyTorch has no oneDNN matmul op"
+)
+@pytest.mark.parametrize("batch", [GRID_ORDER_MIN_BATCH - 1, GRID_ORDER_MIN_BATCH, CPU_CHUNK + 37])
+def test_the_onednn_float32_kernels_compute_the_same_synthesis(batch):
+    model = _model().eval()
+    synthesis = model.synthesis_transform
+    y = torch.randn(batch, synthesis.fc_1.in_features, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = cpu_kernels.synthesis_forward(synthesis, y)
+        with precision.onednn_float32():
+            got = cpu_kernels.synthesis_forward(synthesis, y)
+    assert_same_function(got, synthesis.reference_forward(y), atol=1e-5)
+    assert_same_function(got, reference, atol=1e-5)
+    assert got.shape == (batch, 1, 28, 28) and got.is_contiguous()
 
 
 def test_transposed_conv_to_one_passes_gradcheck():

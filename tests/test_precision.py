@@ -256,22 +256,22 @@ def test_an_instruction_set_cap_below_bf16_turns_the_bf16_units_off(monkeypatch)
 
 
 @pytest.mark.skipif(
-    not precision.onednn_dense_available(), reason="this PyTorch has no oneDNN matmul op"
+    not precision.onednn_float32_available(), reason="this PyTorch has no oneDNN matmul op"
 )
-def test_dense_on_onednn_is_the_same_product_on_another_kernel():
+def test_onednn_float32_is_the_same_product_on_another_kernel():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(300, 500, generator=generator)
     layer = torch.nn.Linear(500, 2450)
     reference = F.linear(x, layer.weight, layer.bias)
     with torch.no_grad():
         assert torch.equal(precision.linear(x, layer.weight, layer.bias, False), reference)
-        with precision.dense_on_onednn():
+        with precision.onednn_float32():
             onednn = precision.linear(x, layer.weight, layer.bias, False)
             strided = precision.linear(x.t().contiguous().t(), layer.weight, layer.bias, False)
         assert torch.allclose(onednn, reference, rtol=1e-5, atol=1e-5)
         assert torch.equal(strided, onednn)
-        with precision.dense_on_onednn(False):
+        with precision.onednn_float32(False):
             assert torch.equal(precision.linear(x, layer.weight, layer.bias, False), reference)
-    with precision.dense_on_onednn():  # gradients recorded: PyTorch's own op, differentiable
+    with precision.onednn_float32():  # gradients recorded: PyTorch's own op, differentiable
         out = precision.linear(x, layer.weight, layer.bias, False)
     assert out.requires_grad and torch.equal(out.detach(), reference.detach())

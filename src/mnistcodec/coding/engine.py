@@ -11,7 +11,7 @@ engines (:data:`ENGINES`):
   dense weights, the 20->1 transposed convolution as one product). The exact
   reference: golden files decode to the same pixels on it.
 * ``torch-onednn``: ``torch`` with the dense layers' float32 products on
-  oneDNN's matmul (:func:`mnistcodec.model.precision.dense_on_onednn`)
+  oneDNN's matmul (:func:`mnistcodec.model.precision.onednn_float32`)
   instead of PyTorch's default sgemm (MKL's on x86): the same float32
   function, summed in another order; offered where PyTorch has that op.
 * ``torch-bf16``: the same, with the heavy layers' products in bf16 by
@@ -151,7 +151,7 @@ def parse_override(text: str) -> Choice:
 def available_engines() -> tuple[str, ...]:
     """The engines this machine can run."""
     names = ["torch"]
-    if P.onednn_dense_available():
+    if P.onednn_float32_available():
         names.append("torch-onednn")
     names.append("torch-bf16")
     if P.bf16_vector_units():
@@ -286,7 +286,7 @@ class Engine:
             return self._int8_analysis()(x)
         layers, route = _torch_layers(self.choice.encoder, "analysis")
         dense = self.choice.encoder == "torch-onednn"
-        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.dense_on_onednn(dense):
+        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.onednn_float32(dense):
             return transform(x)
 
     @torch.no_grad()
@@ -303,7 +303,7 @@ class Engine:
         if route is not None and levels is not None and hasattr(transform, "folded"):
             return self._folded_synthesis(y_hat, levels, layers, route)
         dense = self.choice.decoder == "torch-onednn"
-        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.dense_on_onednn(dense):
+        with P.products_in_bf16(transform, layers), P.bf16_route(route), P.onednn_float32(dense):
             return transform(y_hat, levels)
 
     def _folded_synthesis(

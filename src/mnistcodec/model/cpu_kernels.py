@@ -156,15 +156,22 @@ def synthesis_forward(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
     weight, bias = grid_order_weights(transform.fc_2, "out")
     if "fc_2" in transform.bf16_layers:
         weight = precision.bf16_weight(weight)
-    if affine is None:
-        return _in_chunks(lambda part: _synthesis_grid_order(transform, part, weight, bias), y)
+    subpixel = None
+    conv_1 = transform.conv_1
+    if precision.onednn_float32_active() and "conv_1" not in transform.bf16_layers:
+        subpixel = subpixel_weights(conv_1) if subpixel_fits(conv_1) else None
     parts = [
         _synthesis_grid_order(
-            transform, y[i : i + CPU_CHUNK], weight, bias, affine.rows(i, CPU_CHUNK)
+            transform,
+            y[i : i + CPU_CHUNK],
+            weight,
+            bias,
+            None if affine is None else affine.rows(i, CPU_CHUNK),
+            subpixel,
         )
         for i in range(0, y.shape[0], CPU_CHUNK)
     ]
-    return torch.cat(parts)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
@@ -183,9 +190,15 @@ def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Te
 
 
 def _synthesis_grid_order(
-    transform: nn.Module, y: Tensor, fc_2_weight: Tensor, fc_2_bias: Tensor, affine=None
+    transform: nn.Module,
+    y: Tensor,
+    fc_2_weight: Tensor,
+    fc_2_bias: Tensor,
+    affine=None,
+    subpixel: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
-    """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`)."""
+    """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`),
+    and ``conv_1`` as a sub-pixel convolution when ``subpixel`` (:func:`subpixel_weights`)."""
     fc_1 = transform.fc_1
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
@@ -196,14 +209,20 @@ def _synthesis_grid_order(
         grid.mul_(affine.scales["fc_2"].unsqueeze(1)).add_(affine.shifts["fc_2"].unsqueeze(1))
     h = F.leaky_relu_(h, slope)
     # (B, 7*7*50) in (h, w, c) order is the channels-last (B, 50, 7, 7) grid: no copy.
-    return _synthesis_convolutions(transform, h.view(-1, 7, 7, 50).permute(0, 3, 1, 2), affine)
+    grid = h.view(-1, 7, 7, 50).permute(0, 3, 1, 2)
+    return _synthesis_convolutions(transform, grid, affine, subpixel)
 
 
-def _synthesis_convolutions(transform: nn.Module, h: Tensor, affine=None) -> Tensor:
+def _synthesis_convolutions(
+    transform: nn.Module, h: Tensor, affine=None, subpixel: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
     """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
     conv_1, conv_2 = transform.conv_1, transform.conv_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
-    h = precision.conv_transpose2d(h, conv_1, "conv_1" in bf16)
+    if subpixel is not None:
+        h = subpixel_transposed(h, *subpixel)
+    else:
+        h = precision.conv_transpose2d(h, conv_1, "conv_1" in bf16)
     if torch.is_grad_enabled():
         h = F.leaky_relu_(h if affine is None else affine("conv_1", h), slope)
     else:
@@ -227,6 +246,55 @@ def _affine_in_place(affine, name: str, h: Tensor) -> Tensor:
         return h
     shape = (h.shape[0], -1) + (1,) * (h.dim() - 2)
     return h.mul_(affine.scales[name].view(shape)).add_(affine.shifts[name].view(shape))
+
+
+# -- the 50->20 transposed convolution as a sub-pixel convolution ---------------------------------
+
+
+#: Tap ``k`` of the 5x5 kernel that input offset ``d`` (0, 1, 2: rows ``m - 1 .. m + 1``)
+#: sends to output phase ``p``: ``k = p + 4 - 2 d``; 5 is past the kernel (a zero tap).
+_SUBPIXEL_TAPS = ((4, 2, 0), (5, 3, 1))
+
+
+def subpixel_weights(layer: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
+    """A 5x5, stride-2 transposed convolution (padding 2, output padding 1) as a 3x3
+    convolution to its four output phases: weight (4 C_out, C_in, 3, 3) and bias (4 C_out).
+
+    Output pixel ``o = 2 i + k - 2`` receives tap ``k`` of input pixel ``i``. In phase ``p``
+    (``o = 2 m + p``), input ``i = m + d - 1`` reaches it through tap ``k = p + 4 - 2 d``
+    (:data:`_SUBPIXEL_TAPS`, zero where ``k = 5``). Channel ``(p, q, c)`` of the 3x3
+    convolution (padding 1) at grid position ``(m, n)`` is channel ``c`` of output pixel
+    ``(2 m + p, 2 n + q)``: the same sums as the transposed convolution, with 9/6.25 as many
+    multiply-adds, on 4 C_out output channels (80 for the seed: whole vector registers,
+    where oneDNN pads the transposed convolution's 20 to 24 or 32).
+    """
+    w = F.pad(layer.weight, (0, 1, 0, 1))  # (C_in, C_out, 6, 6): tap 5 is zero
+    taps = torch.tensor(_SUBPIXEL_TAPS)
+    w = w[:, :, taps[:, None, :, None], taps[None, :, None, :]]  # (C_in, C_out, p, q, d, e)
+    w = w.permute(2, 3, 1, 0, 4, 5).reshape(-1, layer.in_channels, 3, 3)
+    return w.contiguous(memory_format=_CHANNELS_LAST), layer.bias.repeat(4)
+
+
+def subpixel_fits(layer: nn.ConvTranspose2d) -> bool:
+    """Whether ``layer`` is the transposed convolution :func:`subpixel_weights` rewrites."""
+    return (
+        layer.kernel_size == (5, 5)
+        and layer.stride == (2, 2)
+        and layer.padding == (2, 2)
+        and layer.output_padding == (1, 1)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and layer.bias is not None
+    )
+
+
+def subpixel_transposed(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """(B, C_in, H, W) -> (B, C_out, 2 H, 2 W) channels-last, by :func:`subpixel_weights`."""
+    batch, _, rows, cols = h.shape
+    out = F.conv2d(h, weight, bias, padding=1)  # (B, 4 C_out, H, W)
+    phases = out.permute(0, 2, 3, 1).reshape(batch, rows, cols, 2, 2, -1)
+    grid = phases.permute(0, 1, 3, 2, 4, 5).reshape(batch, 2 * rows, 2 * cols, -1)
+    return grid.permute(0, 3, 1, 2)
 
 
 # -- the 20->1 transposed convolution of the seed ------------------------------------------------

@@ -339,32 +339,39 @@ def _add_bias(out: Tensor, bias: Tensor | None, channel_dim: int) -> Tensor:
     return out + bias.view(shape)
 
 
-#: Whether float32 dense products take oneDNN's matmul inside a :func:`dense_on_onednn` block.
-_ONEDNN_DENSE: contextvars.ContextVar[bool] = contextvars.ContextVar("onednn_dense", default=False)
+#: Whether the float32 kernels of :func:`onednn_float32` are in force.
+_ONEDNN_FLOAT32: contextvars.ContextVar[bool] = contextvars.ContextVar("onednn_fp32", default=False)
 
 
-def onednn_dense_available() -> bool:
+def onednn_float32_available() -> bool:
     """Whether this PyTorch runs float32 dense layers on oneDNN's matmul (``mkldnn._linear_pointwise``)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @contextlib.contextmanager
-def dense_on_onednn(on: bool = True) -> Iterator[None]:
-    """Inside the block, gradient-free float32 dense products on the CPU run on oneDNN's
-    matmul instead of PyTorch's default (MKL's sgemm on x86): the same products, summed in
-    another order (about 1.2 to 1.9x faster for the 500->2450 layer on the project's Zen 4
-    and AVX2-capped kernels)."""
-    token = _ONEDNN_DENSE.set(on)
+def onednn_float32(on: bool = True) -> Iterator[None]:
+    """Inside the block, gradient-free float32 products on the CPU take the ``torch-onednn``
+    engine's kernels: dense products on oneDNN's matmul instead of PyTorch's default (MKL's
+    sgemm on x86), about 1.2 to 1.9x faster for the 500->2450 layer on the project's Zen 4
+    and with AVX2-capped kernels; and the synthesis' 50->20 transposed convolution as a
+    sub-pixel convolution (:func:`mnistcodec.model.cpu_kernels.subpixel_weights`). The
+    same products, summed in another order."""
+    token = _ONEDNN_FLOAT32.set(on)
     try:
         yield
     finally:
-        _ONEDNN_DENSE.reset(token)
+        _ONEDNN_FLOAT32.reset(token)
+
+
+def onednn_float32_active() -> bool:
+    """Whether a :func:`onednn_float32` block is in force (and no gradient is recorded)."""
+    return _ONEDNN_FLOAT32.get() and not torch.is_grad_enabled()
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None, bf16: bool) -> Tensor:
     """``x W^T + b``; with ``bf16``, the product in bf16 and the bias in float32."""
     if not bf16:
-        if _ONEDNN_DENSE.get() and x.device.type == "cpu" and not torch.is_grad_enabled():
+        if onednn_float32_active() and x.device.type == "cpu":
             return torch.ops.mkldnn._linear_pointwise(
                 x.contiguous(), weight.contiguous(), bias, "none", [], ""
             )
