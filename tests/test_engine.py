@@ -287,9 +287,14 @@ def test_a_cache_of_another_version_is_measured_again(engine_env, tiny_model_pat
         assert C.cached_entry(loaded) is None
 
 
-def test_a_bf16_decoder_keeps_a_few_folded_levels_and_decodes_mixed_levels(engine_env, test_digits):
+@pytest.mark.parametrize(
+    "engine", [name for name in ("torch-bf16", "torch-onednn") if name in E.available_engines()]
+)
+def test_a_folding_decoder_keeps_a_few_folded_levels_and_decodes_mixed_levels(
+    engine, engine_env, test_digits
+):
     reference = Codec.from_model(DEFAULT_MODEL, precision="fp32")
-    codec = _codec(DEFAULT_MODEL, "torch-bf16", engine_env)
+    codec = _codec(DEFAULT_MODEL, engine, engine_env)
     levels = np.arange(test_digits.shape[0]) % reference.levels
     k, _ = reference.analyse(test_digits, levels)
     decoded = codec.synthesise(k, levels).astype(int)

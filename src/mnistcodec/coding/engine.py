@@ -300,21 +300,27 @@ class Engine:
         if self.choice.decoder == "onnxruntime" and y_hat.device.type == "cpu":
             return self._run_onnx("synthesis", y_hat, levels)
         layers, route = _torch_layers(self.choice.decoder, "synthesis")
-        if route is not None and levels is not None and hasattr(transform, "folded"):
-            return self._folded_synthesis(y_hat, levels, layers, route)
         dense = self.choice.decoder == "torch-onednn"
+        if (route is not None or dense) and levels is not None and hasattr(transform, "folded"):
+            return self._folded_synthesis(y_hat, levels, layers, route, dense)
         with P.products_in_bf16(transform, layers), P.bf16_route(route), P.onednn_float32(dense):
             return transform(y_hat, levels)
 
     def _folded_synthesis(
-        self, y_hat: torch.Tensor, levels: torch.Tensor, layers: tuple[str, ...], route: str
+        self,
+        y_hat: torch.Tensor,
+        levels: torch.Tensor,
+        layers: tuple[str, ...],
+        route: str | None,
+        dense: bool = False,
     ) -> torch.Tensor:
-        """A conditioned decoder's bf16 engines: each level's maps folded into the weights.
+        """A conditioned decoder's bf16 and oneDNN engines: each level's maps folded into the
+        weights.
 
         The digits of one level run through that level's plain transform
         (:meth:`~mnistcodec.model.transforms.ConditionedSynthesisTransform.folded`,
         kept for the :data:`FOLDED_LEVELS` most recent levels), without the
-        per-digit maps; bounded like any bf16 decoder.
+        per-digit maps; bounded like any other decoder than ``torch``.
         """
         out = None
         for level in torch.unique(levels).tolist():
@@ -325,7 +331,11 @@ class Engine:
             while len(self._folded) > FOLDED_LEVELS:
                 del self._folded[next(iter(self._folded))]
             rows = torch.nonzero(levels == level).squeeze(1)
-            with P.products_in_bf16(transform, layers), P.bf16_route(route):
+            with (
+                P.products_in_bf16(transform, layers),
+                P.bf16_route(route),
+                P.onednn_float32(dense),
+            ):
                 if rows.numel() == levels.numel():
                     return transform(y_hat)
                 part = transform(y_hat[rows])
