@@ -238,6 +238,8 @@ def test_doctor_shows_measures_and_caches(engine_env, quick_calibration, tiny_mo
     assert main(["doctor", str(tiny_model_path)]) == 0
     out = capsys.readouterr().out
     assert "engine cache" in out and "[default]" in out
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert f"aten={capability}" in out.split("kernel isa", 1)[1].splitlines()[0]
     assert main(["doctor", str(tiny_model_path), "--calibrate", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     model = record["models"][str(tiny_model_path)]

@@ -16,7 +16,7 @@ def format_doctor(record: dict) -> str:
         f"libraries         torch {machine['torch']}, oneDNN {machine['onednn'] or '?'}, "
         f"onnxruntime {machine['onnxruntime'] or 'not installed'}, numpy {machine['numpy']}",
         f"threads           {machine['threads']}",
-        f"kernel isa        {', '.join(f'{k}={v}' for k, v in machine.get('kernel_caps', {}).items()) or '-'}",
+        f"kernel isa        {', '.join(f'{k}={v}' for k, v in machine['kernel_caps'].items()) or '-'}",
         f"engines           {', '.join(record['engines'])} "
         f"(calibration measures {', '.join(record['calibrated_engines'])})",
         f"engine cache      {record['cache']}",

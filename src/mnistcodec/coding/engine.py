@@ -10,10 +10,13 @@ engines (:data:`ENGINES`):
   :mod:`mnistcodec.model.cpu_kernels` (channels-last convolutions, grid-order
   dense weights, the 20->1 transposed convolution as one product). The exact
   reference: golden files decode to the same pixels on it.
-* ``torch-onednn``: ``torch`` with the dense layers' float32 products on
-  oneDNN's matmul (:func:`mnistcodec.model.precision.onednn_float32`)
-  instead of PyTorch's default sgemm (MKL's on x86): the same float32
-  function, summed in another order; offered where PyTorch has that op.
+* ``torch-onednn``: ``torch`` with two float32 kernels changed
+  (:func:`mnistcodec.model.precision.onednn_float32`): the dense layers'
+  products on oneDNN's matmul instead of PyTorch's default sgemm (MKL's on
+  x86), and the synthesis' 50->20 transposed convolution as a sub-pixel
+  convolution; a conditioned decoder's maps are folded into the weights, as
+  for the bf16 decoders. The same float32 function, summed in another order;
+  offered where PyTorch has that op.
 * ``torch-bf16``: the same, with the heavy layers' products in bf16 by
   rounding (:func:`mnistcodec.model.precision.emulated`): the analysis' two
   heavy layers, and in the synthesis only the 500->2450 layer (the
@@ -163,16 +166,12 @@ def available_engines() -> tuple[str, ...]:
     return tuple(names)
 
 
-#: Environment variables that cap the instruction sets the kernels use below what the CPU
-#: has (oneDNN, PyTorch's own vectorised kernels, MKL): a choice measured under one cap
-#: is not a choice for another.
-KERNEL_CAP_VARS = (
-    "ONEDNN_MAX_CPU_ISA",
-    "DNNL_MAX_CPU_ISA",
-    "ATEN_CPU_CAPABILITY",
-    "MKL_ENABLE_INSTRUCTIONS",
-    "ONEDNN_DEFAULT_FPMATH_MODE",
-)
+#: Environment variables that cap the instruction sets of oneDNN's and PyTorch's own
+#: vectorised kernels below what the CPU has.
+ISA_CAP_VARS = (*P.ONEDNN_CAP_VARS, "ATEN_CPU_CAPABILITY")
+#: Those, and others that change which kernels run or how (MKL's cap, oneDNN's float32
+#: arithmetic): a choice measured under one setting is not a choice for another.
+KERNEL_CAP_VARS = (*ISA_CAP_VARS, "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_DEFAULT_FPMATH_MODE")
 
 
 def kernel_caps() -> dict[str, str]:
@@ -187,7 +186,7 @@ def kernel_caps() -> dict[str, str]:
 
 def isa_capped() -> bool:
     """Whether oneDNN or PyTorch's kernels are capped below the CPU's instruction sets."""
-    return any(os.environ.get(name) for name in KERNEL_CAP_VARS[:3])
+    return any(os.environ.get(name) for name in ISA_CAP_VARS)
 
 
 def candidate_engines() -> tuple[str, ...]:
@@ -197,7 +196,7 @@ def candidate_engines() -> tuple[str, ...]:
     Rounding to bf16 around float32 products (``torch-bf16``) does the float32
     work and more, so it never beats ``torch``; it stays an explicit choice. ONNX
     Runtime picks its kernels from the CPU alone and ignores the caps of
-    :data:`KERNEL_CAP_VARS`: where a cap is set it is not measured (it can still be
+    :data:`ISA_CAP_VARS`: where a cap is set it is not measured (it can still be
     named in ``MNISTCODEC_ENGINE``).
     """
     skipped = {"torch-bf16", *(("onnxruntime",) if isa_capped() else ())}

@@ -158,8 +158,12 @@ def synthesis_forward(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
         weight = precision.bf16_weight(weight)
     subpixel = None
     conv_1 = transform.conv_1
-    if precision.onednn_float32_active() and "conv_1" not in transform.bf16_layers:
-        subpixel = subpixel_weights(conv_1) if subpixel_fits(conv_1) else None
+    if (
+        precision.onednn_float32_active()
+        and "conv_1" not in transform.bf16_layers
+        and subpixel_fits(conv_1)
+    ):
+        subpixel = subpixel_weights(conv_1)
     parts = [
         _synthesis_grid_order(
             transform,

@@ -88,6 +88,8 @@ def check_precision(name: str) -> str:
     return name
 
 
+#: The variables that cap oneDNN's instruction sets (the older name second).
+ONEDNN_CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 #: oneDNN's instruction sets, smallest first, as ``ONEDNN_MAX_CPU_ISA`` names them.
 ONEDNN_ISAS = (
     "SSE41",
@@ -111,7 +113,7 @@ def onednn_allows(isa: str) -> bool:
     """Whether oneDNN may use ``isa`` (one of :data:`ONEDNN_ISAS`): not when
     ``ONEDNN_MAX_CPU_ISA`` (or the older ``DNNL_MAX_CPU_ISA``) caps it below. An unset,
     ``ALL`` or unknown cap allows everything, as oneDNN reads it."""
-    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    for name in ONEDNN_CAP_VARS:
         cap = os.environ.get(name, "").strip().upper()
         if cap:
             if cap in ONEDNN_ISAS:
