@@ -88,3 +88,32 @@ def test_policy_leaves_peak_memory_alone():
     with_policy = run(digits=1200)["peak_kib"]
     without = run(digits=1200, MNISTCODEC_MALLOC="system")["peak_kib"]
     assert with_policy <= 1.1 * without
+
+
+TRAIN_CODE = """
+import json, sys
+from mnistcodec.coding import memory
+from mnistcodec.model.compression_model import ModelConfig
+from mnistcodec.training.loop import TrainConfig, train
+
+config = TrainConfig(epochs=1, limit=64, val_limit=32, device="cpu", precision="fp32")
+train(ModelConfig(), config, sys.argv[1], progress=False, log=lambda _: None)
+print(json.dumps({"policy": memory.policy()}))
+"""
+
+
+@pytest.mark.parametrize(
+    "env, expected", [({}, "batches"), ({"MNISTCODEC_MALLOC": "system"}, None)]
+)
+def test_training_on_the_cpu_reuses_freed_buffers(tmp_path, env, expected):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+    environ.pop("MNISTCODEC_MALLOC", None)
+    environ.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", TRAIN_CODE, str(tmp_path / "m.safetensors")],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1])["policy"] == expected

@@ -37,6 +37,7 @@ from mnistcodec.model.cpu_kernels import (
     CPU_CHUNK,
     GRID_ORDER_MIN_BATCH,
     TAPS_MIN_BATCH,
+    ConvFromOne,
     TransposedConvToOne,
 )
 from mnistcodec.model.transforms import images_to_unit
@@ -151,6 +152,42 @@ def test_transposed_conv_to_one_is_the_transposed_convolution(batch):
         results.append([out.detach(), *(t.grad for t in inputs)])
     for name, got, expected in zip(("output", "h", "weight", "bias"), *results, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_conv_from_one_is_the_convolution(input_grad):
+    """Forward and backward against ``F.conv2d`` in float64; the output is channels-last."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64)
+    weight = torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64)
+    bias = torch.randn(20, generator=g, dtype=torch.float64)
+    grad_out = torch.randn(5, 20, 14, 14, generator=g, dtype=torch.float64)
+    results = []
+    for function in (ConvFromOne.apply, lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=2)):
+        inputs = [
+            x.clone().requires_grad_(input_grad),
+            weight.clone().requires_grad_(True),
+            bias.clone().requires_grad_(True),
+        ]
+        out = function(*inputs)
+        out.backward(grad_out)
+        results.append([out.detach(), *(t.grad for t in inputs)])
+    assert results[0][0].is_contiguous(memory_format=torch.channels_last)
+    for name, got, expected in zip(("output", "x", "weight", "bias"), *results, strict=True):
+        if expected is None:
+            assert got is None, name
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+
+
+def test_conv_from_one_passes_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    inputs = (
+        torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(ConvFromOne.apply, inputs, fast_mode=True)
 
 
 def test_the_subpixel_convolution_is_the_transposed_convolution():

@@ -14,6 +14,10 @@ rounding (tests compare outputs and gradients):
   pixel, accumulated into the four output phases of the stride-2 grid (oneDNN
   is slow for a single output channel); its backward is an im2col of the
   output gradient and two matrix products (:class:`TransposedConvToOne`);
+* when training, the 1->20 convolution's weight gradient, from batches of
+  :data:`TAPS_MIN_BATCH` digits up, is one matrix product over the image's
+  25 taps (oneDNN's kernel for a single input channel is about ten times
+  slower; :class:`ConvFromOne`);
 * activations are applied in place where autograd allows it;
 * without gradients (inference, validation, coding), batches of at least
   :data:`GRID_ORDER_MIN_BATCH` digits use, for the two dense layers next to the
@@ -115,7 +119,10 @@ def _analysis_channels_last(transform: nn.Module, x: Tensor) -> Tensor:
     conv_1, conv_2, fc_1, fc_2 = transform.conv_1, transform.conv_2, transform.fc_1, transform.fc_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     x = x.reshape(-1, 1, *IMAGE_SHAPE)
-    h = precision.conv2d(x, conv_1, "conv_1" in bf16)
+    if torch.is_grad_enabled() and "conv_1" not in bf16 and x.shape[0] >= TAPS_MIN_BATCH:
+        h = ConvFromOne.apply(x, conv_1.weight, conv_1.bias)
+    else:
+        h = precision.conv2d(x, conv_1, "conv_1" in bf16)
     # Each activation runs on the layout its gradient comes back in (mixed layouts make
     # the activation's backward a slow strided loop).
     h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
@@ -379,3 +386,35 @@ class TransposedConvToOne(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum().reshape(1)
         return grad_h, grad_w, grad_b
+
+
+class ConvFromOne(torch.autograd.Function):
+    """Conv2d(1->C, 5x5, stride 2, padding 2) on (B,1,28,28), whose weight gradient is one product.
+
+    Forward: oneDNN's convolution, returned channels-last. Backward, with ``T``
+    the (25, B*196) taps of the input image (:func:`_image_taps`, the im2col of
+    this convolution) and ``G`` the (B*196, C) output gradient in NHW order:
+    ``dW = G^T T^T``, ``db = G^T 1``, and ``dx`` (when asked for) by the
+    transposed convolution. oneDNN's weight gradient for a single input channel
+    ran at a tenth of the matrix product's speed.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        h = F.conv2d(x, weight, bias, stride=2, padding=2)
+        return h.contiguous(memory_format=_CHANNELS_LAST)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        rows = _nhwc_rows(grad)  # (B*196, C)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride=2, padding=2)
+        if ctx.needs_input_grad[1]:
+            taps = _image_taps(x.reshape(-1, *IMAGE_SHAPE))  # (25, B*196)
+            grad_w = torch.mm(rows.t(), taps.t()).reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.mv(rows.t(), rows.new_ones(rows.shape[0]))  # faster than a column sum
+        return grad_x, grad_w, grad_b
