@@ -193,11 +193,15 @@ def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Te
     if "fc_2" in bf16:
         h = precision.linear(h, fc_2.weight, fc_2.bias, True).view(-1, 50, 7, 7)
     else:
-        # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape; the copy into
-        # channels-last below is needed anyway.
-        h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t()).t().reshape(-1, 50, 7, 7)
+        # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape, read as the
+        # (B, 50, 7, 7) grid it holds in (c, h, w, b) order.
+        h = torch.addmm(fc_2.bias.unsqueeze(1), fc_2.weight, h.t())
+        h = h.view(50, 7, 7, -1).permute(3, 0, 1, 2)
+    # One copy into channels-last, then the activation on the layout its gradient comes
+    # back in from the convolution.
+    h = h.contiguous(memory_format=_CHANNELS_LAST)
     h = F.leaky_relu_(h if affine is None else affine("fc_2", h), slope)
-    return _synthesis_convolutions(transform, h.contiguous(memory_format=_CHANNELS_LAST), affine)
+    return _synthesis_convolutions(transform, h, affine)
 
 
 def _synthesis_grid_order(
@@ -402,6 +406,9 @@ class ConvFromOne(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
+        # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
+        x = x.contiguous()
+        x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
         h = F.conv2d(x, weight, bias, stride=2, padding=2)
         return h.contiguous(memory_format=_CHANNELS_LAST)
 
