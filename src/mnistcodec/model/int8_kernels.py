@@ -1,8 +1,10 @@
-"""The seed analysis transform with its two heavy layers in int8 (oneDNN, u8 x s8 products).
+"""The seed analysis transform with its convolutions and first dense layer in int8 (oneDNN, u8 x s8).
 
 ``conv_2`` (20->50, 5x5/2) and ``fc_1`` (2450->500) take 93 % of the
-analysis' arithmetic. Here they run on oneDNN's quantised kernels (VNNI dot
-products where the CPU has them, AMX tiles on Xeons with AMX-INT8):
+analysis' arithmetic, and ``conv_1`` (1->20), with a single input channel,
+ran at a fifth of their speed in float32. Here the three run on oneDNN's
+quantised kernels (VNNI dot products where the CPU has them, AMX tiles on
+Xeons with AMX-INT8):
 
 * **weights:** signed 8 bits per output channel, ``W[c] ~ w_scale[c] * q[c]``
   with ``w_scale[c] = max |W[c]| / 127``;
@@ -13,8 +15,10 @@ products where the CPU has them, AMX tiles on Xeons with AMX-INT8):
   transform on digit-like pictures, widened by :data:`RANGE_MARGIN`
   (:func:`activation_ranges`), and are fixed: a digit's latents do not depend
   on the digits coded with it;
-* ``conv_1`` stays float32 with its weights and bias divided by ``s_1``, so
-  its output is already in quantisation steps (leaky ReLU commutes with a
+* **the input:** the digit's own 8 bits, ``x = d / 255`` (a float input is
+  rounded to that grid, which loses nothing for digits);
+* ``conv_1`` has its weights and bias divided by ``s_1``, so its float32
+  output is already in quantisation steps (leaky ReLU commutes with a
   positive scale); ``conv_2`` returns float32 in steps of ``s_2`` (its
   per-channel scales are ``w_scale * s_1 / s_2``, its bias ``b / s_2``);
   ``fc_1`` applies the leaky ReLU in the kernel and returns float32; ``fc_2``
@@ -40,6 +44,8 @@ from mnistcodec.storage.digits import IMAGE_SHAPE
 #: The activation ranges measured on digit-like pictures, widened by this factor.
 RANGE_MARGIN = 1.5
 _STRIDE, _PADDING, _DILATION = [2, 2], [2, 2], [1, 1]
+#: The input's quantisation step: a digit's grey level ``d`` is ``x = d / 255``.
+_INPUT_STEP = 1 / 255
 
 
 @functools.cache
@@ -118,9 +124,12 @@ class Int8Analysis:
         self.step_2 = step_2
         self.slope = float(transform.act.negative_slope)
         conv_1, conv_2, fc_1 = transform.conv_1, transform.conv_2, transform.fc_1
-        weight = conv_1.weight.detach().float() / step_1
-        self.conv_1_weight = weight.contiguous(memory_format=torch.channels_last)
+        q, self.conv_1_scales = _weight_int8(conv_1.weight.detach().float() / step_1)
+        self.conv_1 = ops.qconv_prepack(
+            q, self.conv_1_scales, _INPUT_STEP, 0, _STRIDE, _PADDING, _DILATION, 1, None
+        )
         self.conv_1_bias = conv_1.bias.detach().float() / step_1
+        self.zeros_1 = torch.zeros(self.conv_1_scales.numel(), dtype=torch.int32)
         q, scales = _weight_int8(conv_2.weight.detach().float())
         self.conv_2_scales = scales * (step_1 / step_2)
         self.conv_2_bias = conv_2.bias.detach().float() / step_2
@@ -147,9 +156,15 @@ class Int8Analysis:
 
     def _forward(self, x: Tensor) -> Tensor:
         ops = torch.ops.onednn
-        # One channel: the same memory read as channels-last, so oneDNN writes NHWC.
-        x = x.as_strided(x.shape, (28 * 28, 1, 28, 1), x.storage_offset())
-        h = F.conv2d(x, self.conv_1_weight, self.conv_1_bias, 2, 2)
+        # The digits' 8 bits (through int16: see _to_u8). One channel: the same memory
+        # read as channels-last, so oneDNN writes NHWC.
+        d = x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+        d = d.as_strided(d.shape, (28 * 28, 1, 28, 1), d.storage_offset())
+        h = ops.qconv2d_pointwise(
+            d, _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
+            self.conv_1_bias, _STRIDE, _PADDING, _DILATION, 1, 1.0, 0, torch.float32,
+            "none", [], "",
+        )  # fmt: skip
         h = _to_u8(h, self.slope, self.zero_1)
         h = ops.qconv2d_pointwise(
             h, 1.0, self.zero_1, self.conv_2, self.conv_2_scales, self.zeros_2,
