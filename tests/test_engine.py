@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from mnistcodec.coding.model_files import load_model
 from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.errors import InputError
 from mnistcodec.experiments import metrics
+from mnistcodec.model import int8_kernels as K8
 from mnistcodec.storage.idx import read_idx
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -422,3 +426,38 @@ def test_a_cached_int8_choice_keeps_its_ranges_and_measures_nothing(
     # ... and entries whose ranges are not two finite [lo <= 0 <= hi] pairs are ignored.
     for bad in (None, "x", [[0.0, 1.0]], [[1.0, 2.0], [-1.0, 1.0]], [[float("nan"), 1], [0, 1]]):
         assert E.parse_int8_ranges(bad) is None
+
+
+FIRST_LAYER_CODE = """
+import sys, torch
+import torch.nn.functional as F
+from mnistcodec.model import int8_kernels as K
+from mnistcodec.model.transforms import SeedAnalysisTransform
+
+K.CONV_1_WEIGHT_LARGEST = int(sys.argv[1])
+transform = SeedAnalysisTransform(50).eval()
+with torch.no_grad():
+    transform.conv_1.weight.fill_(0.05)  # every weight at the largest step
+    transform.conv_1.bias.zero_()
+    x = torch.ones(4, 1, 28, 28)  # every pixel 255: every pair of products at its largest
+    ranges = K.activation_ranges(transform, x)
+    analysis = K.Int8Analysis(transform, ranges)
+    got = analysis.first_layer(x).int()
+    step_1 = K._steps(*ranges[0])[0]
+    h = F.conv2d(x, transform.conv_1.weight, None, 2, 2) / step_1
+    expected = K._to_u8(h, transform.act.negative_slope, analysis.zero_1).int()
+print(int((got - expected).abs().max()))
+"""
+
+
+@needs_int8
+@pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
+def test_the_int8_first_layer_does_not_saturate_without_vnni(isa):
+    """Kernels without VNNI add pairs of u8 x s8 products in int16: 7-bit weights keep white
+    digits exact to a step (8-bit ones lost half the sum with AVX-512 kernels)."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_LAYER_CODE, str(K8.CONV_1_WEIGHT_LARGEST)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert int(out.stdout.strip().splitlines()[-1]) <= 1

@@ -16,7 +16,11 @@ Xeons with AMX-INT8):
   (:func:`activation_ranges`), and are fixed: a digit's latents do not depend
   on the digits coded with it;
 * **the input:** the digit's own 8 bits, ``x = d / 255`` (a float input is
-  rounded to that grid, which loses nothing for digits);
+  rounded to that grid, which loses nothing for digits); ``conv_1``'s weights
+  have 7 bits (:data:`CONV_1_WEIGHT_LARGEST`): CPUs without VNNI sum pairs of
+  u8 x s8 products in saturating 16-bit integers, which two neighbouring
+  pixels of 255 would overflow with 8-bit weights (with AVX-512 kernels
+  without VNNI the default model's int8 encoder then failed its bounds);
 * ``conv_1`` has its weights and bias divided by ``s_1``, so its float32
   output is already in quantisation steps (leaky ReLU commutes with a
   positive scale); ``conv_2`` returns float32 in steps of ``s_2`` (its
@@ -46,6 +50,8 @@ RANGE_MARGIN = 1.5
 _STRIDE, _PADDING, _DILATION = [2, 2], [2, 2], [1, 1]
 #: The input's quantisation step: a digit's grey level ``d`` is ``x = d / 255``.
 _INPUT_STEP = 1 / 255
+#: The largest |weight| of ``conv_1`` in steps: 7 bits (see ``Int8Analysis``).
+CONV_1_WEIGHT_LARGEST = 63
 
 
 @functools.cache
@@ -98,11 +104,11 @@ def _steps(lo: float, hi: float) -> tuple[float, int]:
     return step, min(255, max(0, round(-lo / step)))
 
 
-def _weight_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Signed 8-bit weights per output channel and their scales ``max |W[c]| / 127``."""
+def _weight_int8(weight: Tensor, largest: int = 127) -> tuple[Tensor, Tensor]:
+    """Signed 8-bit weights per output channel, ``|q| <= largest``, and their scales ``max |W[c]| / largest``."""
     flat = weight.reshape(weight.shape[0], -1)
-    scales = (flat.abs().amax(1) / 127).clamp_min(1e-12)
-    q = torch.round(flat / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    scales = (flat.abs().amax(1) / largest).clamp_min(1e-12)
+    q = torch.round(flat / scales[:, None]).clamp(-largest, largest).to(torch.int8)
     return q.reshape(weight.shape), scales.float()
 
 
@@ -124,7 +130,10 @@ class Int8Analysis:
         self.step_2 = step_2
         self.slope = float(transform.act.negative_slope)
         conv_1, conv_2, fc_1 = transform.conv_1, transform.conv_2, transform.fc_1
-        q, self.conv_1_scales = _weight_int8(conv_1.weight.detach().float() / step_1)
+        # 7-bit weights: kernels without VNNI add pairs of u8 x s8 products in saturating
+        # int16, and two neighbouring pixels of a digit are often both 255 (255 * 63 * 2 fits).
+        weight = conv_1.weight.detach().float() / step_1
+        q, self.conv_1_scales = _weight_int8(weight, CONV_1_WEIGHT_LARGEST)
         self.conv_1 = ops.qconv_prepack(
             q, self.conv_1_scales, _INPUT_STEP, 0, _STRIDE, _PADDING, _DILATION, 1, None
         )
@@ -154,18 +163,22 @@ class Int8Analysis:
             return self._forward(x)
         return torch.cat([self._forward(part) for part in x.split(CPU_CHUNK)])
 
-    def _forward(self, x: Tensor) -> Tensor:
-        ops = torch.ops.onednn
+    def first_layer(self, x: Tensor) -> Tensor:
+        """``x`` (N, 1, 28, 28) in [0, 1] -> ``h_1`` as uint8 (N, 20, 14, 14), channels-last."""
         # The digits' 8 bits (through int16: see _to_u8). One channel: the same memory
         # read as channels-last, so oneDNN writes NHWC.
         d = x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
         d = d.as_strided(d.shape, (28 * 28, 1, 28, 1), d.storage_offset())
-        h = ops.qconv2d_pointwise(
+        h = torch.ops.onednn.qconv2d_pointwise(
             d, _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
             self.conv_1_bias, _STRIDE, _PADDING, _DILATION, 1, 1.0, 0, torch.float32,
             "none", [], "",
         )  # fmt: skip
-        h = _to_u8(h, self.slope, self.zero_1)
+        return _to_u8(h, self.slope, self.zero_1)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        ops = torch.ops.onednn
+        h = self.first_layer(x)
         h = ops.qconv2d_pointwise(
             h, 1.0, self.zero_1, self.conv_2, self.conv_2_scales, self.zeros_2,
             self.conv_2_bias, _STRIDE, _PADDING, _DILATION, 1, 1.0, 0, torch.float32,
