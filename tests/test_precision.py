@@ -275,3 +275,27 @@ def test_onednn_float32_is_the_same_product_on_another_kernel():
     with precision.onednn_float32():  # gradients recorded: PyTorch's own op, differentiable
         out = precision.linear(x, layer.weight, layer.bias, False)
     assert out.requires_grad and torch.equal(out.detach(), reference.detach())
+
+
+@pytest.mark.parametrize(
+    "flags, cap, expected",
+    [
+        (("avx2", "avx512f", "avx512_vnni"), None, True),
+        (("avx2", "avx512f", "avx512_vnni"), "AVX512_CORE_VNNI", True),
+        (("avx2", "avx512f", "avx512_vnni"), "AVX512_CORE", False),
+        (("avx2", "avx512f", "avx512_vnni"), "AVX2", False),
+        (("avx2", "avx_vnni"), None, True),
+        (("avx2", "avx_vnni"), "AVX2", False),
+        (("avx2", "avx512f", "amx_int8", "amx_tile"), "AVX512_CORE_BF16", False),
+        (("avx2", "avx512f", "amx_int8", "amx_tile"), "ALL", True),
+        (("avx2", "avx512f"), None, False),
+        (("avx2",), None, False),
+    ],
+)
+def test_int8_dot_products_need_vnni_or_amx_under_the_cap(monkeypatch, flags, cap, expected):
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    if cap is not None:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(precision, "cpu_description", lambda: ("a CPU", flags))
+    assert precision.int8_dot_products() is expected

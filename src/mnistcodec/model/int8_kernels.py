@@ -16,11 +16,13 @@ Xeons with AMX-INT8):
   (:func:`activation_ranges`), and are fixed: a digit's latents do not depend
   on the digits coded with it;
 * **the input:** the digit's own 8 bits, ``x = d / 255`` (a float input is
-  rounded to that grid, which loses nothing for digits); ``conv_1``'s weights
-  have 7 bits (:data:`CONV_1_WEIGHT_LARGEST`): CPUs without VNNI sum pairs of
-  u8 x s8 products in saturating 16-bit integers, which two neighbouring
-  pixels of 255 would overflow with 8-bit weights (with AVX-512 kernels
-  without VNNI the default model's int8 encoder then failed its bounds);
+  rounded to that grid, which loses nothing for digits). Where the kernels
+  have no VNNI or AMX (:func:`~mnistcodec.model.precision.int8_dot_products`),
+  ``conv_1``'s weights have 7 bits (:data:`CONV_1_WEIGHT_LARGEST`): such
+  kernels add pairs of u8 x s8 products in saturating 16-bit integers, which
+  two neighbouring pixels of 255 overflow with 8-bit weights (with AVX-512
+  kernels without VNNI the default model's int8 encoder then failed its
+  bounds, and 7 bits everywhere cost the seed model 0.3 % more information);
 * ``conv_1`` has its weights and bias divided by ``s_1``, so its float32
   output is already in quantisation steps (leaky ReLU commutes with a
   positive scale); ``conv_2`` returns float32 in steps of ``s_2`` (its
@@ -42,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mnistcodec.model import precision
 from mnistcodec.model.cpu_kernels import CPU_CHUNK
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
@@ -50,7 +53,7 @@ RANGE_MARGIN = 1.5
 _STRIDE, _PADDING, _DILATION = [2, 2], [2, 2], [1, 1]
 #: The input's quantisation step: a digit's grey level ``d`` is ``x = d / 255``.
 _INPUT_STEP = 1 / 255
-#: The largest |weight| of ``conv_1`` in steps: 7 bits (see ``Int8Analysis``).
+#: The largest |weight| of ``conv_1`` in steps where the kernels have no VNNI: 7 bits.
 CONV_1_WEIGHT_LARGEST = 63
 
 
@@ -130,10 +133,11 @@ class Int8Analysis:
         self.step_2 = step_2
         self.slope = float(transform.act.negative_slope)
         conv_1, conv_2, fc_1 = transform.conv_1, transform.conv_2, transform.fc_1
-        # 7-bit weights: kernels without VNNI add pairs of u8 x s8 products in saturating
-        # int16, and two neighbouring pixels of a digit are often both 255 (255 * 63 * 2 fits).
+        # Kernels without VNNI add pairs of u8 x s8 products in saturating int16, and two
+        # neighbouring pixels of a digit are often both 255: 7-bit weights there (255 * 63 * 2 fits).
         weight = conv_1.weight.detach().float() / step_1
-        q, self.conv_1_scales = _weight_int8(weight, CONV_1_WEIGHT_LARGEST)
+        largest = 127 if precision.int8_dot_products() else CONV_1_WEIGHT_LARGEST
+        q, self.conv_1_scales = _weight_int8(weight, largest)
         self.conv_1 = ops.qconv_prepack(
             q, self.conv_1_scales, _INPUT_STEP, 0, _STRIDE, _PADDING, _DILATION, 1, None
         )

@@ -157,6 +157,18 @@ def cpu_description() -> tuple[str, tuple[str, ...]]:
     return name, flags
 
 
+def int8_dot_products() -> bool:
+    """Whether oneDNN's int8 kernels add u8 x s8 products straight into int32 here: VNNI
+    (AVX512-VNNI, AVX-VNNI) or AMX-INT8, and oneDNN is not capped below them. Without them
+    pairs of products are first added in saturating int16."""
+    flags = cpu_description()[1]
+    return (
+        ("avx512_vnni" in flags and onednn_allows("AVX512_CORE_VNNI"))
+        or ("avx_vnni" in flags and onednn_allows("AVX2_VNNI"))
+        or ("amx_int8" in flags and onednn_allows("AVX512_CORE_AMX"))
+    )
+
+
 def bf16_vector_units() -> bool:
     """Whether the CPU has bf16 dot-product instructions (AVX512-BF16) or tiles (AMX), and
     oneDNN is not capped below them (:func:`onednn_allows`)."""
