@@ -776,3 +776,23 @@ def test_the_readme_speed_table_keeps_the_newest_full_run_of_each_cpu_kind(tmp_p
     (zen_row,) = [row for row in rows if "AVX512-BF16" in row]
     assert "bench-2026-02-01T000000Z.json" in zen_row and "| 1.60x | 1.25x |" in zen_row
     assert "2.00x" in table and "9.00x" not in table and "8.00x" not in table
+
+
+def test_the_training_kernels_bench_switches_each_variant_and_restores_it():
+    """bench/training_kernels.py: a one-block smoke run of each variant (no timing asserted)."""
+    bench = load_bench_module("training_kernels")
+    fast = cpu_kernels.ConvFromOne.apply
+    rows = [bench.measure(name, setter, 1, 1) for name, setter in bench.variants().items()]
+    assert cpu_kernels.ConvFromOne.apply == fast  # switched back on at the end
+    assert [row["variant"] for row in rows] == ["conv_1 weight gradient", "memory policy"]
+    assert all(row["on_ms_per_step"] > 0 and row["off_ms_per_step"] > 0 for row in rows)
+    result = {
+        "machine": {"when": "now", "cpu": "a CPU", "cpu_flags": ["avx2"]},
+        "kernel_caps": {},
+        "threads": 2,
+        "blocks": 1,
+        "steps": 1,
+        "rows": rows,
+    }
+    text = bench.markdown(result)
+    assert text.startswith(bench.START) and bench.END in text and "memory policy" in text
