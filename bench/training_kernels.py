@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmd import machine_stamp, write_outputs  # noqa: E402
+from mnistcodec.coding import memory  # noqa: E402
 from mnistcodec.data import load_split  # noqa: E402
 from mnistcodec.model import cpu_kernels  # noqa: E402
 from mnistcodec.model.compression_model import CompressionModel, ModelConfig  # noqa: E402
@@ -51,8 +52,7 @@ from mnistcodec.training.loop import make_optimizer  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- training-kernels:start -->", "<!-- training-kernels:end -->"
 BATCH = 128
-# mallopt(3) parameters, and glibc's default thresholds.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: glibc's default mmap and trim thresholds (before its dynamic adjustment).
 _GLIBC_DEFAULT = 128 << 10
 
 
@@ -69,15 +69,12 @@ def variants() -> dict:
         cpu_kernels.ConvFromOne.apply = fast_conv if on else _plain_conv_1
 
     def memory_policy(on: bool) -> None:
-        from mnistcodec.coding import memory  # lazy: the policy's own thresholds
-
         mmap, trim = (
             (memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
             if on
             else (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
         )
-        libc.mallopt(_M_MMAP_THRESHOLD, mmap)
-        libc.mallopt(_M_TRIM_THRESHOLD, trim)
+        memory._mallopt({memory._M_MMAP_THRESHOLD: mmap, memory._M_TRIM_THRESHOLD: trim})
         if not on:
             libc.malloc_trim(0)
 

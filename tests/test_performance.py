@@ -129,65 +129,65 @@ def test_gradient_free_kernels_match_reference(batch):
         assert x_hat.shape == (batch, 1, 28, 28) and x_hat.is_contiguous()
 
 
+def _assert_same_forward_and_backward(function, reference, inputs, grad_out, names):
+    """``function`` and ``reference`` on copies of ``inputs`` (float64): the same output and
+    the same gradient of every input (None where an input records none); returns the output."""
+    results = []
+    for f in (function, reference):
+        # The activations channels-last, the layout the kernels see in the transforms.
+        layouts = [torch.channels_last] + [torch.preserve_format] * (len(inputs) - 1)
+        copies = [
+            t.detach().clone(memory_format=layout).requires_grad_(t.requires_grad)
+            for t, layout in zip(inputs, layouts, strict=True)
+        ]
+        out = f(*copies)
+        out.backward(grad_out)
+        results.append([out.detach(), *(t.grad for t in copies)])
+    for name, got, expected in zip(("output", *names), *results, strict=True):
+        if expected is None:
+            assert got is None, name
+        else:
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+    return results[0][0]
+
+
 @pytest.mark.parametrize("batch", [1, TAPS_MIN_BATCH])
 def test_transposed_conv_to_one_is_the_transposed_convolution(batch):
     """Forward and backward against ``F.conv_transpose2d`` in float64."""
     g = torch.Generator().manual_seed(batch)
-    h = torch.randn(batch, 20, 14, 14, generator=g, dtype=torch.float64)
-    weight = torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64)
-    bias = torch.randn(1, generator=g, dtype=torch.float64)
+    inputs = [
+        torch.randn(batch, 20, 14, 14, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True),
+    ]
     grad_out = torch.randn(batch, 1, 28, 28, generator=g, dtype=torch.float64)
-    results = []
-    for function in (
+    _assert_same_forward_and_backward(
         TransposedConvToOne.apply,
         lambda h, w, b: F.conv_transpose2d(h, w, b, stride=2, padding=2, output_padding=1),
-    ):
-        inputs = [
-            h.contiguous(memory_format=torch.channels_last).requires_grad_(True),
-            weight.clone().requires_grad_(True),
-            bias.clone().requires_grad_(True),
-        ]
-        out = function(*inputs)
-        out.backward(grad_out)
-        results.append([out.detach(), *(t.grad for t in inputs)])
-    for name, got, expected in zip(("output", "h", "weight", "bias"), *results, strict=True):
-        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
+        inputs,
+        grad_out,
+        ("h", "weight", "bias"),
+    )
 
 
 @pytest.mark.parametrize("input_grad", [False, True])
 def test_conv_from_one_is_the_convolution(input_grad):
     """Forward and backward against ``F.conv2d`` in float64; the output is channels-last."""
     g = torch.Generator().manual_seed(3)
-    x = torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64)
-    weight = torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64)
-    bias = torch.randn(20, generator=g, dtype=torch.float64)
+    inputs = [
+        torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64).requires_grad_(input_grad),
+        torch.randn(20, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
+        torch.randn(20, generator=g, dtype=torch.float64, requires_grad=True),
+    ]
     grad_out = torch.randn(5, 20, 14, 14, generator=g, dtype=torch.float64)
-    results = []
-    for function in (ConvFromOne.apply, lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=2)):
-        inputs = [
-            x.clone().requires_grad_(input_grad),
-            weight.clone().requires_grad_(True),
-            bias.clone().requires_grad_(True),
-        ]
-        out = function(*inputs)
-        out.backward(grad_out)
-        results.append([out.detach(), *(t.grad for t in inputs)])
-    assert results[0][0].is_contiguous(memory_format=torch.channels_last)
-    for name, got, expected in zip(("output", "x", "weight", "bias"), *results, strict=True):
-        if expected is None:
-            assert got is None, name
-        else:
-            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10, msg=name)
-
-
-def test_conv_from_one_passes_gradcheck():
-    g = torch.Generator().manual_seed(0)
-    inputs = (
-        torch.rand(2, 1, 28, 28, generator=g, dtype=torch.float64, requires_grad=True),
-        torch.randn(3, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
-        torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True),
+    out = _assert_same_forward_and_backward(
+        ConvFromOne.apply,
+        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=2),
+        inputs,
+        grad_out,
+        ("x", "weight", "bias"),
     )
-    assert torch.autograd.gradcheck(ConvFromOne.apply, inputs, fast_mode=True)
+    assert out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_the_subpixel_convolution_is_the_transposed_convolution():
@@ -232,14 +232,20 @@ def test_the_onednn_float32_kernels_compute_the_same_synthesis(batch):
     assert got.shape == (batch, 1, 28, 28) and got.is_contiguous()
 
 
-def test_transposed_conv_to_one_passes_gradcheck():
+@pytest.mark.parametrize(
+    "function, shapes",
+    [
+        (TransposedConvToOne.apply, ((2, 2, 14, 14), (2, 1, 5, 5), (1,))),
+        (ConvFromOne.apply, ((2, 1, 28, 28), (3, 1, 5, 5), (3,))),
+    ],
+    ids=["TransposedConvToOne", "ConvFromOne"],
+)
+def test_the_custom_gradients_pass_gradcheck(function, shapes):
     g = torch.Generator().manual_seed(0)
-    inputs = (
-        torch.randn(2, 2, 14, 14, generator=g, dtype=torch.float64, requires_grad=True),
-        torch.randn(2, 1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True),
-        torch.randn(1, generator=g, dtype=torch.float64, requires_grad=True),
+    inputs = tuple(
+        torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True) for shape in shapes
     )
-    assert torch.autograd.gradcheck(TransposedConvToOne.apply, inputs, fast_mode=True)
+    assert torch.autograd.gradcheck(function, inputs, fast_mode=True)
 
 
 def test_forward_takes_the_kernels_only_where_they_apply():
