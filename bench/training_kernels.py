@@ -78,7 +78,14 @@ def variants() -> dict:
         if not on:
             libc.malloc_trim(0)
 
-    return {"conv_1 weight gradient": conv_1, "memory policy": memory_policy}
+    def dense(on: bool) -> None:
+        cpu_kernels.DENSE_ON_ONEDNN = on
+
+    return {
+        "conv_1 weight gradient": conv_1,
+        "dense layers on oneDNN": dense,
+        "memory policy": memory_policy,
+    }
 
 
 def measure(name: str, setter, blocks: int, steps: int) -> dict:

@@ -38,6 +38,7 @@ from mnistcodec.model.cpu_kernels import (
     GRID_ORDER_MIN_BATCH,
     TAPS_MIN_BATCH,
     ConvFromOne,
+    DenseOnOneDnn,
     TransposedConvToOne,
 )
 from mnistcodec.model.transforms import images_to_unit
@@ -188,6 +189,50 @@ def test_conv_from_one_is_the_convolution(input_grad):
         ("x", "weight", "bias"),
     )
     assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.skipif(
+    not precision.onednn_float32_available(), reason="this PyTorch has no oneDNN matmul"
+)
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_dense_on_onednn_is_the_linear_layer(input_grad):
+    """Forward and the three gradients against ``F.linear`` in float64 (oneDNN runs float32:
+    equal up to float32 rounding), on the 2450->500 shape and a transposed input view."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2450, 37, generator=g).t()  # a transposed view, as autograd may pass
+    weight = torch.randn(500, 2450, generator=g) / 50
+    bias = torch.randn(500, generator=g)
+    grad_out = torch.randn(37, 500, generator=g)
+    results = []
+    for f, dtype in ((DenseOnOneDnn.apply, torch.float32), (F.linear, torch.float64)):
+        leaves = [
+            t.to(dtype, copy=True).requires_grad_(r)
+            for t, r in ((x, input_grad), (weight, True), (bias, True))
+        ]
+        out = f(*leaves)
+        out.backward(grad_out.to(dtype))
+        results.append([out.detach(), *(t.grad for t in leaves)])
+    for name, got, expected in zip(("output", "x", "weight", "bias"), *results, strict=True):
+        if expected is None:
+            assert got is None, name
+        else:
+            assert got.dtype == torch.float32, name
+            scale = float(expected.abs().max())
+            assert float((got.double() - expected).abs().max()) <= 1e-5 * scale, name
+
+
+def test_training_takes_dense_on_onednn_for_the_large_layers(monkeypatch):
+    """With gradients on, the 2450-wide layers run :class:`DenseOnOneDnn` (where available)."""
+    calls = []
+    real = DenseOnOneDnn.apply
+    monkeypatch.setattr(DenseOnOneDnn, "apply", lambda *a: calls.append(a[1].shape) or real(*a))
+    model = _model()
+    model(torch.rand(TAPS_MIN_BATCH, 1, 28, 28), training=True, generator=torch.Generator())
+    expected = [(500, 2450), (2450, 500)] if precision.onednn_float32_available() else []
+    assert calls == expected
+    with torch.no_grad():
+        model(torch.rand(4, 1, 28, 28), training=True, generator=torch.Generator())
+    assert len(calls) == len(expected)
 
 
 def test_the_subpixel_convolution_is_the_transposed_convolution():
@@ -790,7 +835,12 @@ def test_the_training_kernels_bench_switches_each_variant_and_restores_it():
     fast = cpu_kernels.ConvFromOne.apply
     rows = [bench.measure(name, setter, 1, 1) for name, setter in bench.variants().items()]
     assert cpu_kernels.ConvFromOne.apply == fast  # switched back on at the end
-    assert [row["variant"] for row in rows] == ["conv_1 weight gradient", "memory policy"]
+    assert cpu_kernels.DENSE_ON_ONEDNN
+    assert [row["variant"] for row in rows] == [
+        "conv_1 weight gradient",
+        "dense layers on oneDNN",
+        "memory policy",
+    ]
     assert all(row["on_ms_per_step"] > 0 and row["off_ms_per_step"] > 0 for row in rows)
     result = {
         "machine": {"when": "now", "cpu": "a CPU", "cpu_flags": ["avx2"]},

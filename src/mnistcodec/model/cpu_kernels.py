@@ -18,6 +18,10 @@ rounding (tests compare outputs and gradients):
   :data:`TAPS_MIN_BATCH` digits up, is one matrix product over the image's
   25 taps (oneDNN's kernel for a single input channel took about 2 ms of a
   step of 128 digits, the product and its taps about 0.5 ms; :class:`ConvFromOne`);
+* when training, the two 2450-wide dense layers run their forward product and
+  both backward products on oneDNN's matmul (:class:`DenseOnOneDnn`; with AVX2
+  kernels those products ran 1.1 to 1.3x faster than MKL's sgemm, a step about
+  5 % faster);
 * activations are applied in place where autograd allows it;
 * without gradients (inference, validation, coding), batches of at least
   :data:`GRID_ORDER_MIN_BATCH` digits use, for the two dense layers next to the
@@ -56,6 +60,8 @@ TAPS_MIN_BATCH = 16  # below this, oneDNN's 20->1 transposed convolution is fast
 GRID_ORDER_MIN_BATCH = 256  # below this, reordering a dense weight costs more than it saves
 
 _CHANNELS_LAST = torch.channels_last
+#: Whether training's large dense layers run on :class:`DenseOnOneDnn` (a switch for benches).
+DENSE_ON_ONEDNN = True
 
 
 def applies(transform: nn.Module, x: Tensor) -> bool:
@@ -128,7 +134,7 @@ def _analysis_channels_last(transform: nn.Module, x: Tensor) -> Tensor:
     h = F.leaky_relu_(h.contiguous(memory_format=_CHANNELS_LAST), slope)
     h = precision.conv2d(h, conv_2, "conv_2" in bf16)
     h = F.leaky_relu_(h.contiguous(), slope)
-    h = F.leaky_relu_(precision.linear(h.flatten(1), fc_1.weight, fc_1.bias, "fc_1" in bf16), slope)
+    h = F.leaky_relu_(_dense(h.flatten(1), fc_1, "fc_1" in bf16), slope)
     return precision.linear(h, fc_2.weight, fc_2.bias, "fc_2" in bf16)
 
 
@@ -147,6 +153,18 @@ def _analysis_grid_order(
     h = F.leaky_relu_(h, slope).permute(0, 2, 3, 1).reshape(h.shape[0], -1)
     h = F.leaky_relu_(precision.linear(h, fc_1_weight, fc_1_bias, "fc_1" in bf16), slope)
     return precision.linear(h, fc_2.weight, fc_2.bias, "fc_2" in bf16)
+
+
+def _dense_on_onednn(x: Tensor) -> bool:
+    """Whether a recorded float32 dense product takes :class:`DenseOnOneDnn`."""
+    return DENSE_ON_ONEDNN and torch.is_grad_enabled() and precision.onednn_float32_available()
+
+
+def _dense(x: Tensor, layer: nn.Linear, bf16: bool) -> Tensor:
+    """``layer``'s product; when training in float32, forward and backward on oneDNN's matmul."""
+    if not bf16 and _dense_on_onednn(x):
+        return DenseOnOneDnn.apply(x, layer.weight, layer.bias)
+    return precision.linear(x, layer.weight, layer.bias, bf16)
 
 
 # -- synthesis -----------------------------------------------------------------------------------
@@ -190,8 +208,8 @@ def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Te
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
     h = F.leaky_relu_(h if affine is None else affine("fc_1", h), slope)
-    if "fc_2" in bf16:
-        h = precision.linear(h, fc_2.weight, fc_2.bias, True).view(-1, 50, 7, 7)
+    if "fc_2" in bf16 or _dense_on_onednn(h):
+        h = _dense(h, fc_2, "fc_2" in bf16).view(-1, 50, 7, 7)
     else:
         # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape, read as the
         # (B, 50, 7, 7) grid it holds in (c, h, w, b) order.
@@ -425,3 +443,36 @@ class ConvFromOne(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_b = torch.mv(rows.t(), rows.new_ones(rows.shape[0]))  # faster than a column sum
         return grad_x, grad_w, grad_b
+
+
+class DenseOnOneDnn(torch.autograd.Function):
+    """``y = x W^T + b`` with the forward product and both backward products on oneDNN's matmul.
+
+    Backward, with ``G`` the output gradient: ``dx = G W``, ``dW = G^T x`` and
+    ``db = G^T 1``; each product is ``mkldnn._linear_pointwise`` on transposed
+    views, no copies. For the (128 x 2450 x 500) products of a training step,
+    oneDNN's matmul ran 1.1 to 1.3x faster than PyTorch's default (MKL's sgemm)
+    with AVX2 kernels, most for the two backward products.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return _onednn_product(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_product(grad, weight.t(), None)
+        if ctx.needs_input_grad[1]:
+            grad_w = _onednn_product(grad.t(), x.t(), None)
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.mv(grad.t(), grad.new_ones(grad.shape[0]))
+        return grad_x, grad_w, grad_b
+
+
+def _onednn_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x W^T (+ b)`` by oneDNN's matmul."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
