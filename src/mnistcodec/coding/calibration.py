@@ -63,8 +63,9 @@ CACHE_FORMAT = "mnistcodec-engine-cache"
 #: 4: the int8 encoder, encoder bounds on what they cost (one-sided), the full bf16 decoder;
 #: 5: the int8 encoder's first convolution in int8 too (faster: measured again);
 #: 6: that convolution's weights in 7 bits (8 failed the bounds on kernels without VNNI);
-#: 7: 7 bits only there, 8 again where the kernels have VNNI or AMX; 8: the best of 5 rounds.
-CACHE_VERSION = 8
+#: 7: 7 bits only there, 8 again where the kernels have VNNI or AMX; 8: the best of 5 rounds;
+#: 9: the int8 encoder's zero points folded into its biases (faster: measured again).
+CACHE_VERSION = 9
 #: A call with at least this many digits calibrates a model not yet measured here.
 CALIBRATION_MIN_DIGITS = 2048
 CALIBRATION_DIGITS = 1024
