@@ -305,10 +305,42 @@ def test_a_folding_decoder_keeps_a_few_folded_levels_and_decodes_mixed_levels(
     decoded = codec.synthesise(k, levels).astype(int)
     expected = reference.synthesise(k, levels).astype(int)
     assert np.mean(np.abs(decoded - expected) <= 1) >= E.DECODER_PIXEL_SHARE
-    assert len(codec.engine._folded) == E.FOLDED_LEVELS
+    # torch-onednn folds only levels with FOLD_MIN_DIGITS digits: these small groups take
+    # the per-digit maps instead.
+    folded = E.FOLDED_LEVELS if engine == "torch-bf16" else 0
+    assert len(codec.engine._folded) == folded
     few = codec.synthesise(k[:5], levels[:5]).astype(int)  # other batch shapes: float rounding
     assert np.abs(few - decoded[:5]).max() <= 1
     assert codec.synthesise(k[:0], levels[:0]).shape == (0, 28, 28)
+
+
+@pytest.mark.skipif("torch-onednn" not in E.available_engines(), reason="no oneDNN matmul")
+def test_the_onednn_decoder_folds_only_the_levels_with_many_digits(
+    engine_env, test_digits, monkeypatch
+):
+    """A level with FOLD_MIN_DIGITS digits or more (or a call's only level) runs folded, the
+    other digits together with their maps per digit; every digit decodes as ``torch``'s."""
+    monkeypatch.setattr(E, "FOLD_MIN_DIGITS", 24)
+    reference = Codec.from_model(DEFAULT_MODEL, precision="fp32")
+    codec = _codec(DEFAULT_MODEL, "torch-onednn", engine_env)
+    n, network = 40, np.array(reference.loaded.network_levels)
+    big, other = int(network[0]), int(network[-1])
+    levels = np.where(np.arange(n) < 30, big, network[np.arange(n) % len(network)])
+    assert np.sum(levels == big) >= 30 and len(set(levels.tolist())) > 2
+    k, _ = reference.analyse(test_digits[:n], levels)
+    folded_calls = []
+    real = codec.loaded.model.synthesis_transform.folded
+    monkeypatch.setattr(
+        codec.loaded.model.synthesis_transform,
+        "folded",
+        lambda level: folded_calls.append(level) or real(level),
+    )
+    decoded = codec.synthesise(k, levels).astype(int)
+    assert folded_calls == [big] and list(codec.engine._folded) == [big]
+    expected = reference.synthesise(k, levels).astype(int)
+    assert np.abs(decoded - expected).max() <= 1
+    codec.synthesise(k[:5], np.full(5, other))  # a call's only level: folded, however few
+    assert folded_calls == [big, other]
 
 
 # -- the int8 encoder ---------------------------------------------------------------------------

@@ -235,17 +235,20 @@ def test_training_takes_dense_on_onednn_for_the_large_layers(monkeypatch):
     assert len(calls) == len(expected)
 
 
-def test_the_subpixel_convolution_is_the_transposed_convolution():
-    """In float64, against ``F.conv_transpose2d``, on channels-last and plain inputs."""
+@pytest.mark.parametrize("channels, grid", [((50, 20), 7), ((20, 1), 14)], ids=["conv_1", "conv_2"])
+def test_the_subpixel_convolution_is_the_transposed_convolution(channels, grid):
+    """In float64, against ``F.conv_transpose2d``, on channels-last and plain inputs: the
+    synthesis' 50->20 and 20->1 layers."""
     g = torch.Generator().manual_seed(0)
-    layer = torch.nn.ConvTranspose2d(50, 20, 5, 2, 2, 1).double()
+    c_in, c_out = channels
+    layer = torch.nn.ConvTranspose2d(c_in, c_out, 5, 2, 2, 1).double()
     with torch.no_grad():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
-        layer.bias.copy_(torch.randn(20, generator=g))
+        layer.bias.copy_(torch.randn(c_out, generator=g))
         assert cpu_kernels.subpixel_fits(layer)
         weight, bias = cpu_kernels.subpixel_weights(layer)
-        assert weight.shape == (80, 50, 3, 3) and bias.shape == (80,)
-        h = torch.randn(3, 50, 7, 7, generator=g, dtype=torch.float64)
+        assert weight.shape == (4 * c_out, c_in, 3, 3) and bias.shape == (4 * c_out,)
+        h = torch.randn(3, c_in, grid, grid, generator=g, dtype=torch.float64)
         expected = layer(h)
         for layout in (torch.contiguous_format, torch.channels_last):
             got = cpu_kernels.subpixel_transposed(h.contiguous(memory_format=layout), weight, bias)
@@ -264,17 +267,27 @@ def test_the_subpixel_convolution_is_the_transposed_convolution():
     not precision.onednn_float32_available(), reason="this PyTorch has no oneDNN matmul op"
 )
 @pytest.mark.parametrize("batch", [GRID_ORDER_MIN_BATCH - 1, GRID_ORDER_MIN_BATCH, CPU_CHUNK + 37])
-def test_the_onednn_float32_kernels_compute_the_same_synthesis(batch):
+def test_the_onednn_float32_kernels_compute_the_same_synthesis(batch, monkeypatch):
     model = _model().eval()
     synthesis = model.synthesis_transform
     y = torch.randn(batch, synthesis.fc_1.in_features, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference = cpu_kernels.synthesis_forward(synthesis, y)
+        subpixel_channels = []
+        real = cpu_kernels.subpixel_transposed
+        monkeypatch.setattr(
+            cpu_kernels,
+            "subpixel_transposed",
+            lambda h, w, b: subpixel_channels.append(w.shape[0]) or real(h, w, b),
+        )
         with precision.onednn_float32():
             got = cpu_kernels.synthesis_forward(synthesis, y)
     assert_same_function(got, synthesis.reference_forward(y), atol=1e-5)
     assert_same_function(got, reference, atol=1e-5)
     assert got.shape == (batch, 1, 28, 28) and got.is_contiguous()
+    # From GRID_ORDER_MIN_BATCH digits, both transposed convolutions run sub-pixel, per chunk.
+    chunks = -(-batch // CPU_CHUNK) if batch >= GRID_ORDER_MIN_BATCH else 0
+    assert subpixel_channels == [80, 4] * chunks
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,8 @@ CACHE_FORMAT = "mnistcodec-engine-cache"
 #: 5: the int8 encoder's first convolution in int8 too (faster: measured again);
 #: 6: that convolution's weights in 7 bits (8 failed the bounds on kernels without VNNI);
 #: 7: 7 bits only there, 8 again where the kernels have VNNI or AMX; 8: the best of 5 rounds;
-#: 9: the int8 encoder's zero points folded into its biases (faster: measured again).
+#: 9: the int8 encoder's zero points folded into its biases (faster: measured again), and
+#: decoders timed on half the digits at one level.
 CACHE_VERSION = 9
 #: A call with at least this many digits calibrates a model not yet measured here.
 CALIBRATION_MIN_DIGITS = 2048
@@ -173,16 +174,18 @@ def store_entry(loaded: LoadedModel, entry: dict, path: Path | None = None) -> N
 
 
 def _timed_levels(loaded: LoadedModel, digits: int) -> torch.Tensor | None:
-    """The levels decoders are timed at: digit ``n`` at the ``n mod F``-th of the ``F``
-    network levels nearest the reference level (``F`` = the levels a bf16 decoder keeps
-    folded), as a file coded at one level or a few neighbouring ones is decoded."""
+    """The levels decoders are timed at: the first half of the digits at the reference level
+    (a file coded at one level), the rest cycled over the ``F`` network levels nearest it
+    (``F`` = the levels a bf16 decoder keeps folded), as a file coded at a few neighbouring
+    levels is decoded."""
     if not loaded.variable_rate:
         return None
     reference = loaded.model.reference_level
     near = sorted(loaded.network_levels, key=lambda level: (abs(level - reference), level))[
         : E.FOLDED_LEVELS
     ]
-    return torch.tensor(near)[torch.arange(digits) % len(near)]
+    cycled = torch.tensor(near)[torch.arange(digits) % len(near)]
+    return torch.where(torch.arange(digits) < digits // 2, reference, cycled)
 
 
 #: Grey levels of uniform noise added to the encoders' calibration pictures (+-half of it).

@@ -181,14 +181,12 @@ def synthesis_forward(transform: nn.Module, y: Tensor, affine=None) -> Tensor:
     weight, bias = grid_order_weights(transform.fc_2, "out")
     if "fc_2" in transform.bf16_layers:
         weight = precision.bf16_weight(weight)
-    subpixel = None
-    conv_1 = transform.conv_1
-    if (
-        precision.onednn_float32_active()
-        and "conv_1" not in transform.bf16_layers
-        and subpixel_fits(conv_1)
-    ):
-        subpixel = subpixel_weights(conv_1)
+    subpixel = {}
+    if precision.onednn_float32_active():
+        for name in ("conv_1", "conv_2"):
+            layer = getattr(transform, name)
+            if name not in transform.bf16_layers and subpixel_fits(layer):
+                subpixel[name] = subpixel_weights(layer)
     parts = [
         _synthesis_grid_order(
             transform,
@@ -228,10 +226,10 @@ def _synthesis_grid_order(
     fc_2_weight: Tensor,
     fc_2_bias: Tensor,
     affine=None,
-    subpixel: tuple[Tensor, Tensor] | None = None,
+    subpixel: dict[str, tuple[Tensor, Tensor]] | None = None,
 ) -> Tensor:
     """Gradient-free forward; ``fc_2``'s weight comes in grid order (:func:`grid_order_weights`),
-    and ``conv_1`` as a sub-pixel convolution when ``subpixel`` (:func:`subpixel_weights`)."""
+    and the layers named in ``subpixel`` as sub-pixel convolutions (:func:`subpixel_weights`)."""
     fc_1 = transform.fc_1
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
@@ -247,13 +245,18 @@ def _synthesis_grid_order(
 
 
 def _synthesis_convolutions(
-    transform: nn.Module, h: Tensor, affine=None, subpixel: tuple[Tensor, Tensor] | None = None
+    transform: nn.Module,
+    h: Tensor,
+    affine=None,
+    subpixel: dict[str, tuple[Tensor, Tensor]] | None = None,
 ) -> Tensor:
-    """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid."""
+    """The two transposed convolutions from a channels-last (B, 50, 7, 7) grid; those named in
+    ``subpixel`` as sub-pixel convolutions with its weights."""
     conv_1, conv_2 = transform.conv_1, transform.conv_2
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
-    if subpixel is not None:
-        h = subpixel_transposed(h, *subpixel)
+    subpixel = subpixel or {}
+    if "conv_1" in subpixel:
+        h = subpixel_transposed(h, *subpixel["conv_1"])
     else:
         h = precision.conv_transpose2d(h, conv_1, "conv_1" in bf16)
     if torch.is_grad_enabled():
@@ -262,6 +265,8 @@ def _synthesis_convolutions(
         h = F.leaky_relu_(_affine_in_place(affine, "conv_1", h), slope)
     if "conv_2" in bf16:
         h = precision.conv_transpose2d(h, conv_2, True)
+    elif "conv_2" in subpixel:
+        h = subpixel_transposed(h, *subpixel["conv_2"])
     elif h.shape[0] >= TAPS_MIN_BATCH:
         h = TransposedConvToOne.apply(h, conv_2.weight, conv_2.bias)
     else:
