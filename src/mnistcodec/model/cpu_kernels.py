@@ -30,7 +30,9 @@ rounding (tests compare outputs and gradients):
   the channels-last grid is read and written without a layout copy; the
   single-channel input is read as channels-last; and batches larger than
   :data:`CPU_CHUNK` digits run in sub-batches of that size, which keeps
-  activations in cache. Nothing is cached between calls: optimizers such as
+  activations in cache. Inside :func:`~mnistcodec.model.precision.onednn_float32`
+  (the ``torch-onednn`` engine), both transposed convolutions of those batches run
+  as sub-pixel convolutions (:func:`subpixel_weights`). Nothing is cached between calls: optimizers such as
   fused Adam update parameters without any trace a cache could check.
 
 Layers named in the transform's ``bf16_layers`` run their products in bf16

@@ -367,8 +367,8 @@ def onednn_float32(on: bool = True) -> Iterator[None]:
     """Inside the block, gradient-free float32 products on the CPU take the ``torch-onednn``
     engine's kernels: dense products on oneDNN's matmul instead of PyTorch's default (MKL's
     sgemm on x86), about 1.2 to 1.9x faster for the 500->2450 layer on the project's Zen 4
-    and with AVX2-capped kernels; and the synthesis' 50->20 transposed convolution as a
-    sub-pixel convolution (:func:`mnistcodec.model.cpu_kernels.subpixel_weights`). The
+    and with AVX2-capped kernels; and the synthesis' two transposed convolutions as
+    sub-pixel convolutions (:func:`mnistcodec.model.cpu_kernels.subpixel_weights`). The
     same products, summed in another order."""
     token = _ONEDNN_FLOAT32.set(on)
     try:
