@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mnistcodec.cli import main
 from mnistcodec.coding import calibration as C
@@ -21,6 +22,7 @@ from mnistcodec.coding.model_files import load_model
 from mnistcodec.coding.zoo import DEFAULT_MODEL, resolve_model, shipped_models
 from mnistcodec.errors import InputError
 from mnistcodec.experiments import metrics
+from mnistcodec.model import int8_kernels
 from mnistcodec.storage.idx import read_idx
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -457,6 +459,25 @@ def test_a_cached_int8_choice_keeps_its_ranges_and_measures_nothing(
     # ... and entries whose ranges are not two finite [lo <= 0 <= hi] pairs are ignored.
     for bad in (None, "x", [[0.0, 1.0]], [[1.0, 2.0], [-1.0, 1.0]], [[float("nan"), 1], [0, 1]]):
         assert E.parse_int8_ranges(bad) is None
+
+
+def test_the_first_layer_on_four_phases_is_the_strided_convolution():
+    """space_to_depth and its weights: the same sums as the 5x5 stride-2 convolution (padding
+    2), in float64, on random 8-bit images with odd and even pixels distinct."""
+    g = torch.Generator().manual_seed(0)
+    d = torch.randint(0, 256, (3, 1, 28, 28), generator=g, dtype=torch.uint8)
+    weight = torch.randint(-127, 128, (7, 1, 5, 5), generator=g, dtype=torch.int8)
+    phases = int8_kernels.space_to_depth(d)
+    assert phases.shape == (3, 4, 14, 14)
+    assert phases.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(phases[:, 1], d[:, 0, 0::2, 1::2]) and torch.equal(
+        phases[:, 2], d[:, 0, 1::2, 0::2]
+    )
+    expected = F.conv2d(d.double(), weight.double(), stride=2, padding=2)
+    four = int8_kernels.space_to_depth_weights(weight)
+    assert four.dtype == torch.int8 and four.shape == (7, 4, 3, 3)
+    got = F.conv2d(phases.double(), four.double(), padding=1)
+    assert torch.equal(got, expected)
 
 
 FIRST_LAYER_CODE = """

@@ -65,7 +65,7 @@ CACHE_FORMAT = "mnistcodec-engine-cache"
 #: 6: that convolution's weights in 7 bits (8 failed the bounds on kernels without VNNI);
 #: 7: 7 bits only there, 8 again where the kernels have VNNI or AMX; 8: the best of 5 rounds;
 #: 9: the int8 encoder's zero points folded into its biases (faster: measured again), and
-#: decoders timed on half the digits at one level.
+#: decoders timed on half the digits at one level; the first convolution on four phases.
 CACHE_VERSION = 9
 #: A call with at least this many digits calibrates a model not yet measured here.
 CALIBRATION_MIN_DIGITS = 2048

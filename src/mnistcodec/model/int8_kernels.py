@@ -16,7 +16,10 @@ Xeons with AMX-INT8):
   (:func:`activation_ranges`), and are fixed: a digit's latents do not depend
   on the digits coded with it;
 * **the input:** the digit's own 8 bits, ``x = d / 255`` (a float input is
-  rounded to that grid, which loses nothing for digits). Where the kernels
+  rounded to that grid, which loses nothing for digits), as its four phases
+  (space to depth): ``conv_1`` is then a 3x3 convolution on 4 input channels
+  (:func:`space_to_depth_weights`), 1.9x faster than the 5x5 one on a single
+  channel with AVX2 kernels. Where the kernels
   have no VNNI or AMX (:func:`~mnistcodec.model.precision.int8_dot_products`),
   ``conv_1``'s weights have 7 bits (:data:`CONV_1_WEIGHT_LARGEST`): such
   kernels add pairs of u8 x s8 products in saturating 16-bit integers, which
@@ -147,6 +150,32 @@ def _padded_u8(h: Tensor, slope: float, zero: int) -> Tensor:
     return out.permute(0, 3, 1, 2)
 
 
+def space_to_depth_weights(weight: Tensor) -> Tensor:
+    """A (C, 1, 5, 5) stride-2 kernel (padding 2) as the (C, 4, 3, 3) stride-1 kernel (padding 1)
+    on the image's four phases (:func:`space_to_depth`).
+
+    Output pixel ``i`` reads input ``2 i + k - 2``; with ``k = 2 a + p`` that is phase ``p``
+    at phase-grid position ``i + a - 1``: tap ``(a, b)`` of input channel ``2 p + q`` is
+    ``W[2 a + p, 2 b + q]``, zero where that is past the kernel. The same sums, on 4 input
+    channels instead of 1 (oneDNN pads input channels to its block: 1 of 8 was used).
+    """
+    padded = F.pad(weight[:, 0], (0, 1, 0, 1)).view(weight.shape[0], 3, 2, 3, 2)
+    return padded.permute(0, 2, 4, 1, 3).reshape(weight.shape[0], 4, 3, 3).contiguous()
+
+
+def space_to_depth(d: Tensor) -> Tensor:
+    """uint8 digits (N, 1, 28, 28), contiguous -> their four phases (N, 4, 14, 14), channels-last:
+    channel ``2 p + q`` at ``(i, j)`` is pixel ``(2 i + p, 2 j + q)``.
+
+    Each pair of horizontal neighbours is moved as one int16 (a strided uint8 copy with
+    an inner size of 2 ran at 4.7 µs per digit, this at 0.25).
+    """
+    n = d.shape[0]
+    pairs = d.reshape(n, 28, 28).view(torch.int16).view(n, 14, 2, 14)
+    phases = pairs.permute(0, 1, 3, 2).contiguous().view(torch.uint8)
+    return phases.view(n, 14, 14, 4).permute(0, 3, 1, 2)
+
+
 class Int8Analysis:
     """``transform(x)`` for a frozen ``SeedAnalysisTransform``, its heavy layers in int8 (above)."""
 
@@ -162,8 +191,9 @@ class Int8Analysis:
         largest = 127 if precision.int8_dot_products() else CONV_1_WEIGHT_LARGEST
         q, self.conv_1_scales = _weight_int8(weight, largest)
         self.conv_1 = ops.qconv_prepack(
-            q, self.conv_1_scales, _INPUT_STEP, 0, _STRIDE, _PADDING, _DILATION, 1, None
-        )
+            space_to_depth_weights(q), self.conv_1_scales, _INPUT_STEP, 0, [1, 1], [1, 1],
+            _DILATION, 1, None,
+        )  # fmt: skip
         self.conv_1_bias = conv_1.bias.detach().float() / step_1
         self.zeros_1 = torch.zeros(self.conv_1_scales.numel(), dtype=torch.int32)
         # conv_2 and fc_1 read their inputs with zero point 0, the zero points folded into
@@ -206,13 +236,11 @@ class Int8Analysis:
 
     def _first_layer_padded(self, x: Tensor) -> Tensor:
         """:meth:`first_layer` inside ``conv_2``'s border of zero points (:func:`_padded_u8`)."""
-        # The digits' 8 bits (through int16: see _to_u8). One channel: the same memory
-        # read as channels-last, so oneDNN writes NHWC.
+        # The digits' 8 bits (through int16: see _to_u8), as their four phases.
         d = x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
-        d = d.as_strided(d.shape, (28 * 28, 1, 28, 1), d.storage_offset())
         h = torch.ops.onednn.qconv2d_pointwise(
-            d, _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
-            self.conv_1_bias, _STRIDE, _PADDING, _DILATION, 1, 1.0, 0, torch.float32,
+            space_to_depth(d), _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
+            self.conv_1_bias, [1, 1], [1, 1], _DILATION, 1, 1.0, 0, torch.float32,
             "none", [], "",
         )  # fmt: skip
         return _padded_u8(h, self.slope, self.zero_1)
