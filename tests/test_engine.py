@@ -376,6 +376,19 @@ def test_int8_latents_do_not_depend_on_the_other_digits_of_the_call(engine_env, 
 
 
 @needs_int8
+def test_int8_reads_digits_as_it_reads_their_pictures(engine_env, test_digits):
+    """The codec hands the int8 encoder its uint8 digits: the latents of ``digits / 255``."""
+    codec = _codec(DEFAULT_MODEL, "torch-int8", engine_env)
+    digits = torch.from_numpy(np.concatenate([test_digits] * 3))  # several sub-batches
+    pictures = digits.float().div(255).view(-1, 1, 28, 28)
+    expected = codec.engine.analysis(pictures)
+    assert torch.equal(codec.engine.digit_analysis(digits), expected)
+    assert torch.equal(codec.latents(digits.numpy()), expected)
+    int8 = codec.engine._int8_analysis()
+    assert torch.equal(int8.digits(digits[:7]), int8(pictures[:7]))
+
+
+@needs_int8
 def test_int8_files_decode_anywhere_to_what_their_latents_say(engine_env, test_digits):
     codec = _codec(DEFAULT_MODEL, "torch-int8", engine_env)
     strings, _ = codec.compress(test_digits[:50])

@@ -208,8 +208,9 @@ class Codec:
     @torch.no_grad()
     def latents(self, images: np.ndarray) -> torch.Tensor:
         """uint8 digits -> the analysis transform's latents ``y`` (N, D), float32."""
-        x = images_to_unit(torch.from_numpy(np.ascontiguousarray(images)).to(self.device))
-        y = self.engine.analysis(x)
+        y = self.engine.digit_analysis(
+            torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        )
         if not torch.isfinite(y).all():
             raise InputError("the analysis transform produced non-finite latents")
         return y

@@ -51,6 +51,7 @@ import torch
 from mnistcodec import __version__
 from mnistcodec.coding import engine as E
 from mnistcodec.coding.model_files import LoadedModel
+from mnistcodec.coding.onnx_export import content_key
 from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.data.sources import cache_root
 from mnistcodec.errors import InputError
@@ -114,7 +115,7 @@ def _onednn_version() -> str:
 
 
 def model_key(loaded: LoadedModel) -> str:
-    return f"{loaded.fingerprint}:{E.content_key(loaded)}"
+    return f"{loaded.fingerprint}:{content_key(loaded)}"
 
 
 # -- the cache ------------------------------------------------------------------------------
@@ -391,6 +392,10 @@ class AutoEngine(E.Engine):
             store_entry(self.loaded, entry)
             self.choice, self.source = E.Choice.parse(entry["choice"]), "calibrated"
             self.int8_ranges = E.parse_int8_ranges(entry.get("int8_ranges"))
+
+    def digit_analysis(self, digits: torch.Tensor) -> torch.Tensor:
+        self._settle(digits.shape[0])
+        return super().digit_analysis(digits)
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         self._settle(x.shape[0])

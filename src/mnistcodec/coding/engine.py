@@ -54,8 +54,6 @@ measures them and chooses; ``MNISTCODEC_ENGINE`` overrides the choice.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -66,12 +64,12 @@ import torch
 
 from mnistcodec.coding import memory
 from mnistcodec.coding.model_files import LoadedModel
-from mnistcodec.coding.onnx_export import ANALYSIS_IO, _synthesis_onnx, _to_onnx
+from mnistcodec.coding.onnx_export import onnx_graph
 from mnistcodec.coding.quantiser import Quantiser
-from mnistcodec.errors import InputError, MnistCodecError
+from mnistcodec.errors import InputError
 from mnistcodec.model import int8_kernels
 from mnistcodec.model import precision as P
-from mnistcodec.storage.atomic import atomic_write
+from mnistcodec.model.transforms import images_to_unit
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 ENGINES = (
@@ -276,6 +274,18 @@ class Engine:
         return {"engine": self.choice.describe(), **self.precision.describe()}
 
     @torch.no_grad()
+    def digit_analysis(self, digits: torch.Tensor) -> torch.Tensor:
+        """uint8 digits (N, 28, 28) -> :meth:`analysis` of ``digits / 255``. The int8 encoder
+        reads the digits' 8 bits as they are, without the round trip through float32."""
+        if (
+            self.fixed is None
+            and self.choice.encoder == "torch-int8"
+            and digits.device.type == "cpu"
+        ):
+            _batch_memory(digits)
+            return self._int8_analysis().digits(digits)
+        return self.analysis(images_to_unit(digits))
+
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents ``y`` (N, D) float32."""
         _batch_memory(x)
@@ -472,42 +482,3 @@ def parse_int8_ranges(record) -> tuple[tuple[float, float], ...] | None:
         math.isfinite(lo) and math.isfinite(hi) and lo <= 0 <= hi for lo, hi in ranges
     )
     return ranges if valid else None
-
-
-def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -> bytes:
-    """The ONNX bytes of one transform, exported once and kept in ``graphs_dir`` if given.
-
-    A kept graph is named by the SHA-256 of the model's whole content, so a
-    changed model never meets an old graph; one that cannot be read is exported again.
-    """
-    path = None
-    if graphs_dir is not None:
-        key = hashlib.sha256(f"{loaded.fingerprint}:{content_key(loaded)}".encode()).hexdigest()
-        path = graphs_dir / f"{key[:32]}.{side}.onnx"
-        try:
-            return path.read_bytes()
-        except OSError:
-            pass
-    model = copy.deepcopy(loaded.model).cpu().eval()
-    try:
-        if side == "analysis":
-            data = _to_onnx(model.analysis_transform, torch.zeros(1, 1, *IMAGE_SHAPE), ANALYSIS_IO)
-        else:
-            data = _synthesis_onnx(model.synthesis_transform, loaded.config.latent_dims)
-    except MnistCodecError as exc:
-        raise InputError(f"the onnxruntime engine cannot export this model: {exc}") from None
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, data)
-        except OSError:  # a read-only cache only costs the export next time
-            pass
-    return data
-
-
-def content_key(loaded: LoadedModel) -> str:
-    """What identifies a model's whole content: its recorded content hash, else its fingerprint.
-
-    The fingerprint leaves the analysis weights out; the content hash does not.
-    """
-    return str(loaded.metadata.get("content_sha256") or loaded.fingerprint)

@@ -43,7 +43,7 @@ from mnistcodec import __version__
 from mnistcodec.coding.model_files import LoadedModel
 from mnistcodec.coding.tables import CodingTables
 from mnistcodec.errors import InputError, MnistCodecError
-from mnistcodec.storage.atomic import atomic_directory
+from mnistcodec.storage.atomic import atomic_directory, atomic_write
 from mnistcodec.storage.digits import IMAGE_SHAPE
 from mnistcodec.storage.export_dirs import check_export_directory
 
@@ -338,3 +338,42 @@ def export_onnx(loaded: LoadedModel, out_dir: str | os.PathLike, force: bool = F
         for name, data in files.items():
             put(name, data)
     return path
+
+
+def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -> bytes:
+    """The ONNX bytes of one transform, exported once and kept in ``graphs_dir`` if given.
+
+    A kept graph is named by the SHA-256 of the model's whole content, so a
+    changed model never meets an old graph; one that cannot be read is exported again.
+    """
+    path = None
+    if graphs_dir is not None:
+        key = hashlib.sha256(f"{loaded.fingerprint}:{content_key(loaded)}".encode()).hexdigest()
+        path = graphs_dir / f"{key[:32]}.{side}.onnx"
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    model = copy.deepcopy(loaded.model).cpu().eval()
+    try:
+        if side == "analysis":
+            data = _to_onnx(model.analysis_transform, torch.zeros(1, 1, *IMAGE_SHAPE), ANALYSIS_IO)
+        else:
+            data = _synthesis_onnx(model.synthesis_transform, loaded.config.latent_dims)
+    except MnistCodecError as exc:
+        raise InputError(f"the onnxruntime engine cannot export this model: {exc}") from None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
+        except OSError:  # a read-only cache only costs the export next time
+            pass
+    return data
+
+
+def content_key(loaded: LoadedModel) -> str:
+    """What identifies a model's whole content: its recorded content hash, else its fingerprint.
+
+    The fingerprint leaves the analysis weights out; the content hash does not.
+    """
+    return str(loaded.metadata.get("content_sha256") or loaded.fingerprint)

@@ -150,6 +150,19 @@ def _padded_u8(h: Tensor, slope: float, zero: int) -> Tensor:
     return out.permute(0, 3, 1, 2)
 
 
+def _to_digits(x: Tensor) -> Tensor:
+    """Pictures in [0, 1] -> their nearest 8-bit grey levels ``round(255 x)``, uint8
+    (through int16: see :func:`_to_u8`); a digit ``d / 255`` gives back ``d``."""
+    return x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+
+
+def _in_chunks(fn, x: Tensor) -> Tensor:
+    """``fn(x)``, in sub-batches of :data:`CPU_CHUNK` digits."""
+    if x.shape[0] <= CPU_CHUNK:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
+
+
 def space_to_depth_weights(weight: Tensor) -> Tensor:
     """A (C, 1, 5, 5) stride-2 kernel (padding 2) as the (C, 4, 3, 3) stride-1 kernel (padding 1)
     on the image's four phases (:func:`space_to_depth`).
@@ -226,18 +239,20 @@ class Int8Analysis:
     def __call__(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents (N, D) float32, in sub-batches."""
         x = x.reshape(-1, 1, *IMAGE_SHAPE).float().contiguous()
-        if x.shape[0] <= CPU_CHUNK:
-            return self._forward(x)
-        return torch.cat([self._forward(part) for part in x.split(CPU_CHUNK)])
+        return _in_chunks(lambda part: self._forward(_to_digits(part)), x)
+
+    @torch.no_grad()
+    def digits(self, d: Tensor) -> Tensor:
+        """uint8 digits (N, 28, 28) -> the latents of ``self(d / 255)``, read as they are."""
+        return _in_chunks(self._forward, d.reshape(-1, 1, *IMAGE_SHAPE).contiguous())
 
     def first_layer(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) in [0, 1] -> ``h_1`` as uint8 (N, 20, 14, 14), channels-last."""
-        return self._first_layer_padded(x)[:, :, _PAD:-_PAD, _PAD:-_PAD]
+        return self._first_layer_padded(_to_digits(x))[:, :, _PAD:-_PAD, _PAD:-_PAD]
 
-    def _first_layer_padded(self, x: Tensor) -> Tensor:
-        """:meth:`first_layer` inside ``conv_2``'s border of zero points (:func:`_padded_u8`)."""
-        # The digits' 8 bits (through int16: see _to_u8), as their four phases.
-        d = x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+    def _first_layer_padded(self, d: Tensor) -> Tensor:
+        """uint8 digits (N, 1, 28, 28) -> ``h_1`` inside ``conv_2``'s border of zero points
+        (:func:`_padded_u8`); the digits as their four phases."""
         h = torch.ops.onednn.qconv2d_pointwise(
             space_to_depth(d), _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
             self.conv_1_bias, [1, 1], [1, 1], _DILATION, 1, 1.0, 0, torch.float32,
@@ -245,9 +260,10 @@ class Int8Analysis:
         )  # fmt: skip
         return _padded_u8(h, self.slope, self.zero_1)
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def _forward(self, d: Tensor) -> Tensor:
+        """uint8 digits (N, 1, 28, 28), contiguous -> latents (N, D)."""
         ops = torch.ops.onednn
-        h = self._first_layer_padded(x)
+        h = self._first_layer_padded(d)
         h = ops.qconv2d_pointwise(
             h, 1.0, 0, self.conv_2, self.conv_2_scales, self.zeros_2,
             self.conv_2_bias, _STRIDE, _NO_PADDING, _DILATION, 1, 1.0, 0, torch.float32,
