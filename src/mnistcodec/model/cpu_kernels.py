@@ -89,7 +89,7 @@ def has_layer_hooks(transform: nn.Module) -> bool:
     )
 
 
-def _in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+def in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """``fn(x)``, in sub-batches of :data:`CPU_CHUNK` digits."""
     if x.shape[0] <= CPU_CHUNK:
         return fn(x)
@@ -120,7 +120,7 @@ def analysis_forward(transform: nn.Module, x: Tensor) -> Tensor:
     weight, bias = grid_order_weights(transform.fc_1, "in")
     if "fc_1" in transform.bf16_layers:
         weight = precision.bf16_weight(weight)
-    return _in_chunks(lambda part: _analysis_grid_order(transform, part, weight, bias), x)
+    return in_chunks(lambda part: _analysis_grid_order(transform, part, weight, bias), x)
 
 
 def _analysis_channels_last(transform: nn.Module, x: Tensor) -> Tensor:
@@ -157,14 +157,14 @@ def _analysis_grid_order(
     return precision.linear(h, fc_2.weight, fc_2.bias, "fc_2" in bf16)
 
 
-def _dense_on_onednn(x: Tensor) -> bool:
+def _dense_on_onednn() -> bool:
     """Whether a recorded float32 dense product takes :class:`DenseOnOneDnn`."""
     return DENSE_ON_ONEDNN and torch.is_grad_enabled() and precision.onednn_float32_available()
 
 
 def _dense(x: Tensor, layer: nn.Linear, bf16: bool) -> Tensor:
     """``layer``'s product; when training in float32, forward and backward on oneDNN's matmul."""
-    if not bf16 and _dense_on_onednn(x):
+    if not bf16 and _dense_on_onednn():
         return DenseOnOneDnn.apply(x, layer.weight, layer.bias)
     return precision.linear(x, layer.weight, layer.bias, bf16)
 
@@ -208,7 +208,7 @@ def _synthesis_channels_last(transform: nn.Module, y: Tensor, affine=None) -> Te
     slope, bf16 = transform.act.negative_slope, transform.bf16_layers
     h = precision.linear(y, fc_1.weight, fc_1.bias, "fc_1" in bf16)
     h = F.leaky_relu_(h if affine is None else affine("fc_1", h), slope)
-    if "fc_2" in bf16 or _dense_on_onednn(h):
+    if "fc_2" in bf16 or _dense_on_onednn():
         h = _dense(h, fc_2, "fc_2" in bf16).view(-1, 50, 7, 7)
     else:
         # fc_2 as W h^T: the (2450, B) product is the faster GEMM shape, read as the

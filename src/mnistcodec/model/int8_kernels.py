@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistcodec.model import precision
-from mnistcodec.model.cpu_kernels import CPU_CHUNK
+from mnistcodec.model.cpu_kernels import in_chunks
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
 #: The activation ranges measured on digit-like pictures, widened by this factor.
@@ -156,13 +156,6 @@ def _to_digits(x: Tensor) -> Tensor:
     return x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
 
 
-def _in_chunks(fn, x: Tensor) -> Tensor:
-    """``fn(x)``, in sub-batches of :data:`CPU_CHUNK` digits."""
-    if x.shape[0] <= CPU_CHUNK:
-        return fn(x)
-    return torch.cat([fn(part) for part in x.split(CPU_CHUNK)])
-
-
 def space_to_depth_weights(weight: Tensor) -> Tensor:
     """A (C, 1, 5, 5) stride-2 kernel (padding 2) as the (C, 4, 3, 3) stride-1 kernel (padding 1)
     on the image's four phases (:func:`space_to_depth`).
@@ -239,12 +232,12 @@ class Int8Analysis:
     def __call__(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents (N, D) float32, in sub-batches."""
         x = x.reshape(-1, 1, *IMAGE_SHAPE).float().contiguous()
-        return _in_chunks(lambda part: self._forward(_to_digits(part)), x)
+        return in_chunks(lambda part: self._forward(_to_digits(part)), x)
 
     @torch.no_grad()
     def digits(self, d: Tensor) -> Tensor:
         """uint8 digits (N, 28, 28) -> the latents of ``self(d / 255)``, read as they are."""
-        return _in_chunks(self._forward, d.reshape(-1, 1, *IMAGE_SHAPE).contiguous())
+        return in_chunks(self._forward, d.reshape(-1, 1, *IMAGE_SHAPE).contiguous())
 
     def first_layer(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) in [0, 1] -> ``h_1`` as uint8 (N, 20, 14, 14), channels-last."""
