@@ -239,6 +239,39 @@ def test_a_large_call_calibrates_once_and_small_ones_never(
     assert Codec(loaded).engine.source == "cached"
 
 
+def test_a_choice_timed_on_busy_cores_is_measured_again_a_few_times(
+    engine_env, quick_calibration, tiny_model_path, monkeypatch, test_digits
+):
+    """An entry whose timing had under BUSY_CPU_SHARE of the CPU is used, and measured again by
+    the next large call; after MAX_REMEASURES busy ones in a row, the last is kept."""
+    loaded = load_model(tiny_model_path)
+    monkeypatch.setattr(C, "CALIBRATION_MIN_DIGITS", 200)
+    measured = C.calibrate(loaded)
+    assert 0 < measured["cpu_share"] <= 2  # process CPU time over wall time x threads
+    C.store_entry(loaded, {**measured, "cpu_share": 1.0})
+    assert Codec(loaded).engine.source == "cached"  # a quiet one is trusted
+    busy = {**measured, "cpu_share": C.BUSY_CPU_SHARE / 2}
+    C.store_entry(loaded, busy)
+    calls = []
+    monkeypatch.setattr(C, "calibrate", lambda model: calls.append(1) or dict(busy))
+    for count in range(1, C.MAX_REMEASURES + 1):
+        codec = Codec(loaded)
+        assert codec.engine.source == "provisional"
+        assert codec.engine.choice == E.Choice.parse(measured["choice"])  # used meanwhile
+        codec.compress(test_digits[:50])  # a small call measures nothing
+        assert len(calls) == count - 1
+        codec.compress(test_digits[:250])
+        assert len(calls) == count and codec.engine.source == "calibrated"
+        assert C.cached_entry(loaded)["remeasures"] == count
+    assert Codec(loaded).engine.source == "cached"
+    # A quiet measurement ends it at once.
+    C.store_entry(loaded, busy)
+    monkeypatch.setattr(C, "calibrate", lambda model: {**measured, "cpu_share": 0.95})
+    Codec(loaded).compress(test_digits[:250])
+    assert "remeasures" not in C.cached_entry(loaded)
+    assert Codec(loaded).engine.source == "cached"
+
+
 def test_doctor_shows_measures_and_caches(engine_env, quick_calibration, tiny_model_path, capsys):
     assert main(["doctor", str(tiny_model_path)]) == 0
     out = capsys.readouterr().out
