@@ -252,6 +252,8 @@ def test_a_choice_timed_on_busy_cores_is_measured_again_a_few_times(
     assert Codec(loaded).engine.source == "cached"  # a quiet one is trusted
     busy = {**measured, "cpu_share": C.BUSY_CPU_SHARE / 2}
     C.store_entry(loaded, busy)
+    shown = C.doctor_record({"m": loaded})["models"]["m"]
+    assert shown["source"] == "provisional" and shown["cpu_share"] == busy["cpu_share"]
     calls = []
     monkeypatch.setattr(C, "calibrate", lambda model: calls.append(1) or dict(busy))
     for count in range(1, C.MAX_REMEASURES + 1):

@@ -452,8 +452,9 @@ def doctor_record(models: dict[str, LoadedModel], measure: bool = False) -> dict
 
     ``models`` maps a name to a loaded model. A model's ``choice`` is what a
     codec with ``precision="auto"`` on the CPU runs here, and ``source`` says
-    why: ``override`` (``MNISTCODEC_ENGINE``), ``cached``, ``calibrated`` (now)
-    or ``default`` (not measured yet on this machine).
+    why: ``override`` (``MNISTCODEC_ENGINE``), ``cached``, ``provisional`` (cached
+    from a timing on busy cores, measured again by the next large call),
+    ``calibrated`` (now) or ``default`` (not measured yet on this machine).
     """
     override = engine_override()
     record = {
@@ -473,7 +474,9 @@ def doctor_record(models: dict[str, LoadedModel], measure: bool = False) -> dict
             source = "calibrated"
         else:
             entry = cached_entry(loaded)
-            source = "cached" if entry else "default"
+            source = (
+                "default" if entry is None else "provisional" if _measured_busy(entry) else "cached"
+            )
         engine = AutoEngine(loaded) if entry is None or override else None
         choice = engine.choice.describe() if engine else entry["choice"]
         record["models"][name] = {
@@ -482,5 +485,6 @@ def doctor_record(models: dict[str, LoadedModel], measure: bool = False) -> dict
             "source": "override" if override else source,
             "measured_digits_per_s": (entry or {}).get("measured_digits_per_s"),
             "when": (entry or {}).get("when"),
+            "cpu_share": (entry or {}).get("cpu_share"),
         }
     return record
