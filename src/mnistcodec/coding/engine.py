@@ -277,14 +277,18 @@ class Engine:
     def digit_analysis(self, digits: torch.Tensor) -> torch.Tensor:
         """uint8 digits (N, 28, 28) -> :meth:`analysis` of ``digits / 255``. The int8 encoder
         reads the digits' 8 bits as they are, without the round trip through float32."""
-        if (
-            self.fixed is None
-            and self.choice.encoder == "torch-int8"
-            and digits.device.type == "cpu"
-        ):
+        if self._int8_encodes(digits):
             _batch_memory(digits)
             return self._int8_analysis().digits(digits)
         return self.analysis(images_to_unit(digits))
+
+    def _int8_encodes(self, inputs: torch.Tensor) -> bool:
+        """Whether the int8 encoder runs the analysis of ``inputs`` (chosen, and on the CPU)."""
+        return (
+            self.fixed is None
+            and self.choice.encoder == "torch-int8"
+            and inputs.device.type == "cpu"
+        )
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents ``y`` (N, D) float32."""
@@ -295,7 +299,7 @@ class Engine:
                 return transform(x)
         if self.choice.encoder == "onnxruntime" and x.device.type == "cpu":
             return self._run_onnx("analysis", x, None)
-        if self.choice.encoder == "torch-int8" and x.device.type == "cpu":
+        if self._int8_encodes(x):
             return self._int8_analysis()(x)
         layers, route = _torch_layers(self.choice.encoder, "analysis")
         dense = self.choice.encoder == "torch-onednn"

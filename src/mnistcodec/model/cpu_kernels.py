@@ -32,8 +32,9 @@ rounding (tests compare outputs and gradients):
   :data:`CPU_CHUNK` digits run in sub-batches of that size, which keeps
   activations in cache. Inside :func:`~mnistcodec.model.precision.onednn_float32`
   (the ``torch-onednn`` engine), both transposed convolutions of those batches run
-  as sub-pixel convolutions (:func:`subpixel_weights`). Nothing is cached between calls: optimizers such as
-  fused Adam update parameters without any trace a cache could check.
+  as sub-pixel convolutions (:func:`subpixel_weights`). Nothing is cached between
+  calls: optimizers such as fused Adam update parameters without any trace a cache
+  could check.
 
 Layers named in the transform's ``bf16_layers`` run their products in bf16
 through :mod:`mnistcodec.model.precision`, on the same layouts; the reordered
@@ -465,21 +466,16 @@ class DenseOnOneDnn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return _onednn_product(x, weight, bias)
+        return precision.onednn_linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _onednn_product(grad, weight.t(), None)
+            grad_x = precision.onednn_linear(grad, weight.t(), None)
         if ctx.needs_input_grad[1]:
-            grad_w = _onednn_product(grad.t(), x.t(), None)
+            grad_w = precision.onednn_linear(grad.t(), x.t(), None)
         if ctx.needs_input_grad[2]:
             grad_b = torch.mv(grad.t(), grad.new_ones(grad.shape[0]))
         return grad_x, grad_w, grad_b
-
-
-def _onednn_product(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``x W^T (+ b)`` by oneDNN's matmul."""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")

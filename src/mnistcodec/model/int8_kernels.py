@@ -35,7 +35,8 @@ Xeons with AMX-INT8):
 * ``conv_1`` has its weights and bias divided by ``s_1``, so its float32
   output is already in quantisation steps (leaky ReLU commutes with a
   positive scale); ``conv_2`` returns float32 in steps of ``s_2`` (its
-  per-channel scales are ``w_scale * s_1 / s_2``, its bias ``b / s_2``);
+  per-channel scales are ``w_scale * s_1 / s_2``, its bias ``b / s_2`` less the
+  zero point's term);
   ``fc_1`` applies the leaky ReLU in the kernel and returns float32; ``fc_2``
   (500->D, 1 % of the work) is float32.
 

@@ -382,13 +382,17 @@ def onednn_float32_active() -> bool:
     return _ONEDNN_FLOAT32.get() and not torch.is_grad_enabled()
 
 
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x W^T (+ b)`` in float32 by oneDNN's matmul (``mkldnn._linear_pointwise``), which
+    also reads transposed views without copying them."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None, bf16: bool) -> Tensor:
     """``x W^T + b``; with ``bf16``, the product in bf16 and the bias in float32."""
     if not bf16:
         if onednn_float32_active() and x.device.type == "cpu":
-            return torch.ops.mkldnn._linear_pointwise(
-                x.contiguous(), weight.contiguous(), bias, "none", [], ""
-            )
+            return onednn_linear(x.contiguous(), weight.contiguous(), bias)
         return F.linear(x, weight, bias)
     return _add_bias(_product(F.linear, x, weight), bias, -1)
 
