@@ -528,6 +528,41 @@ def test_the_first_layer_on_four_phases_is_the_strided_convolution():
     assert torch.equal(got, expected)
 
 
+def test_activations_are_rounded_to_8_bits_as_torch_rounds_them():
+    """The int8 encoder's requantisation (rounding by an offset, the bits' low byte) is
+    ``clamp(round(leaky(h) + z), 0, 255)`` with ``torch.round`` (the sum in float32): ties to
+    even, both signs, past both ends; and the digits of pictures are ``round(255 x)``."""
+    g = torch.Generator().manual_seed(0)
+    ties = torch.arange(-300, 300, dtype=torch.float32) + 0.5
+    noise = torch.randn(4096, generator=g) * 200
+    h = torch.cat([ties, noise, torch.tensor([-1e9, 1e9, 0.0, -0.0, 254.5, 255.5])])
+    for slope, zero in ((0.2, 17), (0.01, 0), (0.5, 255)):
+        expected = torch.round(F.leaky_relu(h, slope) + zero).clamp(0, 255).to(torch.int16)
+        got = int8_kernels._to_u8(h.clone(), slope, zero)
+        assert got.dtype == torch.uint8 and torch.equal(got.to(torch.int16), expected)
+    x = torch.cat(
+        [(torch.arange(256) + 0.5) / 255, torch.rand(1000, generator=g), torch.tensor([-1.0, 2.0])]
+    )
+    expected = torch.round(x * 255).clamp(0, 255).to(torch.int16)
+    assert torch.equal(int8_kernels._to_digits(x).to(torch.int16), expected)
+
+
+def test_the_padded_first_layer_reuses_its_border():
+    """``conv_2``'s padded input: the inside written per sub-batch, the border of zero points
+    kept, a buffer for more digits than the sub-batch read in its first rows."""
+    g = torch.Generator().manual_seed(1)
+    h = (torch.randn(5, 20, 14, 14, generator=g) * 50).contiguous(memory_format=torch.channels_last)
+    fresh = int8_kernels._padded_u8(h.clone(), 0.2, 9)
+    buffer = int8_kernels._border_buffer(8, 9)
+    int8_kernels._padded_u8(torch.full_like(h, 300.0), 0.2, 9, buffer)  # an earlier sub-batch
+    reused = int8_kernels._padded_u8(h.clone(), 0.2, 9, buffer)
+    assert reused.shape == fresh.shape == (5, 20, 18, 18) and torch.equal(reused, fresh)
+    assert torch.equal(fresh[:, :, 2:-2, 2:-2], int8_kernels._to_u8(h.clone(), 0.2, 9))
+    border = torch.ones(18, 18, dtype=torch.bool)
+    border[2:-2, 2:-2] = False
+    assert bool((fresh[:, :, border] == 9).all())
+
+
 FIRST_LAYER_CODE = """
 import torch
 import torch.nn.functional as F

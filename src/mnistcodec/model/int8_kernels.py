@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnistcodec.model import precision
+from mnistcodec.model import cpu_kernels, precision
 from mnistcodec.model.cpu_kernels import in_chunks
 from mnistcodec.storage.digits import IMAGE_SHAPE
 
@@ -128,33 +128,51 @@ def _weight_int8(weight: Tensor, largest: int = 127) -> tuple[Tensor, Tensor]:
     return q.reshape(weight.shape), scales.float()
 
 
+#: ``1.5 * 2**23``: for ``0 <= y <= 255``, the float32 sum ``y + R`` is ``R + round(y)``
+#: (its unit in the last place is 1, and ties go to the even mantissa, as ``torch.round``:
+#: ``R`` is even), so the low byte of its bits is ``round(y)``.
+_ROUNDING_OFFSET = 12582912.0
+
+
+def _rounded_bits(h: Tensor, slope: float, zero: int) -> Tensor:
+    """Pre-activations in quantisation steps, in place -> int32 whose low byte is
+    ``clamp(round(leaky(h) + z), 0, 255)`` (the sum in float32): rounding by :data:`_ROUNDING_OFFSET`, one
+    conversion pass fewer than ``round`` and a float -> int16 -> uint8 conversion (PyTorch's
+    float -> uint8 conversion is not vectorised). Clamping before rounding gives the same
+    integers: the bounds are integers."""
+    h = F.leaky_relu_(h, slope).add_(zero).clamp_(0, 255).add_(_ROUNDING_OFFSET)
+    return h.view(torch.int32)
+
+
 def _to_u8(h: Tensor, slope: float, zero: int) -> Tensor:
-    """Pre-activations in quantisation steps -> ``clamp(round(leaky(h)) + z, 0, 255)`` as uint8.
-
-    (Through int16: PyTorch's float -> uint8 conversion is not vectorised.)
-    """
-    return _to_i16(h, slope, zero).to(torch.uint8)
+    """Pre-activations in quantisation steps -> ``clamp(round(leaky(h)) + z, 0, 255)`` as uint8
+    (:func:`_rounded_bits`; the int32 -> uint8 conversion keeps the low byte)."""
+    return _rounded_bits(h, slope, zero).to(torch.uint8)
 
 
-def _to_i16(h: Tensor, slope: float, zero: int) -> Tensor:
-    """:func:`_to_u8`'s steps up to int16 (the values of the uint8 result)."""
-    h = F.leaky_relu_(h, slope).add_(zero).round_().clamp_(0, 255)
-    return h.to(torch.int16)
+def _border_buffer(n: int, zero: int, channels: int = 20) -> Tensor:
+    """(n, 18, 18, channels) uint8 of value ``zero``: ``conv_2``'s padded input, whose
+    border of :data:`_PAD` pixels is written once per call and each sub-batch fills the inside."""
+    side = 14 + 2 * _PAD
+    return torch.full((n, side, side, channels), zero, dtype=torch.uint8)
 
 
-def _padded_u8(h: Tensor, slope: float, zero: int) -> Tensor:
+def _padded_u8(h: Tensor, slope: float, zero: int, out: Tensor | None = None) -> Tensor:
     """:func:`_to_u8` of a channels-last (N, C, H, W) ``h`` written inside a border of
-    :data:`_PAD` pixels of value ``zero`` (the quantised 0): (N, C, H + 4, W + 4), channels-last."""
+    :data:`_PAD` pixels of value ``zero`` (the quantised 0): (N, C, H + 4, W + 4), channels-last.
+    ``out``, a :func:`_border_buffer` of at least N digits, is reused when given."""
     n, c, rows, cols = h.shape
-    out = torch.full((n, rows + 2 * _PAD, cols + 2 * _PAD, c), zero, dtype=torch.uint8)
-    out[:, _PAD:-_PAD, _PAD:-_PAD].copy_(_to_i16(h, slope, zero).permute(0, 2, 3, 1))
+    if out is None:
+        out = _border_buffer(n, zero, c)
+    out = out[:n]
+    out[:, _PAD:-_PAD, _PAD:-_PAD].copy_(_rounded_bits(h, slope, zero).permute(0, 2, 3, 1))
     return out.permute(0, 3, 1, 2)
 
 
 def _to_digits(x: Tensor) -> Tensor:
     """Pictures in [0, 1] -> their nearest 8-bit grey levels ``round(255 x)``, uint8
-    (through int16: see :func:`_to_u8`); a digit ``d / 255`` gives back ``d``."""
-    return x.mul(255).round_().clamp_(0, 255).to(torch.int16).to(torch.uint8)
+    (rounded as in :func:`_rounded_bits`); a digit ``d / 255`` gives back ``d``."""
+    return x.mul(255).clamp_(0, 255).add_(_ROUNDING_OFFSET).view(torch.int32).to(torch.uint8)
 
 
 def space_to_depth_weights(weight: Tensor) -> Tensor:
@@ -233,31 +251,35 @@ class Int8Analysis:
     def __call__(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents (N, D) float32, in sub-batches."""
         x = x.reshape(-1, 1, *IMAGE_SHAPE).float().contiguous()
-        return in_chunks(lambda part: self._forward(_to_digits(part)), x)
+        padded = _border_buffer(min(x.shape[0], cpu_kernels.CPU_CHUNK), self.zero_1)
+        return in_chunks(lambda part: self._forward(_to_digits(part), padded), x)
 
     @torch.no_grad()
     def digits(self, d: Tensor) -> Tensor:
         """uint8 digits (N, 28, 28) -> the latents of ``self(d / 255)``, read as they are."""
-        return in_chunks(self._forward, d.reshape(-1, 1, *IMAGE_SHAPE).contiguous())
+        d = d.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
+        padded = _border_buffer(min(d.shape[0], cpu_kernels.CPU_CHUNK), self.zero_1)
+        return in_chunks(lambda part: self._forward(part, padded), d)
 
     def first_layer(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) in [0, 1] -> ``h_1`` as uint8 (N, 20, 14, 14), channels-last."""
         return self._first_layer_padded(_to_digits(x))[:, :, _PAD:-_PAD, _PAD:-_PAD]
 
-    def _first_layer_padded(self, d: Tensor) -> Tensor:
+    def _first_layer_padded(self, d: Tensor, out: Tensor | None = None) -> Tensor:
         """uint8 digits (N, 1, 28, 28) -> ``h_1`` inside ``conv_2``'s border of zero points
-        (:func:`_padded_u8`); the digits as their four phases."""
+        (:func:`_padded_u8`, into ``out`` if given); the digits as their four phases."""
         h = torch.ops.onednn.qconv2d_pointwise(
             space_to_depth(d), _INPUT_STEP, 0, self.conv_1, self.conv_1_scales, self.zeros_1,
             self.conv_1_bias, [1, 1], [1, 1], _DILATION, 1, 1.0, 0, torch.float32,
             "none", [], "",
         )  # fmt: skip
-        return _padded_u8(h, self.slope, self.zero_1)
+        return _padded_u8(h, self.slope, self.zero_1, out)
 
-    def _forward(self, d: Tensor) -> Tensor:
-        """uint8 digits (N, 1, 28, 28), contiguous -> latents (N, D)."""
+    def _forward(self, d: Tensor, padded: Tensor) -> Tensor:
+        """uint8 digits (N, 1, 28, 28), contiguous -> latents (N, D); ``padded``, a
+        :func:`_border_buffer` for N digits or more, holds ``conv_2``'s input."""
         ops = torch.ops.onednn
-        h = self._first_layer_padded(d)
+        h = self._first_layer_padded(d, padded)
         h = ops.qconv2d_pointwise(
             h, 1.0, 0, self.conv_2, self.conv_2_scales, self.zeros_2,
             self.conv_2_bias, _STRIDE, _NO_PADDING, _DILATION, 1, 1.0, 0, torch.float32,
