@@ -58,6 +58,23 @@ def test_the_integer_search_picks_the_float64_argmin(components):
     assert np.array_equal(coder.from_symbols(symbols), k)
 
 
+@pytest.mark.parametrize("float32_exact", [1 << 24, 1])
+def test_the_search_table_sums_exactly_in_float32_or_float64(monkeypatch, float32_exact):
+    """The table's sums are exact integers: float32 where they stay below 2**24, else float64."""
+    import mnistcodec.coding.mixture_coder as mixture_coder
+
+    monkeypatch.setattr(mixture_coder, "FLOAT32_EXACT", float32_exact)
+    rng = np.random.default_rng(11)
+    coder = _tables(rng, 16)
+    table = coder._choice[0]
+    assert table.dtype == (
+        mixture_coder.torch.float32 if float32_exact > 1 else mixture_coder.torch.float64
+    )
+    assert table.is_contiguous() and bool((table == table.round()).all())
+    k = _latents(rng, 2000)
+    assert np.array_equal(coder.choose(k), np.argmin(coder.exact_bits(k), axis=1))
+
+
 def test_ties_go_to_the_smaller_index_as_in_the_float64_search():
     rng = np.random.default_rng(7)
     coder = _tables(rng, 4, duplicate=True)

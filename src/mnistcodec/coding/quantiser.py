@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mnistcodec.coding.model_files import LoadedModel
 
@@ -75,8 +76,8 @@ class MixtureBits:
     by table: per level, ``log P_c(v)`` of every integer ``v`` in the coding
     tables' windows, computed once by
     :meth:`~mnistcodec.model.priors.LogisticMixture.latent_nats` (so each
-    term is that function's float32 value), then one row gather per latent
-    and a sum, instead of the formula's transcendental functions over every
+    term is that function's float32 value), then one row per latent summed
+    (``embedding_bag``), instead of the formula's transcendental functions over every
     ``(digit, component, latent)``. Only the order of the float32 sum over
     the latents differs. Digits with a latent outside the windows use the formula.
     """
@@ -114,7 +115,9 @@ class MixtureBits:
             index = k[rows].to(torch.int64) - low
             inside = ((index >= 0) & (index < count)).all(dim=1)
             index = (index.clamp(0, count - 1) * self.dims + torch.arange(self.dims))[inside]
-            nats = table[index.reshape(-1)].view(-1, self.dims, table.shape[1]).sum(dim=1)
+            # Each digit's D rows summed in their order, without the (N, D, C) gather: 0.13 µs
+            # per digit against 0.49 for a gather and a sum (which sums in another order).
+            nats = F.embedding_bag(index, table, mode="sum")
             best = (nats + log_weights).max(dim=1).values
             bits[rows[inside]] = -best / math.log(2.0)
             outside = rows[~inside]
