@@ -194,15 +194,18 @@ def test_conv_from_one_is_the_convolution(input_grad):
 @pytest.mark.skipif(
     not precision.onednn_float32_available(), reason="this PyTorch has no oneDNN matmul"
 )
+@pytest.mark.parametrize("shape", [(2450, 500), (500, 2450)], ids=["fc_1", "synthesis fc_2"])
 @pytest.mark.parametrize("input_grad", [False, True])
-def test_dense_on_onednn_is_the_linear_layer(input_grad):
-    """Forward and the three gradients against ``F.linear`` in float64 (oneDNN runs float32:
-    equal up to float32 rounding), on the 2450->500 shape and a transposed input view."""
+def test_dense_on_onednn_is_the_linear_layer(input_grad, shape):
+    """Forward and the three gradients against ``F.linear`` in float64 (float32 kernels:
+    equal up to float32 rounding), on both large shapes (the weight gradient of the second by
+    MKL's product) and a transposed input view."""
+    inputs, outputs = shape
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(2450, 37, generator=g).t()  # a transposed view, as autograd may pass
-    weight = torch.randn(500, 2450, generator=g) / 50
-    bias = torch.randn(500, generator=g)
-    grad_out = torch.randn(37, 500, generator=g)
+    x = torch.randn(inputs, 37, generator=g).t()  # a transposed view, as autograd may pass
+    weight = torch.randn(outputs, inputs, generator=g) / 50
+    bias = torch.randn(outputs, generator=g)
+    grad_out = torch.randn(37, outputs, generator=g)
     results = []
     for f, dtype in ((DenseOnOneDnn.apply, torch.float32), (F.linear, torch.float64)):
         leaves = [
