@@ -553,7 +553,7 @@ def test_the_padded_first_layer_reuses_its_border():
     g = torch.Generator().manual_seed(1)
     h = (torch.randn(5, 20, 14, 14, generator=g) * 50).contiguous(memory_format=torch.channels_last)
     fresh = int8_kernels._padded_u8(h.clone(), 0.2, 9)
-    buffer = int8_kernels._border_buffer(8, 9)
+    buffer = int8_kernels._border_buffer(8, 9, 20)
     int8_kernels._padded_u8(torch.full_like(h, 300.0), 0.2, 9, buffer)  # an earlier sub-batch
     reused = int8_kernels._padded_u8(h.clone(), 0.2, 9, buffer)
     assert reused.shape == fresh.shape == (5, 20, 18, 18) and torch.equal(reused, fresh)

@@ -150,10 +150,10 @@ def _to_u8(h: Tensor, slope: float, zero: int) -> Tensor:
     return _rounded_bits(h, slope, zero).to(torch.uint8)
 
 
-def _border_buffer(n: int, zero: int, channels: int = 20) -> Tensor:
+def _border_buffer(n: int, zero: int, channels: int) -> Tensor:
     """(n, 18, 18, channels) uint8 of value ``zero``: ``conv_2``'s padded input, whose
     border of :data:`_PAD` pixels is written once per call and each sub-batch fills the inside."""
-    side = 14 + 2 * _PAD
+    side = IMAGE_SHAPE[0] // 2 + 2 * _PAD
     return torch.full((n, side, side, channels), zero, dtype=torch.uint8)
 
 
@@ -220,6 +220,7 @@ class Int8Analysis:
             _DILATION, 1, None,
         )  # fmt: skip
         self.conv_1_bias = conv_1.bias.detach().float() / step_1
+        self.channels_1 = conv_1.out_channels
         self.zeros_1 = torch.zeros(self.conv_1_scales.numel(), dtype=torch.int32)
         # conv_2 and fc_1 read their inputs with zero point 0, the zero points folded into
         # the biases: sum_j w_j (q_j - z) = sum_j w_j q_j - z sum_j w_j (conv_2's border
@@ -251,15 +252,19 @@ class Int8Analysis:
     def __call__(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) float32 in [0, 1] -> latents (N, D) float32, in sub-batches."""
         x = x.reshape(-1, 1, *IMAGE_SHAPE).float().contiguous()
-        padded = _border_buffer(min(x.shape[0], cpu_kernels.CPU_CHUNK), self.zero_1)
+        padded = self._border_buffer(x.shape[0])
         return in_chunks(lambda part: self._forward(_to_digits(part), padded), x)
 
     @torch.no_grad()
     def digits(self, d: Tensor) -> Tensor:
         """uint8 digits (N, 28, 28) -> the latents of ``self(d / 255)``, read as they are."""
         d = d.reshape(-1, 1, *IMAGE_SHAPE).contiguous()
-        padded = _border_buffer(min(d.shape[0], cpu_kernels.CPU_CHUNK), self.zero_1)
+        padded = self._border_buffer(d.shape[0])
         return in_chunks(lambda part: self._forward(part, padded), d)
+
+    def _border_buffer(self, digits: int) -> Tensor:
+        """``conv_2``'s padded input for a call of ``digits`` digits, reused by its sub-batches."""
+        return _border_buffer(min(digits, cpu_kernels.CPU_CHUNK), self.zero_1, self.channels_1)
 
     def first_layer(self, x: Tensor) -> Tensor:
         """``x`` (N, 1, 28, 28) in [0, 1] -> ``h_1`` as uint8 (N, 20, 14, 14), channels-last."""
