@@ -11,6 +11,12 @@ each switch), and the medians of the step times are compared:
   :class:`~mnistcodec.model.cpu_kernels.ConvFromOne` (its weight gradient one
   matrix product over the image's taps), against oneDNN's convolution and its
   own backward;
+* ``dense layers on oneDNN``: the two 2450-wide dense layers as
+  :class:`~mnistcodec.model.cpu_kernels.DenseOnOneDnn`, against ``F.linear``
+  (MKL's sgemm) forward and backward;
+* ``500->2450 weight gradient by MKL``: within ``DenseOnOneDnn``, the weight
+  gradient of the layer with more outputs than inputs by MKL's product,
+  against oneDNN's matmul;
 * ``memory policy``: freed blocks kept for the next step (the
   :func:`~mnistcodec.coding.memory.reuse_for_batches` settings, which
   ``train`` sets on the CPU), against glibc's 128 KiB mmap and trim thresholds
@@ -81,9 +87,13 @@ def variants() -> dict:
     def dense(on: bool) -> None:
         cpu_kernels.DENSE_ON_ONEDNN = on
 
+    def wide_weight_gradient(on: bool) -> None:
+        cpu_kernels.WIDE_WEIGHT_GRADIENT_ON_MKL = on
+
     return {
         "conv_1 weight gradient": conv_1,
         "dense layers on oneDNN": dense,
+        "500->2450 weight gradient by MKL": wide_weight_gradient,
         "memory policy": memory_policy,
     }
 

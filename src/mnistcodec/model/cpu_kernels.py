@@ -65,6 +65,9 @@ GRID_ORDER_MIN_BATCH = 256  # below this, reordering a dense weight costs more t
 _CHANNELS_LAST = torch.channels_last
 #: Whether training's large dense layers run on :class:`DenseOnOneDnn` (a switch for benches).
 DENSE_ON_ONEDNN = True
+#: Whether :class:`DenseOnOneDnn` takes MKL's product for the weight gradient of a layer with
+#: more outputs than inputs (a switch for benches).
+WIDE_WEIGHT_GRADIENT_ON_MKL = True
 
 
 def applies(transform: nn.Module, x: Tensor) -> bool:
@@ -478,7 +481,7 @@ class DenseOnOneDnn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = precision.onednn_linear(grad, weight.t(), None)
         if ctx.needs_input_grad[1]:
-            if weight.shape[0] > weight.shape[1]:
+            if WIDE_WEIGHT_GRADIENT_ON_MKL and weight.shape[0] > weight.shape[1]:
                 grad_w = torch.mm(grad.t(), x)
             else:
                 grad_w = precision.onednn_linear(grad.t(), x.t(), None)
