@@ -119,7 +119,8 @@ class MixtureCoder(LatentCoder):
         for ``1 <= r <= R - 2``; rows ``0`` and ``R - 1`` stand for every value
         below and above the union of the windows (escape bits only). The table holds
         the integers as float32 where every sum of ``D`` of them stays below
-        :data:`FLOAT32_EXACT` (float64 otherwise), so that its sums are exact; C-contiguous, one row per value.
+        :data:`FLOAT32_EXACT` (float64 otherwise), so that its sums are exact; it is
+        C-contiguous, each value's ``C`` costs in one row.
         """
         width, scale = self.tables.width, float(1 << CHOICE_SCALE_BITS)
         low = self._lower_by_component.min(axis=0)

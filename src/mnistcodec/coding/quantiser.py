@@ -76,9 +76,9 @@ class MixtureBits:
     by table: per level, ``log P_c(v)`` of every integer ``v`` in the coding
     tables' windows, computed once by
     :meth:`~mnistcodec.model.priors.LogisticMixture.latent_nats` (so each
-    term is that function's float32 value), then one row per latent summed
-    (``embedding_bag``), instead of the formula's transcendental functions over every
-    ``(digit, component, latent)``. Only the order of the float32 sum over
+    term is that function's float32 value), then one row per latent, summed
+    by ``embedding_bag``, instead of the formula's transcendental functions
+    over every ``(digit, component, latent)``. Only the order of the float32 sum over
     the latents differs. Digits with a latent outside the windows use the formula.
     """
 

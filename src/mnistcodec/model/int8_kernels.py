@@ -136,16 +136,18 @@ _ROUNDING_OFFSET = 12582912.0
 
 def _rounded_bits(h: Tensor, slope: float, zero: int) -> Tensor:
     """Pre-activations in quantisation steps, in place -> int32 whose low byte is
-    ``clamp(round(leaky(h) + z), 0, 255)`` (the sum in float32): rounding by :data:`_ROUNDING_OFFSET`, one
-    conversion pass fewer than ``round`` and a float -> int16 -> uint8 conversion (PyTorch's
-    float -> uint8 conversion is not vectorised). Clamping before rounding gives the same
-    integers: the bounds are integers."""
+    ``clamp(round(leaky(h) + z), 0, 255)`` (the sum in float32).
+
+    Rounding by :data:`_ROUNDING_OFFSET` takes one conversion pass fewer than ``round`` and
+    a float -> int16 -> uint8 conversion (PyTorch's float -> uint8 conversion is not
+    vectorised). Clamping before rounding gives the same integers: the bounds are integers.
+    """
     h = F.leaky_relu_(h, slope).add_(zero).clamp_(0, 255).add_(_ROUNDING_OFFSET)
     return h.view(torch.int32)
 
 
 def _to_u8(h: Tensor, slope: float, zero: int) -> Tensor:
-    """Pre-activations in quantisation steps -> ``clamp(round(leaky(h)) + z, 0, 255)`` as uint8
+    """Pre-activations in quantisation steps -> ``clamp(round(leaky(h) + z), 0, 255)`` as uint8
     (:func:`_rounded_bits`; the int32 -> uint8 conversion keeps the low byte)."""
     return _rounded_bits(h, slope, zero).to(torch.uint8)
 
