@@ -851,10 +851,11 @@ def test_the_training_kernels_bench_switches_each_variant_and_restores_it():
     fast = cpu_kernels.ConvFromOne.apply
     rows = [bench.measure(name, setter, 1, 1) for name, setter in bench.variants().items()]
     assert cpu_kernels.ConvFromOne.apply == fast  # switched back on at the end
-    assert cpu_kernels.DENSE_ON_ONEDNN
+    assert cpu_kernels.DENSE_ON_ONEDNN and cpu_kernels.WIDE_WEIGHT_GRADIENT_ON_MKL
     assert [row["variant"] for row in rows] == [
         "conv_1 weight gradient",
         "dense layers on oneDNN",
+        "500->2450 weight gradient by MKL",
         "memory policy",
     ]
     assert all(row["on_ms_per_step"] > 0 and row["off_ms_per_step"] > 0 for row in rows)
