@@ -51,7 +51,6 @@ import torch
 from mnistcodec import __version__
 from mnistcodec.coding import engine as E
 from mnistcodec.coding.model_files import LoadedModel
-from mnistcodec.coding.onnx_export import content_key
 from mnistcodec.coding.quantiser import Quantiser
 from mnistcodec.data.sources import cache_root
 from mnistcodec.errors import InputError
@@ -120,10 +119,6 @@ def _onednn_version() -> str:
     return ""
 
 
-def model_key(loaded: LoadedModel) -> str:
-    return f"{loaded.fingerprint}:{content_key(loaded)}"
-
-
 # -- the cache ------------------------------------------------------------------------------
 
 
@@ -152,7 +147,7 @@ def read_cache(path: Path | None = None) -> dict:
 
 def cached_entry(loaded: LoadedModel, path: Path | None = None) -> dict | None:
     """This model's entry, if it was measured on this machine as it is now."""
-    entry = read_cache(path).get(model_key(loaded))
+    entry = read_cache(path).get(loaded.content_key)
     if not isinstance(entry, dict) or entry.get("machine") != machine_record():
         return None
     try:
@@ -168,7 +163,7 @@ def store_entry(loaded: LoadedModel, entry: dict, path: Path | None = None) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # already reported when it was read
         entries = read_cache(path)
-    entries[model_key(loaded)] = entry
+    entries[loaded.content_key] = entry
     record = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": entries}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ class MixtureCoder(LatentCoder):
         overflow = np.vectorize(lambda v: _overflow_bits(int(v)), otypes=[np.float64])(values)
         cost = np.where(inside, cost, escape[:, :, None] + np.where(outside_all, 0.0, overflow))
         table = np.rint(cost * scale).transpose(1, 2, 0).reshape(-1, self.count)
-        if table.max() * self.dims >= 1 << 31:  # pragma: no cover - beyond any int32 sum
+        if table.max() * self.dims >= 1 << 53:  # pragma: no cover - beyond exact float64 sums
             return None
         component = np.rint(self._component_bits[:-1] * scale).astype(np.int64)
         exact = np.float32 if table.max() * self.dims < FLOAT32_EXACT else np.float64

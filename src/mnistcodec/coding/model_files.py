@@ -66,6 +66,7 @@ from mnistcodec.model.compression_model import CompressionModel, ModelConfig
 from mnistcodec.model.variable_rate import LEVEL_COUNT, is_mixture, is_variable_rate, make_model
 from mnistcodec.storage.atomic import atomic_write
 from mnistcodec.storage.model_container import (
+    CONTENT_KEY,
     FORMAT_NAME,
     FORMAT_VERSION,
     check_content,
@@ -130,6 +131,12 @@ class LoadedModel:
     def network_levels(self) -> list[int]:
         """The levels the transforms code (all but the codebook levels)."""
         return [level for level in range(self.levels) if level not in self.codebooks]
+
+    @property
+    def content_key(self) -> str:
+        """What identifies the model's whole content, for caches: the fingerprint and the
+        recorded content hash (the fingerprint alone leaves the analysis weights out)."""
+        return f"{self.fingerprint}:{self.metadata.get(CONTENT_KEY) or self.fingerprint}"
 
 
 def compute_fingerprint(

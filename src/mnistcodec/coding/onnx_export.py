@@ -348,7 +348,7 @@ def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -
     """
     path = None
     if graphs_dir is not None:
-        key = hashlib.sha256(f"{loaded.fingerprint}:{content_key(loaded)}".encode()).hexdigest()
+        key = hashlib.sha256(loaded.content_key.encode()).hexdigest()
         path = graphs_dir / f"{key[:32]}.{side}.onnx"
         try:
             return path.read_bytes()
@@ -369,11 +369,3 @@ def onnx_graph(loaded: LoadedModel, side: str, graphs_dir: Path | None = None) -
         except OSError:  # a read-only cache only costs the export next time
             pass
     return data
-
-
-def content_key(loaded: LoadedModel) -> str:
-    """What identifies a model's whole content: its recorded content hash, else its fingerprint.
-
-    The fingerprint leaves the analysis weights out; the content hash does not.
-    """
-    return str(loaded.metadata.get("content_sha256") or loaded.fingerprint)

@@ -21,7 +21,8 @@ rounding (tests compare outputs and gradients):
 * when training, the two 2450-wide dense layers run their forward product and
   both backward products on oneDNN's matmul (:class:`DenseOnOneDnn`; with AVX2
   kernels those products ran 1.1 to 1.3x faster than MKL's sgemm, a step about
-  5 % faster);
+  5 % faster), but for the 500->2450 layer's weight gradient, which MKL's
+  product computes faster;
 * activations are applied in place where autograd allows it;
 * without gradients (inference, validation, coding), batches of at least
   :data:`GRID_ORDER_MIN_BATCH` digits use, for the two dense layers next to the

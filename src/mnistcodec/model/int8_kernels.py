@@ -142,8 +142,12 @@ def _rounded_bits(h: Tensor, slope: float, zero: int) -> Tensor:
     a float -> int16 -> uint8 conversion (PyTorch's float -> uint8 conversion is not
     vectorised). Clamping before rounding gives the same integers: the bounds are integers.
     """
-    h = F.leaky_relu_(h, slope).add_(zero).clamp_(0, 255).add_(_ROUNDING_OFFSET)
-    return h.view(torch.int32)
+    return _round_to_bits(F.leaky_relu_(h, slope).add_(zero))
+
+
+def _round_to_bits(y: Tensor) -> Tensor:
+    """Float32 ``y``, in place -> int32 whose low byte is ``clamp(round(y), 0, 255)``."""
+    return y.clamp_(0, 255).add_(_ROUNDING_OFFSET).view(torch.int32)
 
 
 def _to_u8(h: Tensor, slope: float, zero: int) -> Tensor:
@@ -173,8 +177,8 @@ def _padded_u8(h: Tensor, slope: float, zero: int, out: Tensor | None = None) ->
 
 def _to_digits(x: Tensor) -> Tensor:
     """Pictures in [0, 1] -> their nearest 8-bit grey levels ``round(255 x)``, uint8
-    (rounded as in :func:`_rounded_bits`); a digit ``d / 255`` gives back ``d``."""
-    return x.mul(255).clamp_(0, 255).add_(_ROUNDING_OFFSET).view(torch.int32).to(torch.uint8)
+    (:func:`_round_to_bits`); a digit ``d / 255`` gives back ``d``."""
+    return _round_to_bits(x.mul(255)).to(torch.uint8)
 
 
 def space_to_depth_weights(weight: Tensor) -> Tensor:
